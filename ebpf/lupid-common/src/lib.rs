@@ -1,0 +1,245 @@
+//! Types that cross the line between lupid's kernel programs and its daemon.
+//!
+//! Every struct here is an ABI: `#[repr(C)]`, explicit padding, integers in
+//! place of `bool` and enums, and compile-time size checks at the bottom of
+//! the file. The kernel programs only read the maps described here; the
+//! daemon is their only writer.
+#![no_std]
+
+pub mod decide;
+
+/// Longest path the kernel hands back from `bpf_d_path`, NUL included.
+pub const PATH_MAX: usize = 4096;
+/// Longest path a rule may name. A longer rule path is rejected when the
+/// policy is compiled, because the kernel program compares at most this many
+/// bytes of a resolved path against the rule table.
+pub const RULE_PATH_MAX: usize = 256;
+/// Length of `task_struct::comm`.
+pub const COMM_LEN: usize = 16;
+/// Most port rules one network prefix can carry, inherited rules included.
+pub const NET_RULES_PER_PREFIX: usize = 8;
+
+/// Which LSM hook produced an event.
+pub mod hook {
+    pub const EXEC: u32 = 1;
+    pub const OPEN: u32 = 2;
+    pub const CONNECT: u32 = 3;
+}
+
+/// Verdicts, as stored in rule slots, agents and events. Zero in a rule slot
+/// means "this rule has no opinion on this access".
+pub mod verdict {
+    pub const NONE: u32 = 0;
+    pub const ALLOW: u32 = 1;
+    pub const DENY: u32 = 2;
+}
+
+/// Access bits of a file open, taken from `file->f_mode`.
+pub mod access {
+    pub const READ: u32 = 1;
+    pub const WRITE: u32 = 2;
+}
+
+/// Why a hook reached its verdict.
+pub mod reason {
+    /// A rule matched; the event carries its id.
+    pub const RULE: u32 = 1;
+    /// No rule matched, so the agent's default verdict applied.
+    pub const DEFAULT: u32 = 2;
+    /// `bpf_d_path` failed, so the object has no name to match. Denied.
+    pub const PATH_UNRESOLVED: u32 = 3;
+    /// Reading a kernel object failed. Denied.
+    pub const READ_FAILED: u32 = 4;
+    /// The socket address family is not one the policy can describe. Denied.
+    pub const UNKNOWN_FAMILY: u32 = 5;
+    /// The agent points at a policy id with no table entry. Denied.
+    pub const NO_POLICY: u32 = 6;
+}
+
+/// Indexes into the per-CPU `ERRORS` counter array. Each counts a failure
+/// path that ended in a denial.
+pub mod error {
+    /// The ring buffer had no room for the event, so the action was denied
+    /// without a record and its sequence number was skipped.
+    pub const RINGBUF_FULL: u32 = 0;
+    pub const PATH_UNRESOLVED: u32 = 1;
+    pub const READ_FAILED: u32 = 2;
+    pub const UNKNOWN_FAMILY: u32 = 3;
+    pub const NO_POLICY: u32 = 4;
+    /// Number of slots in the `ERRORS` array.
+    pub const COUNT: u32 = 8;
+}
+
+/// Event flags.
+pub mod flags {
+    /// The path did not fit in `PATH_MAX` bytes. The event holds no path.
+    pub const PATH_TRUNCATED: u32 = 1;
+}
+
+/// Address families the connect hook understands (`AF_*` from the UAPI).
+pub mod family {
+    pub const UNIX: u16 = 1;
+    pub const INET: u16 = 2;
+    pub const INET6: u16 = 10;
+}
+
+/// Value of the `AGENTS` map, keyed by the cgroup v2 id of a labeled cgroup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AgentInfo {
+    /// Daemon-assigned id of this agent run; the ledger maps it to a name.
+    pub agent_id: u32,
+    /// Key prefix of the agent's rules in `PATH_RULES` and `NET_RULES`.
+    pub policy_id: u32,
+    /// Verdict when no rule matches (`verdict::ALLOW` or `verdict::DENY`).
+    pub default_verdict: u32,
+    pub _reserved: u32,
+}
+
+/// Key of the `PATH_RULES` hash map: a policy id and a path, zero-padded.
+///
+/// A path never contains NUL, so the padding makes the key unambiguous.
+/// Rule paths carry no trailing slash, except the root, which is `/`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathKey {
+    pub policy_id: u32,
+    pub path: [u8; RULE_PATH_MAX],
+}
+
+impl Default for PathKey {
+    fn default() -> Self {
+        Self { policy_id: 0, path: [0; RULE_PATH_MAX] }
+    }
+}
+
+/// One rule's opinion on one kind of access to a path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleSlot {
+    /// Numeric rule id; the daemon maps it to the rule's name.
+    pub rule_id: u32,
+    /// `verdict::NONE` when no rule covers this access at this path.
+    pub verdict: u16,
+    /// 1 when the rule names exactly this file, 0 when it covers the whole
+    /// subtree (`/path/**`).
+    pub exact: u16,
+}
+
+/// Value of the `PATH_RULES` map: the rules for one path, per access.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathRule {
+    pub exec: RuleSlot,
+    pub read: RuleSlot,
+    pub write: RuleSlot,
+}
+
+/// Key of the `NET_RULES` LPM trie, after the 4-byte prefix length that the
+/// trie puts in front. The policy id is big-endian so it forms the first 32
+/// bits of every prefix; IPv4 addresses are stored IPv4-mapped
+/// (`::ffff:a.b.c.d`), so one trie serves both families.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetKey {
+    pub policy_id_be: [u8; 4],
+    pub addr: [u8; 16],
+}
+
+/// One port rule of a network prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortRule {
+    pub port_lo: u16,
+    pub port_hi: u16,
+    pub rule_id: u32,
+    /// `verdict::NONE` marks an unused entry.
+    pub verdict: u32,
+}
+
+/// Value of the `NET_RULES` trie: the port rules that apply to addresses in
+/// a prefix, most specific first. The compiler copies the rules of every
+/// enclosing prefix into this list, so the kernel needs one trie lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetRule {
+    pub entries: [PortRule; NET_RULES_PER_PREFIX],
+}
+
+/// One decision, as the kernel program writes it into the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Event {
+    /// Kernel sequence number. Taken before the ring buffer reservation, so
+    /// an event that could not be reserved leaves a gap in the sequence.
+    pub seq: u64,
+    /// `bpf_ktime_get_boot_ns()` at the decision.
+    pub boot_ns: u64,
+    pub cgroup_id: u64,
+    /// `bpf_get_current_pid_tgid()`: thread group id in the upper half.
+    pub pid_tgid: u64,
+    /// `bpf_get_current_uid_gid()`: gid in the upper half.
+    pub uid_gid: u64,
+    pub hook: u32,
+    pub verdict: u32,
+    pub reason: u32,
+    pub rule_id: u32,
+    pub agent_id: u32,
+    pub policy_id: u32,
+    /// `access::*` bits for opens, 0 otherwise.
+    pub access: u32,
+    /// Length of `path` without its NUL, 0 when the event has no path.
+    pub path_len: u32,
+    pub flags: u32,
+    pub family: u16,
+    /// Destination port in host byte order.
+    pub port: u16,
+    /// Destination address; IPv4 is stored IPv4-mapped.
+    pub addr: [u8; 16],
+    pub comm: [u8; COMM_LEN],
+    /// Working space for rule lookups in the kernel. Userspace ignores it.
+    pub scratch: PathKey,
+    pub path: [u8; PATH_MAX],
+}
+
+/// Struct field offsets the daemon reads from the running kernel's BTF and
+/// writes into the programs' read-only globals before loading them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `struct linux_binprm`, field `file`.
+    pub binprm_file: u32,
+    /// `struct file`, field `f_path`.
+    pub file_f_path: u32,
+    /// `struct file`, field `f_mode`.
+    pub file_f_mode: u32,
+    pub _reserved: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: every type below is `#[repr(C)]`, made only of integers and
+    // integer arrays, with explicit padding fields, so any bit pattern is a
+    // valid value.
+    unsafe impl aya::Pod for super::AgentInfo {}
+    unsafe impl aya::Pod for super::PathKey {}
+    unsafe impl aya::Pod for super::PathRule {}
+    unsafe impl aya::Pod for super::NetKey {}
+    unsafe impl aya::Pod for super::NetRule {}
+    unsafe impl aya::Pod for super::KernelOffsets {}
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<AgentInfo>() == 16);
+    assert!(core::mem::size_of::<PathKey>() == 4 + RULE_PATH_MAX);
+    assert!(core::mem::size_of::<RuleSlot>() == 8);
+    assert!(core::mem::size_of::<PathRule>() == 24);
+    assert!(core::mem::size_of::<NetKey>() == 20);
+    assert!(core::mem::size_of::<PortRule>() == 12);
+    assert!(core::mem::size_of::<NetRule>() == 12 * NET_RULES_PER_PREFIX);
+    assert!(core::mem::size_of::<KernelOffsets>() == 16);
+    assert!(core::mem::offset_of!(Event, addr) == 80);
+    assert!(core::mem::offset_of!(Event, scratch) == 112);
+    assert!(core::mem::offset_of!(Event, path) == 112 + 4 + RULE_PATH_MAX);
+    assert!(core::mem::size_of::<Event>() == 4472);
+};
