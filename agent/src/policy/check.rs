@@ -1,0 +1,165 @@
+//! Checks across rules: duplicate ids and rules that compete for the same
+//! kernel map slot.
+//!
+//! The kernel keeps one rule per path and access, with one flag telling
+//! whether it names the exact file or the subtree, so two rules for the same
+//! path and access cannot both be stored. For connect rules, the kernel
+//! takes the first port range that holds the port, so two rules on one
+//! prefix must not be equally specific for any port.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use super::{NetPattern, PathPattern, PolicyError, Rule, Target};
+
+/// Appends an error for every rule that repeats an id or competes with an
+/// earlier rule.
+pub(super) fn check_rules(file: &str, rules: &[Rule], errors: &mut Vec<PolicyError>) {
+    check_ids(file, rules, errors);
+    check_paths(file, rules, errors);
+    check_destinations(file, rules, errors);
+}
+
+fn check_ids(file: &str, rules: &[Rule], errors: &mut Vec<PolicyError>) {
+    let mut lines = HashMap::new();
+    for rule in rules {
+        if let Some(first_line) = lines.insert(rule.id.as_str(), rule.at.line) {
+            let message = format!(
+                "duplicate rule id \"{}\": it is already used on line {first_line}; give each rule its own id",
+                rule.id
+            );
+            errors.push(PolicyError::new(file, rule.at, message));
+            // Keep pointing later duplicates at the first use.
+            lines.insert(rule.id.as_str(), first_line);
+        }
+    }
+}
+
+/// The access a path rule slot decides.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Slot {
+    Exec,
+    Read,
+    Write,
+}
+
+impl Slot {
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Exec => "exec",
+            Self::Read => "read",
+            Self::Write => "write",
+        }
+    }
+}
+
+fn check_paths(file: &str, rules: &[Rule], errors: &mut Vec<PolicyError>) {
+    // (path, slot) -> index of the rule that holds it.
+    let mut holders: HashMap<(&str, Slot), usize> = HashMap::new();
+    for (index, rule) in rules.iter().enumerate() {
+        let (pattern, slots): (&PathPattern, &[Slot]) = match &rule.target {
+            Target::Exec(pattern) => (pattern, &[Slot::Exec]),
+            Target::Open(pattern, access) => match (access.read, access.write) {
+                (true, true) => (pattern, &[Slot::Read, Slot::Write]),
+                (true, false) => (pattern, &[Slot::Read]),
+                _ => (pattern, &[Slot::Write]),
+            },
+            Target::Connect(_) => continue,
+        };
+        // One error per earlier rule, even when it holds several slots.
+        let mut reported = Vec::new();
+        for &slot in slots {
+            match holders.entry((pattern.path.as_str(), slot)) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(index);
+                }
+                Entry::Occupied(occupied) => {
+                    let earlier = &rules[*occupied.get()];
+                    if !reported.contains(occupied.get()) {
+                        reported.push(*occupied.get());
+                        errors.push(path_conflict(file, rule, pattern, earlier, slot));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn path_conflict(file: &str, rule: &Rule, pattern: &PathPattern, earlier: &Rule, slot: Slot) -> PolicyError {
+    let earlier_subtree = match &earlier.target {
+        Target::Exec(earlier_pattern) | Target::Open(earlier_pattern, _) => earlier_pattern.subtree,
+        Target::Connect(_) => pattern.subtree,
+    };
+    let message = if earlier_subtree == pattern.subtree {
+        format!(
+            "duplicate rule: \"{}\" and \"{}\" on line {} both decide {} access to {pattern}; remove one of them",
+            rule.id,
+            earlier.id,
+            earlier.at.line,
+            slot.name()
+        )
+    } else {
+        format!(
+            "conflicting rules: \"{}\" and \"{}\" on line {} both decide {} access at {}, one for the file \
+             and one for its subtree, and the kernel stores one rule per path and access; \
+             the subtree rule already covers {} itself, so keep only one",
+            rule.id,
+            earlier.id,
+            earlier.at.line,
+            slot.name(),
+            pattern.path,
+            pattern.path
+        )
+    };
+    PolicyError::new(file, rule.object_at, message)
+}
+
+fn check_destinations(file: &str, rules: &[Rule], errors: &mut Vec<PolicyError>) {
+    let mut earlier_rules: Vec<(&Rule, &NetPattern)> = Vec::new();
+    for rule in rules {
+        let Target::Connect(destination) = &rule.target else {
+            continue;
+        };
+        let clash = earlier_rules.iter().find(|(_, other)| {
+            other.network == destination.network
+                && other.prefix_len == destination.prefix_len
+                && ports_clash(other, destination)
+        });
+        if let Some((earlier, other)) = clash {
+            errors.push(destination_conflict(file, rule, destination, earlier, other));
+        }
+        earlier_rules.push((rule, destination));
+    }
+}
+
+/// Returns whether two port ranges of one prefix are equally specific for
+/// some port: equal, or overlapping with the same width.
+fn ports_clash(a: &NetPattern, b: &NetPattern) -> bool {
+    let overlap = a.port_lo <= b.port_hi && b.port_lo <= a.port_hi;
+    overlap && a.port_hi - a.port_lo == b.port_hi - b.port_lo
+}
+
+fn destination_conflict(
+    file: &str,
+    rule: &Rule,
+    destination: &NetPattern,
+    earlier: &Rule,
+    other: &NetPattern,
+) -> PolicyError {
+    let message = if other == destination {
+        format!(
+            "duplicate rule: \"{}\" and \"{}\" on line {} both decide connect to {destination}; remove one of them",
+            rule.id, earlier.id, earlier.at.line
+        )
+    } else {
+        format!(
+            "ambiguous rules: \"{}\" ({destination}) and \"{}\" on line {} ({other}) have overlapping port ranges \
+             of the same width on {}, so neither is more specific; make the ranges disjoint or one narrower",
+            rule.id,
+            earlier.id,
+            earlier.at.line,
+            destination.prefix_text()
+        )
+    };
+    PolicyError::new(file, rule.object_at, message)
+}

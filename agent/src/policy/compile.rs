@@ -1,0 +1,177 @@
+//! Compiles a validated policy into the entries of the kernel's rule maps.
+//!
+//! `PATH_RULES` gets one entry per distinct rule path, holding the exec,
+//! read and write slots for that path. `NET_RULES` gets one entry per
+//! distinct prefix. Because the kernel does a single longest-prefix lookup
+//! and takes the first entry whose port range holds the port, each prefix's
+//! entry lists its own rules and then the rules of every enclosing prefix,
+//! longer prefix first and narrower port range first within a prefix.
+
+use std::collections::BTreeMap;
+
+use lupid_common::{NET_RULES_PER_PREFIX, NetKey, NetRule, PathKey, PathRule, PortRule, RuleSlot};
+
+use super::{NetPattern, Policy, PolicyError, Position, Rule, Target, Verdict};
+
+/// Everything the daemon writes into the kernel maps for one policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CompiledPolicy {
+    /// Key prefix of every map entry below.
+    pub(crate) policy_id: u32,
+    /// `verdict::ALLOW` or `verdict::DENY`, for `AgentInfo::default_verdict`.
+    pub(crate) default_verdict: u32,
+    /// Rule names by numeric rule id: `rule_names[rule_id - 1]`.
+    pub(crate) rule_names: Vec<String>,
+    /// `PATH_RULES` entries, sorted by path.
+    pub(crate) path_rules: Vec<(PathKey, PathRule)>,
+    /// `NET_RULES` entries as (trie prefix length in bits, key, value),
+    /// sorted by address and prefix length. The trie prefix length counts
+    /// the 32 bits of the policy id, so it is 32 plus the IPv6 prefix length.
+    pub(crate) net_rules: Vec<(u32, NetKey, NetRule)>,
+}
+
+/// Compiles `policy` for the map key prefix `policy_id`.
+///
+/// Fails when a prefix would need more than `NET_RULES_PER_PREFIX` port
+/// rules, or when the policy has more rules than a `u32` id can number.
+pub(crate) fn compile(policy: &Policy, policy_id: u32) -> Result<CompiledPolicy, Vec<PolicyError>> {
+    let rules = policy.rules();
+    let Ok(rule_count) = u32::try_from(rules.len()) else {
+        let message = format!("too many rules ({}): rule ids must fit in 32 bits", rules.len());
+        return Err(vec![PolicyError::new(policy.name(), Position { line: 1, column: 1 }, message)]);
+    };
+    // Rule ids are 1-based so that 0 can mean "no rule" in events.
+    let numbered = rules.iter().zip(1..=rule_count);
+
+    let path_rules = compile_paths(numbered.clone(), policy_id);
+    let net_rules = compile_destinations(policy.name(), numbered, policy_id)?;
+    Ok(CompiledPolicy {
+        policy_id,
+        default_verdict: policy.default_verdict().to_abi(),
+        rule_names: rules.iter().map(|rule| rule.id.clone()).collect(),
+        path_rules,
+        net_rules,
+    })
+}
+
+fn compile_paths<'a>(rules: impl Iterator<Item = (&'a Rule, u32)>, policy_id: u32) -> Vec<(PathKey, PathRule)> {
+    let mut by_path: BTreeMap<&str, PathRule> = BTreeMap::new();
+    for (rule, rule_id) in rules {
+        let (pattern, access) = match &rule.target {
+            Target::Exec(pattern) => (pattern, None),
+            Target::Open(pattern, access) => (pattern, Some(access)),
+            Target::Connect(_) => continue,
+        };
+        let slot = RuleSlot {
+            rule_id,
+            verdict: slot_verdict(rule.verdict),
+            exact: u16::from(!pattern.subtree),
+        };
+        let entry = by_path.entry(pattern.path.as_str()).or_default();
+        match access {
+            None => entry.exec = slot,
+            Some(access) => {
+                if access.read {
+                    entry.read = slot;
+                }
+                if access.write {
+                    entry.write = slot;
+                }
+            }
+        }
+    }
+
+    by_path
+        .into_iter()
+        .map(|(path, rule)| {
+            let mut key = PathKey { policy_id, ..PathKey::default() };
+            // Parsing limited rule paths to RULE_PATH_MAX bytes.
+            key.path[..path.len()].copy_from_slice(path.as_bytes());
+            (key, rule)
+        })
+        .collect()
+}
+
+fn slot_verdict(verdict: Verdict) -> u16 {
+    // The verdict constants fit in 16 bits. Were one not to, u16::MAX is not
+    // ALLOW, so the kernel would read it as a denial.
+    u16::try_from(verdict.to_abi()).unwrap_or(u16::MAX)
+}
+
+/// One prefix of the policy with its own port rules, narrowest range first.
+struct Prefix<'a> {
+    pattern: NetPattern,
+    /// The first rule on this prefix, where a limit error points.
+    first_rule: &'a Rule,
+    own: Vec<PortRule>,
+}
+
+fn compile_destinations<'a>(
+    file: &str,
+    rules: impl Iterator<Item = (&'a Rule, u32)>,
+    policy_id: u32,
+) -> Result<Vec<(u32, NetKey, NetRule)>, Vec<PolicyError>> {
+    let mut by_prefix: BTreeMap<(u128, u8), Prefix<'a>> = BTreeMap::new();
+    for (rule, rule_id) in rules {
+        let Target::Connect(pattern) = &rule.target else {
+            continue;
+        };
+        let prefix = by_prefix
+            .entry((u128::from(pattern.network), pattern.prefix_len))
+            .or_insert_with(|| Prefix { pattern: *pattern, first_rule: rule, own: Vec::new() });
+        prefix.own.push(PortRule {
+            port_lo: pattern.port_lo,
+            port_hi: pattern.port_hi,
+            rule_id,
+            verdict: rule.verdict.to_abi(),
+        });
+    }
+    for prefix in by_prefix.values_mut() {
+        prefix.own.sort_by_key(|port_rule| (port_rule.port_hi - port_rule.port_lo, port_rule.port_lo));
+    }
+
+    let mut entries = Vec::with_capacity(by_prefix.len());
+    let mut errors = Vec::new();
+    for prefix in by_prefix.values() {
+        let mut enclosing: Vec<&Prefix<'_>> = by_prefix
+            .values()
+            .filter(|outer| outer.pattern.prefix_len < prefix.pattern.prefix_len && outer.pattern.encloses(&prefix.pattern))
+            .collect();
+        enclosing.sort_by_key(|outer| std::cmp::Reverse(outer.pattern.prefix_len));
+
+        let port_rules: Vec<PortRule> = prefix
+            .own
+            .iter()
+            .chain(enclosing.iter().flat_map(|outer| &outer.own))
+            .copied()
+            .collect();
+        if port_rules.len() > NET_RULES_PER_PREFIX {
+            errors.push(limit_error(file, prefix, port_rules.len()));
+            continue;
+        }
+
+        let mut value = NetRule::default();
+        value.entries[..port_rules.len()].copy_from_slice(&port_rules);
+        let key = NetKey { policy_id_be: policy_id.to_be_bytes(), addr: prefix.pattern.network.octets() };
+        entries.push((32 + u32::from(prefix.pattern.prefix_len), key, value));
+    }
+
+    if errors.is_empty() {
+        Ok(entries)
+    } else {
+        errors.sort_by_key(|error: &PolicyError| error.at);
+        Err(errors)
+    }
+}
+
+fn limit_error(file: &str, prefix: &Prefix<'_>, needed: usize) -> PolicyError {
+    let own = prefix.own.len();
+    let message = format!(
+        "prefix {} needs {needed} port rules ({own} of its own and {} inherited from enclosing prefixes), \
+         but the kernel cannot enforce more than {NET_RULES_PER_PREFIX} per prefix: \
+         merge port ranges or remove rules",
+        prefix.pattern.prefix_text(),
+        needed - own
+    );
+    PolicyError::new(file, prefix.first_rule.object_at, message)
+}

@@ -1,0 +1,98 @@
+//! Host models of the kernel's rule lookups, for unit tests.
+//!
+//! They read only a [`CompiledPolicy`], the data the daemon writes into the
+//! maps, and call the same `lupid_common::decide` functions as the kernel
+//! programs, so a test that passes here checks both the compiler and the
+//! precedence rules.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use lupid_common::decide::{self, Decision};
+use lupid_common::{NetRule, PathRule, RULE_PATH_MAX};
+
+use super::{CompiledPolicy, Hook};
+
+/// Decides an exec or an open of the resolved path `path`, as the kernel
+/// program does.
+///
+/// The scan looks up the root `/`, then every prefix of `path` that ends
+/// just before a `/`, then the whole path, each zero-padded to a map key.
+/// Prefixes longer than `RULE_PATH_MAX` bytes are not looked up. Each slot
+/// found is folded with `decide::fold_slot`, so the deepest match wins and
+/// an exact rule counts only at the end of the path. `access` takes
+/// `lupid_common::access` bits and is ignored for exec.
+///
+/// # Panics
+///
+/// When `hook` is [`Hook::Connect`], which has no path.
+pub(super) fn decide_path_reference(compiled: &CompiledPolicy, hook: Hook, path: &[u8], access: u32) -> Decision {
+    let table: HashMap<(u32, [u8; RULE_PATH_MAX]), PathRule> = compiled
+        .path_rules
+        .iter()
+        .map(|(key, rule)| ((key.policy_id, key.path), *rule))
+        .collect();
+    let lookup = |prefix: &[u8]| {
+        let mut key = [0; RULE_PATH_MAX];
+        key[..prefix.len()].copy_from_slice(prefix);
+        table.get(&(compiled.policy_id, key))
+    };
+
+    let mut best = PathRule::default();
+    let mut fold = |found: Option<&PathRule>, at_end: bool| {
+        if let Some(found) = found {
+            decide::fold_slot(&mut best.exec, &found.exec, at_end);
+            decide::fold_slot(&mut best.read, &found.read, at_end);
+            decide::fold_slot(&mut best.write, &found.write, at_end);
+        }
+    };
+    fold(lookup(b"/"), path.len() <= 1);
+    for end in 2..=path.len().min(RULE_PATH_MAX) {
+        if end == path.len() {
+            fold(lookup(path), true);
+        } else if path[end] == b'/' {
+            fold(lookup(&path[..end]), false);
+        }
+    }
+
+    match hook {
+        Hook::Exec => decide::decide_exec(&best.exec, compiled.default_verdict),
+        Hook::Open => decide::decide_open(access, &best.read, &best.write, compiled.default_verdict),
+        Hook::Connect => panic!("connect has no path: use decide_connect_reference"),
+    }
+}
+
+/// Decides a connect to `addr`:`port`, as the kernel program does: IPv4 is
+/// mapped to `::ffff:a.b.c.d`, then the longest matching prefix of the
+/// policy's trie entries decides.
+pub(super) fn decide_connect_reference(compiled: &CompiledPolicy, addr: IpAddr, port: u16) -> Decision {
+    let v6 = match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    let mut lookup_key = [0u8; 20];
+    lookup_key[..4].copy_from_slice(&compiled.policy_id.to_be_bytes());
+    lookup_key[4..].copy_from_slice(&v6.octets());
+
+    let mut longest: Option<(u32, &NetRule)> = None;
+    for (prefix_len, key, rule) in &compiled.net_rules {
+        let mut entry_key = [0u8; 20];
+        entry_key[..4].copy_from_slice(&key.policy_id_be);
+        entry_key[4..].copy_from_slice(&key.addr);
+        let longer = longest.is_none_or(|(best_len, _)| *prefix_len > best_len);
+        if longer && prefix_matches(&entry_key, &lookup_key, *prefix_len) {
+            longest = Some((*prefix_len, rule));
+        }
+    }
+    decide::decide_connect(longest.map(|(_, rule)| rule), port, compiled.default_verdict)
+}
+
+/// Returns whether the first `bits` bits of `a` and `b` are equal.
+fn prefix_matches(a: &[u8; 20], b: &[u8; 20], bits: u32) -> bool {
+    a.iter().zip(b).enumerate().all(|(index, (x, y))| {
+        let start = u32::try_from(index).unwrap_or(u32::MAX).saturating_mul(8);
+        let used = bits.saturating_sub(start).min(8);
+        let mask = if used == 0 { 0 } else { 0xffu8 << (8 - used) };
+        x & mask == y & mask
+    })
+}

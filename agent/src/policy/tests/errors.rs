@@ -1,0 +1,432 @@
+//! Each error class, with the exact position and message it reports.
+
+use super::{parse_errors, with_rules};
+
+/// Asserts that `text` fails with exactly one error, at `position`
+/// (`LINE:COLUMN`), whose message contains `needle`.
+fn assert_one_error(text: &str, position: &str, needle: &str) {
+    let errors = parse_errors(text);
+    assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
+    let prefix = format!("test.lp:{position}: ");
+    assert!(errors[0].starts_with(&prefix), "expected {prefix}..., got {}", errors[0]);
+    assert!(errors[0].contains(needle), "expected {needle:?} in {}", errors[0]);
+}
+
+#[test]
+fn empty_file() {
+    assert_one_error("", "1:1", "empty policy file");
+}
+
+#[test]
+fn only_comments() {
+    assert_one_error("# nothing\n\n   # here\n", "1:1", "empty policy file");
+}
+
+#[test]
+fn missing_header() {
+    assert_one_error("default deny\n", "1:1", "missing header");
+}
+
+#[test]
+fn missing_header_after_comment() {
+    assert_one_error("# c\n  default deny\n", "2:3", "missing header");
+}
+
+#[test]
+fn wrong_version() {
+    assert_one_error("lupid-policy 2\ndefault deny\n", "1:14", "unsupported format version \"2\"");
+}
+
+#[test]
+fn missing_version() {
+    assert_one_error("lupid-policy\ndefault deny\n", "1:13", "missing format version");
+}
+
+#[test]
+fn header_extra_token() {
+    assert_one_error("lupid-policy 1 x\ndefault deny\n", "1:16", "unexpected \"x\"");
+}
+
+#[test]
+fn duplicate_header() {
+    assert_one_error("lupid-policy 1\ndefault deny\nlupid-policy 1\n", "3:1", "duplicate header");
+}
+
+#[test]
+fn missing_default() {
+    assert_one_error("lupid-policy 1\nr: allow exec /bin/**\n", "1:1", "missing default verdict");
+}
+
+#[test]
+fn invalid_default() {
+    assert_one_error("lupid-policy 1\ndefault maybe\n", "2:9", "invalid default verdict \"maybe\"");
+}
+
+#[test]
+fn missing_default_word() {
+    assert_one_error("lupid-policy 1\ndefault\n", "2:8", "missing verdict after `default`");
+}
+
+#[test]
+fn duplicate_default() {
+    assert_one_error("lupid-policy 1\ndefault deny\ndefault allow\n", "3:1", "duplicate default verdict");
+}
+
+#[test]
+fn unknown_keyword() {
+    assert_one_error(&with_rules("allow exec /bin/sh\n"), "3:1", "unknown keyword \"allow\"");
+}
+
+#[test]
+fn invalid_rule_id() {
+    assert_one_error(&with_rules("-bad: allow exec /bin/sh\n"), "3:1", "invalid rule id \"-bad\"");
+}
+
+#[test]
+fn empty_rule_id() {
+    assert_one_error(&with_rules(": allow exec /bin/sh\n"), "3:1", "invalid rule id \"\"");
+}
+
+#[test]
+fn rule_id_too_long() {
+    let id = "a".repeat(65);
+    assert_one_error(&with_rules(&format!("{id}: allow exec /bin/sh\n")), "3:1", "1 to 64 characters");
+}
+
+#[test]
+fn rule_id_max_length_ok() {
+    let id = "a".repeat(64);
+    super::parse_ok(&with_rules(&format!("{id}: allow exec /bin/sh\n")));
+}
+
+#[test]
+fn duplicate_rule_id() {
+    let text = with_rules("r: allow exec /bin/sh\nr: deny exec /bin/ls\n");
+    assert_one_error(&text, "4:1", "duplicate rule id \"r\": it is already used on line 3");
+}
+
+#[test]
+fn missing_verdict() {
+    assert_one_error(&with_rules("r:\n"), "3:4", "missing verdict");
+}
+
+#[test]
+fn invalid_verdict() {
+    assert_one_error(&with_rules("r: permit exec /bin/sh\n"), "3:4", "invalid verdict \"permit\"");
+}
+
+#[test]
+fn missing_hook() {
+    assert_one_error(&with_rules("r: allow\n"), "3:10", "missing hook");
+}
+
+#[test]
+fn invalid_hook() {
+    assert_one_error(&with_rules("r: allow read /bin/sh\n"), "3:10", "invalid hook \"read\"");
+}
+
+#[test]
+fn missing_exec_path() {
+    assert_one_error(&with_rules("r: allow exec\n"), "3:15", "missing path for an exec rule");
+}
+
+#[test]
+fn exec_with_access() {
+    assert_one_error(&with_rules("r: allow exec /bin/sh read\n"), "3:23", "exec rules take no access list");
+}
+
+#[test]
+fn open_missing_access() {
+    assert_one_error(&with_rules("r: allow open /etc/hosts\n"), "3:26", "missing access for an open rule");
+}
+
+#[test]
+fn open_invalid_access() {
+    let text = "lupid-policy 1\ndefault deny\n\n\n\n\nr:     allow open /etc/hosts exec\n";
+    let errors = parse_errors(text);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        errors[0],
+        "test.lp:7:31: invalid access \"exec\" for an open rule: expected read, write or read,write"
+    );
+}
+
+#[test]
+fn open_invalid_second_access() {
+    assert_one_error(&with_rules("r: allow open /x read,exec\n"), "3:22", "invalid access \"exec\"");
+}
+
+#[test]
+fn open_duplicate_access() {
+    assert_one_error(&with_rules("r: allow open /x read,read\n"), "3:22", "duplicate access \"read\"");
+}
+
+#[test]
+fn open_extra_token() {
+    assert_one_error(&with_rules("r: allow open /x read x\n"), "3:23", "unexpected \"x\" at the end of the line");
+}
+
+#[test]
+fn connect_with_access() {
+    assert_one_error(&with_rules("r: allow connect 10.0.0.1:80 read\n"), "3:30", "connect rules take no access list");
+}
+
+#[test]
+fn relative_path() {
+    assert_one_error(&with_rules("r: allow exec bin/sh\n"), "3:15", "must be absolute");
+}
+
+#[test]
+fn glob_star() {
+    assert_one_error(&with_rules("r: allow exec /usr/bin/*\n"), "3:24", "unsupported glob");
+}
+
+#[test]
+fn glob_question_mark() {
+    assert_one_error(&with_rules("r: allow exec /usr/bin/p?thon\n"), "3:25", "unsupported glob");
+}
+
+#[test]
+fn glob_double_star_inside() {
+    assert_one_error(&with_rules("r: allow open /srv/**/key read\n"), "3:20", "unsupported glob");
+}
+
+#[test]
+fn glob_double_star_suffix() {
+    assert_one_error(&with_rules("r: allow open /srv** read\n"), "3:19", "unsupported glob");
+}
+
+#[test]
+fn bare_double_star() {
+    assert_one_error(&with_rules("r: allow open ** read\n"), "3:15", "must be absolute");
+}
+
+#[test]
+fn double_slash() {
+    assert_one_error(&with_rules("r: allow open /srv//a read\n"), "3:19", "empty path component");
+}
+
+#[test]
+fn dot_component() {
+    assert_one_error(&with_rules("r: allow open /srv/./a read\n"), "3:20", "\".\" component");
+}
+
+#[test]
+fn dot_dot_component() {
+    assert_one_error(&with_rules("r: allow open /srv/../a read\n"), "3:20", "\"..\" component");
+}
+
+#[test]
+fn dot_dot_at_end() {
+    assert_one_error(&with_rules("r: allow open /srv/.. read\n"), "3:20", "\"..\" component");
+}
+
+#[test]
+fn trailing_slash() {
+    assert_one_error(&with_rules("r: allow open /srv/ read\n"), "3:19", "trailing / in \"/srv/\": write /srv for");
+}
+
+#[test]
+fn trailing_slash_before_subtree() {
+    assert_one_error(&with_rules("r: allow open /srv//** read\n"), "3:19", "trailing /");
+}
+
+#[test]
+fn path_at_limit_ok() {
+    let path = format!("/{}", "a".repeat(255));
+    super::parse_ok(&with_rules(&format!("r: allow open {path} read\n")));
+}
+
+#[test]
+fn path_too_long() {
+    let path = format!("/{}", "a".repeat(256));
+    assert_one_error(&with_rules(&format!("r: allow open {path} read\n")), "3:15", "at most 256 bytes");
+}
+
+#[test]
+fn subtree_too_long() {
+    let path = format!("/{}/**", "a".repeat(256));
+    assert_one_error(&with_rules(&format!("r: allow open {path} read\n")), "3:15", "rule path is 257 bytes long");
+}
+
+#[test]
+fn control_character() {
+    assert_one_error(&with_rules("r: allow open /a\u{1}b read\n"), "3:17", "invalid character U+0001");
+}
+
+#[test]
+fn nul_byte() {
+    assert_one_error(&with_rules("r: allow open /a\0b read\n"), "3:17", "invalid character U+0000");
+}
+
+#[test]
+fn invalid_utf8() {
+    let mut text = with_rules("r: allow open /a").into_bytes();
+    text.extend_from_slice(b"\xff read\n");
+    let errors = match crate::policy::Policy::parse("test.lp", &text) {
+        Ok(_) => panic!("invalid UTF-8 accepted"),
+        Err(errors) => errors,
+    };
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].to_string(), "test.lp:3:17: invalid UTF-8 byte 0xff: a policy file must be UTF-8 text");
+}
+
+#[test]
+fn duplicate_path_rule() {
+    let text = with_rules("a: allow open /srv/** read\nb: deny open /srv/** read,write\n");
+    assert_one_error(&text, "4:14", "duplicate rule: \"b\" and \"a\" on line 3 both decide read access to /srv/**");
+}
+
+#[test]
+fn duplicate_exec_rule() {
+    let text = with_rules("a: allow exec /bin/sh\nb: allow exec /bin/sh\n");
+    assert_one_error(&text, "4:15", "duplicate rule");
+}
+
+#[test]
+fn exact_and_subtree_conflict() {
+    let text = with_rules("a: allow open /srv read\nb: deny open /srv/** read\n");
+    assert_one_error(&text, "4:14", "conflicting rules");
+}
+
+#[test]
+fn exact_and_subtree_other_access_ok() {
+    super::parse_ok(&with_rules("a: allow open /srv read\nb: deny open /srv/** write\n"));
+}
+
+#[test]
+fn read_and_write_rules_merge() {
+    super::parse_ok(&with_rules("a: allow open /srv/** read\nb: deny open /srv/** write\n"));
+}
+
+#[test]
+fn duplicate_connect_rule() {
+    let text = with_rules("a: allow connect 10.0.0.0/8:443\nb: deny connect 10.0.0.0/8:443\n");
+    assert_one_error(&text, "4:17", "duplicate rule: \"b\" and \"a\" on line 3 both decide connect to 10.0.0.0/8:443");
+}
+
+#[test]
+fn mapped_ipv6_duplicates_ipv4() {
+    let text = with_rules("a: allow connect 10.0.0.0/8:443\nb: deny connect [::ffff:10.0.0.0/104]:443\n");
+    assert_one_error(&text, "4:17", "duplicate rule");
+}
+
+#[test]
+fn equal_width_overlap_ambiguous() {
+    let text = with_rules("a: allow connect 10.0.0.0/8:100-200\nb: deny connect 10.0.0.0/8:150-250\n");
+    assert_one_error(&text, "4:17", "ambiguous rules");
+}
+
+#[test]
+fn unequal_overlap_ok() {
+    super::parse_ok(&with_rules("a: allow connect 10.0.0.0/8:100-200\nb: deny connect 10.0.0.0/8:150-160\n"));
+}
+
+#[test]
+fn host_bits_set_v4() {
+    assert_one_error(
+        &with_rules("r: allow connect 10.0.0.1/8:*\n"),
+        "3:18",
+        "10.0.0.1/8 has host bits set past its prefix length: write the network address, 10.0.0.0/8",
+    );
+}
+
+#[test]
+fn host_bits_set_v6() {
+    assert_one_error(&with_rules("r: allow connect [2001:db8::1/32]:*\n"), "3:19", "write the network address, 2001:db8::/32");
+}
+
+#[test]
+fn ipv4_length_too_big() {
+    assert_one_error(&with_rules("r: allow connect 10.0.0.0/33:*\n"), "3:27", "invalid prefix length \"33\"");
+}
+
+#[test]
+fn ipv6_length_too_big() {
+    assert_one_error(&with_rules("r: allow connect [::/129]:*\n"), "3:22", "invalid prefix length \"129\"");
+}
+
+#[test]
+fn host_name_rejected() {
+    assert_one_error(&with_rules("r: allow connect example.com:443\n"), "3:18", "not host names");
+}
+
+#[test]
+fn unbracketed_ipv6() {
+    assert_one_error(&with_rules("r: allow connect ::1:443\n"), "3:18", "must be in brackets");
+}
+
+#[test]
+fn bracketed_ipv4() {
+    assert_one_error(&with_rules("r: allow connect [10.0.0.1]:443\n"), "3:19", "without brackets");
+}
+
+#[test]
+fn missing_close_bracket() {
+    assert_one_error(&with_rules("r: allow connect [::1:443\n"), "3:18", "missing ]");
+}
+
+#[test]
+fn missing_ports() {
+    assert_one_error(&with_rules("r: allow connect 10.0.0.1\n"), "3:26", "missing :PORTS");
+}
+
+#[test]
+fn missing_ports_after_bracket() {
+    assert_one_error(&with_rules("r: allow connect [::1]\n"), "3:23", "missing :PORTS after ]");
+}
+
+#[test]
+fn port_zero() {
+    assert_one_error(&with_rules("r: allow connect 10.0.0.1:0\n"), "3:27", "invalid port \"0\"");
+}
+
+#[test]
+fn port_too_big() {
+    assert_one_error(&with_rules("r: allow connect 10.0.0.1:65536\n"), "3:27", "invalid port \"65536\"");
+}
+
+#[test]
+fn port_plus_sign() {
+    assert_one_error(&with_rules("r: allow connect 10.0.0.1:+80\n"), "3:27", "invalid port \"+80\"");
+}
+
+#[test]
+fn port_range_reversed() {
+    assert_one_error(&with_rules("r: allow connect 10.0.0.1:9000-8000\n"), "3:27", "write 8000-9000");
+}
+
+#[test]
+fn port_range_bad_end() {
+    assert_one_error(&with_rules("r: allow connect [::1]:80-x\n"), "3:27", "invalid port \"x\"");
+}
+
+#[test]
+fn missing_destination() {
+    assert_one_error(&with_rules("r: allow connect\n"), "3:17", "missing destination");
+}
+
+#[test]
+fn all_errors_collected() {
+    let text = "default deny\nr: allow exec x\nr2: allow open /a//b read\nr3: allow connect 1.2.3.4:0\n";
+    let errors = parse_errors(text);
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert!(errors[0].starts_with("test.lp:1:1: missing header"));
+    assert!(errors[1].starts_with("test.lp:2:15: invalid path"));
+    assert!(errors[2].starts_with("test.lp:3:17: empty path component"));
+    assert!(errors[3].starts_with("test.lp:4:27: invalid port"));
+}
+
+#[test]
+fn several_errors_on_one_line() {
+    let errors = parse_errors(&with_rules("r: permit open /a//b exec\n"));
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(errors[0].starts_with("test.lp:3:4: invalid verdict"));
+    assert!(errors[1].starts_with("test.lp:3:17: empty path component"));
+    assert!(errors[2].starts_with("test.lp:3:22: invalid access"));
+}
+
+#[test]
+fn column_counts_characters() {
+    assert_one_error(&with_rules("r: allow open /é//b read\n"), "3:17", "empty path component");
+}

@@ -1,0 +1,149 @@
+//! The map entries the compiler produces.
+
+use lupid_common::{NET_RULES_PER_PREFIX, RULE_PATH_MAX, verdict};
+
+use super::{EXAMPLE, compiled, parse_ok, with_rules};
+use crate::policy::compile;
+
+fn key_path(path: &[u8; RULE_PATH_MAX]) -> &[u8] {
+    let end = path.iter().position(|&byte| byte == 0).unwrap_or(RULE_PATH_MAX);
+    &path[..end]
+}
+
+#[test]
+fn rule_names_in_file_order() {
+    let policy = compiled(EXAMPLE);
+    assert_eq!(policy.rule_names[0], "deny-secrets");
+    assert_eq!(policy.rule_names[7], "allow-range");
+    assert_eq!(policy.rule_names.len(), 8);
+}
+
+#[test]
+fn default_verdict_abi() {
+    assert_eq!(compiled(EXAMPLE).default_verdict, verdict::DENY);
+    assert_eq!(compiled("lupid-policy 1\ndefault allow\n").default_verdict, verdict::ALLOW);
+}
+
+#[test]
+fn one_path_entry_per_path() {
+    let policy = compiled(EXAMPLE);
+    let paths: Vec<&[u8]> = policy.path_rules.iter().map(|(key, _)| key_path(&key.path)).collect();
+    let expected: [&[u8]; 4] = [b"/", b"/srv/secrets", b"/usr/bin", b"/usr/bin/curl"];
+    assert_eq!(paths, expected);
+}
+
+#[test]
+fn path_keys_carry_policy_id() {
+    let policy = compiled(EXAMPLE);
+    assert!(policy.path_rules.iter().all(|(key, _)| key.policy_id == 7));
+    assert_eq!(policy.policy_id, 7);
+}
+
+#[test]
+fn path_key_zero_padded() {
+    let policy = compiled(EXAMPLE);
+    let (key, _) = &policy.path_rules[1];
+    assert!(key.path[b"/srv/secrets".len()..].iter().all(|&byte| byte == 0));
+}
+
+#[test]
+fn path_slots_filled() {
+    let policy = compiled(EXAMPLE);
+    let (_, secrets) = &policy.path_rules[1];
+    assert_eq!(secrets.read.rule_id, 1);
+    assert_eq!(secrets.write.rule_id, 1);
+    assert_eq!(u32::from(secrets.read.verdict), verdict::DENY);
+    assert_eq!(secrets.read.exact, 0);
+    assert_eq!(secrets.exec.verdict, 0);
+}
+
+#[test]
+fn exact_flag_set() {
+    let policy = compiled(EXAMPLE);
+    let (_, curl) = &policy.path_rules[3];
+    assert_eq!(curl.exec.exact, 1);
+    assert_eq!(curl.exec.rule_id, 3);
+    assert_eq!(curl.read.verdict, 0);
+}
+
+#[test]
+fn exec_and_open_share_entry() {
+    let policy = compiled(&with_rules("x: allow exec /opt/**\nr: deny open /opt/** write\n"));
+    assert_eq!(policy.path_rules.len(), 1);
+    let (_, rule) = &policy.path_rules[0];
+    assert_eq!(rule.exec.rule_id, 1);
+    assert_eq!(rule.write.rule_id, 2);
+}
+
+#[test]
+fn net_entry_prefix_lengths() {
+    let policy = compiled(EXAMPLE);
+    let lengths: Vec<u32> = policy.net_rules.iter().map(|(length, _, _)| *length).collect();
+    // Sorted by address: 2001:db8::/32, then the IPv4-mapped 10/8, 127.0.0.1/32, 169.254.169.254/32.
+    assert_eq!(lengths, [32 + 32, 32 + 104, 32 + 128, 32 + 128]);
+}
+
+#[test]
+fn net_key_layout() {
+    let policy = compiled(EXAMPLE);
+    let (_, key, _) = &policy.net_rules[1];
+    assert_eq!(key.policy_id_be, [0, 0, 0, 7]);
+    assert_eq!(key.addr, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 0]);
+}
+
+#[test]
+fn net_entries_inherit_enclosing() {
+    let policy = compiled(&with_rules("d: deny connect 10.0.0.0/8:*\na: allow connect 10.1.0.0/16:443\n"));
+    let (_, _, inner) = policy.net_rules.iter().find(|(length, _, _)| *length == 32 + 112).expect("inner prefix");
+    assert_eq!(inner.entries[0].rule_id, 2);
+    assert_eq!(inner.entries[1].rule_id, 1);
+    assert_eq!(inner.entries[2].verdict, verdict::NONE);
+}
+
+#[test]
+fn net_entries_narrowest_first() {
+    let text = "a: allow connect 10.0.0.0/8:*\nb: deny connect 10.0.0.0/8:1-100\nc: allow connect 10.0.0.0/8:7\n";
+    let policy = compiled(&with_rules(text));
+    let (_, _, rule) = &policy.net_rules[0];
+    let ids: Vec<u32> = rule.entries[..3].iter().map(|entry| entry.rule_id).collect();
+    assert_eq!(ids, [3, 2, 1]);
+}
+
+#[test]
+fn too_many_entries_rejected() {
+    let mut rules = String::new();
+    for port in 1..=9 {
+        rules.push_str(&format!("r{port}: allow connect 10.0.0.0/8:{port}\n"));
+    }
+    let policy = parse_ok(&with_rules(&rules));
+    let errors = compile(&policy, 1).expect_err("nine rules on one prefix");
+    assert_eq!(errors.len(), 1);
+    let message = errors[0].to_string();
+    assert!(message.starts_with("test.lp:3:18: prefix 10.0.0.0/8 needs 9 port rules"), "{message}");
+    assert!(message.contains(&format!("cannot enforce more than {NET_RULES_PER_PREFIX}")), "{message}");
+}
+
+#[test]
+fn too_many_inherited_entries_rejected() {
+    let mut rules = String::new();
+    for port in 1..=7 {
+        rules.push_str(&format!("o{port}: deny connect 10.0.0.0/8:{port}\n"));
+    }
+    rules.push_str("i1: allow connect 10.1.0.0/16:100\ni2: allow connect 10.1.0.0/16:200\n");
+    let policy = parse_ok(&with_rules(&rules));
+    let errors = compile(&policy, 1).expect_err("seven inherited plus two own");
+    assert_eq!(errors.len(), 1);
+    let message = errors[0].to_string();
+    assert!(message.starts_with("test.lp:10:18: prefix 10.1.0.0/16 needs 9"), "{message}");
+    assert!(message.contains("2 of its own and 7 inherited"), "{message}");
+}
+
+#[test]
+fn eight_entries_fit() {
+    let mut rules = String::new();
+    for port in 1..=8 {
+        rules.push_str(&format!("r{port}: allow connect [2001:db8::/32]:{port}\n"));
+    }
+    let policy = compiled(&with_rules(&rules));
+    assert_eq!(policy.net_rules[0].2.entries[7].rule_id, 8);
+}

@@ -1,0 +1,151 @@
+use super::{EXAMPLE, parse_ok, with_rules};
+use crate::policy::{Access, Hook, Target, Verdict};
+
+#[test]
+fn example_parses() {
+    let policy = parse_ok(EXAMPLE);
+    assert_eq!(policy.rules().len(), 8);
+    assert_eq!(policy.default_verdict(), Verdict::Deny);
+    assert_eq!(policy.name(), "test.lp");
+}
+
+#[test]
+fn example_rule_fields() {
+    let policy = parse_ok(EXAMPLE);
+    let rule = &policy.rules()[0];
+    assert_eq!(rule.id, "deny-secrets");
+    assert_eq!(rule.verdict, Verdict::Deny);
+    assert_eq!(rule.at.line, 6);
+    assert_eq!(rule.at.column, 1);
+    assert_eq!(rule.object_at.column, 23);
+    let Target::Open(path, access) = &rule.target else {
+        panic!("expected an open rule, got {:?}", rule.target);
+    };
+    assert_eq!(path.path, "/srv/secrets");
+    assert!(path.subtree);
+    assert_eq!(*access, Access { read: true, write: true });
+}
+
+#[test]
+fn example_hooks_in_order() {
+    let policy = parse_ok(EXAMPLE);
+    let hooks: Vec<Hook> = policy.rules().iter().map(|rule| rule.target.hook()).collect();
+    let expected = [Hook::Open, Hook::Open, Hook::Exec, Hook::Exec, Hook::Connect, Hook::Connect, Hook::Connect, Hook::Connect];
+    assert_eq!(hooks, expected);
+}
+
+#[test]
+fn default_allow() {
+    let policy = parse_ok("lupid-policy 1\ndefault allow\n");
+    assert_eq!(policy.default_verdict(), Verdict::Allow);
+    assert!(policy.rules().is_empty());
+}
+
+#[test]
+fn root_subtree() {
+    let policy = parse_ok(&with_rules("all: allow exec /**\n"));
+    let Target::Exec(path) = &policy.rules()[0].target else {
+        panic!("expected an exec rule");
+    };
+    assert_eq!(path.path, "/");
+    assert!(path.subtree);
+    assert_eq!(path.to_string(), "/**");
+}
+
+#[test]
+fn root_exact() {
+    let policy = parse_ok(&with_rules("root: allow open / read\n"));
+    let Target::Open(path, _) = &policy.rules()[0].target else {
+        panic!("expected an open rule");
+    };
+    assert_eq!(path.path, "/");
+    assert!(!path.subtree);
+}
+
+#[test]
+fn write_read_order_accepted() {
+    let policy = parse_ok(&with_rules("w: allow open /tmp/** write,read\n"));
+    let Target::Open(_, access) = &policy.rules()[0].target else {
+        panic!("expected an open rule");
+    };
+    assert_eq!(*access, Access { read: true, write: true });
+}
+
+#[test]
+fn tabs_crlf_and_comments() {
+    let policy = parse_ok("lupid-policy 1\r\n\tdefault\tdeny # why\r\nr1:\tallow\texec\t/bin/**\t# tools\r\n");
+    assert_eq!(policy.rules().len(), 1);
+}
+
+#[test]
+fn hash_inside_path_kept() {
+    let policy = parse_ok(&with_rules("h: allow open /srv/a#b read\n"));
+    let Target::Open(path, _) = &policy.rules()[0].target else {
+        panic!("expected an open rule");
+    };
+    assert_eq!(path.path, "/srv/a#b");
+}
+
+#[test]
+fn no_space_after_colon() {
+    let policy = parse_ok(&with_rules("tight:deny exec /usr/bin/curl\n"));
+    assert_eq!(policy.rules()[0].id, "tight");
+    assert_eq!(policy.rules()[0].verdict, Verdict::Deny);
+}
+
+#[test]
+fn non_ascii_path() {
+    let policy = parse_ok(&with_rules("u: allow open /srv/données/** read\n"));
+    let Target::Open(path, _) = &policy.rules()[0].target else {
+        panic!("expected an open rule");
+    };
+    assert_eq!(path.path, "/srv/données");
+}
+
+#[test]
+fn default_after_rules() {
+    let policy = parse_ok("lupid-policy 1\nr: allow exec /bin/**\ndefault allow\n");
+    assert_eq!(policy.default_verdict(), Verdict::Allow);
+}
+
+#[test]
+fn ipv4_stored_mapped() {
+    let policy = parse_ok(&with_rules("n: allow connect 10.0.0.0/8:443\n"));
+    let Target::Connect(net) = &policy.rules()[0].target else {
+        panic!("expected a connect rule");
+    };
+    assert_eq!(net.network, "::ffff:10.0.0.0".parse::<std::net::Ipv6Addr>().unwrap());
+    assert_eq!(net.prefix_len, 104);
+    assert_eq!((net.port_lo, net.port_hi), (443, 443));
+    assert_eq!(net.to_string(), "10.0.0.0/8:443");
+}
+
+#[test]
+fn ipv4_host_is_32() {
+    let policy = parse_ok(&with_rules("n: allow connect 127.0.0.1:8080\n"));
+    let Target::Connect(net) = &policy.rules()[0].target else {
+        panic!("expected a connect rule");
+    };
+    assert_eq!(net.prefix_len, 128);
+}
+
+#[test]
+fn ipv6_host_and_ports() {
+    let policy = parse_ok(&with_rules("n: allow connect [::1]:1-1024\n"));
+    let Target::Connect(net) = &policy.rules()[0].target else {
+        panic!("expected a connect rule");
+    };
+    assert_eq!(net.prefix_len, 128);
+    assert_eq!((net.port_lo, net.port_hi), (1, 1024));
+    assert_eq!(net.to_string(), "[::1/128]:1-1024");
+}
+
+#[test]
+fn star_is_every_port() {
+    let policy = parse_ok(&with_rules("n: deny connect [::/0]:*\n"));
+    let Target::Connect(net) = &policy.rules()[0].target else {
+        panic!("expected a connect rule");
+    };
+    assert_eq!((net.port_lo, net.port_hi), (0, 65535));
+    assert_eq!(net.prefix_len, 0);
+}
