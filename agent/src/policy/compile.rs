@@ -62,11 +62,7 @@ fn compile_paths<'a>(rules: impl Iterator<Item = (&'a Rule, u32)>, policy_id: u3
             Target::Open(pattern, access) => (pattern, Some(access)),
             Target::Connect(_) => continue,
         };
-        let slot = RuleSlot {
-            rule_id,
-            verdict: slot_verdict(rule.verdict),
-            exact: u16::from(!pattern.subtree),
-        };
+        let slot = RuleSlot { rule_id, verdict: slot_verdict(rule.verdict), exact: u16::from(!pattern.subtree) };
         let entry = by_path.entry(pattern.path.as_str()).or_default();
         match access {
             None => entry.exec = slot,
@@ -116,9 +112,11 @@ fn compile_destinations<'a>(
         let Target::Connect(pattern) = &rule.target else {
             continue;
         };
-        let prefix = by_prefix
-            .entry((u128::from(pattern.network), pattern.prefix_len))
-            .or_insert_with(|| Prefix { pattern: *pattern, first_rule: rule, own: Vec::new() });
+        let prefix = by_prefix.entry((u128::from(pattern.network), pattern.prefix_len)).or_insert_with(|| Prefix {
+            pattern: *pattern,
+            first_rule: rule,
+            own: Vec::new(),
+        });
         prefix.own.push(PortRule {
             port_lo: pattern.port_lo,
             port_hi: pattern.port_hi,
@@ -135,16 +133,14 @@ fn compile_destinations<'a>(
     for prefix in by_prefix.values() {
         let mut enclosing: Vec<&Prefix<'_>> = by_prefix
             .values()
-            .filter(|outer| outer.pattern.prefix_len < prefix.pattern.prefix_len && outer.pattern.encloses(&prefix.pattern))
+            .filter(|outer| {
+                outer.pattern.prefix_len < prefix.pattern.prefix_len && outer.pattern.encloses(&prefix.pattern)
+            })
             .collect();
         enclosing.sort_by_key(|outer| std::cmp::Reverse(outer.pattern.prefix_len));
 
-        let port_rules: Vec<PortRule> = prefix
-            .own
-            .iter()
-            .chain(enclosing.iter().flat_map(|outer| &outer.own))
-            .copied()
-            .collect();
+        let port_rules: Vec<PortRule> =
+            prefix.own.iter().chain(enclosing.iter().flat_map(|outer| &outer.own)).copied().collect();
         if port_rules.len() > NET_RULES_PER_PREFIX {
             errors.push(limit_error(file, prefix, port_rules.len()));
             continue;

@@ -60,14 +60,6 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// The LSM hook a rule applies to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Hook {
-    Exec,
-    Open,
-    Connect,
-}
-
 /// A 1-based line and column (in characters) in a policy file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Position {
@@ -125,16 +117,6 @@ pub(crate) enum Target {
     Exec(PathPattern),
     Open(PathPattern, Access),
     Connect(NetPattern),
-}
-
-impl Target {
-    pub(crate) const fn hook(&self) -> Hook {
-        match self {
-            Self::Exec(_) => Hook::Exec,
-            Self::Open(..) => Hook::Open,
-            Self::Connect(_) => Hook::Connect,
-        }
-    }
 }
 
 /// A rule path: one file, or a whole subtree when written as `/dir/**`.

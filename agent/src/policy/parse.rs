@@ -45,6 +45,8 @@ struct Parser<'a> {
     header_line: Option<usize>,
     /// The default verdict and the line that set it.
     default_verdict: Option<(Verdict, usize)>,
+    /// Whether any `default` line was seen, valid or not.
+    default_line_seen: bool,
     rules: Vec<Rule>,
 }
 
@@ -54,6 +56,7 @@ pub(super) fn parse(file: &str, text: &[u8]) -> Result<Policy, Vec<PolicyError>>
         errors: Vec::new(),
         header_line: None,
         default_verdict: None,
+        default_line_seen: false,
         rules: Vec::new(),
     };
     for (index, raw) in text.split(|&byte| byte == b'\n').enumerate() {
@@ -64,7 +67,7 @@ pub(super) fn parse(file: &str, text: &[u8]) -> Result<Policy, Vec<PolicyError>>
         let message = "empty policy file: start it with the lines `lupid-policy 1` and `default deny`";
         return Err(vec![PolicyError::new(file, Position { line: 1, column: 1 }, message)]);
     };
-    if parser.default_verdict.is_none() {
+    if !parser.default_line_seen {
         parser.error(
             Position { line: header_line, column: 1 },
             "missing default verdict: add a line `default deny` or `default allow` after the header",
@@ -147,10 +150,7 @@ impl Parser<'_> {
 
     fn header(&mut self, line: usize, tokens: &[Token<'_>]) {
         match tokens.get(1) {
-            None => self.error(
-                end_of(line, tokens),
-                format!("missing format version: write `{HEADER} {VERSION}`"),
-            ),
+            None => self.error(end_of(line, tokens), format!("missing format version: write `{HEADER} {VERSION}`")),
             Some(version) if version.text != VERSION => self.error(
                 Position { line, column: version.column },
                 format!(
@@ -163,6 +163,7 @@ impl Parser<'_> {
     }
 
     fn default_line(&mut self, line: usize, tokens: &[Token<'_>]) {
+        self.default_line_seen = true;
         let Some(word) = tokens.get(1) else {
             self.error(
                 end_of(line, tokens),
@@ -214,7 +215,10 @@ impl Parser<'_> {
         fields.extend_from_slice(tokens);
 
         let Some(verdict_token) = fields.first() else {
-            self.error(end_of(line, &[first]), format!("missing verdict after rule id \"{id}\": expected allow or deny"));
+            self.error(
+                end_of(line, &[first]),
+                format!("missing verdict after rule id \"{id}\": expected allow or deny"),
+            );
             return;
         };
         let verdict = parse_verdict(verdict_token.text);
@@ -271,10 +275,7 @@ impl Parser<'_> {
         let path = self.path_field(line, fields, "open");
         let Some(access_token) = fields.get(3) else {
             if fields.len() == 3 {
-                self.error(
-                    end_of(line, fields),
-                    "missing access for an open rule: expected read, write or read,write",
-                );
+                self.error(end_of(line, fields), "missing access for an open rule: expected read, write or read,write");
             }
             return None;
         };
@@ -311,7 +312,11 @@ impl Parser<'_> {
                 format!("unexpected \"{}\": connect rules take no access list, remove it", extra.text),
             );
         }
-        self.extra_tokens(line, fields.get(4..).unwrap_or_default(), "a connect rule is `ID: VERDICT connect DESTINATION`");
+        self.extra_tokens(
+            line,
+            fields.get(4..).unwrap_or_default(),
+            "a connect rule is `ID: VERDICT connect DESTINATION`",
+        );
         Some(Target::Connect(destination?))
     }
 
@@ -377,7 +382,7 @@ fn tokenize(text: &str) -> Vec<Token<'_>> {
 /// Returns the position just past the last token, where a missing field
 /// would go.
 fn end_of(line: usize, tokens: &[Token<'_>]) -> Position {
-    let column = tokens.last().map_or(1, |token| token.column + token.text.chars().count() + 1);
+    let column = tokens.last().map_or(1, |token| token.column + token.text.chars().count());
     Position { line, column }
 }
 

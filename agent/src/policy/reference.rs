@@ -11,7 +11,14 @@ use std::net::IpAddr;
 use lupid_common::decide::{self, Decision};
 use lupid_common::{NetRule, PathRule, RULE_PATH_MAX};
 
-use super::{CompiledPolicy, Hook};
+use super::CompiledPolicy;
+
+/// A hook that decides on a resolved path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PathHook {
+    Exec,
+    Open,
+}
 
 /// Decides an exec or an open of the resolved path `path`, as the kernel
 /// program does.
@@ -22,16 +29,9 @@ use super::{CompiledPolicy, Hook};
 /// found is folded with `decide::fold_slot`, so the deepest match wins and
 /// an exact rule counts only at the end of the path. `access` takes
 /// `lupid_common::access` bits and is ignored for exec.
-///
-/// # Panics
-///
-/// When `hook` is [`Hook::Connect`], which has no path.
-pub(super) fn decide_path_reference(compiled: &CompiledPolicy, hook: Hook, path: &[u8], access: u32) -> Decision {
-    let table: HashMap<(u32, [u8; RULE_PATH_MAX]), PathRule> = compiled
-        .path_rules
-        .iter()
-        .map(|(key, rule)| ((key.policy_id, key.path), *rule))
-        .collect();
+pub(super) fn decide_path_reference(compiled: &CompiledPolicy, hook: PathHook, path: &[u8], access: u32) -> Decision {
+    let table: HashMap<(u32, [u8; RULE_PATH_MAX]), PathRule> =
+        compiled.path_rules.iter().map(|(key, rule)| ((key.policy_id, key.path), *rule)).collect();
     let lookup = |prefix: &[u8]| {
         let mut key = [0; RULE_PATH_MAX];
         key[..prefix.len()].copy_from_slice(prefix);
@@ -56,9 +56,8 @@ pub(super) fn decide_path_reference(compiled: &CompiledPolicy, hook: Hook, path:
     }
 
     match hook {
-        Hook::Exec => decide::decide_exec(&best.exec, compiled.default_verdict),
-        Hook::Open => decide::decide_open(access, &best.read, &best.write, compiled.default_verdict),
-        Hook::Connect => panic!("connect has no path: use decide_connect_reference"),
+        PathHook::Exec => decide::decide_exec(&best.exec, compiled.default_verdict),
+        PathHook::Open => decide::decide_open(access, &best.read, &best.write, compiled.default_verdict),
     }
 }
 

@@ -15,15 +15,10 @@ const EXAMPLES: &str = "e.g. 127.0.0.1:8080, 10.0.0.0/8:* or [2001:db8::/32]:443
 /// Parses one connect destination token.
 pub(super) fn parse_destination(token: &str) -> Result<NetPattern, TokenError> {
     let (host, ports, ports_offset) = split_host_ports(token)?;
-    let (network, prefix_len) = if token.starts_with('[') {
-        parse_ipv6_prefix(host, 1)?
-    } else {
-        parse_ipv4_prefix(host)?
-    };
-    let (port_lo, port_hi) = parse_ports(ports).map_err(|error| TokenError {
-        offset: ports_offset + error.offset,
-        message: error.message,
-    })?;
+    let (network, prefix_len) =
+        if token.starts_with('[') { parse_ipv6_prefix(host, 1)? } else { parse_ipv4_prefix(host)? };
+    let (port_lo, port_hi) = parse_ports(ports)
+        .map_err(|error| TokenError { offset: ports_offset + error.offset, message: error.message })?;
     Ok(NetPattern { network, prefix_len, port_lo, port_hi })
 }
 
@@ -107,10 +102,9 @@ fn split_length(host: &str) -> (&str, Option<&str>) {
 fn parse_length(text: &str, max: u8, offset: usize) -> Result<u8, TokenError> {
     match parse_decimal(text) {
         Some(length) if length <= u32::from(max) => Ok(u8::try_from(length).unwrap_or(max)),
-        _ => Err(TokenError::new(
-            offset,
-            format!("invalid prefix length \"{text}\": expected a number from 0 to {max}"),
-        )),
+        _ => {
+            Err(TokenError::new(offset, format!("invalid prefix length \"{text}\": expected a number from 0 to {max}")))
+        }
     }
 }
 

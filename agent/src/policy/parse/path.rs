@@ -64,9 +64,9 @@ fn check_normalised(token: &str, path: &str) -> Result<(), TokenError> {
                 &path[..offset - 1]
             ),
             "" => format!("empty path component (//) in \"{token}\": write a single /"),
-            "." | ".." => format!(
-                "\"{component}\" component in \"{token}\": write the normalised path, as the kernel reports it"
-            ),
+            "." | ".." => {
+                format!("\"{component}\" component in \"{token}\": write the normalised path, as the kernel reports it")
+            }
             _ => {
                 offset += component.len() + 1;
                 continue;

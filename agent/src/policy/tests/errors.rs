@@ -107,7 +107,7 @@ fn duplicate_rule_id() {
 
 #[test]
 fn missing_verdict() {
-    assert_one_error(&with_rules("r:\n"), "3:4", "missing verdict");
+    assert_one_error(&with_rules("r:\n"), "3:3", "missing verdict");
 }
 
 #[test]
@@ -117,7 +117,7 @@ fn invalid_verdict() {
 
 #[test]
 fn missing_hook() {
-    assert_one_error(&with_rules("r: allow\n"), "3:10", "missing hook");
+    assert_one_error(&with_rules("r: allow\n"), "3:9", "missing hook");
 }
 
 #[test]
@@ -127,7 +127,7 @@ fn invalid_hook() {
 
 #[test]
 fn missing_exec_path() {
-    assert_one_error(&with_rules("r: allow exec\n"), "3:15", "missing path for an exec rule");
+    assert_one_error(&with_rules("r: allow exec\n"), "3:14", "missing path for an exec rule");
 }
 
 #[test]
@@ -137,7 +137,7 @@ fn exec_with_access() {
 
 #[test]
 fn open_missing_access() {
-    assert_one_error(&with_rules("r: allow open /etc/hosts\n"), "3:26", "missing access for an open rule");
+    assert_one_error(&with_rules("r: allow open /etc/hosts\n"), "3:25", "missing access for an open rule");
 }
 
 #[test]
@@ -145,20 +145,17 @@ fn open_invalid_access() {
     let text = "lupid-policy 1\ndefault deny\n\n\n\n\nr:     allow open /etc/hosts exec\n";
     let errors = parse_errors(text);
     assert_eq!(errors.len(), 1);
-    assert_eq!(
-        errors[0],
-        "test.lp:7:31: invalid access \"exec\" for an open rule: expected read, write or read,write"
-    );
+    assert_eq!(errors[0], "test.lp:7:30: invalid access \"exec\" for an open rule: expected read, write or read,write");
 }
 
 #[test]
 fn open_invalid_second_access() {
-    assert_one_error(&with_rules("r: allow open /x read,exec\n"), "3:22", "invalid access \"exec\"");
+    assert_one_error(&with_rules("r: allow open /x read,exec\n"), "3:23", "invalid access \"exec\"");
 }
 
 #[test]
 fn open_duplicate_access() {
-    assert_one_error(&with_rules("r: allow open /x read,read\n"), "3:22", "duplicate access \"read\"");
+    assert_one_error(&with_rules("r: allow open /x read,read\n"), "3:23", "duplicate access \"read\"");
 }
 
 #[test]
@@ -263,9 +260,8 @@ fn nul_byte() {
 fn invalid_utf8() {
     let mut text = with_rules("r: allow open /a").into_bytes();
     text.extend_from_slice(b"\xff read\n");
-    let errors = match crate::policy::Policy::parse("test.lp", &text) {
-        Ok(_) => panic!("invalid UTF-8 accepted"),
-        Err(errors) => errors,
+    let Err(errors) = crate::policy::Policy::parse("test.lp", &text) else {
+        panic!("invalid UTF-8 accepted");
     };
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].to_string(), "test.lp:3:17: invalid UTF-8 byte 0xff: a policy file must be UTF-8 text");
@@ -333,7 +329,11 @@ fn host_bits_set_v4() {
 
 #[test]
 fn host_bits_set_v6() {
-    assert_one_error(&with_rules("r: allow connect [2001:db8::1/32]:*\n"), "3:19", "write the network address, 2001:db8::/32");
+    assert_one_error(
+        &with_rules("r: allow connect [2001:db8::1/32]:*\n"),
+        "3:19",
+        "write the network address, 2001:db8::/32",
+    );
 }
 
 #[test]
@@ -413,7 +413,7 @@ fn all_errors_collected() {
     assert_eq!(errors.len(), 4, "{errors:#?}");
     assert!(errors[0].starts_with("test.lp:1:1: missing header"));
     assert!(errors[1].starts_with("test.lp:2:15: invalid path"));
-    assert!(errors[2].starts_with("test.lp:3:17: empty path component"));
+    assert!(errors[2].starts_with("test.lp:3:18: empty path component"));
     assert!(errors[3].starts_with("test.lp:4:27: invalid port"));
 }
 
@@ -422,7 +422,7 @@ fn several_errors_on_one_line() {
     let errors = parse_errors(&with_rules("r: permit open /a//b exec\n"));
     assert_eq!(errors.len(), 3, "{errors:#?}");
     assert!(errors[0].starts_with("test.lp:3:4: invalid verdict"));
-    assert!(errors[1].starts_with("test.lp:3:17: empty path component"));
+    assert!(errors[1].starts_with("test.lp:3:18: empty path component"));
     assert!(errors[2].starts_with("test.lp:3:22: invalid access"));
 }
 

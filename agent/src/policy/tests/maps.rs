@@ -1,5 +1,7 @@
 //! The map entries the compiler produces.
 
+use std::fmt::Write as _;
+
 use lupid_common::{NET_RULES_PER_PREFIX, RULE_PATH_MAX, verdict};
 
 use super::{EXAMPLE, compiled, parse_ok, with_rules};
@@ -79,14 +81,15 @@ fn exec_and_open_share_entry() {
 fn net_entry_prefix_lengths() {
     let policy = compiled(EXAMPLE);
     let lengths: Vec<u32> = policy.net_rules.iter().map(|(length, _, _)| *length).collect();
-    // Sorted by address: 2001:db8::/32, then the IPv4-mapped 10/8, 127.0.0.1/32, 169.254.169.254/32.
-    assert_eq!(lengths, [32 + 32, 32 + 104, 32 + 128, 32 + 128]);
+    // Sorted by address: the IPv4-mapped 10.0.0.0/8, 127.0.0.1/32 and
+    // 169.254.169.254/32, then 2001:db8::/32.
+    assert_eq!(lengths, [32 + 104, 32 + 128, 32 + 128, 32 + 32]);
 }
 
 #[test]
 fn net_key_layout() {
     let policy = compiled(EXAMPLE);
-    let (_, key, _) = &policy.net_rules[1];
+    let (_, key, _) = &policy.net_rules[0];
     assert_eq!(key.policy_id_be, [0, 0, 0, 7]);
     assert_eq!(key.addr, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 0]);
 }
@@ -113,13 +116,13 @@ fn net_entries_narrowest_first() {
 fn too_many_entries_rejected() {
     let mut rules = String::new();
     for port in 1..=9 {
-        rules.push_str(&format!("r{port}: allow connect 10.0.0.0/8:{port}\n"));
+        writeln!(rules, "r{port}: allow connect 10.0.0.0/8:{port}").unwrap();
     }
     let policy = parse_ok(&with_rules(&rules));
     let errors = compile(&policy, 1).expect_err("nine rules on one prefix");
     assert_eq!(errors.len(), 1);
     let message = errors[0].to_string();
-    assert!(message.starts_with("test.lp:3:18: prefix 10.0.0.0/8 needs 9 port rules"), "{message}");
+    assert!(message.starts_with("test.lp:3:19: prefix 10.0.0.0/8 needs 9 port rules"), "{message}");
     assert!(message.contains(&format!("cannot enforce more than {NET_RULES_PER_PREFIX}")), "{message}");
 }
 
@@ -127,14 +130,14 @@ fn too_many_entries_rejected() {
 fn too_many_inherited_entries_rejected() {
     let mut rules = String::new();
     for port in 1..=7 {
-        rules.push_str(&format!("o{port}: deny connect 10.0.0.0/8:{port}\n"));
+        writeln!(rules, "o{port}: deny connect 10.0.0.0/8:{port}").unwrap();
     }
     rules.push_str("i1: allow connect 10.1.0.0/16:100\ni2: allow connect 10.1.0.0/16:200\n");
     let policy = parse_ok(&with_rules(&rules));
     let errors = compile(&policy, 1).expect_err("seven inherited plus two own");
     assert_eq!(errors.len(), 1);
     let message = errors[0].to_string();
-    assert!(message.starts_with("test.lp:10:18: prefix 10.1.0.0/16 needs 9"), "{message}");
+    assert!(message.starts_with("test.lp:10:19: prefix 10.1.0.0/16 needs 9"), "{message}");
     assert!(message.contains("2 of its own and 7 inherited"), "{message}");
 }
 
@@ -142,7 +145,7 @@ fn too_many_inherited_entries_rejected() {
 fn eight_entries_fit() {
     let mut rules = String::new();
     for port in 1..=8 {
-        rules.push_str(&format!("r{port}: allow connect [2001:db8::/32]:{port}\n"));
+        writeln!(rules, "r{port}: allow connect [2001:db8::/32]:{port}").unwrap();
     }
     let policy = compiled(&with_rules(&rules));
     assert_eq!(policy.net_rules[0].2.entries[7].rule_id, 8);

@@ -1,11 +1,11 @@
 //! Unit tests of the policy parser, compiler and the decisions that follow
 //! from the compiled maps.
 
-mod maps;
 mod decide_net;
 mod decide_path;
 mod errors;
 mod fuzz;
+mod maps;
 mod parse;
 mod shipped;
 
@@ -14,8 +14,8 @@ use std::net::IpAddr;
 use lupid_common::decide::Decision;
 use lupid_common::{access, reason, verdict};
 
-use super::reference::{decide_connect_reference, decide_path_reference};
-use super::{CompiledPolicy, Hook, Policy, compile};
+use super::reference::{PathHook, decide_connect_reference, decide_path_reference};
+use super::{CompiledPolicy, Policy, compile};
 
 /// The example from the format reference.
 const EXAMPLE: &str = "\
@@ -63,11 +63,11 @@ fn compiled(text: &str) -> CompiledPolicy {
 }
 
 fn exec(compiled: &CompiledPolicy, path: &str) -> Decision {
-    decide_path_reference(compiled, Hook::Exec, path.as_bytes(), 0)
+    decide_path_reference(compiled, PathHook::Exec, path.as_bytes(), 0)
 }
 
 fn open(compiled: &CompiledPolicy, path: &str, bits: u32) -> Decision {
-    decide_path_reference(compiled, Hook::Open, path.as_bytes(), bits)
+    decide_path_reference(compiled, PathHook::Open, path.as_bytes(), bits)
 }
 
 fn read(compiled: &CompiledPolicy, path: &str) -> Decision {
