@@ -4,7 +4,7 @@
 //! The kernel keeps one rule per path and access, with one flag telling
 //! whether it names the exact file or the subtree, so two rules for the same
 //! path and access cannot both be stored. For connect rules, the kernel
-//! takes the first port range that holds the port, so two rules on one
+//! takes the first port range that contains the port, so two rules on one
 //! prefix must not be equally specific for any port.
 
 use std::collections::HashMap;
@@ -54,7 +54,7 @@ impl Slot {
 }
 
 fn check_paths(file: &str, rules: &[Rule], errors: &mut Vec<PolicyError>) {
-    // (path, slot) -> index of the rule that holds it.
+    // (path, slot) -> index of the rule stored in that slot.
     let mut holders: HashMap<(&str, Slot), usize> = HashMap::new();
     for (index, rule) in rules.iter().enumerate() {
         let (pattern, slots): (&PathPattern, &[Slot]) = match &rule.target {
@@ -66,7 +66,7 @@ fn check_paths(file: &str, rules: &[Rule], errors: &mut Vec<PolicyError>) {
             },
             Target::Connect(_) => continue,
         };
-        // One error per earlier rule, even when it holds several slots.
+        // One error per earlier rule, even when it takes several slots.
         let mut reported = Vec::new();
         for &slot in slots {
             match holders.entry((pattern.path.as_str(), slot)) {

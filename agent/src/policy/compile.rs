@@ -3,7 +3,7 @@
 //! `PATH_RULES` gets one entry per distinct rule path, holding the exec,
 //! read and write slots for that path. `NET_RULES` gets one entry per
 //! distinct prefix. Because the kernel does a single longest-prefix lookup
-//! and takes the first entry whose port range holds the port, each prefix's
+//! and takes the first entry whose port range contains the port, each prefix's
 //! entry lists its own rules and then the rules of every enclosing prefix,
 //! longer prefix first and narrower port range first within a prefix.
 
@@ -81,7 +81,7 @@ fn compile_paths<'a>(rules: impl Iterator<Item = (&'a Rule, u32)>, policy_id: u3
         .into_iter()
         .map(|(path, rule)| {
             let mut key = PathKey { policy_id, ..PathKey::default() };
-            // Parsing limited rule paths to RULE_PATH_MAX bytes.
+            // Cannot overflow: parsing rejects rule paths over RULE_PATH_MAX bytes.
             key.path[..path.len()].copy_from_slice(path.as_bytes());
             (key, rule)
         })

@@ -34,7 +34,7 @@ use lupid_common::verdict;
 
 pub(crate) use compile::{CompiledPolicy, compile};
 
-/// What a rule or the default does to a matching action.
+/// The verdict of a rule or of the default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
     Allow,
@@ -80,7 +80,7 @@ pub(crate) struct Policy {
 impl Policy {
     /// Parses and validates a policy file.
     ///
-    /// `name` only labels the errors. On failure the result holds every error
+    /// `name` only labels the errors. On failure the result contains every error
     /// found in the file, sorted by line and column.
     pub(crate) fn parse(name: &str, text: &[u8]) -> Result<Self, Vec<PolicyError>> {
         parse::parse(name, text)
@@ -211,7 +211,8 @@ pub(crate) const fn prefix_mask(prefix_len: u8) -> u128 {
 pub(crate) struct PolicyError {
     pub(crate) file: String,
     pub(crate) at: Position,
-    /// What is wrong and what to write instead, lowercase, no trailing period.
+    /// Description of the problem and of the fix, lowercase, without a
+    /// trailing period.
     pub(crate) message: String,
 }
 

@@ -15,7 +15,7 @@ use super::{Access, Policy, PolicyError, Position, Rule, Target, Verdict, check}
 const HEADER: &str = "lupid-policy";
 const VERSION: &str = "1";
 
-/// Longest rule id, in bytes.
+/// Maximum rule id length, in bytes.
 const RULE_ID_MAX: usize = 64;
 
 /// A problem inside one token; `offset` is a byte offset into the token.
