@@ -59,6 +59,8 @@ pub(super) fn parse(file: &str, text: &[u8]) -> Result<Policy, Vec<PolicyError>>
         default_line_seen: false,
         rules: Vec::new(),
     };
+    // Some editors start UTF-8 files with a byte order mark.
+    let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
     for (index, raw) in text.split(|&byte| byte == b'\n').enumerate() {
         parser.line(index + 1, raw);
     }

@@ -68,6 +68,14 @@ fn missing_default_word() {
 }
 
 #[test]
+fn header_after_other_line() {
+    let errors = parse_errors("default deny\nlupid-policy 1\n");
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(errors[0].starts_with("test.lp:1:1: missing header"));
+    assert!(errors[1].starts_with("test.lp:2:1: duplicate header"));
+}
+
+#[test]
 fn duplicate_default() {
     assert_one_error("lupid-policy 1\ndefault deny\ndefault allow\n", "3:1", "duplicate default verdict");
 }

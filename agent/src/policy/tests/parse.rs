@@ -85,6 +85,12 @@ fn tabs_crlf_and_comments() {
 }
 
 #[test]
+fn byte_order_mark_skipped() {
+    let policy = parse_ok("\u{feff}lupid-policy 1\ndefault allow\n");
+    assert_eq!(policy.default_verdict(), Verdict::Allow);
+}
+
+#[test]
 fn hash_inside_path_kept() {
     let policy = parse_ok(&with_rules("h: allow open /srv/a#b read\n"));
     let Target::Open(path, _) = &policy.rules()[0].target else {
