@@ -22,30 +22,31 @@ fn quote(arg: &OsStr) -> String {
 }
 
 /// Runs `command` with inherited stdio and fails unless it exits 0.
-/// `fix` tells the user what to do when it fails.
+/// `fix` is the next step that the error message gives the user.
 pub(crate) fn run(command: &mut Command, fix: &str) -> Result<()> {
-    let shown = display(command);
+    let command_line = display(command);
     let status = command
         .status()
-        .with_context(|| format!("could not start `{shown}`; {fix}"))?;
+        .with_context(|| format!("could not start `{command_line}`; {fix}"))?;
     if !status.success() {
-        bail!("`{shown}` failed ({status}); {fix}");
+        bail!("`{command_line}` failed ({status}); {fix}");
     }
     Ok(())
 }
 
 /// Runs `command`, captures its stdout as UTF-8 and fails unless it exits 0.
-/// Its stderr is shown to the user.
+/// Its stderr goes to the terminal.
 pub(crate) fn output(command: &mut Command, fix: &str) -> Result<String> {
-    let shown = display(command);
+    let command_line = display(command);
     let output = command
         .stderr(Stdio::inherit())
         .output()
-        .with_context(|| format!("could not start `{shown}`; {fix}"))?;
+        .with_context(|| format!("could not start `{command_line}`; {fix}"))?;
     if !output.status.success() {
-        bail!("`{shown}` failed ({}); {fix}", output.status);
+        bail!("`{command_line}` failed ({}); {fix}", output.status);
     }
-    String::from_utf8(output.stdout).with_context(|| format!("`{shown}` printed invalid UTF-8"))
+    String::from_utf8(output.stdout)
+        .with_context(|| format!("`{command_line}` printed invalid UTF-8"))
 }
 
 /// Runs `command` quietly and returns its stdout when it starts and exits 0,

@@ -23,9 +23,9 @@ const BUSYBOX: &str = "/bin/busybox";
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nagent:x:1001:1001:agent:/home/agent:/bin/sh\n";
 const GROUP: &str = "root:x:0:\nagent:x:1001:\n";
 
-/// Kernel options the VM needs. Options that can only be built in are
-/// checked for `=y`; tristate ones may also be `=m`, and then the named
-/// module is loaded by /init.
+/// Kernel options the VM needs, each with the module that provides it.
+/// Options without a module must be `=y`. The others may also be `=m`, and
+/// then /init loads the named module.
 const KERNEL_OPTIONS: &[(&str, Option<&str>)] = &[
     ("CONFIG_BLK_DEV_INITRD", None),
     ("CONFIG_RD_GZIP", None),
@@ -44,7 +44,7 @@ const KERNEL_OPTIONS: &[(&str, Option<&str>)] = &[
     ("CONFIG_IPV6", Some("ipv6")),
 ];
 
-/// What goes into an initramfs besides busybox and /init.
+/// Files that go into an initramfs besides busybox and /init.
 pub(crate) struct Contents {
     /// Executables copied to /usr/local/bin under the given names.
     pub(crate) executables: Vec<(String, PathBuf)>,
@@ -412,27 +412,27 @@ fn pack(root: &Path, archive: &Path) -> Result<()> {
     let cpio_file = fs::File::create(&cpio_path)
         .with_context(|| format!("cannot create {}", cpio_path.display()))?;
     let mut cpio = Command::new("cpio");
-    // Every file belongs to root in the VM; /init hands /home/agent to agent.
+    // Every file belongs to root in the VM, and /init chowns /home/agent to agent.
     cpio.args(["--create", "--format=newc", "--owner=0:0", "--quiet"])
         .current_dir(root)
         .stdin(Stdio::piped())
         .stdout(cpio_file);
-    let shown = cmd::display(&cpio);
+    let command_line = cmd::display(&cpio);
     let mut child = cpio.spawn().with_context(|| {
-        format!("could not start `{shown}`; run `cargo xtask setup` to install cpio")
+        format!("could not start `{command_line}`; run `cargo xtask setup` to install cpio")
     })?;
     {
         use std::io::Write as _;
         let mut stdin = child.stdin.take().context("cpio has no stdin pipe")?;
         stdin
             .write_all(list.as_bytes())
-            .with_context(|| format!("cannot send the file list to `{shown}`"))?;
+            .with_context(|| format!("cannot send the file list to `{command_line}`"))?;
     }
     let status = child
         .wait()
-        .with_context(|| format!("`{shown}` did not finish"))?;
+        .with_context(|| format!("`{command_line}` did not finish"))?;
     if !status.success() {
-        bail!("`{shown}` failed ({status}) in {}", root.display());
+        bail!("`{command_line}` failed ({status}) in {}", root.display());
     }
 
     cmd::run(
@@ -487,7 +487,7 @@ mod tests {
         assert_eq!(module_load_order(dep, "unix"), None);
     }
 
-    /// A .config that sets every option in [`KERNEL_OPTIONS`] to `value(option)`.
+    /// Builds a .config that sets every option in [`KERNEL_OPTIONS`] to `value(option)`.
     fn config_with(value: impl Fn(&str) -> &'static str) -> String {
         let mut config = String::new();
         for (option, _) in KERNEL_OPTIONS {

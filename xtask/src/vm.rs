@@ -21,7 +21,7 @@ const EXIT_MARKER: &str = "LUPID-VM-EXIT=";
 /// How long qemu may take to power off after the marker.
 const POWEROFF_GRACE: Duration = Duration::from_secs(30);
 
-/// What /init runs, chosen with `lupid.mode=` on the kernel command line.
+/// Program that /init runs, chosen with `lupid.mode=` on the kernel command line.
 #[derive(Clone, Copy)]
 pub(crate) enum Mode<'a> {
     /// The `vm` integration tests, optionally filtered by name.
@@ -82,8 +82,8 @@ pub(crate) fn lupid_executables(release_dir: &Path) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-/// The filter travels on the kernel command line, which splits on spaces
-/// and has no quoting that reaches /proc/cmdline intact.
+/// Rejects filters that the kernel command line cannot carry: it splits on
+/// spaces and has no quoting that reaches /proc/cmdline intact.
 fn check_filter(filter: &str) -> Result<()> {
     if filter.is_empty() || filter.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
         bail!("invalid test filter {filter:?}: use one word without spaces or quotes");
@@ -130,15 +130,17 @@ pub(crate) fn boot(
         .arg(append.join(" "))
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
-    let shown = cmd::display(&qemu);
+    let command_line = cmd::display(&qemu);
     step!(
-        "booting {} (timeout {} s): {shown}",
+        "booting {} (timeout {} s): {command_line}",
         kernel.release,
         timeout.as_secs()
     );
 
     let mut child = qemu.spawn().with_context(|| {
-        format!("could not start `{shown}`; run `cargo xtask setup` to install qemu-system-x86")
+        format!(
+            "could not start `{command_line}`; run `cargo xtask setup` to install qemu-system-x86"
+        )
     })?;
     let stdout = child.stdout.take().context("qemu has no stdout pipe")?;
     let (events, received) = mpsc::channel();
@@ -188,7 +190,7 @@ pub(crate) fn boot(
         ),
         (None, None) => match console.panic {
             Some(line) => bail!("the VM kernel panicked before printing {EXIT_MARKER}: {line}"),
-            None if !status.success() => bail!("`{shown}` failed ({status})"),
+            None if !status.success() => bail!("`{command_line}` failed ({status})"),
             None => bail!(
                 "the VM powered off without printing {EXIT_MARKER}; /init did not finish, see the output above"
             ),
