@@ -1,1 +1,121 @@
-fn main() {}
+//! `lupid-agent`: runs AI agents under BPF LSM mediation and records every
+//! decision in the ledger.
+//!
+//! Exit codes: `run` exits with the agent's status (128 + signal when it
+//! was killed); other verbs exit 0 on success and 2 on error.
+
+mod daemon;
+mod policy;
+mod protocol;
+mod run;
+mod status;
+
+use std::{ffi::OsString, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "lupid-agent", version, about = "Run AI agents under kernel mediation, with every decision on the record")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground (needs root and a kernel with BPF LSM).
+    Start {
+        /// Folder of the daemon's state; the ledger is its `ledger/` subfolder.
+        #[arg(long, default_value = protocol::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Path of the daemon's Unix socket (root-only).
+        #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Run a command as an agent in a new labeled cgroup under a policy.
+    Run {
+        /// Name of the agent, recorded in the ledger.
+        #[arg(long)]
+        agent: String,
+        /// Policy file (see policies/README.md).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The person who delegated the work to the agent (default: $SUDO_USER or $USER).
+        #[arg(long)]
+        delegated_by: Option<String>,
+        /// Run the command as this user: UID or UID:GID.
+        #[arg(long, value_parser = parse_user)]
+        user: Option<(u32, u32)>,
+        #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<OsString>,
+    },
+    /// Show the programs and labeled cgroups the kernel holds now.
+    Status {
+        #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Work with policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Check a policy file and list every error with its line and column.
+    Check { file: PathBuf },
+}
+
+fn parse_user(text: &str) -> Result<(u32, u32), String> {
+    let (uid, gid) = text.split_once(':').unwrap_or((text, text));
+    let parse = |v: &str| v.parse::<u32>().map_err(|_| format!("invalid user {text:?}: expected UID or UID:GID as numbers"));
+    Ok((parse(uid)?, parse(gid)?))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LUPID_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Start { state_dir, socket } => daemon::start(&daemon::StartOptions { state_dir, socket }).map(|()| 0),
+        Command::Run { agent, policy, delegated_by, user, socket, command } => {
+            run::run(&run::RunOptions { agent, policy, delegated_by, user, socket, command })
+        }
+        Command::Status { socket, json } => status::status(&socket, json).map(|()| 0),
+        Command::Policy { command: PolicyCommand::Check { file } } => policy_check(&file).map(|()| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
+        Err(e) => {
+            eprintln!("lupid-agent: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read(file).map_err(|e| anyhow::anyhow!("failed to read {}: {e}", file.display()))?;
+    let name = file.display().to_string();
+    let policy = policy::Policy::parse(&name, &text).map_err(|errors| join_errors(&errors))?;
+    let compiled = policy::compile(&policy, 1).map_err(|errors| join_errors(&errors))?;
+    println!(
+        "{name}: valid; {} rules, {} path entries and {} network prefixes for the kernel",
+        compiled.rule_names.len(),
+        compiled.path_rules.len(),
+        compiled.net_rules.len()
+    );
+    Ok(())
+}
+
+fn join_errors(errors: &[policy::PolicyError]) -> anyhow::Error {
+    anyhow::anyhow!("{}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+}

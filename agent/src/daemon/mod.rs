@@ -1,0 +1,249 @@
+//! `lupid-agent start`: the daemon.
+//!
+//! Start-up order matters: the ledger opens first (an action that cannot be
+//! recorded is not allowed), then the kernel programs load and attach, then
+//! the event reader starts, and only then does the socket accept agents.
+//! On SIGINT or SIGTERM the daemon stops accepting, drains the ring buffer,
+//! writes a stop record and exits; the programs detach when it exits.
+
+mod agents;
+mod btf;
+mod cgroup;
+mod events;
+mod kernel;
+mod server;
+mod writer;
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use lupid_ledger::{DaemonStart, DaemonStop, Ledger, RecordBody};
+use tokio::io::unix::AsyncFd;
+
+use self::{agents::Registry, events::SequenceTracker, kernel::Kernel, writer::LedgerWriter};
+
+/// Number of LSM programs a healthy daemon has attached.
+pub(crate) const HOOK_COUNT: usize = kernel::HOOKS.len();
+
+/// How long an agent's cgroup may stay empty after registration before the
+/// daemon retires it, for clients that died without reporting an exit.
+const ABANDONED_AFTER: Duration = Duration::from_secs(60);
+
+/// What the daemon's threads share.
+pub(crate) struct State {
+    kernel: Mutex<Kernel>,
+    registry: Mutex<Registry>,
+    writer: LedgerWriter,
+    cgroup_root: PathBuf,
+    ledger_dir: PathBuf,
+}
+
+/// Options of `lupid-agent start`.
+pub(crate) struct StartOptions {
+    pub(crate) state_dir: PathBuf,
+    pub(crate) socket: PathBuf,
+}
+
+pub(crate) fn start(options: &StartOptions) -> Result<()> {
+    if !nix::unistd::Uid::effective().is_root() {
+        anyhow::bail!("lupid-agent start must run as root (it loads BPF LSM programs and creates cgroups); run it with sudo");
+    }
+    // Check the kernel before touching any state, so a host that cannot
+    // enforce leaves nothing behind.
+    kernel::check_bpf_lsm()?;
+    let cgroup_root = cgroup::cgroup2_root()?;
+
+    std::fs::create_dir_all(&options.state_dir).with_context(|| format!("failed to create {}", options.state_dir.display()))?;
+    std::fs::set_permissions(&options.state_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("failed to restrict {} to root", options.state_dir.display()))?;
+    let ledger_dir = options.state_dir.join("ledger");
+    let ledger = Ledger::open(&ledger_dir).with_context(|| format!("failed to open the ledger at {}", ledger_dir.display()))?;
+    let (writer, writer_thread) = LedgerWriter::spawn(ledger);
+
+    let (kernel, ring) = Kernel::load()?;
+    let tracker = SequenceTracker::starting_at(kernel.next_sequence(), kernel.dropped_events());
+    let state = Arc::new(State { kernel: Mutex::new(kernel), registry: Mutex::default(), writer, cgroup_root, ledger_dir });
+
+    let start_record = RecordBody::DaemonStart(DaemonStart {
+        version: env!("CARGO_PKG_VERSION").into(),
+        kernel: kernel_release(),
+        pid: std::process::id(),
+    });
+    state.writer.append_durable(vec![start_record]).map_err(anyhow::Error::msg)?;
+    tracing::info!(ledger = %state.ledger_dir.display(), cgroups = %state.cgroup_root.display(), "kernel programs attached");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let result = runtime.block_on(run(state.clone(), ring, tracker, &options.socket));
+
+    let stop = RecordBody::DaemonStop(DaemonStop { reason: match &result { Ok(()) => "signal".into(), Err(e) => format!("{e:#}") } });
+    if let Err(e) = state.writer.append_durable(vec![stop]) {
+        tracing::error!(error = %e, "failed to record the daemon stop");
+    }
+    let _ = std::fs::remove_file(&options.socket);
+    drop(runtime);
+    drop(Arc::try_unwrap(state).map(|state| drop(state.writer)));
+    let _ = writer_thread.join();
+    result
+}
+
+async fn run(state: Arc<State>, ring: RingBuf<MapData>, tracker: SequenceTracker, socket: &Path) -> Result<()> {
+    let listener = bind(socket)?;
+    let (stop_reader, stopping) = tokio::sync::watch::channel(false);
+    let reader = tokio::spawn(read_events(state.clone(), ring, tracker, stopping));
+    let sweeper = tokio::spawn(sweep(state.clone()));
+    tracing::info!(socket = %socket.display(), "accepting agents");
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = accepted.context("failed to accept a client")?;
+                let stream = stream.into_std()?;
+                stream.set_nonblocking(false)?;
+                let state = state.clone();
+                tokio::task::spawn_blocking(move || server::serve(&state, stream));
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    tracing::info!("stopping: draining kernel events");
+    sweeper.abort();
+    let _ = stop_reader.send(true);
+    let _ = reader.await;
+    Ok(())
+}
+
+fn bind(socket: &Path) -> Result<tokio::net::UnixListener> {
+    let dir = socket.parent().context("the socket path has no parent folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            anyhow::bail!("another daemon is listening on {}; stop it first", socket.display());
+        }
+        std::fs::remove_file(socket).with_context(|| format!("failed to remove the stale socket {}", socket.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(socket).with_context(|| format!("failed to listen on {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Drains the ring buffer whenever it becomes readable and queues one
+/// decision record per event.
+async fn read_events(
+    state: Arc<State>,
+    ring: RingBuf<MapData>,
+    mut tracker: SequenceTracker,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ring = match AsyncFd::new(ring) {
+        Ok(ring) => ring,
+        Err(e) => {
+            tracing::error!(error = %e, "failed to watch the ring buffer; labeled actions will be denied once it fills");
+            return;
+        }
+    };
+    loop {
+        let mut guard = tokio::select! {
+            ready = ring.readable_mut() => match ready {
+                Ok(guard) => guard,
+                Err(e) => {
+                    tracing::error!(error = %e, "failed to wait on the ring buffer");
+                    return;
+                }
+            },
+            () = tokio::time::sleep(Duration::from_millis(500)) => {
+                record_gaps(&state, &mut tracker);
+                continue;
+            }
+            _ = stopping.changed() => {
+                // Last drain: events already in the buffer get their records.
+                let records = drain(&state, ring.get_mut(), &mut tracker);
+                if let Err(e) = state.writer.append_durable(records) {
+                    tracing::error!(error = %e, "failed to record the last kernel events");
+                }
+                record_gaps(&state, &mut tracker);
+                return;
+            }
+        };
+        let records = drain(&state, guard.get_inner_mut(), &mut tracker);
+        guard.clear_ready();
+        if !records.is_empty() {
+            if let Err(e) = state.writer.append(records) {
+                tracing::error!(error = %e, "failed to queue decision records");
+                return;
+            }
+        }
+        record_gaps(&state, &mut tracker);
+    }
+}
+
+fn drain(state: &State, ring: &mut RingBuf<MapData>, tracker: &mut SequenceTracker) -> Vec<RecordBody> {
+    let registry = state.registry.lock().expect("registry lock");
+    let mut records = Vec::new();
+    while let Some(item) = ring.next() {
+        let Some(event) = events::decode(&item) else {
+            tracing::error!(bytes = item.len(), "ring buffer item of the wrong size; the daemon and kernel programs disagree");
+            continue;
+        };
+        tracker.saw(event.seq);
+        records.push(events::to_record(&event, registry.agents.get(&event.agent_id)));
+    }
+    records
+}
+
+fn record_gaps(state: &State, tracker: &mut SequenceTracker) {
+    let drops = state.kernel.lock().expect("kernel lock").dropped_events();
+    let gaps = tracker.gaps(drops);
+    if !gaps.is_empty() {
+        tracing::warn!(gaps = gaps.len(), dropped = drops, "the kernel dropped events; recording the gap");
+        if let Err(e) = state.writer.append(gaps) {
+            tracing::error!(error = %e, "failed to queue gap records");
+        }
+    }
+    if state.writer.failed.load(std::sync::atomic::Ordering::SeqCst) {
+        let mut kernel = state.kernel.lock().expect("kernel lock");
+        state.registry.lock().expect("registry lock").deny_all(&mut kernel);
+    }
+}
+
+/// Retires agents whose client died without reporting an exit.
+async fn sweep(state: Arc<State>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let abandoned: Vec<u32> = {
+            let registry = state.registry.lock().expect("registry lock");
+            registry
+                .agents
+                .values()
+                .filter(|e| !e.retired && e.registered_at.elapsed() > ABANDONED_AFTER)
+                .filter(|e| !cgroup::is_populated(&e.cgroup.path).unwrap_or(true))
+                .map(|e| e.agent_id)
+                .collect()
+        };
+        for agent_id in abandoned {
+            retire_when_empty(&state, agent_id);
+        }
+    }
+}
+
+/// Retires an agent if its cgroup is empty; otherwise leaves it labeled
+/// (its remaining processes stay mediated) for the sweeper to retry.
+pub(crate) fn retire_when_empty(state: &State, agent_id: u32) {
+    let mut kernel = state.kernel.lock().expect("kernel lock");
+    let mut registry = state.registry.lock().expect("registry lock");
+    if let Err(message) = registry.retire(&mut kernel, agent_id) {
+        tracing::debug!(agent_id, %message, "agent not retired yet");
+    }
+}
+
+fn kernel_release() -> String {
+    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+}

@@ -1,0 +1,189 @@
+//! The daemon's Unix socket: one blocking thread per connection, since a
+//! request is short and may carry a file descriptor.
+
+use std::{
+    fs::File,
+    io::Read,
+    os::{
+        fd::{AsRawFd, OwnedFd},
+        unix::net::UnixStream,
+    },
+    path::Path,
+};
+
+use lupid_ledger::{Identity, RecordBody};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use sha2::{Digest, Sha256};
+
+use super::{State, kernel::HOOKS};
+use crate::{
+    policy::Policy,
+    protocol::{AgentStatus, Connection, ProgramStatus, Register, Reply, Request, StatusReport, send},
+};
+
+/// Serves one client until it hangs up.
+pub(crate) fn serve(state: &State, stream: UnixStream) {
+    match getsockopt(&stream, PeerCredentials) {
+        Ok(credentials) if credentials.uid() == 0 => {}
+        Ok(credentials) => {
+            let _ = send(&stream, &Reply::Error { message: format!("uid {} may not use the lupid socket; run as root", credentials.uid()) }, None);
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "failed to read the peer credentials of a client; closing it");
+            return;
+        }
+    }
+    let mut connection = Connection::new(stream);
+    loop {
+        let request = match connection.receive::<Request>() {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = send(connection.stream(), &Reply::Error { message: e.to_string() }, None);
+                return;
+            }
+        };
+        let reply = match request {
+            Request::Register(register) => {
+                let exe = connection.take_fd();
+                register_agent(state, &register, exe)
+            }
+            Request::Exited { agent_id, status } => agent_exited(state, agent_id, status),
+            Request::Status => Reply::Status(Box::new(status(state))),
+        };
+        if let Err(e) = send(connection.stream(), &reply, None) {
+            tracing::warn!(error = %e, "failed to reply to a client");
+            return;
+        }
+    }
+}
+
+fn register_agent(state: &State, request: &Register, exe: Option<OwnedFd>) -> Reply {
+    let error = |message: String| Reply::Error { message };
+    let Some(exe) = exe else {
+        return error("the register request carried no executable descriptor".into());
+    };
+    if state.writer.failed.load(std::sync::atomic::Ordering::SeqCst) {
+        return error("the ledger cannot record, so no agent may start; see the daemon's log".into());
+    }
+    let policy_name = String::from_utf8_lossy(&request.policy_path).into_owned();
+    let policy = match Policy::parse(&policy_name, &request.policy_text) {
+        Ok(policy) => policy,
+        Err(errors) => return error(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),
+    };
+    let policy_sha256: [u8; 32] = Sha256::digest(&request.policy_text).into();
+    let (exe_sha256, exe_name) = match hash_descriptor(exe) {
+        Ok(found) => found,
+        Err(e) => return error(format!("failed to hash the agent's executable: {e}")),
+    };
+
+    let entry = {
+        let mut kernel = state.kernel.lock().expect("kernel lock");
+        let mut registry = state.registry.lock().expect("registry lock");
+        match registry.register(&mut kernel, &state.cgroup_root, &request.agent, &policy, policy_sha256) {
+            Ok(entry) => entry,
+            Err(message) => return error(message),
+        }
+    };
+    let identity = RecordBody::Identity(Identity {
+        agent_id: entry.agent_id,
+        agent: request.agent.clone(),
+        delegated_by: request.delegated_by.clone(),
+        policy_sha256,
+        policy_path: request.policy_path.clone(),
+        command: request.command.clone(),
+        uid: request.uid,
+        gid: request.gid,
+        pid: request.client_pid,
+        exe_path: if exe_name.is_empty() { request.exe_path.clone() } else { exe_name },
+        exe_sha256,
+        cgroup_id: entry.cgroup.id,
+        cgroup_path: entry.cgroup.path.as_os_str().as_encoded_bytes().to_vec(),
+    });
+    // The agent may start only once its identity is durable.
+    if let Err(message) = state.writer.append_durable(vec![identity]) {
+        let mut kernel = state.kernel.lock().expect("kernel lock");
+        let _ = state.registry.lock().expect("registry lock").retire(&mut kernel, entry.agent_id);
+        return error(message);
+    }
+    tracing::info!(agent_id = entry.agent_id, agent = %request.agent, cgroup = %entry.cgroup.path.display(), "agent registered");
+    Reply::Registered { agent_id: entry.agent_id, cgroup: entry.cgroup.path, policy_sha256: hex::encode(policy_sha256) }
+}
+
+/// Hashes the file behind a descriptor and returns the kernel's name for it.
+/// The name comes from the daemon's own descriptor table, so no path the
+/// agent chose is resolved by the daemon.
+fn hash_descriptor(fd: OwnedFd) -> std::io::Result<([u8; 32], Vec<u8>)> {
+    let name = std::fs::read_link(Path::new("/proc/self/fd").join(fd.as_raw_fd().to_string()))
+        .map(|p| p.into_os_string().into_encoded_bytes())
+        .unwrap_or_default();
+    let mut file = File::from(fd);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let read = file.read(&mut buf)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buf[..read]);
+    }
+    Ok((hasher.finalize().into(), name))
+}
+
+fn agent_exited(state: &State, agent_id: u32, status: i32) -> Reply {
+    let name = {
+        let registry = state.registry.lock().expect("registry lock");
+        match registry.agents.get(&agent_id) {
+            Some(entry) => entry.name.clone(),
+            None => return Reply::Error { message: format!("no agent with id {agent_id}") },
+        }
+    };
+    let record = RecordBody::AgentExit(lupid_ledger::AgentExit { agent_id, agent: name, status });
+    if let Err(message) = state.writer.append_durable(vec![record]) {
+        return Reply::Error { message };
+    }
+    super::retire_when_empty(state, agent_id);
+    Reply::Done
+}
+
+fn status(state: &State) -> StatusReport {
+    let mut report = StatusReport::default();
+    // Programs as the kernel lists them, not as the daemon meant to load them.
+    for program in aya::programs::loaded_programs().filter_map(Result::ok) {
+        let name = program.name_as_str().unwrap_or_default().to_owned();
+        if HOOKS.iter().any(|(program_name, _)| program_name.starts_with(&name) && !name.is_empty()) {
+            report.programs.push(ProgramStatus { name, id: program.id() });
+        }
+    }
+    let kernel = state.kernel.lock().expect("kernel lock");
+    let registry = state.registry.lock().expect("registry lock");
+    for (cgroup_id, info) in kernel.agents_in_kernel() {
+        let entry = registry.agents.get(&info.agent_id);
+        report.agents.push(AgentStatus {
+            agent_id: info.agent_id,
+            agent: entry.map(|e| e.name.clone()).unwrap_or_default(),
+            cgroup_id,
+            cgroup: entry.map(|e| e.cgroup.path.display().to_string()).unwrap_or_default(),
+            policy_sha256: entry.map(|e| hex::encode(e.policy_sha256)).unwrap_or_default(),
+            default_verdict: if info.default_verdict == lupid_common::verdict::ALLOW { "allow" } else { "deny" }.into(),
+        });
+    }
+    report.path_rules = kernel.path_rules_in_kernel();
+    report.kernel_sequence = kernel.next_sequence();
+    for (name, slot) in [
+        ("ring_buffer_full", lupid_common::error::RINGBUF_FULL),
+        ("path_unresolved", lupid_common::error::PATH_UNRESOLVED),
+        ("read_failed", lupid_common::error::READ_FAILED),
+        ("unknown_family", lupid_common::error::UNKNOWN_FAMILY),
+        ("no_policy", lupid_common::error::NO_POLICY),
+    ] {
+        report.failures.push((name.into(), kernel.error_count(slot)));
+    }
+    if let Ok(reader) = lupid_ledger::LedgerReader::open_read_only(&state.ledger_dir) {
+        report.ledger_records = reader.len();
+        report.ledger_head = reader.head().map(|(_, hash)| hex::encode(hash));
+    }
+    report
+}
+

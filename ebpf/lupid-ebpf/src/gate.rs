@@ -1,0 +1,86 @@
+//! The steps every hook shares: find the agent, reserve the event, record
+//! the verdict.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns},
+    },
+    maps::ring_buf::RingBufEntry,
+};
+use lupid_common::{AgentInfo, COMM_LEN, Event, decide::Decision, error, verdict};
+
+use crate::maps::{AGENTS, EVENTS, count_error, next_sequence};
+
+/// The errno a denial returns, negated as LSM hooks expect.
+pub(crate) const DENIED: i32 = -1; // -EPERM
+
+/// What the hook learned about its caller.
+pub(crate) enum Entry {
+    /// The caller is in no labeled cgroup: allow without a record.
+    Unlabeled,
+    /// The caller is labeled but its event could not be reserved: deny.
+    /// The cause is already counted.
+    Refused,
+    /// The caller is labeled and its event is reserved, header filled in.
+    Labeled { event: RingBufEntry<Event>, agent: AgentInfo },
+}
+
+/// Looks up the caller's agent and reserves its event.
+///
+/// The sequence number is taken before the reservation, so an event that
+/// could not be reserved leaves a gap the daemon can see.
+pub(crate) fn enter(hook: u32) -> Entry {
+    // SAFETY: the helper has no preconditions.
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: the value is copied out before the program can sleep.
+    let Some(agent) = (unsafe { AGENTS.get(&cgroup_id) }).copied() else {
+        return Entry::Unlabeled;
+    };
+    let Some(seq) = next_sequence() else {
+        count_error(error::READ_FAILED);
+        return Entry::Refused;
+    };
+    let Some(mut event) = EVENTS.reserve::<Event>(0) else {
+        count_error(error::RINGBUF_FULL);
+        return Entry::Refused;
+    };
+
+    let out = event.as_mut_ptr();
+    let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    // SAFETY: `out` points at a reserved, exclusively owned ring buffer
+    // record of `size_of::<Event>()` bytes; fields are written through raw
+    // pointers because the record starts uninitialized.
+    unsafe {
+        (&raw mut (*out).seq).write(seq);
+        (&raw mut (*out).boot_ns).write(bpf_ktime_get_boot_ns());
+        (&raw mut (*out).cgroup_id).write(cgroup_id);
+        (&raw mut (*out).pid_tgid).write(bpf_get_current_pid_tgid());
+        (&raw mut (*out).uid_gid).write(bpf_get_current_uid_gid());
+        (&raw mut (*out).hook).write(hook);
+        (&raw mut (*out).agent_id).write(agent.agent_id);
+        (&raw mut (*out).policy_id).write(agent.policy_id);
+        (&raw mut (*out).access).write(0);
+        (&raw mut (*out).path_len).write(0);
+        (&raw mut (*out).flags).write(0);
+        (&raw mut (*out).family).write(0);
+        (&raw mut (*out).port).write(0);
+        (&raw mut (*out).addr).write([0; 16]);
+        (&raw mut (*out).comm).write(comm);
+    }
+    Entry::Labeled { event, agent }
+}
+
+/// Writes the verdict into the event, submits it and returns the hook's
+/// return value.
+pub(crate) fn finish(mut event: RingBufEntry<Event>, decision: Decision) -> i32 {
+    let out = event.as_mut_ptr();
+    // SAFETY: as in `enter`.
+    unsafe {
+        (&raw mut (*out).verdict).write(decision.verdict);
+        (&raw mut (*out).rule_id).write(decision.rule_id);
+        (&raw mut (*out).reason).write(decision.reason);
+    }
+    event.submit(0);
+    if decision.verdict == verdict::ALLOW { 0 } else { DENIED }
+}

@@ -1,0 +1,80 @@
+//! The maps and read-only globals shared with the daemon, which is their
+//! only writer.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+};
+use lupid_common::{AgentInfo, KernelOffsets, NetKey, NetRule, PathKey, PathRule, error};
+
+/// Labeled cgroups: cgroup v2 id to the agent that runs in it.
+#[map]
+pub(crate) static AGENTS: HashMap<u64, AgentInfo> = HashMap::with_max_entries(4096, 0);
+
+/// Path rules of every loaded policy, keyed by policy id and path.
+#[map]
+pub(crate) static PATH_RULES: HashMap<PathKey, PathRule> = HashMap::with_max_entries(65536, 0);
+
+/// Network rules of every loaded policy: an LPM trie over the policy id and
+/// the IPv6 (or IPv4-mapped) address.
+#[map]
+pub(crate) static NET_RULES: LpmTrie<NetKey, NetRule> = LpmTrie::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+/// One event per decision, for the daemon to write into the ledger.
+#[map]
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+/// Slot 0 holds the next kernel sequence number.
+#[map]
+pub(crate) static SEQUENCE: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Per-CPU counters of denials caused by internal failures, indexed by
+/// `lupid_common::error`.
+#[map]
+pub(crate) static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(error::COUNT, 0);
+
+/// Field offsets of the running kernel's structs, read by the daemon from
+/// BTF and written here before the programs load. The `.rodata` map is
+/// frozen, so the verifier treats these as constants.
+#[unsafe(no_mangle)]
+static KERNEL_OFFSETS: KernelOffsets = KernelOffsets { binprm_file: 0, file_f_path: 0, file_f_mode: 0, _reserved: 0 };
+
+const EVENTS_BYTES: u32 = 32 << 20;
+const BPF_F_NO_PREALLOC: u32 = 1;
+
+pub(crate) fn kernel_offsets() -> KernelOffsets {
+    // SAFETY: the static lives in `.rodata` for the whole program run; a
+    // volatile read keeps the compiler from folding in the zero initializer.
+    unsafe { core::ptr::read_volatile(&raw const KERNEL_OFFSETS) }
+}
+
+/// Counts one denial caused by an internal failure.
+pub(crate) fn count_error(slot: u32) {
+    if let Some(counter) = ERRORS.get_ptr_mut(slot) {
+        // SAFETY: the pointer comes from a successful lookup in a per-CPU
+        // array and stays valid until the program returns. The add is atomic
+        // because a sleepable program can be preempted on the same CPU.
+        unsafe { fetch_add(counter) };
+    }
+}
+
+/// Takes the next kernel sequence number, or `None` if the counter is
+/// missing (which cannot happen for an array map, but is handled as a
+/// failure all the same).
+pub(crate) fn next_sequence() -> Option<u64> {
+    let counter = SEQUENCE.get_ptr_mut(0)?;
+    // SAFETY: as in `count_error`; the slot is shared by all CPUs, so the
+    // fetch-add must be atomic.
+    Some(unsafe { fetch_add(counter) })
+}
+
+/// Atomically adds one to `*counter` and returns the old value. The BPF
+/// target has no compare-and-swap, so `AtomicU64::fetch_add` is not
+/// available, but the instruction set has a fetching atomic add.
+///
+/// # Safety
+/// `counter` must be valid for reads and writes of a `u64`.
+unsafe fn fetch_add(counter: *mut u64) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    unsafe { core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(counter, 1) }
+}

@@ -1,0 +1,95 @@
+//! Connect: read the destination the kernel copied in, canonicalize it to
+//! an IPv6 address (IPv4 as `::ffff:a.b.c.d`), match the agent's network
+//! rules, decide.
+
+use aya_ebpf::{helpers::bpf_probe_read_kernel, maps::lpm_trie::Key, programs::LsmContext};
+use lupid_common::{
+    NetKey,
+    decide::{Decision, decide_connect},
+    error, family, hook, reason,
+};
+
+use crate::{
+    gate::{self, DENIED, Entry},
+    maps::{NET_RULES, count_error},
+};
+
+/// Length of `struct sockaddr_in`.
+const SOCKADDR_IN_LEN: i32 = 16;
+/// Length of `struct sockaddr_in6`.
+const SOCKADDR_IN6_LEN: i32 = 28;
+/// Prefix length of a full lookup key: the policy id and 128 address bits.
+const FULL_PREFIX: u32 = 32 + 128;
+
+pub(crate) fn check_connect(ctx: &LsmContext) -> i32 {
+    let (mut event, agent) = match gate::enter(hook::CONNECT) {
+        Entry::Unlabeled => return 0,
+        Entry::Refused => return DENIED,
+        Entry::Labeled { event, agent } => (event, agent),
+    };
+    let address: *const u8 = ctx.arg(1);
+    let address_len: i32 = ctx.arg(2);
+    let out = event.as_mut_ptr();
+
+    let decision = match read_destination(address, address_len) {
+        Ok((family, addr, port)) => {
+            // SAFETY: `out` is the reserved event, see `gate::enter`.
+            unsafe {
+                (&raw mut (*out).family).write(family);
+                (&raw mut (*out).addr).write(addr);
+                (&raw mut (*out).port).write(port);
+            }
+            let key = Key::new(FULL_PREFIX, NetKey { policy_id_be: agent.policy_id.to_be_bytes(), addr });
+            decide_connect(NET_RULES.get(&key), port, agent.default_verdict)
+        }
+        Err((family, denial)) => {
+            // SAFETY: as above.
+            unsafe { (&raw mut (*out).family).write(family) };
+            denial
+        }
+    };
+    gate::finish(event, decision)
+}
+
+/// Returns the family, the canonical address and the port in host order.
+/// An unreadable address, one too short for its family, or a family other
+/// than IPv4 and IPv6 is a denial.
+fn read_destination(address: *const u8, address_len: i32) -> Result<(u16, [u8; 16], u16), (u16, Decision)> {
+    let unreadable = |family| {
+        count_error(error::READ_FAILED);
+        (family, Decision::fail_closed(reason::READ_FAILED))
+    };
+    if address_len < 2 {
+        return Err(unreadable(0));
+    }
+    // SAFETY: the helper checks the kernel address and faults safely.
+    let family: u16 = unsafe { bpf_probe_read_kernel(address.cast::<u16>()) }.map_err(|_| unreadable(0))?;
+    match family {
+        family::INET => {
+            if address_len < SOCKADDR_IN_LEN {
+                return Err(unreadable(family));
+            }
+            // SAFETY: as above; `sockaddr_in` is a fixed UAPI layout.
+            let raw: [u8; 8] = unsafe { bpf_probe_read_kernel(address.cast::<[u8; 8]>()) }.map_err(|_| unreadable(family))?;
+            let mut addr = [0u8; 16];
+            addr[10] = 0xff;
+            addr[11] = 0xff;
+            addr[12..16].copy_from_slice(&raw[4..8]);
+            Ok((family, addr, u16::from_be_bytes([raw[2], raw[3]])))
+        }
+        family::INET6 => {
+            if address_len < SOCKADDR_IN6_LEN {
+                return Err(unreadable(family));
+            }
+            // SAFETY: as above; `sockaddr_in6` is a fixed UAPI layout.
+            let raw: [u8; 24] = unsafe { bpf_probe_read_kernel(address.cast::<[u8; 24]>()) }.map_err(|_| unreadable(family))?;
+            let mut addr = [0u8; 16];
+            addr.copy_from_slice(&raw[8..24]);
+            Ok((family, addr, u16::from_be_bytes([raw[2], raw[3]])))
+        }
+        other => {
+            count_error(error::UNKNOWN_FAMILY);
+            Err((other, Decision::fail_closed(reason::UNKNOWN_FAMILY)))
+        }
+    }
+}

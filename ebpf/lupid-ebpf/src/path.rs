@@ -1,0 +1,158 @@
+//! Exec and open: name the file the kernel resolved, match it against the
+//! agent's path rules, decide.
+
+use aya_ebpf::{helpers::generated::bpf_d_path, programs::LsmContext};
+use lupid_common::{
+    Event, PATH_MAX, RULE_PATH_MAX, RuleSlot, access,
+    decide::{Decision, decide_exec, decide_open, fold_slot},
+    error, flags, hook, reason,
+};
+
+use crate::{
+    gate::{self, DENIED, Entry},
+    maps::{PATH_RULES, count_error, kernel_offsets},
+};
+
+const ENAMETOOLONG: i64 = 36;
+const FMODE_READ: u32 = 1;
+const FMODE_WRITE: u32 = 2;
+
+/// Best rule per kind of access found while scanning a path.
+#[derive(Default)]
+struct Matches {
+    exec: RuleSlot,
+    read: RuleSlot,
+    write: RuleSlot,
+}
+
+pub(crate) fn check_exec(ctx: &LsmContext) -> i32 {
+    let (mut event, agent) = match gate::enter(hook::EXEC) {
+        Entry::Unlabeled => return 0,
+        Entry::Refused => return DENIED,
+        Entry::Labeled { event, agent } => (event, agent),
+    };
+    let offsets = kernel_offsets();
+    let bprm: *const u8 = ctx.arg(0);
+    // SAFETY: `bprm` is the hook's BTF-typed argument and the offset of
+    // `linux_binprm::file` comes from the running kernel's BTF; the
+    // verifier checks the load against that BTF.
+    let file = unsafe { core::ptr::read_volatile(bprm.add(offsets.binprm_file as usize).cast::<*const u8>()) };
+
+    let out = event.as_mut_ptr();
+    let decision = match resolve(out, file, offsets.file_f_path) {
+        Ok(len) => {
+            let found = scan(out, agent.policy_id, len);
+            decide_exec(&found.exec, agent.default_verdict)
+        }
+        Err(denial) => denial,
+    };
+    gate::finish(event, decision)
+}
+
+pub(crate) fn check_open(ctx: &LsmContext) -> i32 {
+    let (mut event, agent) = match gate::enter(hook::OPEN) {
+        Entry::Unlabeled => return 0,
+        Entry::Refused => return DENIED,
+        Entry::Labeled { event, agent } => (event, agent),
+    };
+    let offsets = kernel_offsets();
+    let file: *const u8 = ctx.arg(0);
+    // SAFETY: as for `linux_binprm::file` in `check_exec`.
+    let mode = unsafe { core::ptr::read_volatile(file.add(offsets.file_f_mode as usize).cast::<u32>()) };
+    let mut wanted = 0;
+    if mode & FMODE_READ != 0 {
+        wanted |= access::READ;
+    }
+    if mode & FMODE_WRITE != 0 {
+        wanted |= access::WRITE;
+    }
+
+    let out = event.as_mut_ptr();
+    // SAFETY: `out` is the reserved event, see `gate::enter`.
+    unsafe { (&raw mut (*out).access).write(wanted) };
+    let decision = match resolve(out, file, offsets.file_f_path) {
+        Ok(len) => {
+            let found = scan(out, agent.policy_id, len);
+            decide_open(wanted, &found.read, &found.write, agent.default_verdict)
+        }
+        Err(denial) => denial,
+    };
+    gate::finish(event, decision)
+}
+
+/// Writes the full path of `file` into the event and returns its length
+/// without the NUL. A path that does not fit in `PATH_MAX` bytes, or that
+/// the kernel cannot build, is a denial: a shortened name must never be
+/// matched as if it were the whole one.
+fn resolve(out: *mut Event, file: *const u8, f_path_offset: u32) -> Result<usize, Decision> {
+    // SAFETY: `file` is a BTF-typed `struct file *` and the offset of
+    // `f_path` comes from the kernel's BTF; the destination is the event's
+    // `path` array of exactly `PATH_MAX` bytes.
+    let written = unsafe {
+        let path = file.add(f_path_offset as usize).cast_mut().cast();
+        bpf_d_path(path, (&raw mut (*out).path).cast(), PATH_MAX as u32)
+    };
+    if written <= 0 || written > PATH_MAX as i64 {
+        if written == -ENAMETOOLONG {
+            // SAFETY: `out` is the reserved event.
+            unsafe { (&raw mut (*out).flags).write(flags::PATH_TRUNCATED) };
+        }
+        count_error(error::PATH_UNRESOLVED);
+        return Err(Decision::fail_closed(reason::PATH_UNRESOLVED));
+    }
+    let len = (written - 1) as usize;
+    // SAFETY: `out` is the reserved event.
+    unsafe { (&raw mut (*out).path_len).write(len as u32) };
+    Ok(len)
+}
+
+/// Scans the path from the root and folds in the rule at every directory
+/// boundary and at the end, within the first `RULE_PATH_MAX` bytes (no rule
+/// can name a longer path). The lookup key is built in the event's scratch
+/// space: after the byte at index `i` is copied, the key holds exactly the
+/// prefix `path[..i]`, zero-padded.
+fn scan(out: *mut Event, policy_id: u32, len: usize) -> Matches {
+    let mut found = Matches::default();
+    // SAFETY: `out` is the reserved event; `scratch` and `path` lie inside
+    // it and every index below is bounded by `RULE_PATH_MAX < PATH_MAX`.
+    unsafe {
+        let key = &raw mut (*out).scratch;
+        (&raw mut (*key).policy_id).write(policy_id);
+        let words = (&raw mut (*key).path).cast::<u32>();
+        let mut w = 0;
+        while w < RULE_PATH_MAX / 4 {
+            words.add(w).write_unaligned(0);
+            w += 1;
+        }
+        let key_path = (&raw mut (*key).path).cast::<u8>();
+        let path = (&raw const (*out).path).cast::<u8>();
+
+        let mut i = 0;
+        while i <= RULE_PATH_MAX {
+            if i > len {
+                break;
+            }
+            let at_end = i == len;
+            let byte = if at_end { 0 } else { path.add(i).read() };
+            if i == 0 && byte == b'/' {
+                // The root is stored as "/", not as an empty string.
+                key_path.write(b'/');
+            }
+            if at_end || byte == b'/' {
+                if let Some(rule) = PATH_RULES.get(&*key) {
+                    fold_slot(&mut found.exec, &rule.exec, at_end);
+                    fold_slot(&mut found.read, &rule.read, at_end);
+                    fold_slot(&mut found.write, &rule.write, at_end);
+                }
+            }
+            if at_end {
+                break;
+            }
+            if i < RULE_PATH_MAX {
+                key_path.add(i).write(byte);
+            }
+            i += 1;
+        }
+    }
+    found
+}
