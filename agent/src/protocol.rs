@@ -176,3 +176,61 @@ impl Connection {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        fs::File,
+        io::{Read, Seek},
+    };
+
+    use super::*;
+
+    #[test]
+    fn status_request_round_trip() {
+        let (client, server) = UnixStream::pair().expect("socket pair");
+        send(&client, &Request::Status, None).expect("send");
+        let received = Connection::new(server).receive::<Request>().expect("receive");
+        assert!(matches!(received, Some(Request::Status)));
+    }
+
+    #[test]
+    fn descriptor_travels_with_message() {
+        let (client, server) = UnixStream::pair().expect("socket pair");
+        let mut file = tempfile::tempfile().expect("temp file");
+        std::io::Write::write_all(&mut file, b"payload").expect("write");
+        send(&client, &Request::Exited { agent_id: 7, status: 0 }, Some(file.as_raw_fd())).expect("send");
+        let mut connection = Connection::new(server);
+        let received = connection.receive::<Request>().expect("receive");
+        assert!(matches!(received, Some(Request::Exited { agent_id: 7, status: 0 })));
+        let mut passed = File::from(connection.take_fd().expect("a descriptor arrived"));
+        passed.rewind().expect("rewind");
+        let mut text = String::new();
+        passed.read_to_string(&mut text).expect("read");
+        assert_eq!(text, "payload");
+    }
+
+    #[test]
+    fn two_messages_in_one_write() {
+        let (client, server) = UnixStream::pair().expect("socket pair");
+        (&client).write_all(b"{\"request\":\"status\"}\n{\"request\":\"status\"}\n").expect("write");
+        let mut connection = Connection::new(server);
+        assert!(matches!(connection.receive::<Request>(), Ok(Some(Request::Status))));
+        assert!(matches!(connection.receive::<Request>(), Ok(Some(Request::Status))));
+    }
+
+    #[test]
+    fn invalid_message_is_an_error() {
+        let (client, server) = UnixStream::pair().expect("socket pair");
+        (&client).write_all(b"not json\n").expect("write");
+        let error = Connection::new(server).receive::<Request>().unwrap_err();
+        assert!(error.to_string().contains("invalid message"));
+    }
+
+    #[test]
+    fn end_of_stream_is_none() {
+        let (client, server) = UnixStream::pair().expect("socket pair");
+        drop(client);
+        assert!(matches!(Connection::new(server).receive::<Request>(), Ok(None)));
+    }
+}

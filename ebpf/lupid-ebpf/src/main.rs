@@ -26,7 +26,7 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 /// file the kernel opened for it, so symlinks and relative names are
 /// already resolved. Sleepable, because `bpf_d_path` needs it.
 #[lsm(hook = "bprm_check_security", sleepable)]
-pub fn bprm_check_security(ctx: LsmContext) -> i32 {
+pub(crate) fn bprm_check_security(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(1);
     if previous != 0 {
         return previous;
@@ -37,7 +37,7 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
 /// `file_open(struct file *file)`: decides an open on the opened file.
 /// Sleepable, because `bpf_d_path` needs it.
 #[lsm(hook = "file_open", sleepable)]
-pub fn file_open(ctx: LsmContext) -> i32 {
+pub(crate) fn file_open(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(1);
     if previous != 0 {
         return previous;
@@ -48,7 +48,7 @@ pub fn file_open(ctx: LsmContext) -> i32 {
 /// `socket_connect(struct socket *sock, struct sockaddr *address, int
 /// addrlen)`: decides a connect on the address the kernel copied in.
 #[lsm(hook = "socket_connect")]
-pub fn socket_connect(ctx: LsmContext) -> i32 {
+pub(crate) fn socket_connect(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(3);
     if previous != 0 {
         return previous;
