@@ -1,0 +1,412 @@
+//! Command line and report format of `lupid-probe`.
+//!
+//! The probe performs one action and prints one line with the kernel's
+//! result, `ACTION OBJECT: ok (DETAIL)` or `ACTION OBJECT: ERRNAME (errno N)`,
+//! then exits with a code that tests can match without parsing:
+//!
+//! | exit | meaning |
+//! | --- | --- |
+//! | 0 | the kernel allowed the action |
+//! | 1 | the action failed with `EPERM` or `EACCES` |
+//! | 2 | any other failure, or an invalid command line |
+//!
+//! Paths are bytes: an object is printed exactly as it was given on the
+//! command line, even when it is not UTF-8.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
+
+use crate::errno;
+
+/// Usage text printed with every command line error.
+pub const USAGE: &str = "\
+usage: lupid-probe exec PATH [ARG...]
+       lupid-probe open PATH read|write
+       lupid-probe connect ADDR:PORT [tcp|udp]
+       lupid-probe listen ADDR:PORT
+ADDR is an IPv4 address or a bracketed IPv6 address: 127.0.0.1:8080, [::1]:8080.";
+
+/// Exit code when the kernel allowed the action.
+pub const EXIT_OK: u8 = 0;
+/// Exit code when the action failed with `EPERM` or `EACCES`.
+pub const EXIT_DENIED: u8 = 1;
+/// Exit code for every other failure, command line errors included.
+pub const EXIT_OTHER: u8 = 2;
+
+/// One action, as parsed from the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `execve(path, [path, args...])`, without a search of `PATH`.
+    Exec { path: OsString, args: Vec<OsString> },
+    /// `open(path)` read-only or write-only, without `O_CREAT` or `O_TRUNC`.
+    Open { path: OsString, mode: OpenMode },
+    /// A TCP `connect` or a UDP `sendto` on an unconnected socket.
+    Connect { addr: SocketAddr, transport: Transport },
+    /// A TCP listener that accepts connections until it is killed.
+    Listen { addr: SocketAddr },
+}
+
+/// Access mode of [`Action::Open`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    Read,
+    Write,
+}
+
+/// Transport of [`Action::Connect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+/// An invalid command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage_error(message: impl Into<String>) -> UsageError {
+    UsageError(message.into())
+}
+
+/// Parses the probe's arguments, program name excluded.
+pub fn parse_args<I>(args: I) -> Result<Action, UsageError>
+where
+    I: IntoIterator<Item = OsString>,
+{
+    let mut args = args.into_iter();
+    let action = args.next().ok_or_else(|| usage_error("missing action"))?;
+    let action = match action.as_bytes() {
+        b"exec" => {
+            let path = args.next().ok_or_else(|| usage_error("exec: missing PATH"))?;
+            Action::Exec { path, args: args.by_ref().collect() }
+        }
+        b"open" => {
+            let path = args.next().ok_or_else(|| usage_error("open: missing PATH"))?;
+            let mode = args.next().ok_or_else(|| usage_error("open: missing mode (read or write)"))?;
+            Action::Open { path, mode: parse_open_mode(&mode)? }
+        }
+        b"connect" => {
+            let addr = args.next().ok_or_else(|| usage_error("connect: missing ADDR:PORT"))?;
+            let transport = match args.next() {
+                None => Transport::Tcp,
+                Some(text) => parse_transport(&text)?,
+            };
+            Action::Connect { addr: parse_socket_addr(&addr)?, transport }
+        }
+        b"listen" => {
+            let addr = args.next().ok_or_else(|| usage_error("listen: missing ADDR:PORT"))?;
+            Action::Listen { addr: parse_socket_addr(&addr)? }
+        }
+        _ => {
+            return Err(usage_error(format!(
+                "unknown action {:?}: expected exec, open, connect or listen",
+                action.to_string_lossy()
+            )));
+        }
+    };
+
+    if let Some(extra) = args.next() {
+        return Err(usage_error(format!("unexpected argument {:?}", extra.to_string_lossy())));
+    }
+    Ok(action)
+}
+
+fn parse_open_mode(text: &OsStr) -> Result<OpenMode, UsageError> {
+    match text.as_bytes() {
+        b"read" => Ok(OpenMode::Read),
+        b"write" => Ok(OpenMode::Write),
+        _ => Err(usage_error(format!("open: invalid mode {:?}: expected read or write", text.to_string_lossy()))),
+    }
+}
+
+fn parse_transport(text: &OsStr) -> Result<Transport, UsageError> {
+    match text.as_bytes() {
+        b"tcp" => Ok(Transport::Tcp),
+        b"udp" => Ok(Transport::Udp),
+        _ => Err(usage_error(format!("connect: invalid transport {:?}: expected tcp or udp", text.to_string_lossy()))),
+    }
+}
+
+/// Parses `IPV4:PORT` or `[IPV6]:PORT`. Host names are rejected, because the
+/// probe must perform exactly one connect and no DNS lookup.
+pub fn parse_socket_addr(text: &OsStr) -> Result<SocketAddr, UsageError> {
+    let invalid =
+        || usage_error(format!("invalid address {:?}: expected IPV4:PORT or [IPV6]:PORT", text.to_string_lossy()));
+    let text = text.to_str().ok_or_else(invalid)?;
+    text.parse().map_err(|_| invalid())
+}
+
+/// What happened to an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The kernel allowed the action. The text describes what followed, such as
+    /// the number of bytes read; it may be empty.
+    Ok(String),
+    /// The kernel allowed a connect, but the peer refused or reset it. The
+    /// text names the error, such as `ECONNREFUSED`.
+    Allowed(String),
+    /// The action failed with this `errno` value.
+    Failed(i32),
+}
+
+impl Outcome {
+    /// Converts an I/O error into a failure. Errors that std builds without
+    /// an OS error map to the `errno` the kernel would have used: a connect
+    /// that std timed out becomes `ETIMEDOUT`, and the rest `EINVAL` or
+    /// `EIO`.
+    pub fn from_error(error: &io::Error) -> Self {
+        let errno = error.raw_os_error().unwrap_or(match error.kind() {
+            io::ErrorKind::TimedOut => libc::ETIMEDOUT,
+            io::ErrorKind::InvalidInput => libc::EINVAL,
+            _ => libc::EIO,
+        });
+        Self::Failed(errno)
+    }
+
+    /// Returns the process exit code for this outcome.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Ok(_) | Self::Allowed(_) => EXIT_OK,
+            Self::Failed(libc::EPERM | libc::EACCES) => EXIT_DENIED,
+            Self::Failed(_) => EXIT_OTHER,
+        }
+    }
+}
+
+/// Formats one report line, newline included. `object` is raw bytes so a
+/// non-UTF-8 path prints as given.
+pub fn report_line(action: &str, object: &[u8], outcome: &Outcome) -> Vec<u8> {
+    let mut line = Vec::with_capacity(action.len() + object.len() + 32);
+    line.extend_from_slice(action.as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(object);
+    line.extend_from_slice(b": ");
+
+    let result = match outcome {
+        Outcome::Ok(detail) if detail.is_empty() => "ok".to_owned(),
+        Outcome::Ok(detail) => format!("ok ({detail})"),
+        Outcome::Allowed(detail) => format!("allowed, {detail}"),
+        Outcome::Failed(value) => match errno::name(*value) {
+            Some(name) => format!("{name} (errno {value})"),
+            None => format!("unknown error (errno {value})"),
+        },
+    };
+    line.extend_from_slice(result.as_bytes());
+    line.push(b'\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    use std::os::unix::ffi::OsStringExt;
+
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    fn addr(text: &str) -> Result<SocketAddr, UsageError> {
+        parse_socket_addr(OsStr::new(text))
+    }
+
+    #[test]
+    fn ipv4_address_parses() {
+        let parsed = addr("127.0.0.1:8080").unwrap();
+        assert_eq!(parsed, SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080));
+    }
+
+    #[test]
+    fn bracketed_ipv6_address_parses() {
+        let parsed = addr("[::1]:8080").unwrap();
+        assert_eq!(parsed, SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 8080));
+    }
+
+    #[test]
+    fn ipv4_mapped_address_stays_ipv6() {
+        // The probe must open an AF_INET6 socket for a mapped address, so the
+        // parser must not fold it into an IPv4 address.
+        let parsed = addr("[::ffff:203.0.113.7]:443").unwrap();
+        let expected = Ipv4Addr::new(203, 0, 113, 7).to_ipv6_mapped();
+        assert_eq!(parsed, SocketAddr::new(IpAddr::V6(expected), 443));
+        assert!(parsed.is_ipv6(), "a mapped address must stay an IPv6 socket address");
+    }
+
+    #[test]
+    fn unbracketed_ipv6_is_rejected() {
+        assert!(addr("::1:8080").is_err(), "IPv6 without brackets is ambiguous and must be rejected");
+    }
+
+    #[test]
+    fn address_without_port_is_rejected() {
+        assert!(addr("127.0.0.1").is_err());
+        assert!(addr("[::1]").is_err());
+    }
+
+    #[test]
+    fn out_of_range_port_is_rejected() {
+        assert!(addr("127.0.0.1:65536").is_err());
+    }
+
+    #[test]
+    fn host_name_is_rejected() {
+        let error = addr("localhost:80").unwrap_err();
+        assert!(error.to_string().contains("localhost:80"), "the error must name the value: {error}");
+    }
+
+    #[test]
+    fn non_utf8_address_is_rejected() {
+        let text = OsString::from_vec(b"127.0.0.\xff:80".to_vec());
+        assert!(parse_socket_addr(&text).is_err());
+    }
+
+    #[test]
+    fn exec_keeps_arguments() {
+        let action = parse_args(args(&["exec", "/bin/busybox", "true", "--flag"])).unwrap();
+        let expected = Action::Exec { path: "/bin/busybox".into(), args: args(&["true", "--flag"]) };
+        assert_eq!(action, expected);
+    }
+
+    #[test]
+    fn exec_passes_action_words_through() {
+        // Words after PATH belong to the executed program, even when they
+        // look like probe syntax.
+        let action = parse_args(args(&["exec", "/bin/sh", "open", "read"])).unwrap();
+        let expected = Action::Exec { path: "/bin/sh".into(), args: args(&["open", "read"]) };
+        assert_eq!(action, expected);
+    }
+
+    #[test]
+    fn exec_without_path_is_rejected() {
+        assert!(parse_args(args(&["exec"])).is_err());
+    }
+
+    #[test]
+    fn open_accepts_non_utf8_path() {
+        let path = OsString::from_vec(b"/tmp/\xff\xfe".to_vec());
+        let action = parse_args(vec!["open".into(), path.clone(), "read".into()]).unwrap();
+        assert_eq!(action, Action::Open { path, mode: OpenMode::Read });
+    }
+
+    #[test]
+    fn open_write_mode_parses() {
+        let action = parse_args(args(&["open", "/srv/x", "write"])).unwrap();
+        assert_eq!(action, Action::Open { path: "/srv/x".into(), mode: OpenMode::Write });
+    }
+
+    #[test]
+    fn open_without_mode_is_rejected() {
+        assert!(parse_args(args(&["open", "/srv/x"])).is_err());
+    }
+
+    #[test]
+    fn open_with_invalid_mode_is_rejected() {
+        let error = parse_args(args(&["open", "/srv/x", "rw"])).unwrap_err();
+        assert!(error.to_string().contains("\"rw\""), "the error must name the mode: {error}");
+    }
+
+    #[test]
+    fn connect_defaults_to_tcp() {
+        let action = parse_args(args(&["connect", "127.0.0.1:8080"])).unwrap();
+        let expected = Action::Connect { addr: addr("127.0.0.1:8080").unwrap(), transport: Transport::Tcp };
+        assert_eq!(action, expected);
+    }
+
+    #[test]
+    fn connect_udp_parses() {
+        let action = parse_args(args(&["connect", "[::1]:53", "udp"])).unwrap();
+        let expected = Action::Connect { addr: addr("[::1]:53").unwrap(), transport: Transport::Udp };
+        assert_eq!(action, expected);
+    }
+
+    #[test]
+    fn connect_with_invalid_transport_is_rejected() {
+        assert!(parse_args(args(&["connect", "127.0.0.1:80", "sctp"])).is_err());
+    }
+
+    #[test]
+    fn listen_parses() {
+        let action = parse_args(args(&["listen", "203.0.113.7:443"])).unwrap();
+        assert_eq!(action, Action::Listen { addr: addr("203.0.113.7:443").unwrap() });
+    }
+
+    #[test]
+    fn extra_argument_is_rejected() {
+        let error = parse_args(args(&["listen", "127.0.0.1:80", "now"])).unwrap_err();
+        assert!(error.to_string().contains("\"now\""), "the error must name the argument: {error}");
+    }
+
+    #[test]
+    fn missing_action_is_rejected() {
+        assert!(parse_args(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn unknown_action_is_rejected() {
+        assert!(parse_args(args(&["unlink", "/tmp/x"])).is_err());
+    }
+
+    #[test]
+    fn denial_report_names_errno() {
+        let line = report_line("exec", b"/usr/bin/curl", &Outcome::Failed(libc::EPERM));
+        assert_eq!(line, b"exec /usr/bin/curl: EPERM (errno 1)\n");
+    }
+
+    #[test]
+    fn success_report_has_detail() {
+        let line = report_line("open", b"/home/agent/work/ok.txt", &Outcome::Ok("2 bytes".into()));
+        assert_eq!(line, b"open /home/agent/work/ok.txt: ok (2 bytes)\n");
+    }
+
+    #[test]
+    fn refused_connect_reports_allowed() {
+        let outcome = Outcome::Allowed("ECONNREFUSED".into());
+        let line = report_line("connect", b"127.0.0.1:8080", &outcome);
+        assert_eq!(line, b"connect 127.0.0.1:8080: allowed, ECONNREFUSED\n");
+    }
+
+    #[test]
+    fn report_keeps_non_utf8_object() {
+        let line = report_line("open", b"/tmp/\xff", &Outcome::Failed(libc::ENOENT));
+        assert_eq!(line, b"open /tmp/\xff: ENOENT (errno 2)\n");
+    }
+
+    #[test]
+    fn report_of_unnamed_errno() {
+        let line = report_line("open", b"/x", &Outcome::Failed(4000));
+        assert_eq!(line, b"open /x: unknown error (errno 4000)\n");
+    }
+
+    #[test]
+    fn exit_codes_follow_errno() {
+        assert_eq!(Outcome::Ok(String::new()).exit_code(), EXIT_OK);
+        assert_eq!(Outcome::Allowed("ECONNREFUSED".into()).exit_code(), EXIT_OK);
+        assert_eq!(Outcome::Failed(libc::EPERM).exit_code(), EXIT_DENIED);
+        assert_eq!(Outcome::Failed(libc::EACCES).exit_code(), EXIT_DENIED);
+        assert_eq!(Outcome::Failed(libc::ENOENT).exit_code(), EXIT_OTHER);
+    }
+
+    #[test]
+    fn std_timeout_maps_to_etimedout() {
+        let error = io::Error::new(io::ErrorKind::TimedOut, "connection timed out");
+        assert_eq!(Outcome::from_error(&error), Outcome::Failed(libc::ETIMEDOUT));
+    }
+
+    #[test]
+    fn os_error_keeps_errno() {
+        let error = io::Error::from_raw_os_error(libc::EPERM);
+        assert_eq!(Outcome::from_error(&error), Outcome::Failed(libc::EPERM));
+    }
+}

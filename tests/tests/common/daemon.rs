@@ -1,0 +1,197 @@
+//! A `lupid-agent` daemon owned by one test.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::ledger::Ledger;
+use super::process::{self, Outcome};
+use super::{AGENT_BIN, PROBE_BIN, fixture};
+
+/// How long the daemon may take before `status` exits 0 after it starts. Loading
+/// and verifying the BPF programs under TCG emulation takes tens of seconds.
+const START_TIMEOUT: Duration = Duration::from_mins(1);
+/// How long the daemon may take to drain its events and exit on SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one `lupid-agent run` may take, the probe's 3 s connect
+/// timeout included.
+const RUN_TIMEOUT: Duration = Duration::from_mins(1);
+
+/// A running daemon in a fresh directory `/var/lib/lupid-test-*` laid out
+/// as:
+///
+/// - `state/`: the daemon's `--state-dir`, with the ledger in `state/ledger`
+/// - `agent.sock`: the daemon's `--socket`
+/// - `daemon.log`: the daemon's stdout and stderr
+/// - `*.policy`: policies written by [`Daemon::write_policy`]
+///
+/// Dropping it stops the daemon. The directory is removed, unless the test
+/// is panicking, in which case it is kept for inspection.
+pub(crate) struct Daemon {
+    root: Option<TempDir>,
+    child: Option<Child>,
+    socket: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl Daemon {
+    /// Installs the fixture files, starts `lupid-agent start` and waits until
+    /// `lupid-agent status` exits 0.
+    pub(crate) fn start() -> Self {
+        super::require_bpf_lsm();
+        fixture::install();
+
+        let root = tempfile::Builder::new()
+            .prefix("lupid-test-")
+            .tempdir_in("/var/lib")
+            .expect("failed to create a state directory under /var/lib");
+        let state_dir = root.path().join("state");
+        let socket = root.path().join("agent.sock");
+        let log_path = root.path().join("daemon.log");
+        let log = File::create(&log_path).expect("failed to create the daemon log");
+
+        let child = Command::new(AGENT_BIN)
+            .arg("start")
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("--socket")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("failed to duplicate the daemon log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|error| panic!("failed to start {AGENT_BIN} start: {error}"));
+
+        let mut daemon = Self { root: Some(root), child: Some(child), socket, state_dir };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let child = self.child.as_mut().expect("the daemon is running");
+            if let Some(status) = child.try_wait().expect("failed to poll the daemon") {
+                panic!("lupid-agent start exited during startup with {status}; its log:\n{}", self.log());
+            }
+
+            let status = Command::new(AGENT_BIN)
+                .arg("status")
+                .arg("--socket")
+                .arg(&self.socket)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap_or_else(|error| panic!("failed to run {AGENT_BIN} status: {error}"));
+            if status.success() {
+                return;
+            }
+
+            assert!(
+                Instant::now() < deadline,
+                "lupid-agent status did not exit 0 within {START_TIMEOUT:?} of the daemon starting; its log:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Returns the daemon's stdout and stderr so far.
+    pub(crate) fn log(&self) -> String {
+        let path = self.root_path().join("daemon.log");
+        fs::read_to_string(&path).unwrap_or_else(|error| format!("(cannot read {}: {error})", path.display()))
+    }
+
+    fn root_path(&self) -> &Path {
+        self.root.as_ref().expect("the state directory exists until drop").path()
+    }
+
+    /// Returns the ledger the daemon writes.
+    pub(crate) fn ledger(&self) -> Ledger {
+        Ledger::at(self.state_dir.join("ledger"))
+    }
+
+    /// Writes a policy file next to the daemon's state and returns its path.
+    pub(crate) fn write_policy(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.root_path().join(format!("{name}.policy"));
+        fs::write(&path, text).unwrap_or_else(|error| panic!("failed to write {}: {error}", path.display()));
+        path
+    }
+
+    /// Writes policy P0 and returns its path.
+    pub(crate) fn policy_p0(&self) -> PathBuf {
+        self.write_policy("p0", fixture::POLICY_P0)
+    }
+
+    /// Runs `lupid-probe ARGS` as root under `lupid-agent run`.
+    pub(crate) fn run_probe(&self, agent: &str, policy: &Path, args: &[&str]) -> Outcome {
+        let mut command = vec![PROBE_BIN];
+        command.extend_from_slice(args);
+        self.run_agent(agent, policy, None, &command)
+    }
+
+    /// Runs `command` as agent `agent` under `policy`, delegated by
+    /// `tester`, as `user` when given. `lupid-agent run` exits with the
+    /// command's exit code.
+    pub(crate) fn run_agent(&self, agent: &str, policy: &Path, user: Option<u32>, command: &[&str]) -> Outcome {
+        let mut run = Command::new(AGENT_BIN);
+        run.arg("run")
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--agent")
+            .arg(agent)
+            .arg("--policy")
+            .arg(policy)
+            .arg("--delegated-by")
+            .arg("tester");
+        if let Some(uid) = user {
+            run.arg("--user").arg(uid.to_string());
+        }
+        run.arg("--").args(command);
+        process::run(&mut run, RUN_TIMEOUT)
+    }
+
+    /// Sends SIGTERM, waits for the daemon to exit and returns its status.
+    /// The daemon must have written every pending decision by then.
+    pub(crate) fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the daemon was already stopped");
+        terminate(&child);
+        if let Some(status) = process::wait_until(&mut child, STOP_TIMEOUT) {
+            return status;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the daemon did not exit within {STOP_TIMEOUT:?} of SIGTERM; its log:\n{}", self.log());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&child);
+            if process::wait_until(&mut child, STOP_TIMEOUT).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if thread::panicking()
+            && let Some(root) = self.root.take()
+        {
+            eprintln!("keeping the daemon's directory for inspection: {}", root.keep().display());
+        }
+    }
+}
+
+/// Sends SIGTERM to `child`.
+fn terminate(child: &Child) {
+    let pid = libc::pid_t::try_from(child.id()).expect("a process id fits in pid_t");
+    // SAFETY: kill has no memory-safety preconditions. `pid` is our own
+    // child, which has not been reaped, so the id cannot have been reused.
+    let result = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert!(result == 0, "failed to send SIGTERM to the daemon ({pid}): {}", std::io::Error::last_os_error());
+}

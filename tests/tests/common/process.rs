@@ -1,0 +1,91 @@
+//! Running a command with a deadline and capturing what it printed.
+
+use std::fmt;
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Exit code and output of a finished command.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    /// The exit code, or 128 plus the signal number when a signal killed it.
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Outcome {
+    /// Whether stdout contains exactly this line.
+    pub(crate) fn has_line(&self, line: &str) -> bool {
+        self.stdout.lines().any(|printed| printed == line)
+    }
+
+    /// Whether stdout has any line starting with this prefix.
+    pub(crate) fn has_line_starting(&self, prefix: &str) -> bool {
+        self.stdout.lines().any(|printed| printed.starts_with(prefix))
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit code {}\n--- stdout\n{}--- stderr\n{}---", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Returns the exit code of `status`, or 128 plus the signal number.
+pub(crate) fn exit_code(status: ExitStatus) -> i32 {
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Runs `command` with stdin closed and returns its outcome. Kills it and
+/// panics when it has not exited after `timeout`.
+pub(crate) fn run(command: &mut Command, timeout: Duration) -> Outcome {
+    let description = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("failed to start {description}: {error}"));
+
+    let stdout = read_in_background(child.stdout.take());
+    let stderr = read_in_background(child.stderr.take());
+    let status = wait_until(&mut child, timeout);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let outcome = Outcome {
+        code: status.map_or(-1, exit_code),
+        stdout: stdout.join().expect("stdout reader thread panicked"),
+        stderr: stderr.join().expect("stderr reader thread panicked"),
+    };
+    assert!(status.is_some(), "{description} timed out after {timeout:?} and was killed; {outcome}");
+    outcome
+}
+
+/// Waits for `child` to exit, polling, for at most `timeout`. Returns
+/// `None` when it is still running.
+pub(crate) fn wait_until(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() >= deadline => return None,
+            Ok(None) => thread::sleep(Duration::from_millis(50)),
+            Err(error) => panic!("failed to wait for process {}: {error}", child.id()),
+        }
+    }
+}
+
+fn read_in_background<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}

@@ -1,0 +1,83 @@
+//! The connect hook (`socket_connect`). Each test listens on the target
+//! first, so a connect that lupid wrongly allows shows up as an accepted
+//! connection rather than as ECONNREFUSED.
+
+use crate::common::ledger::find_decision;
+use crate::common::{Daemon, Listener, require_bpf_lsm};
+
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn allowed_port_connects() {
+    require_bpf_lsm();
+    let daemon = Daemon::start();
+    let policy = daemon.policy_p0();
+    let listener = Listener::bind("127.0.0.1:8080");
+
+    let outcome = daemon.run_probe("connect-allowed", &policy, &["connect", "127.0.0.1:8080"]);
+
+    assert_eq!(outcome.code, 0, "allow-local covers 127.0.0.1:8080; {outcome}");
+    assert!(outcome.has_line("connect 127.0.0.1:8080: ok (connected)"), "expected a connected report; {outcome}");
+    assert_eq!(listener.accepted(), 1, "the listener must accept the probe's one connection");
+}
+
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn unlisted_address_denied() {
+    require_bpf_lsm();
+    let daemon = Daemon::start();
+    let policy = daemon.policy_p0();
+    let listener = Listener::bind("203.0.113.7:443");
+
+    let outcome = daemon.run_probe("connect-denied", &policy, &["connect", "203.0.113.7:443"]);
+
+    assert_eq!(outcome.code, 1, "no rule covers 203.0.113.7:443 and the default is deny; {outcome}");
+    assert!(outcome.has_line("connect 203.0.113.7:443: EPERM (errno 1)"), "expected an EPERM report; {outcome}");
+    assert_eq!(listener.accepted(), 0, "a denied connect must never reach the listener");
+}
+
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn ipv4_mapped_ipv6_denied() {
+    require_bpf_lsm();
+    let daemon = Daemon::start();
+    let policy = daemon.policy_p0();
+    let listener = Listener::bind("203.0.113.7:443");
+
+    let outcome = daemon.run_probe("connect-mapped", &policy, &["connect", "[::ffff:203.0.113.7]:443"]);
+
+    assert_eq!(outcome.code, 1, "an IPv6 socket to a mapped IPv4 address is judged as that address; {outcome}");
+    assert!(
+        outcome.has_line("connect [::ffff:203.0.113.7]:443: EPERM (errno 1)"),
+        "expected an EPERM report; {outcome}"
+    );
+    assert_eq!(listener.accepted(), 0, "a denied connect must never reach the listener");
+
+    let records = daemon.ledger().wait_for("a denied connect of connect-mapped", |records| {
+        find_decision(records, "connect-mapped", "connect", "deny").is_some()
+    });
+    let denial = find_decision(&records, "connect-mapped", "connect", "deny").expect("wait_for found it");
+    assert_eq!(denial["family"], "inet6", "the socket was AF_INET6: {denial}");
+    assert_eq!(denial["addr"], "203.0.113.7", "a mapped address is recorded as plain IPv4: {denial}");
+    assert_eq!(denial["port"], 443, "the record names the port: {denial}");
+}
+
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn ipv6_loopback_default_denied() {
+    require_bpf_lsm();
+    let daemon = Daemon::start();
+    let policy = daemon.policy_p0();
+
+    let outcome = daemon.run_probe("connect-ipv6", &policy, &["connect", "[::1]:8080"]);
+
+    assert_eq!(outcome.code, 1, "allow-local names 127.0.0.1 only, so ::1 falls to the default deny; {outcome}");
+    assert!(outcome.has_line("connect [::1]:8080: EPERM (errno 1)"), "expected an EPERM report; {outcome}");
+
+    let records = daemon.ledger().wait_for("a denied connect of connect-ipv6", |records| {
+        find_decision(records, "connect-ipv6", "connect", "deny").is_some()
+    });
+    let denial = find_decision(&records, "connect-ipv6", "connect", "deny").expect("wait_for found it");
+    assert_eq!(denial["reason"], "default", "no rule matched: {denial}");
+    assert!(denial["rule"].is_null(), "a default verdict names no rule: {denial}");
+    assert_eq!(denial["addr"], "::1", "the record names the address: {denial}");
+}
