@@ -30,10 +30,7 @@ pub(crate) fn run(ctx: &Context) -> Result<Artifacts> {
     let release_dir = build_binaries(ctx)?;
     let vm_tests = build_vm_tests(ctx)?;
     step!("VM test executable: {}", vm_tests.display());
-    Ok(Artifacts {
-        release_dir,
-        vm_tests,
-    })
+    Ok(Artifacts { release_dir, vm_tests })
 }
 
 /// Builds every binary of the workspace and returns the release folder.
@@ -63,14 +60,7 @@ fn build_vm_tests(ctx: &Context) -> Result<PathBuf> {
     step!("building the VM test executable ({VM_TEST_PACKAGE}, test target {VM_TEST_TARGET})");
     let mut command = cargo(ctx);
     command
-        .args([
-            "test",
-            "--release",
-            "-p",
-            VM_TEST_PACKAGE,
-            "--no-run",
-            "--message-format=json",
-        ])
+        .args(["test", "--release", "-p", VM_TEST_PACKAGE, "--no-run", "--message-format=json"])
         .stdout(Stdio::piped());
     let messages = cmd::output(&mut command, "fix the compile error above")?;
     find_test_executable(&messages, VM_TEST_TARGET)?.with_context(|| {
@@ -85,14 +75,11 @@ fn build_vm_tests(ctx: &Context) -> Result<PathBuf> {
 /// `--message-format=json` output, one JSON object per line.
 fn find_test_executable(messages: &str, target: &str) -> Result<Option<PathBuf>> {
     for line in messages.lines().filter(|line| line.starts_with('{')) {
-        let message: Value = serde_json::from_str(line)
-            .with_context(|| format!("invalid JSON from cargo: {line}"))?;
+        let message: Value = serde_json::from_str(line).with_context(|| format!("invalid JSON from cargo: {line}"))?;
         if message["reason"] != "compiler-artifact" || message["target"]["name"] != target {
             continue;
         }
-        let is_test = message["target"]["kind"]
-            .as_array()
-            .is_some_and(|kinds| kinds.iter().any(|kind| kind == "test"));
+        let is_test = message["target"]["kind"].as_array().is_some_and(|kinds| kinds.iter().any(|kind| kind == "test"));
         if let (true, Some(executable)) = (is_test, message["executable"].as_str()) {
             return Ok(Some(PathBuf::from(executable)));
         }
@@ -103,16 +90,10 @@ fn find_test_executable(messages: &str, target: &str) -> Result<Option<PathBuf>>
 /// Returns cargo's target folder, which honours `CARGO_TARGET_DIR` and
 /// `build.target-dir`.
 fn target_dir(ctx: &Context) -> Result<PathBuf> {
-    let metadata = cmd::output(
-        cargo(ctx).args(["metadata", "--format-version", "1", "--no-deps"]),
-        "check Cargo.toml",
-    )?;
-    let metadata: Value =
-        serde_json::from_str(&metadata).context("`cargo metadata` printed invalid JSON")?;
-    metadata["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .context("`cargo metadata` printed no target_directory")
+    let metadata =
+        cmd::output(cargo(ctx).args(["metadata", "--format-version", "1", "--no-deps"]), "check Cargo.toml")?;
+    let metadata: Value = serde_json::from_str(&metadata).context("`cargo metadata` printed invalid JSON")?;
+    metadata["target_directory"].as_str().map(PathBuf::from).context("`cargo metadata` printed no target_directory")
 }
 
 /// A cargo command run in the workspace root, with the same cargo binary
@@ -145,9 +126,6 @@ mod tests {
     #[test]
     fn test_executable_missing_target() {
         let messages = r#"{"reason":"compiler-artifact","target":{"name":"vm","kind":["bin"]},"executable":"/t/vm"}"#;
-        assert_eq!(
-            find_test_executable(messages, "vm").expect("valid JSON"),
-            None
-        );
+        assert_eq!(find_test_executable(messages, "vm").expect("valid JSON"), None);
     }
 }

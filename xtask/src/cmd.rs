@@ -25,9 +25,7 @@ fn quote(arg: &OsStr) -> String {
 /// `fix` is the next step that the error message gives the user.
 pub(crate) fn run(command: &mut Command, fix: &str) -> Result<()> {
     let command_line = display(command);
-    let status = command
-        .status()
-        .with_context(|| format!("could not start `{command_line}`; {fix}"))?;
+    let status = command.status().with_context(|| format!("could not start `{command_line}`; {fix}"))?;
     if !status.success() {
         bail!("`{command_line}` failed ({status}); {fix}");
     }
@@ -45,8 +43,7 @@ pub(crate) fn output(command: &mut Command, fix: &str) -> Result<String> {
     if !output.status.success() {
         bail!("`{command_line}` failed ({}); {fix}", output.status);
     }
-    String::from_utf8(output.stdout)
-        .with_context(|| format!("`{command_line}` printed invalid UTF-8"))
+    String::from_utf8(output.stdout).with_context(|| format!("`{command_line}` printed invalid UTF-8"))
 }
 
 /// Runs `command` quietly and returns its stdout when it starts and exits 0,

@@ -34,8 +34,7 @@ pub(crate) fn run(ctx: &Context, force_vm: bool, timeout: Duration) -> Result<()
 /// with the agent's error.
 fn host_bpf_lsm() -> Result<(), String> {
     let path = "/sys/kernel/security/lsm";
-    let active =
-        fs::read_to_string(path).map_err(|error| format!("cannot read {path}: {error}"))?;
+    let active = fs::read_to_string(path).map_err(|error| format!("cannot read {path}: {error}"))?;
     if !active.trim().split(',').any(|name| name == "bpf") {
         return Err(format!("{path} lists {} without bpf", active.trim()));
     }
@@ -51,10 +50,8 @@ fn run_on_host(ctx: &Context) -> Result<()> {
     let release_dir = build::build_binaries(ctx)?;
 
     let script = ctx.cache.join("lupid-demo.sh");
-    fs::create_dir_all(&ctx.cache)
-        .with_context(|| format!("cannot create {}", ctx.cache.display()))?;
-    fs::write(&script, DEMO_SCRIPT)
-        .with_context(|| format!("cannot write {}", script.display()))?;
+    fs::create_dir_all(&ctx.cache).with_context(|| format!("cannot create {}", ctx.cache.display()))?;
+    fs::write(&script, DEMO_SCRIPT).with_context(|| format!("cannot write {}", script.display()))?;
 
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut search = vec![release_dir];
@@ -62,17 +59,10 @@ fn run_on_host(ctx: &Context) -> Result<()> {
     let path = std::env::join_paths(search).context("a PATH entry contains ':'")?;
     let policy = ctx.workspace.join("policies/p0.lp");
     if !policy.is_file() {
-        bail!(
-            "{} not found; the demo policy is missing from the repository",
-            policy.display()
-        );
+        bail!("{} not found; the demo policy is missing from the repository", policy.display());
     }
     cmd::run(
-        Command::new("/bin/busybox")
-            .arg("sh")
-            .arg(&script)
-            .env("PATH", path)
-            .env("LUPID_POLICY", policy),
+        Command::new("/bin/busybox").arg("sh").arg(&script).env("PATH", path).env("LUPID_POLICY", policy),
         "see the demo output above",
     )
 }

@@ -56,12 +56,7 @@ pub(crate) struct Contents {
 
 /// Builds `<cache>/initramfs/<name>.cpio.gz` and returns its path, plus the
 /// extra kernel command-line arguments that the kernel config calls for.
-pub(crate) fn build(
-    ctx: &Context,
-    kernel: &Kernel,
-    name: &str,
-    contents: &Contents,
-) -> Result<(PathBuf, Vec<String>)> {
+pub(crate) fn build(ctx: &Context, kernel: &Kernel, name: &str, contents: &Contents) -> Result<(PathBuf, Vec<String>)> {
     let folder = ctx.cache.join("initramfs");
     let root = folder.join(format!("{name}.root"));
     step!("assembling the initramfs in {}", root.display());
@@ -105,11 +100,7 @@ pub(crate) fn build(
     write_file(&root.join("init"), INIT_SCRIPT, 0o755)?;
     write_file(&root.join("usr/local/bin/lupid-demo"), DEMO_SCRIPT, 0o755)?;
     if let Some(command) = &contents.command {
-        write_file(
-            &root.join("etc/lupid/init-command"),
-            &format!("{command}\n"),
-            0o644,
-        )?;
+        write_file(&root.join("etc/lupid/init-command"), &format!("{command}\n"), 0o644)?;
     }
     if let Some(policies) = &contents.policies {
         copy_policies(policies, &root.join("etc/lupid"))?;
@@ -142,13 +133,8 @@ fn copy_executable(source: &Path, destination: &Path) -> Result<()> {
             source.display()
         );
     }
-    fs::copy(source, destination).with_context(|| {
-        format!(
-            "cannot copy {} to {}",
-            source.display(),
-            destination.display()
-        )
-    })?;
+    fs::copy(source, destination)
+        .with_context(|| format!("cannot copy {} to {}", source.display(), destination.display()))?;
     fs::set_permissions(destination, fs::Permissions::from_mode(0o755))
         .with_context(|| format!("cannot set the mode of {}", destination.display()))
 }
@@ -178,12 +164,7 @@ fn shared_libraries(executable: &Path) -> Result<Vec<PathBuf>> {
         .arg(executable)
         .stderr(Stdio::null())
         .output()
-        .with_context(|| {
-            format!(
-                "could not start `ldd {}`; install libc-bin",
-                executable.display()
-            )
-        })?;
+        .with_context(|| format!("could not start `ldd {}`; install libc-bin", executable.display()))?;
     let listing = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         // ldd exits 1 and prints "not a dynamic executable" for static files.
@@ -199,11 +180,7 @@ fn shared_libraries(executable: &Path) -> Result<Vec<PathBuf>> {
 /// (0x…)` and `/lib64/ld-linux-x86-64.so.2 (0x…)`.
 fn parse_ldd(listing: &str) -> Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
-    for line in listing
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-    {
+    for line in listing.lines().map(str::trim).filter(|line| !line.is_empty()) {
         if line.contains("not found") {
             bail!("a shared library is missing on this machine: {line}");
         }
@@ -225,20 +202,14 @@ fn parse_ldd(listing: &str) -> Result<Vec<PathBuf>> {
 /// Copies a library to the same path inside the initramfs, following
 /// symlinks, so that the loader finds it where the host's loader did.
 fn copy_library(root: &Path, library: &Path) -> Result<()> {
-    let relative = library
-        .strip_prefix("/")
-        .with_context(|| format!("library path {} is not absolute", library.display()))?;
+    let relative =
+        library.strip_prefix("/").with_context(|| format!("library path {} is not absolute", library.display()))?;
     let destination = root.join(relative);
     if let Some(parent) = destination.parent() {
         create_dir(parent)?;
     }
-    fs::copy(library, &destination).with_context(|| {
-        format!(
-            "cannot copy {} to {}",
-            library.display(),
-            destination.display()
-        )
-    })?;
+    fs::copy(library, &destination)
+        .with_context(|| format!("cannot copy {} to {}", library.display(), destination.display()))?;
     Ok(())
 }
 
@@ -247,25 +218,17 @@ fn copy_policies(source: &Path, destination: &Path) -> Result<()> {
         step!("no {} yet; the VM gets no policies", source.display());
         return Ok(());
     }
-    let entries =
-        fs::read_dir(source).with_context(|| format!("cannot list {}", source.display()))?;
+    let entries = fs::read_dir(source).with_context(|| format!("cannot list {}", source.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {}", source.display()))?;
         let target = destination.join(entry.file_name());
-        let kind = entry
-            .file_type()
-            .with_context(|| format!("cannot stat {}", entry.path().display()))?;
+        let kind = entry.file_type().with_context(|| format!("cannot stat {}", entry.path().display()))?;
         if kind.is_dir() {
             create_dir(&target)?;
             copy_policies(&entry.path(), &target)?;
         } else if kind.is_file() {
-            fs::copy(entry.path(), &target).with_context(|| {
-                format!(
-                    "cannot copy {} to {}",
-                    entry.path().display(),
-                    target.display()
-                )
-            })?;
+            fs::copy(entry.path(), &target)
+                .with_context(|| format!("cannot copy {} to {}", entry.path().display(), target.display()))?;
         }
     }
     Ok(())
@@ -273,21 +236,14 @@ fn copy_policies(source: &Path, destination: &Path) -> Result<()> {
 
 fn read_kernel_config(kernel: &Kernel) -> Result<String> {
     let path = kernel.config();
-    fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read the kernel config {}; rerun `cargo xtask setup`",
-            path.display()
-        )
-    })
+    fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the kernel config {}; rerun `cargo xtask setup`", path.display()))
 }
 
 /// Returns the value of `option` in a kernel .config: `y`, `m`, a quoted
 /// string, or `None` when it is not set.
 fn config_value<'a>(config: &'a str, option: &str) -> Option<&'a str> {
-    config.lines().find_map(|line| {
-        line.strip_prefix(option)
-            .and_then(|rest| rest.strip_prefix('='))
-    })
+    config.lines().find_map(|line| line.strip_prefix(option).and_then(|rest| rest.strip_prefix('=')))
 }
 
 /// Checks [`KERNEL_OPTIONS`] and returns the modules to load.
@@ -322,15 +278,11 @@ fn copy_modules(kernel: &Kernel, root: &Path, modules: &[&str]) -> Result<String
         // Debian's package leaves modules.dep to be made by depmod at install.
         step!("generating {}", dep_file.display());
         cmd::run(
-            Command::new("depmod")
-                .arg("-b")
-                .arg(&kernel.root)
-                .arg(&kernel.release),
+            Command::new("depmod").arg("-b").arg(&kernel.root).arg(&kernel.release),
             "install kmod (`apt-get install kmod`)",
         )?;
     }
-    let dependencies = fs::read_to_string(&dep_file)
-        .with_context(|| format!("cannot read {}", dep_file.display()))?;
+    let dependencies = fs::read_to_string(&dep_file).with_context(|| format!("cannot read {}", dep_file.display()))?;
 
     let mut order: Vec<String> = Vec::new();
     for module in modules {
@@ -349,8 +301,7 @@ fn copy_modules(kernel: &Kernel, root: &Path, modules: &[&str]) -> Result<String
             if let Some(parent) = destination.parent() {
                 create_dir(parent)?;
             }
-            fs::copy(modules_dir.join(&file), &destination)
-                .with_context(|| format!("cannot copy module {file}"))?;
+            fs::copy(modules_dir.join(&file), &destination).with_context(|| format!("cannot copy module {file}"))?;
             order.push(file);
         }
     }
@@ -370,10 +321,7 @@ fn module_load_order(dependencies: &str, module: &str) -> Option<Vec<String>> {
     let suffix = format!("/{module}.ko");
     dependencies.lines().find_map(|line| {
         let (file, needs) = line.split_once(':')?;
-        let stem = file
-            .strip_suffix(".xz")
-            .or_else(|| file.strip_suffix(".zst"))
-            .unwrap_or(file);
+        let stem = file.strip_suffix(".xz").or_else(|| file.strip_suffix(".zst")).unwrap_or(file);
         if !stem.ends_with(&suffix) {
             return None;
         }
@@ -398,19 +346,14 @@ fn extra_kernel_arguments(config: &str) -> Vec<String> {
 /// Packs `root` into a gzip-compressed newc cpio archive, the format the
 /// kernel unpacks into its initial root filesystem.
 fn pack(root: &Path, archive: &Path) -> Result<()> {
-    let listing = cmd::output(
-        Command::new("find")
-            .args([".", "-mindepth", "1"])
-            .current_dir(root),
-        "check the staging folder",
-    )?;
+    let listing =
+        cmd::output(Command::new("find").args([".", "-mindepth", "1"]).current_dir(root), "check the staging folder")?;
     let mut files: Vec<&str> = listing.lines().collect();
     files.sort_unstable();
     let list = files.join("\n") + "\n";
 
     let cpio_path = archive.with_extension("");
-    let cpio_file = fs::File::create(&cpio_path)
-        .with_context(|| format!("cannot create {}", cpio_path.display()))?;
+    let cpio_file = fs::File::create(&cpio_path).with_context(|| format!("cannot create {}", cpio_path.display()))?;
     let mut cpio = Command::new("cpio");
     // Every file belongs to root in the VM, and /init chowns /home/agent to agent.
     cpio.args(["--create", "--format=newc", "--owner=0:0", "--quiet"])
@@ -418,30 +361,21 @@ fn pack(root: &Path, archive: &Path) -> Result<()> {
         .stdin(Stdio::piped())
         .stdout(cpio_file);
     let command_line = cmd::display(&cpio);
-    let mut child = cpio.spawn().with_context(|| {
-        format!("could not start `{command_line}`; run `cargo xtask setup` to install cpio")
-    })?;
+    let mut child = cpio
+        .spawn()
+        .with_context(|| format!("could not start `{command_line}`; run `cargo xtask setup` to install cpio"))?;
     {
         use std::io::Write as _;
         let mut stdin = child.stdin.take().context("cpio has no stdin pipe")?;
-        stdin
-            .write_all(list.as_bytes())
-            .with_context(|| format!("cannot send the file list to `{command_line}`"))?;
+        stdin.write_all(list.as_bytes()).with_context(|| format!("cannot send the file list to `{command_line}`"))?;
     }
-    let status = child
-        .wait()
-        .with_context(|| format!("`{command_line}` did not finish"))?;
+    let status = child.wait().with_context(|| format!("`{command_line}` did not finish"))?;
     if !status.success() {
         bail!("`{command_line}` failed ({status}) in {}", root.display());
     }
 
-    cmd::run(
-        Command::new("gzip").args(["--force", "-6"]).arg(&cpio_path),
-        "install gzip",
-    )?;
-    let size = fs::metadata(archive)
-        .with_context(|| format!("gzip wrote no {}", archive.display()))?
-        .len();
+    cmd::run(Command::new("gzip").args(["--force", "-6"]).arg(&cpio_path), "install gzip")?;
+    let size = fs::metadata(archive).with_context(|| format!("gzip wrote no {}", archive.display()))?.len();
     step!("initramfs {} ({} KiB)", archive.display(), size / 1024);
     Ok(())
 }
@@ -476,14 +410,7 @@ mod tests {
     fn module_order_puts_dependencies_first() {
         let dep = "kernel/net/ipv6/ipv6.ko: kernel/lib/b.ko kernel/lib/a.ko\nkernel/lib/a.ko:\n";
         let order = module_load_order(dep, "ipv6").expect("ipv6 listed");
-        assert_eq!(
-            order,
-            [
-                "kernel/lib/a.ko",
-                "kernel/lib/b.ko",
-                "kernel/net/ipv6/ipv6.ko"
-            ]
-        );
+        assert_eq!(order, ["kernel/lib/a.ko", "kernel/lib/b.ko", "kernel/net/ipv6/ipv6.ko"]);
         assert_eq!(module_load_order(dep, "unix"), None);
     }
 
@@ -520,10 +447,7 @@ mod tests {
     #[test]
     fn lsm_argument_added_without_bpf() {
         let config = "CONFIG_LSM=\"landlock,lockdown,yama,apparmor\"\n";
-        assert_eq!(
-            extra_kernel_arguments(config),
-            ["lsm=landlock,lockdown,yama,apparmor,bpf"]
-        );
+        assert_eq!(extra_kernel_arguments(config), ["lsm=landlock,lockdown,yama,apparmor,bpf"]);
         let config = "CONFIG_LSM=\"landlock,yama,bpf\"\n";
         assert!(extra_kernel_arguments(config).is_empty());
     }

@@ -27,12 +27,7 @@ use clap::{Args, Parser, Subcommand};
 struct Cli {
     /// Folder for downloaded kernels, the initramfs and the bpf-linker LLVM
     /// links.
-    #[arg(
-        long,
-        global = true,
-        env = "LUPID_CACHE",
-        default_value = "/var/cache/lupid"
-    )]
+    #[arg(long, global = true, env = "LUPID_CACHE", default_value = "/var/cache/lupid")]
     cache_dir: PathBuf,
 
     #[command(subcommand)]
@@ -76,6 +71,9 @@ enum Verb {
     VmRun {
         /// Shell command run by busybox sh inside the VM.
         command: String,
+        /// Extra executable for /usr/local/bin, with its shared libraries.
+        #[arg(long = "executable", value_name = "PATH")]
+        executables: Vec<PathBuf>,
         #[command(flatten)]
         vm: VmArgs,
     },
@@ -126,10 +124,7 @@ fn run(cli: Cli) -> Result<()> {
         .parent()
         .context("xtask's manifest folder has no parent folder")?
         .to_path_buf();
-    let ctx = Context {
-        workspace,
-        cache: cli.cache_dir,
-    };
+    let ctx = Context { workspace, cache: cli.cache_dir };
 
     match cli.verb {
         Verb::Setup => setup::run(&ctx).map(|_| ()),
@@ -138,6 +133,6 @@ fn run(cli: Cli) -> Result<()> {
         Verb::Demo { vm, vm_args } => demo::run(&ctx, vm, vm_args.timeout()),
         Verb::Test { vm } => test::run(&ctx, vm.timeout()),
         Verb::VagrantCheck => vagrant::check(&ctx),
-        Verb::VmRun { command, vm } => vm::run_command(&ctx, &command, vm.timeout()),
+        Verb::VmRun { command, executables, vm } => vm::run_command(&ctx, &command, &executables, vm.timeout()),
     }
 }

@@ -48,11 +48,7 @@ impl Kernel {
     /// /lib/modules, later releases under /usr/lib/modules.
     pub(crate) fn modules(&self) -> PathBuf {
         let usr = self.root.join("usr/lib/modules").join(&self.release);
-        if usr.is_dir() {
-            usr
-        } else {
-            self.root.join("lib/modules").join(&self.release)
-        }
+        if usr.is_dir() { usr } else { self.root.join("lib/modules").join(&self.release) }
     }
 }
 
@@ -62,11 +58,7 @@ pub(crate) fn run(ctx: &Context) -> Result<Kernel> {
     install_rust_src()?;
     install_bpf_linker(&ctx.cache)?;
     let kernel = install_kernel(&ctx.cache)?;
-    step!(
-        "setup complete; VM kernel {} in {}",
-        kernel.release,
-        kernel.root.display()
-    );
+    step!("setup complete; VM kernel {} in {}", kernel.release, kernel.root.display());
     Ok(kernel)
 }
 
@@ -109,11 +101,7 @@ fn is_apt_package_installed(package: &str) -> bool {
 
 /// Installs the Debian packages that are not installed yet.
 pub(crate) fn install_apt_packages(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|package| !is_apt_package_installed(package))
-        .collect();
+    let missing: Vec<&str> = packages.iter().copied().filter(|package| !is_apt_package_installed(package)).collect();
     if missing.is_empty() {
         step!("apt packages present: {}", packages.join(", "));
         return Ok(());
@@ -138,20 +126,12 @@ pub(crate) fn install_apt_packages(packages: &[&str]) -> Result<()> {
 
 fn apt_update() -> Result<()> {
     step!("refreshing apt package lists");
-    cmd::run(
-        Command::new("apt-get").args(["update", "-q"]),
-        "check /etc/apt/sources.list* and the network",
-    )
+    cmd::run(Command::new("apt-get").args(["update", "-q"]), "check /etc/apt/sources.list* and the network")
 }
 
 fn install_rust_src() -> Result<()> {
-    let installed = cmd::probe(Command::new("rustup").args([
-        "component",
-        "list",
-        "--toolchain",
-        "nightly",
-        "--installed",
-    ]));
+    let installed =
+        cmd::probe(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]));
     match installed {
         Some(list) if list.lines().any(|line| line.trim() == "rust-src") => {
             step!("nightly toolchain with rust-src present");
@@ -160,13 +140,7 @@ fn install_rust_src() -> Result<()> {
         Some(_) => {
             step!("adding rust-src to the nightly toolchain (builds core for the BPF target)");
             cmd::run(
-                Command::new("rustup").args([
-                    "component",
-                    "add",
-                    "rust-src",
-                    "--toolchain",
-                    "nightly",
-                ]),
+                Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]),
                 "check that rustup can reach its distribution server",
             )
         }
@@ -222,10 +196,7 @@ fn install_bpf_linker(cache: &Path) -> Result<()> {
     )?;
     let toolchain_lib = Path::new(sysroot.trim()).join("lib");
     let library = find_llvm_library(&toolchain_lib)?;
-    let soname = library
-        .file_name()
-        .context("the LLVM library path has no file name")?
-        .to_owned();
+    let soname = library.file_name().context("the LLVM library path has no file name")?.to_owned();
 
     // bpf-linker's build looks for lib/libLLVM.so under LLVM_PREFIX and
     // records lib/ as the binary's runpath, so this folder must outlive the
@@ -242,20 +213,12 @@ fn install_bpf_linker(cache: &Path) -> Result<()> {
             .with_context(|| format!("cannot link {} to {}", link.display(), library.display()))?;
     }
 
-    step!(
-        "installing bpf-linker {} against nightly LLVM {} (about 90 s)",
-        minor_prefix(BPF_LINKER_VERSION),
-        major
-    );
+    step!("installing bpf-linker {} against nightly LLVM {} (about 90 s)", minor_prefix(BPF_LINKER_VERSION), major);
     cmd::run(
         Command::new("cargo")
             .env("LLVM_PREFIX", &prefix)
             .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
-            .args([
-                "--no-default-features",
-                "--features",
-                &format!("llvm-{major}"),
-            ]),
+            .args(["--no-default-features", "--features", &format!("llvm-{major}")]),
         &format!(
             "bpf-linker {BPF_LINKER_VERSION} may not support LLVM {major} (feature llvm-{major}); \
              check `cargo info bpf-linker@{BPF_LINKER_VERSION}` for its llvm-* features"
@@ -271,8 +234,7 @@ fn minor_prefix(version: &str) -> &str {
 /// Finds the real LLVM shared library (`libLLVM.so.<version>-rust-…`) in the
 /// toolchain's lib folder.
 fn find_llvm_library(toolchain_lib: &Path) -> Result<PathBuf> {
-    let entries = fs::read_dir(toolchain_lib)
-        .with_context(|| format!("cannot list {}", toolchain_lib.display()))?;
+    let entries = fs::read_dir(toolchain_lib).with_context(|| format!("cannot list {}", toolchain_lib.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {}", toolchain_lib.display()))?;
         let name = entry.file_name();
@@ -301,10 +263,7 @@ fn install_kernel(cache: &Path) -> Result<Kernel> {
     }
     let Some((package, abi)) = newest else {
         if let Some(kernel) = newest_cached_kernel(&kernels)? {
-            step!(
-                "apt offers no linux-image-6.1.0-*-cloud-amd64; using the cached {}",
-                kernel.release
-            );
+            step!("apt offers no linux-image-6.1.0-*-cloud-amd64; using the cached {}", kernel.release);
             return Ok(kernel);
         }
         bail!(
@@ -325,8 +284,7 @@ fn install_kernel(cache: &Path) -> Result<Kernel> {
 
     step!("downloading {package} (the VM test kernel)");
     if folder.exists() {
-        fs::remove_dir_all(&folder)
-            .with_context(|| format!("cannot remove {}", folder.display()))?;
+        fs::remove_dir_all(&folder).with_context(|| format!("cannot remove {}", folder.display()))?;
     }
     fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
     cmd::run(
@@ -339,17 +297,11 @@ fn install_kernel(cache: &Path) -> Result<Kernel> {
     let deb = find_deb(&folder, &package)?;
     step!("extracting {}", deb.display());
     cmd::run(
-        Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(&kernel.root),
+        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&kernel.root),
         "check free disk space in the cache folder",
     )?;
     if !kernel.vmlinuz().is_file() {
-        bail!(
-            "{package} has no {}; the package layout changed",
-            kernel.vmlinuz().display()
-        );
+        bail!("{package} has no {}; the package layout changed", kernel.vmlinuz().display());
     }
     fs::write(&done, "").with_context(|| format!("cannot write {}", done.display()))?;
     Ok(kernel)
@@ -359,11 +311,7 @@ fn install_kernel(cache: &Path) -> Result<Kernel> {
 /// that apt knows, or `None` when apt lists none.
 fn newest_kernel_package() -> Result<Option<(String, u32)>> {
     let listing = cmd::output(
-        Command::new("apt-cache").args([
-            "search",
-            "--names-only",
-            r"^linux-image-6\.1\.0-[0-9]+-cloud-amd64$",
-        ]),
+        Command::new("apt-cache").args(["search", "--names-only", r"^linux-image-6\.1\.0-[0-9]+-cloud-amd64$"]),
         "xtask needs Debian's apt (Debian 12 bookworm)",
     )?;
     Ok(listing
@@ -375,17 +323,12 @@ fn newest_kernel_package() -> Result<Option<(String, u32)>> {
 
 /// Returns N for `linux-image-6.1.0-N-cloud-amd64`.
 fn parse_kernel_abi(package: &str) -> Option<u32> {
-    package
-        .strip_prefix("linux-image-6.1.0-")?
-        .strip_suffix("-cloud-amd64")?
-        .parse()
-        .ok()
+    package.strip_prefix("linux-image-6.1.0-")?.strip_suffix("-cloud-amd64")?.parse().ok()
 }
 
 fn newest_cached_kernel(kernels: &Path) -> Result<Option<Kernel>> {
     let mut newest: Option<(u32, String)> = None;
-    let entries =
-        fs::read_dir(kernels).with_context(|| format!("cannot list {}", kernels.display()))?;
+    let entries = fs::read_dir(kernels).with_context(|| format!("cannot list {}", kernels.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {}", kernels.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -404,20 +347,15 @@ fn newest_cached_kernel(kernels: &Path) -> Result<Option<Kernel>> {
 
 fn find_deb(folder: &Path, package: &str) -> Result<PathBuf> {
     let prefix = format!("{package}_");
-    let entries =
-        fs::read_dir(folder).with_context(|| format!("cannot list {}", folder.display()))?;
+    let entries = fs::read_dir(folder).with_context(|| format!("cannot list {}", folder.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {}", folder.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&prefix) && Path::new(&name).extension().is_some_and(|ext| ext == "deb")
-        {
+        if name.starts_with(&prefix) && Path::new(&name).extension().is_some_and(|ext| ext == "deb") {
             return Ok(entry.path());
         }
     }
-    bail!(
-        "`apt-get download {package}` left no {prefix}*.deb in {}",
-        folder.display()
-    )
+    bail!("`apt-get download {package}` left no {prefix}*.deb in {}", folder.display())
 }
 
 #[cfg(test)]
@@ -426,20 +364,14 @@ mod tests {
 
     #[test]
     fn kernel_abi_parses_cloud_packages() {
-        assert_eq!(
-            parse_kernel_abi("linux-image-6.1.0-57-cloud-amd64"),
-            Some(57)
-        );
+        assert_eq!(parse_kernel_abi("linux-image-6.1.0-57-cloud-amd64"), Some(57));
         assert_eq!(parse_kernel_abi("linux-image-6.1.0-9-cloud-amd64"), Some(9));
     }
 
     #[test]
     fn kernel_abi_rejects_other_flavours() {
         assert_eq!(parse_kernel_abi("linux-image-6.1.0-57-amd64"), None);
-        assert_eq!(
-            parse_kernel_abi("linux-image-6.1.0-57-cloud-amd64-dbg"),
-            None
-        );
+        assert_eq!(parse_kernel_abi("linux-image-6.1.0-57-cloud-amd64-dbg"), None);
         assert_eq!(parse_kernel_abi("linux-image-6.1.0-rt-cloud-amd64"), None);
     }
 

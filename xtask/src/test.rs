@@ -10,10 +10,7 @@ pub(crate) fn run(ctx: &Context, timeout: Duration) -> Result<()> {
     let kernel = setup::run(ctx)?;
 
     step!("running host tests (VM tests are listed as ignored)");
-    let host = cmd::run(
-        build::cargo(ctx).args(["test", "--release", "--workspace"]),
-        "see the failing tests above",
-    );
+    let host = cmd::run(build::cargo(ctx).args(["test", "--release", "--workspace"]), "see the failing tests above");
     if let Err(error) = &host {
         eprintln!("xtask: error: {error:#}");
     }
@@ -25,11 +22,7 @@ pub(crate) fn run(ctx: &Context, timeout: Duration) -> Result<()> {
     }
 
     let verdict = |result: &Result<()>| if result.is_ok() { "passed" } else { "FAILED" };
-    step!(
-        "summary: host tests {}, VM tests {}",
-        verdict(&host),
-        verdict(&vm)
-    );
+    step!("summary: host tests {}, VM tests {}", verdict(&host), verdict(&vm));
     if host.is_err() || vm.is_err() {
         bail!("some tests failed; see the errors above");
     }

@@ -14,9 +14,7 @@ pub(crate) fn check(ctx: &Context) -> Result<()> {
     let folder = ctx.workspace.join("vagrant");
     step!("validating {}", folder.join("Vagrantfile").display());
     cmd::run(
-        Command::new("vagrant")
-            .args(["validate"])
-            .current_dir(&folder),
+        Command::new("vagrant").args(["validate"]).current_dir(&folder),
         "fix vagrant/Vagrantfile as the message above says",
     )?;
     step!("vagrant/Vagrantfile is valid");

@@ -41,45 +41,35 @@ pub(crate) fn test(ctx: &Context, filter: Option<&str>, timeout: Duration) -> Re
 }
 
 /// Builds lupid and runs the VM tests on an already set-up kernel.
-pub(crate) fn test_with_kernel(
-    ctx: &Context,
-    kernel: &Kernel,
-    filter: Option<&str>,
-    timeout: Duration,
-) -> Result<()> {
+pub(crate) fn test_with_kernel(ctx: &Context, kernel: &Kernel, filter: Option<&str>, timeout: Duration) -> Result<()> {
     if let Some(filter) = filter {
         check_filter(filter)?;
     }
     let artifacts = build::run(ctx)?;
     let mut executables = lupid_executables(&artifacts.release_dir);
     executables.push(("lupid-vm-tests".to_owned(), artifacts.vm_tests.clone()));
-    let contents = Contents {
-        executables,
-        command: None,
-        policies: Some(ctx.workspace.join("policies")),
-    };
+    let contents = Contents { executables, command: None, policies: Some(ctx.workspace.join("policies")) };
     let (archive, arguments) = initramfs::build(ctx, kernel, "vm-test", &contents)?;
     boot(kernel, &archive, Mode::Test { filter }, &arguments, timeout)
 }
 
-/// Boots a busybox-only VM that runs `command` in place of the tests.
-pub(crate) fn run_command(ctx: &Context, command: &str, timeout: Duration) -> Result<()> {
+/// Boots a VM with busybox and `executables` that runs `command` in place
+/// of the tests.
+pub(crate) fn run_command(ctx: &Context, command: &str, executables: &[PathBuf], timeout: Duration) -> Result<()> {
     let kernel = setup::run(ctx)?;
-    let contents = Contents {
-        executables: Vec::new(),
-        command: Some(command.to_owned()),
-        policies: None,
-    };
+    let mut named = Vec::new();
+    for path in executables {
+        let name = path.file_name().with_context(|| format!("--executable {} names no file", path.display()))?;
+        named.push((name.to_string_lossy().into_owned(), path.clone()));
+    }
+    let contents = Contents { executables: named, command: Some(command.to_owned()), policies: None };
     let (archive, arguments) = initramfs::build(ctx, &kernel, "command", &contents)?;
     boot(&kernel, &archive, Mode::Command, &arguments, timeout)
 }
 
 /// lupid's binaries in the release folder, named as /usr/local/bin has them.
 pub(crate) fn lupid_executables(release_dir: &Path) -> Vec<(String, PathBuf)> {
-    build::BINARIES
-        .iter()
-        .map(|name| ((*name).to_owned(), release_dir.join(name)))
-        .collect()
+    build::BINARIES.iter().map(|name| ((*name).to_owned(), release_dir.join(name))).collect()
 }
 
 /// Rejects filters that the kernel command line cannot carry: it splits on
@@ -131,16 +121,10 @@ pub(crate) fn boot(
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     let command_line = cmd::display(&qemu);
-    step!(
-        "booting {} (timeout {} s): {command_line}",
-        kernel.release,
-        timeout.as_secs()
-    );
+    step!("booting {} (timeout {} s): {command_line}", kernel.release, timeout.as_secs());
 
     let mut child = qemu.spawn().with_context(|| {
-        format!(
-            "could not start `{command_line}`; run `cargo xtask setup` to install qemu-system-x86"
-        )
+        format!("could not start `{command_line}`; run `cargo xtask setup` to install qemu-system-x86")
     })?;
     let stdout = child.stdout.take().context("qemu has no stdout pipe")?;
     let (events, received) = mpsc::channel();
@@ -166,23 +150,17 @@ pub(crate) fn boot(
             let _ = child.kill();
         }
     };
-    let console = reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("the thread reading the VM console panicked"))?;
+    let console = reader.join().map_err(|_| anyhow::anyhow!("the thread reading the VM console panicked"))?;
     let marker = marker.or(console.marker);
 
     match (marker, stopped_by_xtask) {
         (Some(0), _) => {
-            step!(
-                "VM finished: {EXIT_MARKER}0 after {} s",
-                started.elapsed().as_secs()
-            );
+            step!("VM finished: {EXIT_MARKER}0 after {} s", started.elapsed().as_secs());
             Ok(())
         }
-        (Some(code), _) => bail!(
-            "the VM's {} exited with status {code} ({EXIT_MARKER}{code}); see its output above",
-            mode.describe()
-        ),
+        (Some(code), _) => {
+            bail!("the VM's {} exited with status {code} ({EXIT_MARKER}{code}); see its output above", mode.describe())
+        }
         (None, Some(elapsed)) => bail!(
             "timed out: the VM ran {} s without printing {EXIT_MARKER} and was stopped; \
              look for a hang in the output above or raise --timeout",
@@ -191,9 +169,9 @@ pub(crate) fn boot(
         (None, None) => match console.panic {
             Some(line) => bail!("the VM kernel panicked before printing {EXIT_MARKER}: {line}"),
             None if !status.success() => bail!("`{command_line}` failed ({status})"),
-            None => bail!(
-                "the VM powered off without printing {EXIT_MARKER}; /init did not finish, see the output above"
-            ),
+            None => {
+                bail!("the VM powered off without printing {EXIT_MARKER}; /init did not finish, see the output above")
+            }
         },
     }
 }
@@ -272,10 +250,7 @@ mod tests {
         let (events, received) = mpsc::channel();
         let console = scan_console(&output[..], &events);
         assert_eq!(console.marker, Some(3));
-        assert_eq!(
-            console.panic.as_deref(),
-            Some("Kernel panic - not syncing: oops")
-        );
+        assert_eq!(console.panic.as_deref(), Some("Kernel panic - not syncing: oops"));
         assert_eq!(received.try_recv().ok(), Some(3));
     }
 
