@@ -186,7 +186,7 @@ impl Mode<'_> {
     }
 }
 
-/// What the console showed besides the lines themselves.
+/// Facts found in the console output besides the lines themselves.
 #[derive(Default)]
 struct Console {
     marker: Option<i32>,
