@@ -1,8 +1,9 @@
 //! Files, links and policies the VM tests act on.
 //!
 //! The paths are fixed because policy P0 names them. [`install`] creates
-//! them once per test binary and refuses to overwrite anything it did not
-//! create, so a run on the wrong machine fails instead of damaging it.
+//! them once per test binary. It panics instead of overwriting a file or
+//! link it did not create, so a run on the wrong machine fails instead of
+//! damaging it.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -50,15 +51,13 @@ pub(crate) fn install() {
     });
 }
 
-/// Writes `contents` to `path` with mode 0644, creating its parents with
-/// mode 0755.
+/// Writes `contents` to `path` with mode 0644, creating its parents. The
+/// parent gets mode 0755 so that uid 1001 can reach the file.
 fn write_file(path: &str, contents: &[u8]) {
     let path = Path::new(path);
     let parent = path.parent().expect("a fixture path has a parent");
     fs::create_dir_all(parent).unwrap_or_else(|error| panic!("failed to create {}: {error}", parent.display()));
-    for directory in parent.ancestors().take_while(|dir| *dir != Path::new("/")) {
-        set_mode(directory, 0o755);
-    }
+    set_mode(parent, 0o755);
     fs::write(path, contents).unwrap_or_else(|error| panic!("failed to write {}: {error}", path.display()));
     set_mode(path, 0o644);
 }
@@ -68,13 +67,14 @@ fn set_mode(path: &Path, mode: u32) {
         .unwrap_or_else(|error| panic!("failed to chmod {mode:o} {}: {error}", path.display()));
 }
 
-/// Copies busybox to [`CURL`], unless a real curl is there.
+/// Copies busybox to [`CURL`]. Panics instead of replacing a file there
+/// that is not a copy of busybox.
 fn install_curl() {
     let busybox = fs::read(BUSYBOX).unwrap_or_else(|error| panic!("failed to read {BUSYBOX}: {error}"));
     if let Ok(existing) = fs::read(CURL) {
         assert!(
             existing == busybox,
-            "{CURL} exists and is not a copy of {BUSYBOX}; refusing to replace it (run these tests in the test VM)"
+            "{CURL} exists and is not a copy of {BUSYBOX}; not replacing it (run these tests in the test VM)"
         );
         return;
     }
@@ -85,7 +85,7 @@ fn install_curl() {
 /// Points the symlink `link` at `target`, replacing an older symlink.
 fn replace_symlink(target: &str, link: &str) {
     if let Ok(metadata) = fs::symlink_metadata(link) {
-        assert!(metadata.file_type().is_symlink(), "{link} exists and is not a symlink; refusing to replace it");
+        assert!(metadata.file_type().is_symlink(), "{link} exists and is not a symlink; not replacing it");
         fs::remove_file(link).unwrap_or_else(|error| panic!("failed to remove {link}: {error}"));
     }
     symlink(target, link).unwrap_or_else(|error| panic!("failed to link {link} to {target}: {error}"));

@@ -10,10 +10,8 @@ use crate::common::fixture::sha256_file;
 use crate::common::ledger::{find_decision, records_of, u64_field};
 use crate::common::{Daemon, OK_FILE, PROBE_BIN, SECRET, require_bpf_lsm};
 
-/// Agent name of every run in the scenario.
-const AGENT: &str = "auditor";
 /// The user the first run runs as.
-const AGENT_UID: u64 = 1001;
+const AGENT_UID: u32 = 1001;
 
 /// Keys every decision record carries.
 const DECISION_KEYS: &[&str] = &[
@@ -40,25 +38,27 @@ const DECISION_KEYS: &[&str] = &[
     "rule",
 ];
 
-/// A stopped daemon's ledger after three runs of [`AGENT`] under P0.
+/// A stopped daemon's ledger after three runs of one agent under P0.
 struct Audit {
     daemon: Daemon,
+    agent: &'static str,
     policy: PathBuf,
     records: Vec<Value>,
 }
 
-/// Runs the probe three times under P0: an allowed open as uid 1001, a
-/// denied open of the secret, and a denied connect. Then stops the daemon
-/// and exports its ledger.
-fn audited_runs() -> Audit {
+/// Runs the probe three times as `agent` under P0: an allowed open as uid
+/// 1001, a denied open of the secret, and a denied connect. Then stops the
+/// daemon and exports its ledger. Each test passes its own agent name, so
+/// no two tests share a cgroup name.
+fn audited_runs(agent: &'static str) -> Audit {
     let mut daemon = Daemon::start();
     let policy = daemon.policy_p0();
 
-    let allowed = daemon.run_agent(AGENT, &policy, Some(1001), &[PROBE_BIN, "open", OK_FILE, "read"]);
+    let allowed = daemon.run_agent(agent, &policy, Some(AGENT_UID), &[PROBE_BIN, "open", OK_FILE, "read"]);
     assert_eq!(allowed.code, 0, "uid 1001 may read {OK_FILE} under allow-open; {allowed}");
-    let secret = daemon.run_probe(AGENT, &policy, &["open", SECRET, "read"]);
+    let secret = daemon.run_probe(agent, &policy, &["open", SECRET, "read"]);
     assert_eq!(secret.code, 1, "deny-secrets must deny the open; {secret}");
-    let connect = daemon.run_probe(AGENT, &policy, &["connect", "203.0.113.7:443"]);
+    let connect = daemon.run_probe(agent, &policy, &["connect", "203.0.113.7:443"]);
     assert_eq!(connect.code, 1, "the default verdict must deny the connect; {connect}");
 
     let status = daemon.stop();
@@ -69,12 +69,12 @@ fn audited_runs() -> Audit {
     );
 
     let records = daemon.ledger().export();
-    Audit { daemon, policy, records }
+    Audit { daemon, agent, policy, records }
 }
 
-/// Returns the decision of [`AGENT`] on an open of `path`.
-fn open_decision<'a>(records: &'a [Value], path: &str) -> &'a Value {
-    records_of(records, "decision", AGENT)
+/// Returns the decision of `agent` on an open of `path`.
+fn open_decision<'a>(records: &'a [Value], agent: &str, path: &str) -> &'a Value {
+    records_of(records, "decision", agent)
         .into_iter()
         .find(|record| record["hook"] == "open" && record["path"] == path)
         .unwrap_or_else(|| panic!("no open decision for {path} in the ledger"))
@@ -84,8 +84,8 @@ fn open_decision<'a>(records: &'a [Value], path: &str) -> &'a Value {
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
 fn identity_per_run() {
     require_bpf_lsm();
-    let audit = audited_runs();
-    let identities = records_of(&audit.records, "identity", AGENT);
+    let audit = audited_runs("audit-identity");
+    let identities = records_of(&audit.records, "identity", audit.agent);
     let policy_sha256 = sha256_file(&audit.policy);
     let probe_sha256 = sha256_file(Path::new(PROBE_BIN));
 
@@ -105,7 +105,7 @@ fn identity_per_run() {
         assert_ne!(u64_field(identity, "cgroup_id"), 0, "identity: {identity}");
     }
 
-    assert_eq!(u64_field(identities[0], "uid"), AGENT_UID, "the first run used --user 1001");
+    assert_eq!(u64_field(identities[0], "uid"), u64::from(AGENT_UID), "the first run used --user 1001");
     assert_eq!(u64_field(identities[1], "uid"), 0, "the second run ran as root");
     let agent_ids: HashSet<u64> = identities.iter().map(|identity| u64_field(identity, "agent_id")).collect();
     assert_eq!(agent_ids.len(), 3, "each run gets its own agent_id");
@@ -115,10 +115,10 @@ fn identity_per_run() {
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
 fn decisions_name_rule_and_object() {
     require_bpf_lsm();
-    let audit = audited_runs();
+    let audit = audited_runs("audit-decisions");
     let records = &audit.records;
 
-    let secret = open_decision(records, SECRET);
+    let secret = open_decision(records, audit.agent, SECRET);
     assert_eq!(secret["verdict"], "deny", "{secret}");
     assert_eq!(secret["reason"], "rule", "{secret}");
     assert_eq!(secret["rule"], "deny-secrets", "{secret}");
@@ -126,19 +126,19 @@ fn decisions_name_rule_and_object() {
     assert_eq!(secret["path_truncated"], false, "{secret}");
     assert_eq!(u64_field(secret, "uid"), 0, "{secret}");
 
-    let allowed = open_decision(records, OK_FILE);
+    let allowed = open_decision(records, audit.agent, OK_FILE);
     assert_eq!(allowed["verdict"], "allow", "{allowed}");
     assert_eq!(allowed["rule"], "allow-open", "{allowed}");
-    assert_eq!(u64_field(allowed, "uid"), AGENT_UID, "the run used --user 1001: {allowed}");
+    assert_eq!(u64_field(allowed, "uid"), u64::from(AGENT_UID), "the run used --user 1001: {allowed}");
 
-    let connect = find_decision(records, AGENT, "connect", "deny").expect("a denied connect in the ledger");
+    let connect = find_decision(records, audit.agent, "connect", "deny").expect("a denied connect in the ledger");
     assert_eq!(connect["reason"], "default", "{connect}");
     assert!(connect["rule"].is_null(), "a default verdict names no rule: {connect}");
     assert_eq!(connect["family"], "inet", "{connect}");
     assert_eq!(connect["addr"], "203.0.113.7", "{connect}");
     assert_eq!(connect["port"], 443, "{connect}");
 
-    let exec = records_of(records, "decision", AGENT)
+    let exec = records_of(records, "decision", audit.agent)
         .into_iter()
         .find(|record| record["hook"] == "exec" && record["path"] == PROBE_BIN)
         .expect("an exec decision for the probe in the ledger");
@@ -150,9 +150,9 @@ fn decisions_name_rule_and_object() {
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
 fn decisions_match_their_identity() {
     require_bpf_lsm();
-    let audit = audited_runs();
-    let identities = records_of(&audit.records, "identity", AGENT);
-    let decisions = records_of(&audit.records, "decision", AGENT);
+    let audit = audited_runs("audit-match");
+    let identities = records_of(&audit.records, "identity", audit.agent);
+    let decisions = records_of(&audit.records, "decision", audit.agent);
     let agent_ids: HashSet<u64> = identities.iter().map(|identity| u64_field(identity, "agent_id")).collect();
     let policy_sha256 = sha256_file(&audit.policy);
 
@@ -175,7 +175,7 @@ fn decisions_match_their_identity() {
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
 fn kernel_seq_has_no_gaps() {
     require_bpf_lsm();
-    let audit = audited_runs();
+    let audit = audited_runs("audit-sequence");
     let decisions: Vec<&Value> = audit.records.iter().filter(|record| record["kind"] == "decision").collect();
 
     let mut all: Vec<u64> = decisions.iter().map(|decision| u64_field(decision, "kernel_seq")).collect();
@@ -196,7 +196,7 @@ fn kernel_seq_has_no_gaps() {
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
 fn chain_links_and_verifies() {
     require_bpf_lsm();
-    let audit = audited_runs();
+    let audit = audited_runs("audit-chain");
     let records = &audit.records;
 
     let first = records.first().expect("the ledger is not empty");
