@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -40,10 +40,16 @@ pub(crate) fn exit_code(status: ExitStatus) -> i32 {
 }
 
 /// Runs `command` with stdin closed and returns its outcome. Kills it and
-/// panics when it has not exited after `timeout`.
+/// its process group, and panics, when it has not exited after `timeout`.
+///
+/// The command runs in a process group of its own, so a timeout also kills
+/// the programs it started, such as the agent under `lupid-agent run`.
+/// Otherwise they would keep the output pipes open and the readers would
+/// never finish.
 pub(crate) fn run(command: &mut Command, timeout: Duration) -> Outcome {
     let description = format!("{command:?}");
     let mut child = command
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -54,7 +60,7 @@ pub(crate) fn run(command: &mut Command, timeout: Duration) -> Outcome {
     let stderr = read_in_background(child.stderr.take());
     let status = wait_until(&mut child, timeout);
     if status.is_none() {
-        let _ = child.kill();
+        kill_process_group(&child);
         let _ = child.wait();
     }
     let outcome = Outcome {
@@ -77,6 +83,16 @@ pub(crate) fn wait_until(child: &mut Child, timeout: Duration) -> Option<ExitSta
             Ok(None) => thread::sleep(Duration::from_millis(50)),
             Err(error) => panic!("failed to wait for process {}: {error}", child.id()),
         }
+    }
+}
+
+/// Sends SIGKILL to the process group that `child` leads.
+fn kill_process_group(child: &Child) {
+    let pid = libc::pid_t::try_from(child.id()).expect("a process id fits in pid_t");
+    // SAFETY: kill has no memory-safety preconditions. `child` leads its
+    // own process group and has not been reaped, so the group id is ours.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
     }
 }
 
