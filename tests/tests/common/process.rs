@@ -17,12 +17,12 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    /// Whether stdout contains exactly this line.
+    /// Returns whether stdout contains exactly this line.
     pub(crate) fn has_line(&self, line: &str) -> bool {
         self.stdout.lines().any(|printed| printed == line)
     }
 
-    /// Whether stdout has any line starting with this prefix.
+    /// Returns whether any line of stdout starts with `prefix`.
     pub(crate) fn has_line_starting(&self, prefix: &str) -> bool {
         self.stdout.lines().any(|printed| printed.starts_with(prefix))
     }

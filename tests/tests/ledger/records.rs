@@ -13,7 +13,7 @@ use crate::common::{Daemon, OK_FILE, PROBE_BIN, SECRET, require_bpf_lsm};
 /// The user the first run runs as.
 const AGENT_UID: u32 = 1001;
 
-/// Keys every decision record carries.
+/// Keys every decision record carries, besides those of its object.
 const DECISION_KEYS: &[&str] = &[
     "seq",
     "kind",
@@ -36,6 +36,7 @@ const DECISION_KEYS: &[&str] = &[
     "reason",
     "rule_id",
     "rule",
+    "access",
 ];
 
 /// A stopped daemon's ledger after three runs of one agent under P0.
@@ -158,7 +159,9 @@ fn decisions_match_their_identity() {
 
     assert!(!decisions.is_empty(), "the runs must leave decision records");
     for decision in &decisions {
-        for key in DECISION_KEYS {
+        let object_keys: &[&str] =
+            if decision["hook"] == "connect" { &["family", "addr", "port"] } else { &["path", "path_truncated"] };
+        for key in DECISION_KEYS.iter().chain(object_keys) {
             assert!(decision.get(*key).is_some(), "decision record lacks {key:?}: {decision}");
         }
         assert_eq!(decision["kind"], "decision", "{decision}");
