@@ -1,1 +1,31 @@
+//! lupid's evidence ledger: an append-only, hash-chained record store on
+//! RocksDB.
+//!
+//! The daemon appends [`Record`]s through [`Ledger`]; tools read them with
+//! [`LedgerReader`], check the chain with [`verify()`] and export it with
+//! [`export_jsonl`].
+//!
+//! Each record's canonical bytes ([`codec`]) start with its sequence number
+//! and the hash of the record before it, and a record's hash is the RFC 6962
+//! leaf hash of those bytes. Changing, removing or reordering any record
+//! therefore breaks a link that [`verify()`] reports, and changing the last
+//! record breaks its match with the stored head.
 
+pub mod codec;
+mod error;
+pub mod export;
+mod reader;
+pub mod record;
+mod store;
+pub mod verify;
+
+pub use codec::{DecodeError, EncodeError, leaf_hash};
+pub use error::{HeadProblem, LedgerError};
+pub use export::{ExportError, export_jsonl, record_json};
+pub use reader::{LedgerReader, StoredRecord};
+pub use record::{
+    AgentExit, DaemonStart, DaemonStop, Decision, EventsLost, Hash, Hook, Identity, Kind, Object,
+    Reason, Record, RecordBody, Verdict, ZERO_HASH,
+};
+pub use store::{Appended, HEAD_KEY, Ledger, META_CF, RECORDS_CF};
+pub use verify::{Break, BreakKind, VerifyReport, verify, verify_reader};

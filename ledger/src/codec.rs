@@ -1,0 +1,449 @@
+//! Canonical byte encoding of records, and the record hash.
+//!
+//! Every record has exactly one encoding, and the hash covers those bytes,
+//! so two parties that hold the same record compute the same hash.
+//!
+//! # Format version 1
+//!
+//! All integers are big-endian. The header is 50 bytes:
+//!
+//! | bytes | field |
+//! | --- | --- |
+//! | 1 | format version, `1` |
+//! | 8 | `seq` (u64) |
+//! | 8 | `time_ns`, wall time in Unix nanoseconds (u64) |
+//! | 1 | kind ([`Kind`] code) |
+//! | 32 | `prev_hash` |
+//!
+//! The body follows, with its fields in the declaration order of the body
+//! struct:
+//!
+//! - integers (`u8`, `u16`, `u32`, `u64`, `i32`) at their fixed width;
+//! - hashes and socket addresses as their raw bytes;
+//! - strings and byte strings as a u32 length followed by the bytes;
+//! - the command line as a u32 count followed by each argument as a byte
+//!   string;
+//! - [`Hook`] and [`Verdict`] as one byte each and [`Reason`] as a u32, with
+//!   the `lupid_common` codes;
+//! - [`Object`] as a one-byte tag (1 path, 2 socket) followed by its fields,
+//!   where `truncated` is one byte that must be 0 or 1.
+//!
+//! Decoding is strict: an unknown version, kind or code, a string that is not
+//! UTF-8, a bad flag byte and trailing bytes are all errors, so a decoded
+//! record re-encodes to the bytes it came from.
+//!
+//! # Hash
+//!
+//! The record hash is `SHA-256(0x00 || canonical bytes)`, the leaf hash of
+//! RFC 6962 (Certificate Transparency), so a Merkle tree over the ledger can
+//! use record hashes as its leaves unchanged.
+
+use sha2::{Digest, Sha256};
+
+use crate::record::{
+    AgentExit, DaemonStart, DaemonStop, Decision, EventsLost, HASH_LEN, Hash, Hook, Identity, Kind,
+    Object, Reason, Record, RecordBody, Verdict,
+};
+
+/// Format version written into every record header.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Size of the fixed record header in bytes.
+pub const HEADER_LEN: usize = 1 + 8 + 8 + 1 + HASH_LEN;
+
+const OBJECT_PATH: u8 = 1;
+const OBJECT_SOCKET: u8 = 2;
+
+/// Domain-separation prefix of RFC 6962 leaf hashes.
+const LEAF_PREFIX: u8 = 0x00;
+
+/// A record that cannot be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("field `{field}` is {len} bytes long, more than the u32 length prefix allows")]
+    FieldTooLong { field: &'static str, len: usize },
+}
+
+/// Bytes that are not a valid version 1 record.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error(
+        "record ends inside field `{field}` (needs {needed} bytes at offset {offset}, {len} total)"
+    )]
+    Truncated {
+        field: &'static str,
+        offset: usize,
+        needed: usize,
+        len: usize,
+    },
+    #[error("unsupported format version {0} (this build reads version {FORMAT_VERSION})")]
+    UnsupportedVersion(u8),
+    #[error("unknown record kind {0}")]
+    UnknownKind(u8),
+    #[error("field `{field}` is not valid UTF-8")]
+    InvalidUtf8 { field: &'static str },
+    #[error("field `{field}` holds {value}, expected 0 or 1")]
+    InvalidFlag { field: &'static str, value: u8 },
+    #[error("unknown hook code {0}")]
+    UnknownHook(u8),
+    #[error("unknown verdict code {0}")]
+    UnknownVerdict(u8),
+    #[error("unknown object tag {0}")]
+    UnknownObject(u8),
+    #[error("{count} trailing bytes after the last field")]
+    TrailingBytes { count: usize },
+}
+
+/// Computes the RFC 6962 leaf hash of a record's canonical bytes.
+pub fn leaf_hash(canonical: &[u8]) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update([LEAF_PREFIX]);
+    hasher.update(canonical);
+    hasher.finalize().into()
+}
+
+impl Record {
+    /// Encodes the record into its canonical bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Writer(Vec::with_capacity(HEADER_LEN + 128));
+        out.u8(FORMAT_VERSION);
+        out.u64(self.seq);
+        out.u64(self.time_ns);
+        out.u8(self.body.kind() as u8);
+        out.raw(&self.prev_hash);
+        encode_body(&mut out, &self.body)?;
+        Ok(out.0)
+    }
+
+    /// Decodes canonical bytes produced by [`Record::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut input = Reader { bytes, offset: 0 };
+        let version = input.u8("version")?;
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        let seq = input.u64("seq")?;
+        let time_ns = input.u64("time_ns")?;
+        let kind_code = input.u8("kind")?;
+        let kind = Kind::from_code(kind_code).ok_or(DecodeError::UnknownKind(kind_code))?;
+        let prev_hash = input.hash("prev_hash")?;
+        let body = decode_body(&mut input, kind)?;
+
+        let count = bytes.len() - input.offset;
+        if count != 0 {
+            return Err(DecodeError::TrailingBytes { count });
+        }
+        Ok(Self {
+            seq,
+            time_ns,
+            prev_hash,
+            body,
+        })
+    }
+
+    /// Encodes the record and returns its leaf hash.
+    pub fn hash(&self) -> Result<Hash, EncodeError> {
+        Ok(leaf_hash(&self.encode()?))
+    }
+}
+
+fn encode_body(out: &mut Writer, body: &RecordBody) -> Result<(), EncodeError> {
+    match body {
+        RecordBody::DaemonStart(start) => {
+            out.bytes("version", start.version.as_bytes())?;
+            out.bytes("kernel", start.kernel.as_bytes())?;
+            out.u32(start.pid);
+        }
+        RecordBody::DaemonStop(stop) => {
+            out.bytes("reason", stop.reason.as_bytes())?;
+        }
+        RecordBody::Identity(identity) => encode_identity(out, identity)?,
+        RecordBody::Decision(decision) => encode_decision(out, decision)?,
+        RecordBody::AgentExit(exit) => {
+            out.u32(exit.agent_id);
+            out.bytes("agent", exit.agent.as_bytes())?;
+            out.raw(&exit.status.to_be_bytes());
+        }
+        RecordBody::EventsLost(lost) => {
+            out.u64(lost.first_kernel_seq);
+            out.u64(lost.last_kernel_seq);
+            out.u64(lost.kernel_drop_counter);
+        }
+    }
+    Ok(())
+}
+
+fn encode_identity(out: &mut Writer, identity: &Identity) -> Result<(), EncodeError> {
+    out.u32(identity.agent_id);
+    out.bytes("agent", identity.agent.as_bytes())?;
+    out.bytes("delegated_by", identity.delegated_by.as_bytes())?;
+    out.raw(&identity.policy_sha256);
+    out.bytes("policy_path", &identity.policy_path)?;
+    out.length("command", identity.command.len())?;
+    for argument in &identity.command {
+        out.bytes("command", argument)?;
+    }
+    out.u32(identity.uid);
+    out.u32(identity.gid);
+    out.u32(identity.pid);
+    out.bytes("exe_path", &identity.exe_path)?;
+    out.raw(&identity.exe_sha256);
+    out.u64(identity.cgroup_id);
+    out.bytes("cgroup_path", &identity.cgroup_path)?;
+    Ok(())
+}
+
+fn encode_decision(out: &mut Writer, decision: &Decision) -> Result<(), EncodeError> {
+    out.u64(decision.kernel_seq);
+    out.u64(decision.boot_ns);
+    out.u32(decision.agent_id);
+    out.bytes("agent", decision.agent.as_bytes())?;
+    out.raw(&decision.policy_sha256);
+    out.u32(decision.pid);
+    out.u32(decision.tgid);
+    out.u32(decision.uid);
+    out.u32(decision.gid);
+    out.u64(decision.cgroup_id);
+    out.bytes("comm", &decision.comm)?;
+
+    out.u8(code_byte(decision.hook.code()));
+    out.u8(code_byte(decision.verdict.code()));
+    out.u32(decision.reason.code());
+    out.u32(decision.rule_id);
+    out.bytes("rule", decision.rule.as_bytes())?;
+    out.u32(decision.access);
+
+    match &decision.object {
+        Object::Path { path, truncated } => {
+            out.u8(OBJECT_PATH);
+            out.bytes("path", path)?;
+            out.u8(u8::from(*truncated));
+        }
+        Object::Socket { family, addr, port } => {
+            out.u8(OBJECT_SOCKET);
+            out.raw(&family.to_be_bytes());
+            out.raw(addr);
+            out.raw(&port.to_be_bytes());
+        }
+    }
+    Ok(())
+}
+
+fn decode_body(input: &mut Reader<'_>, kind: Kind) -> Result<RecordBody, DecodeError> {
+    let body = match kind {
+        Kind::DaemonStart => RecordBody::DaemonStart(DaemonStart {
+            version: input.string("version")?,
+            kernel: input.string("kernel")?,
+            pid: input.u32("pid")?,
+        }),
+        Kind::DaemonStop => RecordBody::DaemonStop(DaemonStop {
+            reason: input.string("reason")?,
+        }),
+        Kind::Identity => RecordBody::Identity(decode_identity(input)?),
+        Kind::Decision => RecordBody::Decision(decode_decision(input)?),
+        Kind::AgentExit => RecordBody::AgentExit(AgentExit {
+            agent_id: input.u32("agent_id")?,
+            agent: input.string("agent")?,
+            status: i32::from_be_bytes(input.array("status")?),
+        }),
+        Kind::EventsLost => RecordBody::EventsLost(EventsLost {
+            first_kernel_seq: input.u64("first_kernel_seq")?,
+            last_kernel_seq: input.u64("last_kernel_seq")?,
+            kernel_drop_counter: input.u64("kernel_drop_counter")?,
+        }),
+    };
+    Ok(body)
+}
+
+fn decode_identity(input: &mut Reader<'_>) -> Result<Identity, DecodeError> {
+    let agent_id = input.u32("agent_id")?;
+    let agent = input.string("agent")?;
+    let delegated_by = input.string("delegated_by")?;
+    let policy_sha256 = input.hash("policy_sha256")?;
+    let policy_path = input.bytes("policy_path")?;
+
+    // Each argument takes at least its 4-byte length prefix, so the count can
+    // be checked against the remaining input before anything is allocated.
+    let count = input.u32("command")? as usize;
+    input.ensure("command", count.saturating_mul(4))?;
+    let mut command = Vec::with_capacity(count);
+    for _ in 0..count {
+        command.push(input.bytes("command")?);
+    }
+
+    Ok(Identity {
+        agent_id,
+        agent,
+        delegated_by,
+        policy_sha256,
+        policy_path,
+        command,
+        uid: input.u32("uid")?,
+        gid: input.u32("gid")?,
+        pid: input.u32("pid")?,
+        exe_path: input.bytes("exe_path")?,
+        exe_sha256: input.hash("exe_sha256")?,
+        cgroup_id: input.u64("cgroup_id")?,
+        cgroup_path: input.bytes("cgroup_path")?,
+    })
+}
+
+fn decode_decision(input: &mut Reader<'_>) -> Result<Decision, DecodeError> {
+    let kernel_seq = input.u64("kernel_seq")?;
+    let boot_ns = input.u64("boot_ns")?;
+    let agent_id = input.u32("agent_id")?;
+    let agent = input.string("agent")?;
+    let policy_sha256 = input.hash("policy_sha256")?;
+    let pid = input.u32("pid")?;
+    let tgid = input.u32("tgid")?;
+    let uid = input.u32("uid")?;
+    let gid = input.u32("gid")?;
+    let cgroup_id = input.u64("cgroup_id")?;
+    let comm = input.bytes("comm")?;
+
+    let hook_code = input.u8("hook")?;
+    let hook = Hook::from_code(u32::from(hook_code)).ok_or(DecodeError::UnknownHook(hook_code))?;
+    let verdict_code = input.u8("verdict")?;
+    let verdict = Verdict::from_code(u32::from(verdict_code))
+        .ok_or(DecodeError::UnknownVerdict(verdict_code))?;
+    let reason = Reason::from_code(input.u32("reason")?);
+    let rule_id = input.u32("rule_id")?;
+    let rule = input.string("rule")?;
+    let access = input.u32("access")?;
+
+    let object = match input.u8("object")? {
+        OBJECT_PATH => Object::Path {
+            path: input.bytes("path")?,
+            truncated: input.flag("path_truncated")?,
+        },
+        OBJECT_SOCKET => Object::Socket {
+            family: u16::from_be_bytes(input.array("family")?),
+            addr: input.array("addr")?,
+            port: u16::from_be_bytes(input.array("port")?),
+        },
+        tag => return Err(DecodeError::UnknownObject(tag)),
+    };
+
+    Ok(Decision {
+        kernel_seq,
+        boot_ns,
+        agent_id,
+        agent,
+        policy_sha256,
+        pid,
+        tgid,
+        uid,
+        gid,
+        cgroup_id,
+        comm,
+        hook,
+        verdict,
+        reason,
+        rule_id,
+        rule,
+        access,
+        object,
+    })
+}
+
+/// Returns a `lupid_common` code as the one byte the format stores.
+fn code_byte(code: u32) -> u8 {
+    u8::try_from(code).expect("hook and verdict codes are below 256")
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn raw(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    fn u8(&mut self, value: u8) {
+        self.0.push(value);
+    }
+
+    fn u32(&mut self, value: u32) {
+        self.raw(&value.to_be_bytes());
+    }
+
+    fn u64(&mut self, value: u64) {
+        self.raw(&value.to_be_bytes());
+    }
+
+    fn length(&mut self, field: &'static str, len: usize) -> Result<(), EncodeError> {
+        let len = u32::try_from(len).map_err(|_| EncodeError::FieldTooLong { field, len })?;
+        self.u32(len);
+        Ok(())
+    }
+
+    fn bytes(&mut self, field: &'static str, bytes: &[u8]) -> Result<(), EncodeError> {
+        self.length(field, bytes.len())?;
+        self.raw(bytes);
+        Ok(())
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn ensure(&self, field: &'static str, needed: usize) -> Result<(), DecodeError> {
+        if self.bytes.len() - self.offset < needed {
+            return Err(DecodeError::Truncated {
+                field,
+                offset: self.offset,
+                needed,
+                len: self.bytes.len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, field: &'static str, needed: usize) -> Result<&'a [u8], DecodeError> {
+        self.ensure(field, needed)?;
+        let slice = &self.bytes[self.offset..self.offset + needed];
+        self.offset += needed;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
+        let mut array = [0; N];
+        array.copy_from_slice(self.take(field, N)?);
+        Ok(array)
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.take(field, 1)?[0])
+    }
+
+    fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array(field)?))
+    }
+
+    fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array(field)?))
+    }
+
+    fn hash(&mut self, field: &'static str) -> Result<Hash, DecodeError> {
+        self.array(field)
+    }
+
+    fn flag(&mut self, field: &'static str) -> Result<bool, DecodeError> {
+        match self.u8(field)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            value => Err(DecodeError::InvalidFlag { field, value }),
+        }
+    }
+
+    fn bytes(&mut self, field: &'static str) -> Result<Vec<u8>, DecodeError> {
+        let len = self.u32(field)? as usize;
+        Ok(self.take(field, len)?.to_vec())
+    }
+
+    fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
+        String::from_utf8(self.bytes(field)?).map_err(|_| DecodeError::InvalidUtf8 { field })
+    }
+}

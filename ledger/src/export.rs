@@ -1,0 +1,298 @@
+//! JSON Lines export: one JSON object per record, in sequence order.
+//!
+//! Every object starts with `seq`, `kind`, `time_ns` (wall time, Unix
+//! nanoseconds), `hash` and `prev_hash` (lowercase hex), followed by the body
+//! fields. Hashes inside bodies (`policy_sha256`, `exe_sha256`) are hex too.
+//!
+//! Byte strings (paths, `comm`, command arguments) are exported under their
+//! key as a JSON string when they are valid UTF-8. Otherwise the key contains
+//! the lossy UTF-8 conversion (invalid bytes become U+FFFD), and a sibling key
+//! `<name>_hex` contains the hex of the raw bytes, so no byte is lost. For
+//! `command`, `command_hex` is an array with the hex of every argument.
+//!
+//! Socket addresses: for `inet` and `inet6` families, `addr` is the usual
+//! text form, with IPv4-mapped addresses shown as plain IPv4. For any other
+//! family `addr` is `null` and `addr_hex` holds the 16 stored bytes.
+//!
+//! The output is pure ASCII: every character outside printable ASCII is a
+//! `\uXXXX` escape, so control characters and escape sequences stored in a
+//! path cannot act on the terminal that shows the export.
+
+use std::{
+    fmt::Write as _,
+    io::{self, Write},
+    net::Ipv6Addr,
+};
+
+use lupid_common::{access, family};
+use serde_json::{Value, json};
+
+use crate::{
+    error::LedgerError,
+    reader::{LedgerReader, StoredRecord},
+    record::{Decision, Identity, Object, RecordBody},
+};
+
+/// A failed export.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("failed to write the export")]
+    Write(#[source] io::Error),
+}
+
+/// Writes every record of the ledger as one JSON line to `out`. Returns the
+/// number of records written.
+pub fn export_jsonl(reader: &LedgerReader, out: &mut impl Write) -> Result<u64, ExportError> {
+    let mut count = 0;
+    for stored in reader.records()? {
+        let mut line = record_json(&stored?);
+        line.push('\n');
+        out.write_all(line.as_bytes()).map_err(ExportError::Write)?;
+        count += 1;
+    }
+    out.flush().map_err(ExportError::Write)?;
+    Ok(count)
+}
+
+/// Formats one record as a single-line, ASCII-only JSON object.
+pub fn record_json(stored: &StoredRecord) -> String {
+    let record = &stored.record;
+    let mut object = JsonObject::default();
+    object.put("seq", json!(record.seq));
+    object.put("kind", json!(record.body.kind().name()));
+    object.put("time_ns", json!(record.time_ns));
+    object.put("hash", json!(hex::encode(stored.hash)));
+    object.put("prev_hash", json!(hex::encode(record.prev_hash)));
+
+    match &record.body {
+        RecordBody::DaemonStart(start) => {
+            object.put("version", json!(start.version));
+            object.put("kernel", json!(start.kernel));
+            object.put("pid", json!(start.pid));
+        }
+        RecordBody::DaemonStop(stop) => object.put("reason", json!(stop.reason)),
+        RecordBody::Identity(identity) => put_identity(&mut object, identity),
+        RecordBody::Decision(decision) => put_decision(&mut object, decision),
+        RecordBody::AgentExit(exit) => {
+            object.put("agent", json!(exit.agent));
+            object.put("agent_id", json!(exit.agent_id));
+            object.put("status", json!(exit.status));
+        }
+        RecordBody::EventsLost(lost) => {
+            object.put("first_kernel_seq", json!(lost.first_kernel_seq));
+            object.put("last_kernel_seq", json!(lost.last_kernel_seq));
+            object.put("kernel_drop_counter", json!(lost.kernel_drop_counter));
+        }
+    }
+    object.to_ascii_json()
+}
+
+fn put_identity(object: &mut JsonObject, identity: &Identity) {
+    object.put("agent", json!(identity.agent));
+    object.put("agent_id", json!(identity.agent_id));
+    object.put("delegated_by", json!(identity.delegated_by));
+    object.put("policy_sha256", json!(hex::encode(identity.policy_sha256)));
+    object.put_bytes("policy_path", &identity.policy_path);
+
+    let lossy: Vec<Value> = identity
+        .command
+        .iter()
+        .map(|argument| json!(String::from_utf8_lossy(argument)))
+        .collect();
+    object.put("command", Value::Array(lossy));
+    if identity
+        .command
+        .iter()
+        .any(|argument| std::str::from_utf8(argument).is_err())
+    {
+        let hex = identity
+            .command
+            .iter()
+            .map(|argument| json!(hex::encode(argument)));
+        object.put("command_hex", Value::Array(hex.collect()));
+    }
+
+    object.put("uid", json!(identity.uid));
+    object.put("gid", json!(identity.gid));
+    object.put("pid", json!(identity.pid));
+    object.put_bytes("exe", &identity.exe_path);
+    object.put("exe_sha256", json!(hex::encode(identity.exe_sha256)));
+    object.put("cgroup_id", json!(identity.cgroup_id));
+    object.put_bytes("cgroup", &identity.cgroup_path);
+}
+
+fn put_decision(object: &mut JsonObject, decision: &Decision) {
+    object.put("kernel_seq", json!(decision.kernel_seq));
+    object.put("boot_ns", json!(decision.boot_ns));
+    object.put("agent", json!(decision.agent));
+    object.put("agent_id", json!(decision.agent_id));
+    object.put("policy_sha256", json!(hex::encode(decision.policy_sha256)));
+    object.put("pid", json!(decision.pid));
+    object.put("tgid", json!(decision.tgid));
+    object.put("uid", json!(decision.uid));
+    object.put("gid", json!(decision.gid));
+    object.put("cgroup_id", json!(decision.cgroup_id));
+    object.put_bytes("comm", &decision.comm);
+    object.put("hook", json!(decision.hook.name()));
+    object.put("verdict", json!(decision.verdict.name()));
+    let reason = match decision.reason.name() {
+        Some(name) => json!(name),
+        None => json!(decision.reason.code()),
+    };
+    object.put("reason", reason);
+    object.put("rule_id", json!(decision.rule_id));
+    let rule = if decision.rule.is_empty() {
+        Value::Null
+    } else {
+        json!(decision.rule)
+    };
+    object.put("rule", rule);
+    object.put("access", access_json(decision.access));
+
+    match &decision.object {
+        Object::Path { path, truncated } => {
+            object.put_bytes("path", path);
+            object.put("path_truncated", json!(truncated));
+        }
+        Object::Socket {
+            family: socket_family,
+            addr,
+            port,
+        } => {
+            let family_name = match *socket_family {
+                family::INET => json!("inet"),
+                family::INET6 => json!("inet6"),
+                family::UNIX => json!("unix"),
+                other => json!(other),
+            };
+            object.put("family", family_name);
+            if matches!(*socket_family, family::INET | family::INET6) {
+                object.put("addr", json!(address_text(*addr)));
+            } else {
+                object.put("addr", Value::Null);
+                object.put("addr_hex", json!(hex::encode(addr)));
+            }
+            object.put("port", json!(port));
+        }
+    }
+}
+
+/// Returns the access bits as names. Unknown bits are kept as one number at
+/// the end of the array.
+fn access_json(bits: u32) -> Value {
+    let mut names = Vec::new();
+    if bits & access::READ != 0 {
+        names.push(json!("read"));
+    }
+    if bits & access::WRITE != 0 {
+        names.push(json!("write"));
+    }
+    let unknown = bits & !(access::READ | access::WRITE);
+    if unknown != 0 {
+        names.push(json!(unknown));
+    }
+    Value::Array(names)
+}
+
+/// Formats a stored 16-byte address, showing IPv4-mapped ones as IPv4.
+fn address_text(addr: [u8; 16]) -> String {
+    let address = Ipv6Addr::from(addr);
+    match address.to_ipv4_mapped() {
+        Some(ipv4) => ipv4.to_string(),
+        None => address.to_string(),
+    }
+}
+
+/// A JSON object that keeps its keys in insertion order.
+#[derive(Default)]
+struct JsonObject(Vec<(String, Value)>);
+
+impl JsonObject {
+    fn put(&mut self, key: &str, value: Value) {
+        self.0.push((key.to_owned(), value));
+    }
+
+    /// Adds a byte string: as text when it is UTF-8, otherwise as lossy text
+    /// plus `<key>_hex`.
+    fn put_bytes(&mut self, key: &str, bytes: &[u8]) {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.put(key, json!(text)),
+            Err(_) => {
+                self.put(key, json!(String::from_utf8_lossy(bytes)));
+                self.put(&format!("{key}_hex"), json!(hex::encode(bytes)));
+            }
+        }
+    }
+
+    fn to_ascii_json(&self) -> String {
+        let mut json = String::from("{");
+        for (index, (key, value)) in self.0.iter().enumerate() {
+            if index > 0 {
+                json.push(',');
+            }
+            json.push_str(&Value::from(key.as_str()).to_string());
+            json.push(':');
+            json.push_str(&value.to_string());
+        }
+        json.push('}');
+        escape_non_ascii(&json)
+    }
+}
+
+/// Replaces every character outside printable ASCII with a `\uXXXX` escape.
+///
+/// `serde_json` already escapes the C0 controls; this also covers DEL, the
+/// C1 controls and everything else outside ASCII. Such characters occur only
+/// inside JSON strings, where the escape means the same character.
+fn escape_non_ascii(json: &str) -> String {
+    let mut escaped = String::with_capacity(json.len());
+    for character in json.chars() {
+        if character.is_ascii() && !character.is_ascii_control() {
+            escaped.push(character);
+            continue;
+        }
+        let mut units = [0_u16; 2];
+        for unit in character.encode_utf16(&mut units) {
+            write!(escaped, "\\u{unit:04x}").expect("writing to a String cannot fail");
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{access_json, address_text, escape_non_ascii};
+
+    #[test]
+    fn address_ipv4_mapped() {
+        let mut addr = [0; 16];
+        addr[10..].copy_from_slice(&[0xff, 0xff, 192, 0, 2, 1]);
+        assert_eq!(address_text(addr), "192.0.2.1");
+    }
+
+    #[test]
+    fn address_ipv6() {
+        let mut addr = [0; 16];
+        addr[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        addr[15] = 1;
+        assert_eq!(address_text(addr), "2001:db8::1");
+    }
+
+    #[test]
+    fn access_unknown_bits() {
+        assert_eq!(access_json(1 | 8).to_string(), r#"["read",8]"#);
+    }
+
+    #[test]
+    fn escape_controls() {
+        assert_eq!(escape_non_ascii("a\u{7f}b"), "a\\u007fb");
+        assert_eq!(escape_non_ascii("\u{9b}"), "\\u009b");
+    }
+
+    #[test]
+    fn escape_astral() {
+        assert_eq!(escape_non_ascii("\u{1f600}"), "\\ud83d\\ude00");
+    }
+}

@@ -1,0 +1,117 @@
+//! Read-only access to a ledger, also while the daemon has it open.
+//!
+//! The reader opens RocksDB in read-only mode, which takes no lock and
+//! replays the write-ahead log, so it sees every record acknowledged before
+//! the open. It does not see records appended after the open.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{DB, IteratorMode};
+
+use crate::{
+    codec::leaf_hash,
+    error::{HeadProblem, LedgerError},
+    record::{Hash, Record},
+    store::{
+        RECORDS_CF, column_families, column_family, db_options, decode_head, decode_stored,
+        read_head,
+    },
+};
+
+/// A record as stored, with the hash of its stored bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub record: Record,
+    pub hash: Hash,
+}
+
+/// A read-only view of a ledger.
+pub struct LedgerReader {
+    db: DB,
+    path: PathBuf,
+}
+
+impl LedgerReader {
+    /// Opens the ledger in `dir` without locking it, so a writer may hold it
+    /// open at the same time. Fails with [`LedgerError::NotFound`] when `dir`
+    /// contains no database.
+    pub fn open_read_only(dir: &Path) -> Result<Self, LedgerError> {
+        if !dir.join("CURRENT").is_file() {
+            return Err(LedgerError::NotFound {
+                path: dir.to_owned(),
+            });
+        }
+        // NOTE: if the writer deletes an old write-ahead log file while this
+        // open reads the directory, the open may fail. It is not retried.
+        let db = DB::open_cf_descriptors_read_only(&db_options(), dir, column_families(), false)
+            .map_err(|source| LedgerError::Open {
+                path: dir.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            db,
+            path: dir.to_owned(),
+        })
+    }
+
+    /// Returns the head metadata as stored: the last `seq` and its hash.
+    /// The value is not checked against the records; [`crate::verify()`]
+    /// does that.
+    pub fn head(&self) -> Result<Option<(u64, Hash)>, LedgerError> {
+        read_head(&self.db, &self.path)?
+            .map(|value| {
+                decode_head(&value).map_err(|len| LedgerError::BrokenHead {
+                    path: self.path.clone(),
+                    problem: HeadProblem::InvalidHead { len },
+                })
+            })
+            .transpose()
+    }
+
+    /// Iterates over the records in key order, decoding each one.
+    ///
+    /// An item is an error when a record cannot be read or decoded, or when
+    /// its key differs from its `seq`. The iterator does not check the hash
+    /// chain; [`crate::verify()`] does.
+    pub fn records(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<StoredRecord, LedgerError>> + '_, LedgerError> {
+        let records = self.raw_records()?.map(|entry| {
+            let (key, value) = entry?;
+            let record = decode_stored(&self.path, &key, &value)?;
+            Ok(StoredRecord {
+                record,
+                hash: leaf_hash(&value),
+            })
+        });
+        Ok(records)
+    }
+
+    /// Returns the ledger directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the head metadata value without parsing it.
+    pub(crate) fn raw_head(&self) -> Result<Option<Vec<u8>>, LedgerError> {
+        read_head(&self.db, &self.path)
+    }
+
+    /// Iterates over the stored keys and values in key order.
+    pub(crate) fn raw_records(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), LedgerError>> + '_, LedgerError>
+    {
+        let records = column_family(&self.db, &self.path, RECORDS_CF)?;
+        let entries = self
+            .db
+            .iterator_cf(records, IteratorMode::Start)
+            .map(|entry| {
+                entry.map_err(|source| LedgerError::ReadRecords {
+                    path: self.path.clone(),
+                    source,
+                })
+            });
+        Ok(entries)
+    }
+}

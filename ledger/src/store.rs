@@ -1,0 +1,320 @@
+//! The writable ledger: a RocksDB database with two column families.
+//!
+//! - `records`: key = `seq` as u64 big-endian, value = the record's canonical
+//!   bytes ([`crate::codec`]). Big-endian keys sort in sequence order.
+//! - `meta`: key `head` = last `seq` (u64 big-endian) followed by that
+//!   record's 32-byte hash.
+//!
+//! Invariants kept by [`Ledger`]: sequence numbers start at 0 and are dense,
+//! record `n`'s `prev_hash` is the hash of record `n - 1` (all zero for
+//! record 0), and `head` names the last record. Each append writes its
+//! records and the new head in one `WriteBatch` with `sync = true`, so they
+//! become durable together, and an acknowledged append survives a crash.
+//!
+//! [`Ledger::open`] checks only the head: the head metadata must name the
+//! last record, that record must hash to the stored head hash, and it must
+//! link to the record before it. [`crate::verify()`] walks the whole chain.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options, WriteBatch,
+    WriteOptions,
+};
+
+use crate::{
+    codec::leaf_hash,
+    error::{HeadProblem, LedgerError},
+    record::{HASH_LEN, Hash, Record, RecordBody, ZERO_HASH},
+};
+
+/// Column family of the records, keyed by big-endian `seq`.
+pub const RECORDS_CF: &str = "records";
+/// Column family of ledger metadata.
+pub const META_CF: &str = "meta";
+/// Key of the head entry in [`META_CF`].
+pub const HEAD_KEY: &[u8] = b"head";
+
+const HEAD_LEN: usize = 8 + HASH_LEN;
+
+/// Sequence number and hash of a record that an append made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    pub hash: Hash,
+}
+
+/// The ledger, opened for appending. Only one process can hold it open.
+pub struct Ledger {
+    db: DB,
+    path: PathBuf,
+    head: Option<(u64, Hash)>,
+}
+
+impl Ledger {
+    /// Opens the ledger in `dir`, creating it if missing.
+    ///
+    /// Rejects a ledger whose head does not link to its stored records, with
+    /// [`LedgerError::BrokenHead`] naming the problem.
+    pub fn open(dir: &Path) -> Result<Self, LedgerError> {
+        std::fs::create_dir_all(dir).map_err(|source| LedgerError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+
+        let mut options = db_options();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let db = DB::open_cf_descriptors(&options, dir, column_families()).map_err(|source| {
+            LedgerError::Open {
+                path: dir.to_owned(),
+                source,
+            }
+        })?;
+
+        let head = check_head(&db, dir)?;
+        Ok(Self {
+            db,
+            path: dir.to_owned(),
+            head,
+        })
+    }
+
+    /// Appends records, one per `(wall time in Unix nanoseconds, body)`, in
+    /// the given order. Returns once the records are durable, with their
+    /// sequence numbers and hashes. An empty batch writes nothing.
+    ///
+    /// On error nothing was appended, and the ledger stays usable.
+    pub fn append_batch(
+        &mut self,
+        bodies: Vec<(u64, RecordBody)>,
+    ) -> Result<Vec<Appended>, LedgerError> {
+        let Some(last_body) = bodies.len().checked_sub(1) else {
+            return Ok(Vec::new());
+        };
+        let first = self.next_seq()?;
+        let last = u64::try_from(last_body)
+            .ok()
+            .and_then(|offset| first.checked_add(offset))
+            .ok_or_else(|| LedgerError::SeqExhausted {
+                path: self.path.clone(),
+            })?;
+
+        let records = self.cf(RECORDS_CF)?;
+        let mut batch = WriteBatch::default();
+        let mut appended = Vec::with_capacity(bodies.len());
+        let mut prev_hash = self.head.map_or(ZERO_HASH, |(_, hash)| hash);
+        for (seq, (time_ns, body)) in (first..=last).zip(bodies) {
+            let record = Record {
+                seq,
+                time_ns,
+                prev_hash,
+                body,
+            };
+            let bytes = record
+                .encode()
+                .map_err(|source| LedgerError::Encode { seq, source })?;
+            let hash = leaf_hash(&bytes);
+            batch.put_cf(records, seq.to_be_bytes(), bytes);
+            appended.push(Appended { seq, hash });
+            prev_hash = hash;
+        }
+        batch.put_cf(self.cf(META_CF)?, HEAD_KEY, encode_head(last, &prev_hash));
+
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(true);
+        self.db
+            .write_opt(batch, &write_options)
+            .map_err(|source| LedgerError::Write {
+                path: self.path.clone(),
+                first,
+                last,
+                source,
+            })?;
+
+        self.head = Some((last, prev_hash));
+        Ok(appended)
+    }
+
+    /// Appends one record and returns once it is durable.
+    pub fn append(&mut self, time_ns: u64, body: RecordBody) -> Result<Appended, LedgerError> {
+        let mut appended = self.append_batch(vec![(time_ns, body)])?;
+        Ok(appended.remove(0))
+    }
+
+    /// Returns the number of records.
+    pub fn len(&self) -> u64 {
+        self.head.map_or(0, |(seq, _)| seq + 1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
+    /// Returns the sequence number and hash of the last record.
+    pub fn head(&self) -> Option<(u64, Hash)> {
+        self.head
+    }
+
+    /// Returns the ledger directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn next_seq(&self) -> Result<u64, LedgerError> {
+        match self.head {
+            None => Ok(0),
+            Some((seq, _)) => seq.checked_add(1).ok_or_else(|| LedgerError::SeqExhausted {
+                path: self.path.clone(),
+            }),
+        }
+    }
+
+    fn cf(&self, name: &'static str) -> Result<&ColumnFamily, LedgerError> {
+        column_family(&self.db, &self.path, name)
+    }
+}
+
+/// Returns the database options shared by writers and readers: LZ4 for every
+/// column family, because the workspace builds RocksDB with LZ4 only.
+pub(crate) fn db_options() -> Options {
+    let mut options = Options::default();
+    options.set_compression_type(DBCompressionType::Lz4);
+    options
+}
+
+pub(crate) fn column_families() -> Vec<ColumnFamilyDescriptor> {
+    [RECORDS_CF, META_CF]
+        .into_iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, db_options()))
+        .collect()
+}
+
+pub(crate) fn column_family<'db>(
+    db: &'db DB,
+    path: &Path,
+    name: &'static str,
+) -> Result<&'db ColumnFamily, LedgerError> {
+    db.cf_handle(name)
+        .ok_or_else(|| LedgerError::MissingColumnFamily {
+            path: path.to_owned(),
+            name,
+        })
+}
+
+pub(crate) fn encode_head(seq: u64, hash: &Hash) -> Vec<u8> {
+    let mut value = Vec::with_capacity(HEAD_LEN);
+    value.extend_from_slice(&seq.to_be_bytes());
+    value.extend_from_slice(hash);
+    value
+}
+
+/// Parses a head entry, or returns its length when it has the wrong size.
+pub(crate) fn decode_head(value: &[u8]) -> Result<(u64, Hash), usize> {
+    if value.len() != HEAD_LEN {
+        return Err(value.len());
+    }
+    let (seq, hash) = value.split_at(8);
+    let seq = u64::from_be_bytes(seq.try_into().expect("split at 8"));
+    Ok((seq, hash.try_into().expect("head hash is 32 bytes")))
+}
+
+/// Parses a record key, or returns `None` when it is not 8 bytes.
+pub(crate) fn decode_key(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+/// Reads the stored head metadata without checking it.
+pub(crate) fn read_head(db: &DB, path: &Path) -> Result<Option<Vec<u8>>, LedgerError> {
+    db.get_cf(column_family(db, path, META_CF)?, HEAD_KEY)
+        .map_err(|source| LedgerError::ReadHead {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Reads one record's key and value by sequence number.
+fn read_record(db: &DB, path: &Path, seq: u64) -> Result<Option<Vec<u8>>, LedgerError> {
+    db.get_cf(column_family(db, path, RECORDS_CF)?, seq.to_be_bytes())
+        .map_err(|source| LedgerError::ReadRecords {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Checks that the head metadata names the last record and that the last
+/// record links to the one before it. Returns the head.
+fn check_head(db: &DB, path: &Path) -> Result<Option<(u64, Hash)>, LedgerError> {
+    let broken = |problem| LedgerError::BrokenHead {
+        path: path.to_owned(),
+        problem,
+    };
+
+    let head = read_head(db, path)?
+        .map(|value| decode_head(&value).map_err(|len| broken(HeadProblem::InvalidHead { len })))
+        .transpose()?;
+    let last = db
+        .iterator_cf(column_family(db, path, RECORDS_CF)?, IteratorMode::End)
+        .next()
+        .transpose()
+        .map_err(|source| LedgerError::ReadRecords {
+            path: path.to_owned(),
+            source,
+        })?;
+
+    let ((head_seq, head_hash), (key, value)) = match (head, last) {
+        (None, None) => return Ok(None),
+        (Some((head_seq, _)), None) => {
+            return Err(broken(HeadProblem::MissingRecords { head_seq }));
+        }
+        (None, Some((key, value))) => {
+            let last_seq = decode_stored(path, &key, &value)?.seq;
+            return Err(broken(HeadProblem::MissingHead { last_seq }));
+        }
+        (Some(head), Some(last)) => (head, last),
+    };
+
+    let record = decode_stored(path, &key, &value)?;
+    if record.seq != head_seq {
+        return Err(broken(HeadProblem::SeqMismatch {
+            head_seq,
+            last_seq: record.seq,
+        }));
+    }
+    if leaf_hash(&value) != head_hash {
+        return Err(broken(HeadProblem::HashMismatch { seq: head_seq }));
+    }
+
+    let expected_prev = match head_seq.checked_sub(1) {
+        None => ZERO_HASH,
+        Some(prev_seq) => match read_record(db, path, prev_seq)? {
+            Some(prev) => leaf_hash(&prev),
+            None => return Err(broken(HeadProblem::MissingPrevious { seq: head_seq })),
+        },
+    };
+    if record.prev_hash != expected_prev {
+        return Err(broken(HeadProblem::PrevHashMismatch { seq: head_seq }));
+    }
+    Ok(Some((head_seq, head_hash)))
+}
+
+/// Decodes a stored record and checks that its key matches its `seq`.
+pub(crate) fn decode_stored(path: &Path, key: &[u8], value: &[u8]) -> Result<Record, LedgerError> {
+    let key_seq = decode_key(key).ok_or_else(|| LedgerError::InvalidKey {
+        path: path.to_owned(),
+        key: key.to_vec(),
+    })?;
+    let record = Record::decode(value).map_err(|source| LedgerError::Decode {
+        path: path.to_owned(),
+        seq: key_seq,
+        source,
+    })?;
+    if record.seq != key_seq {
+        return Err(LedgerError::KeyMismatch {
+            path: path.to_owned(),
+            key: key_seq,
+            stored: record.seq,
+        });
+    }
+    Ok(record)
+}

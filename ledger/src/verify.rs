@@ -1,0 +1,237 @@
+//! Full check of a ledger's hash chain.
+//!
+//! [`verify()`] reads every record in key order. For each record it checks
+//! that:
+//!
+//! - the key is an 8-byte sequence number, the next one (0 first, no gaps);
+//! - the value decodes and re-encodes to the same bytes;
+//! - the decoded `seq` equals the key;
+//! - `prev_hash` is the hash of the previous stored value (all zero for
+//!   record 0).
+//!
+//! After the last record it checks that the head metadata names that record
+//! and its hash. Only this check catches a change to the last record, which
+//! no later `prev_hash` covers. Verification stops at the first break.
+
+use std::{fmt, path::Path};
+
+use crate::{
+    codec::{DecodeError, leaf_hash},
+    error::LedgerError,
+    reader::LedgerReader,
+    record::{Hash, Record, ZERO_HASH},
+    store::{decode_head, decode_key},
+};
+
+/// Outcome of [`verify()`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records that passed every check before the first break, or all of them.
+    pub records_checked: u64,
+    /// The last good record's sequence number and hash.
+    pub head: Option<(u64, Hash)>,
+    /// The first break found, or `None` when the chain is intact.
+    pub first_break: Option<Break>,
+}
+
+impl VerifyReport {
+    /// Returns whether the chain is intact.
+    pub fn is_intact(&self) -> bool {
+        self.first_break.is_none()
+    }
+}
+
+/// The first record at which the chain does not hold, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Break {
+    /// Sequence number of the bad or missing record.
+    pub seq: u64,
+    pub kind: BreakKind,
+}
+
+/// The ways a chain can break.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BreakKind {
+    /// The key is not an 8-byte sequence number; `seq` is the expected one.
+    InvalidKey { key: Vec<u8> },
+    /// No record has this sequence number; `next` is the key found instead.
+    Missing { next: u64 },
+    /// The records end before the record that the head metadata names.
+    MissingTail { head_seq: u64 },
+    /// The value is not a valid record.
+    Undecodable(DecodeError),
+    /// The value decodes but is not in canonical form.
+    NotCanonical,
+    /// The value contains another `seq` than its key.
+    KeyMismatch { stored: u64 },
+    /// `prev_hash` is not the hash of the previous record.
+    PrevHashMismatch,
+    /// Records exist but the head metadata does not.
+    HeadMissing,
+    /// The head metadata value has the wrong size.
+    HeadInvalid { len: usize },
+    /// The head metadata names an earlier record than the last one.
+    HeadBehind { head_seq: u64 },
+    /// The last record does not hash to the head hash.
+    HeadHashMismatch,
+}
+
+impl fmt::Display for Break {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seq = self.seq;
+        match &self.kind {
+            BreakKind::InvalidKey { key } => write!(
+                f,
+                "record {seq}: key {} is not an 8-byte sequence number",
+                hex::encode(key)
+            ),
+            BreakKind::Missing { next } => match seq.checked_sub(1) {
+                Some(previous) => write!(
+                    f,
+                    "record {seq} missing (records jump from {previous} to {next})"
+                ),
+                None => write!(f, "record 0 missing (the first record is {next})"),
+            },
+            BreakKind::MissingTail { head_seq } => match seq.checked_sub(1) {
+                Some(previous) => write!(
+                    f,
+                    "record {seq} missing (the records end at {previous}, but the head metadata names record {head_seq})"
+                ),
+                None => write!(
+                    f,
+                    "record 0 missing (no records are stored, but the head metadata names record {head_seq})"
+                ),
+            },
+            BreakKind::Undecodable(error) => write!(f, "record {seq}: cannot decode: {error}"),
+            BreakKind::NotCanonical => write!(
+                f,
+                "record {seq}: stored bytes are not the canonical encoding of the record"
+            ),
+            BreakKind::KeyMismatch { stored } => {
+                write!(
+                    f,
+                    "record {seq}: stored under key {seq} but holds seq {stored}"
+                )
+            }
+            BreakKind::PrevHashMismatch => match seq.checked_sub(1) {
+                Some(previous) => write!(
+                    f,
+                    "record {seq}: prev_hash does not match the hash of record {previous}"
+                ),
+                None => write!(f, "record 0: prev_hash is not all zero"),
+            },
+            BreakKind::HeadMissing => write!(
+                f,
+                "record {seq}: last record, but the head metadata is missing"
+            ),
+            BreakKind::HeadInvalid { len } => write!(
+                f,
+                "record {seq}: last record, but the head metadata is {len} bytes, expected 40"
+            ),
+            BreakKind::HeadBehind { head_seq } => write!(
+                f,
+                "record {seq}: last record, but the head metadata names record {head_seq}"
+            ),
+            BreakKind::HeadHashMismatch => write!(
+                f,
+                "record {seq}: hash does not match the head metadata (the last record was changed)"
+            ),
+        }
+    }
+}
+
+/// Verifies the whole chain of the ledger in `dir`, opened read-only.
+///
+/// Returns an error only when the ledger cannot be opened or read; a broken
+/// chain is a [`VerifyReport`] with `first_break` set.
+pub fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
+    let reader = LedgerReader::open_read_only(dir)?;
+    verify_reader(&reader)
+}
+
+/// Verifies the chain visible through an open reader.
+pub fn verify_reader(reader: &LedgerReader) -> Result<VerifyReport, LedgerError> {
+    let mut report = VerifyReport {
+        records_checked: 0,
+        head: None,
+        first_break: None,
+    };
+
+    for entry in reader.raw_records()? {
+        let (key, value) = entry?;
+        let seq = report.records_checked;
+        let prev_hash = report.head.map_or(ZERO_HASH, |(_, hash)| hash);
+        if let Err(kind) = check_record(seq, &prev_hash, &key, &value) {
+            report.first_break = Some(Break { seq, kind });
+            return Ok(report);
+        }
+        report.head = Some((seq, leaf_hash(&value)));
+        report.records_checked += 1;
+    }
+
+    report.first_break = check_head(reader, report.head)?;
+    Ok(report)
+}
+
+/// Checks one stored record against the expected `seq` and `prev_hash`.
+fn check_record(seq: u64, prev_hash: &Hash, key: &[u8], value: &[u8]) -> Result<(), BreakKind> {
+    let key_seq = decode_key(key).ok_or_else(|| BreakKind::InvalidKey { key: key.to_vec() })?;
+    if key_seq != seq {
+        return Err(BreakKind::Missing { next: key_seq });
+    }
+
+    let record = Record::decode(value).map_err(BreakKind::Undecodable)?;
+    if record.encode().ok().as_deref() != Some(value) {
+        return Err(BreakKind::NotCanonical);
+    }
+    if record.seq != seq {
+        return Err(BreakKind::KeyMismatch { stored: record.seq });
+    }
+    if record.prev_hash != *prev_hash {
+        return Err(BreakKind::PrevHashMismatch);
+    }
+    Ok(())
+}
+
+/// Checks the head metadata against the last record of an unbroken chain.
+fn check_head(
+    reader: &LedgerReader,
+    last: Option<(u64, Hash)>,
+) -> Result<Option<Break>, LedgerError> {
+    let Some(value) = reader.raw_head()? else {
+        let first_break = last.map(|(seq, _)| Break {
+            seq,
+            kind: BreakKind::HeadMissing,
+        });
+        return Ok(first_break);
+    };
+
+    let Ok((head_seq, head_hash)) = decode_head(&value) else {
+        let first_break = Break {
+            seq: last.map_or(0, |(seq, _)| seq),
+            kind: BreakKind::HeadInvalid { len: value.len() },
+        };
+        return Ok(Some(first_break));
+    };
+
+    let first_break = match last {
+        None => Some(Break {
+            seq: 0,
+            kind: BreakKind::MissingTail { head_seq },
+        }),
+        Some((seq, _)) if head_seq > seq => Some(Break {
+            seq: seq + 1,
+            kind: BreakKind::MissingTail { head_seq },
+        }),
+        Some((seq, _)) if head_seq < seq => Some(Break {
+            seq,
+            kind: BreakKind::HeadBehind { head_seq },
+        }),
+        Some((seq, hash)) if hash != head_hash => Some(Break {
+            seq,
+            kind: BreakKind::HeadHashMismatch,
+        }),
+        Some(_) => None,
+    };
+    Ok(first_break)
+}

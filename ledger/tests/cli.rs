@@ -1,0 +1,170 @@
+//! The `lupid-ledger` binary: exit codes and the JSON Lines export.
+
+mod common;
+
+use std::{path::Path, process::Command};
+
+use lupid_ledger::Ledger;
+use serde_json::Value;
+use tempfile::TempDir;
+
+fn run(args: &[&str], ledger: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lupid-ledger"))
+        .args(args)
+        .arg("--ledger")
+        .arg(ledger)
+        .output()
+        .expect("run lupid-ledger")
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
+}
+
+/// Creates a ledger with one record of every kind and returns the parsed
+/// export lines.
+fn export_every_kind() -> Vec<Value> {
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let bodies = common::every_kind()
+        .into_iter()
+        .map(|body| (5, body))
+        .collect();
+    ledger.append_batch(bodies).unwrap();
+    drop(ledger);
+
+    let output = run(&["export", "--format", "jsonl"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect()
+}
+
+#[test]
+fn verify_intact_exits_0() {
+    let dir = TempDir::new().unwrap();
+    let head = common::fill(dir.path(), 30).head().unwrap();
+    let output = run(&["verify"], dir.path());
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).contains("OK: 30 records verified"));
+    assert!(stdout(&output).contains(&hex::encode(head.1)));
+}
+
+#[test]
+fn verify_break_exits_1() {
+    let dir = TempDir::new().unwrap();
+    drop(common::fill(dir.path(), 30));
+    let db = common::open_raw(dir.path());
+    common::raw_delete(&db, 12);
+    drop(db);
+
+    let output = run(&["verify"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("record 12 missing (records jump from 11 to 13)"));
+}
+
+#[test]
+fn verify_missing_exits_2() {
+    let dir = TempDir::new().unwrap();
+    let output = run(&["verify"], &dir.path().join("absent"));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ledger not found: "));
+}
+
+#[test]
+fn verify_while_writer_open() {
+    let dir = TempDir::new().unwrap();
+    let _ledger = common::fill(dir.path(), 30);
+    let output = run(&["verify"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+}
+
+#[test]
+fn export_is_ascii() {
+    let dir = TempDir::new().unwrap();
+    drop(common::fill(dir.path(), 14));
+    let output = run(&["export"], dir.path());
+    assert_eq!(output.status.code(), Some(0));
+    assert!(output.stdout.is_ascii());
+    assert_eq!(stdout(&output).lines().count(), 14);
+}
+
+#[test]
+fn export_common_keys() {
+    let lines = export_every_kind();
+    let kinds: Vec<&str> = lines
+        .iter()
+        .map(|line| line["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "daemon_start",
+            "identity",
+            "decision",
+            "decision",
+            "events_lost",
+            "agent_exit",
+            "daemon_stop"
+        ]
+    );
+    assert_eq!(lines[1]["seq"], 1);
+    assert_eq!(lines[1]["time_ns"], 5);
+    assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);
+    assert_eq!(lines[0]["prev_hash"], "0".repeat(64));
+}
+
+#[test]
+fn export_identity_fields() {
+    let identity = &export_every_kind()[1];
+    assert_eq!(identity["agent"], "coder");
+    assert_eq!(identity["agent_id"], 7);
+    assert_eq!(identity["delegated_by"], "alice@example.org");
+    assert_eq!(identity["policy_sha256"], "ab".repeat(32));
+    assert_eq!(identity["policy_path"], "/etc/lupid/policies/coder.toml");
+    assert_eq!(identity["command"][0], "/usr/bin/agent");
+    assert_eq!(identity["command_hex"][1], hex::encode(common::HOSTILE));
+    assert_eq!(identity["command"][2], "");
+    assert_eq!(identity["exe"], "/usr/bin/\u{fffd}agent");
+    assert_eq!(identity["exe_hex"], hex::encode(b"/usr/bin/\xffagent"));
+    assert_eq!(identity["cgroup"], "/sys/fs/cgroup/lupid/coder-7");
+    assert_eq!(identity.get("cgroup_hex"), None);
+    assert_eq!(identity["cgroup_id"], 0x1234_5678_9abc_u64);
+}
+
+#[test]
+fn export_open_decision() {
+    let decision = &export_every_kind()[2];
+    assert_eq!(decision["hook"], "open");
+    assert_eq!(decision["verdict"], "deny");
+    assert_eq!(decision["reason"], "rule");
+    assert_eq!(decision["rule"], "deny-ssh-keys");
+    assert_eq!(decision["access"], serde_json::json!(["read", "write"]));
+    assert_eq!(decision["comm_hex"], hex::encode(b"cat\0\xff\n"));
+    let path_hex = hex::encode([b"/home/alice/.ssh/", common::HOSTILE].concat());
+    assert_eq!(decision["path_hex"], path_hex);
+    assert_eq!(decision["path_truncated"], false);
+}
+
+#[test]
+fn export_connect_decision() {
+    let decision = &export_every_kind()[3];
+    assert_eq!(decision["hook"], "connect");
+    assert_eq!(decision["reason"], "default");
+    assert_eq!(decision["rule"], Value::Null);
+    assert_eq!(decision["access"], serde_json::json!([]));
+    assert_eq!(decision["family"], "inet");
+    assert_eq!(decision["addr"], "203.0.113.7");
+    assert_eq!(decision["port"], 443);
+}
+
+#[test]
+fn export_exit_and_loss() {
+    let lines = export_every_kind();
+    assert_eq!(lines[4]["first_kernel_seq"], 101);
+    assert_eq!(lines[4]["last_kernel_seq"], 140);
+    assert_eq!(lines[4]["kernel_drop_counter"], 40);
+    assert_eq!(lines[5]["status"], 137);
+    assert_eq!(lines[5]["agent"], "coder");
+}

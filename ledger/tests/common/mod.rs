@@ -1,0 +1,175 @@
+//! Records and helpers shared by the integration tests.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::path::Path;
+
+use lupid_ledger::{
+    AgentExit, DaemonStart, DaemonStop, Decision, EventsLost, Hook, Identity, Ledger, Object,
+    Reason, RecordBody, Verdict,
+};
+use rocksdb::{DB, DBCompressionType, Options};
+
+/// Bytes that are not UTF-8 and that a terminal or a line-based parser
+/// would trip over: NUL, newline, an ANSI escape sequence, a C1 control.
+pub(crate) const HOSTILE: &[u8] = b"a\xff\xfe\0\n\x1b[31mred\x1b[0m\xc2\x9b\r\"\\";
+
+pub(crate) fn daemon_start() -> RecordBody {
+    RecordBody::DaemonStart(DaemonStart {
+        version: "0.1.0".into(),
+        kernel: "6.8.0-lupid".into(),
+        pid: 4242,
+    })
+}
+
+pub(crate) fn daemon_stop() -> RecordBody {
+    RecordBody::DaemonStop(DaemonStop {
+        reason: "SIGTERM".into(),
+    })
+}
+
+pub(crate) fn identity() -> RecordBody {
+    RecordBody::Identity(Identity {
+        agent_id: 7,
+        agent: "coder".into(),
+        delegated_by: "alice@example.org".into(),
+        policy_sha256: [0xab; 32],
+        policy_path: b"/etc/lupid/policies/coder.toml".to_vec(),
+        command: vec![b"/usr/bin/agent".to_vec(), HOSTILE.to_vec(), Vec::new()],
+        uid: 1000,
+        gid: 1000,
+        pid: 31337,
+        exe_path: b"/usr/bin/\xffagent".to_vec(),
+        exe_sha256: [0xcd; 32],
+        cgroup_id: 0x1234_5678_9abc,
+        cgroup_path: b"/sys/fs/cgroup/lupid/coder-7".to_vec(),
+    })
+}
+
+pub(crate) fn open_decision() -> RecordBody {
+    RecordBody::Decision(Decision {
+        kernel_seq: 99,
+        boot_ns: 123_456_789,
+        agent_id: 7,
+        agent: "coder".into(),
+        policy_sha256: [0xab; 32],
+        pid: 31338,
+        tgid: 31337,
+        uid: 1000,
+        gid: 1000,
+        cgroup_id: 0x1234_5678_9abc,
+        comm: b"cat\0\xff\n".to_vec(),
+        hook: Hook::Open,
+        verdict: Verdict::Deny,
+        reason: Reason::Rule,
+        rule_id: 3,
+        rule: "deny-ssh-keys".into(),
+        access: 1 | 2,
+        object: Object::Path {
+            path: [b"/home/alice/.ssh/", HOSTILE].concat(),
+            truncated: false,
+        },
+    })
+}
+
+pub(crate) fn connect_decision() -> RecordBody {
+    let mut addr = [0; 16];
+    addr[10] = 0xff;
+    addr[11] = 0xff;
+    addr[12..].copy_from_slice(&[203, 0, 113, 7]);
+    RecordBody::Decision(Decision {
+        kernel_seq: 100,
+        boot_ns: 223_456_789,
+        agent_id: 7,
+        agent: "coder".into(),
+        policy_sha256: [0xab; 32],
+        pid: 31338,
+        tgid: 31337,
+        uid: 1000,
+        gid: 1000,
+        cgroup_id: 0x1234_5678_9abc,
+        comm: b"curl".to_vec(),
+        hook: Hook::Connect,
+        verdict: Verdict::Allow,
+        reason: Reason::Default,
+        rule_id: 0,
+        rule: String::new(),
+        access: 0,
+        object: Object::Socket {
+            family: 2,
+            addr,
+            port: 443,
+        },
+    })
+}
+
+pub(crate) fn agent_exit() -> RecordBody {
+    RecordBody::AgentExit(AgentExit {
+        agent_id: 7,
+        agent: "coder".into(),
+        status: 128 + 9,
+    })
+}
+
+pub(crate) fn events_lost() -> RecordBody {
+    RecordBody::EventsLost(EventsLost {
+        first_kernel_seq: 101,
+        last_kernel_seq: 140,
+        kernel_drop_counter: 40,
+    })
+}
+
+/// Returns one body of every kind, with both object variants of a decision.
+pub(crate) fn every_kind() -> Vec<RecordBody> {
+    vec![
+        daemon_start(),
+        identity(),
+        open_decision(),
+        connect_decision(),
+        events_lost(),
+        agent_exit(),
+        daemon_stop(),
+    ]
+}
+
+/// Creates a ledger in `dir` with `count` records, written in batches of 100.
+pub(crate) fn fill(dir: &Path, count: u64) -> Ledger {
+    let mut ledger = Ledger::open(dir).expect("open ledger");
+    let kinds = every_kind();
+    let mut batch = Vec::new();
+    for seq in 0..count {
+        let index = usize::try_from(seq).unwrap() % kinds.len();
+        batch.push((1_700_000_000_000_000_000 + seq, kinds[index].clone()));
+        if batch.len() == 100 {
+            ledger
+                .append_batch(std::mem::take(&mut batch))
+                .expect("append batch");
+        }
+    }
+    ledger.append_batch(batch).expect("append batch");
+    ledger
+}
+
+/// Opens the ledger's RocksDB directly, bypassing the ledger API, to damage it.
+pub(crate) fn open_raw(dir: &Path) -> DB {
+    let mut options = Options::default();
+    options.set_compression_type(DBCompressionType::Lz4);
+    DB::open_cf(&options, dir, ["records", "meta"]).expect("open raw RocksDB")
+}
+
+pub(crate) fn raw_get(db: &DB, seq: u64) -> Vec<u8> {
+    let records = db.cf_handle("records").unwrap();
+    db.get_cf(records, seq.to_be_bytes())
+        .unwrap()
+        .expect("record present")
+}
+
+pub(crate) fn raw_put(db: &DB, seq: u64, value: &[u8]) {
+    let records = db.cf_handle("records").unwrap();
+    db.put_cf(records, seq.to_be_bytes(), value).unwrap();
+}
+
+pub(crate) fn raw_delete(db: &DB, seq: u64) {
+    let records = db.cf_handle("records").unwrap();
+    db.delete_cf(records, seq.to_be_bytes()).unwrap();
+}
