@@ -41,8 +41,8 @@
 use sha2::{Digest, Sha256};
 
 use crate::record::{
-    AgentExit, DaemonStart, DaemonStop, Decision, EventsLost, HASH_LEN, Hash, Hook, Identity, Kind,
-    Object, Reason, Record, RecordBody, Verdict,
+    AgentExit, DaemonStart, DaemonStop, Decision, EventsLost, HASH_LEN, Hash, Hook, Identity, Kind, Object, Reason,
+    Record, RecordBody, Verdict,
 };
 
 /// Format version written into every record header.
@@ -67,15 +67,8 @@ pub enum EncodeError {
 /// Bytes that are not a valid version 1 record.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error(
-        "record ends inside field `{field}` (needs {needed} bytes at offset {offset}, {len} total)"
-    )]
-    Truncated {
-        field: &'static str,
-        offset: usize,
-        needed: usize,
-        len: usize,
-    },
+    #[error("record ends inside field `{field}` (needs {needed} bytes at offset {offset}, {len} total)")]
+    Truncated { field: &'static str, offset: usize, needed: usize, len: usize },
     #[error("unsupported format version {0} (this build reads version {FORMAT_VERSION})")]
     UnsupportedVersion(u8),
     #[error("unknown record kind {0}")]
@@ -133,12 +126,7 @@ impl Record {
         if count != 0 {
             return Err(DecodeError::TrailingBytes { count });
         }
-        Ok(Self {
-            seq,
-            time_ns,
-            prev_hash,
-            body,
-        })
+        Ok(Self { seq, time_ns, prev_hash, body })
     }
 
     /// Encodes the record and returns its leaf hash.
@@ -236,9 +224,7 @@ fn decode_body(input: &mut Reader<'_>, kind: Kind) -> Result<RecordBody, DecodeE
             kernel: input.string("kernel")?,
             pid: input.u32("pid")?,
         }),
-        Kind::DaemonStop => RecordBody::DaemonStop(DaemonStop {
-            reason: input.string("reason")?,
-        }),
+        Kind::DaemonStop => RecordBody::DaemonStop(DaemonStop { reason: input.string("reason")? }),
         Kind::Identity => RecordBody::Identity(decode_identity(input)?),
         Kind::Decision => RecordBody::Decision(decode_decision(input)?),
         Kind::AgentExit => RecordBody::AgentExit(AgentExit {
@@ -304,18 +290,14 @@ fn decode_decision(input: &mut Reader<'_>) -> Result<Decision, DecodeError> {
     let hook_code = input.u8("hook")?;
     let hook = Hook::from_code(u32::from(hook_code)).ok_or(DecodeError::UnknownHook(hook_code))?;
     let verdict_code = input.u8("verdict")?;
-    let verdict = Verdict::from_code(u32::from(verdict_code))
-        .ok_or(DecodeError::UnknownVerdict(verdict_code))?;
+    let verdict = Verdict::from_code(u32::from(verdict_code)).ok_or(DecodeError::UnknownVerdict(verdict_code))?;
     let reason = Reason::from_code(input.u32("reason")?);
     let rule_id = input.u32("rule_id")?;
     let rule = input.string("rule")?;
     let access = input.u32("access")?;
 
     let object = match input.u8("object")? {
-        OBJECT_PATH => Object::Path {
-            path: input.bytes("path")?,
-            truncated: input.flag("path_truncated")?,
-        },
+        OBJECT_PATH => Object::Path { path: input.bytes("path")?, truncated: input.flag("path_truncated")? },
         OBJECT_SOCKET => Object::Socket {
             family: u16::from_be_bytes(input.array("family")?),
             addr: input.array("addr")?,
@@ -391,12 +373,7 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn ensure(&self, field: &'static str, needed: usize) -> Result<(), DecodeError> {
         if self.bytes.len() - self.offset < needed {
-            return Err(DecodeError::Truncated {
-                field,
-                offset: self.offset,
-                needed,
-                len: self.bytes.len(),
-            });
+            return Err(DecodeError::Truncated { field, offset: self.offset, needed, len: self.bytes.len() });
         }
         Ok(())
     }

@@ -60,11 +60,7 @@ pub enum LedgerError {
     #[error("ledger {} has a record key {} that is not an 8-byte sequence number", path.display(), hex::encode(.key))]
     InvalidKey { path: PathBuf, key: Vec<u8> },
     #[error("ledger {} stores record {stored} under key {key}", .path.display())]
-    KeyMismatch {
-        path: PathBuf,
-        key: u64,
-        stored: u64,
-    },
+    KeyMismatch { path: PathBuf, key: u64, stored: u64 },
     #[error("ledger {} has a broken head, so it was not opened for writing (run `lupid-ledger verify`): {problem}", .path.display())]
     BrokenHead { path: PathBuf, problem: HeadProblem },
     #[error("ledger {} is full: sequence numbers are exhausted", .path.display())]
@@ -93,30 +89,25 @@ pub enum HeadProblem {
 impl fmt::Display for HeadProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::MissingHead { last_seq } => write!(
-                f,
-                "head metadata is missing but records exist up to record {last_seq}"
-            ),
-            Self::MissingRecords { head_seq } => write!(
-                f,
-                "head metadata names record {head_seq} but no records are stored"
-            ),
+            Self::MissingHead { last_seq } => {
+                write!(f, "head metadata is missing but records exist up to record {last_seq}")
+            }
+            Self::MissingRecords { head_seq } => {
+                write!(f, "head metadata names record {head_seq} but no records are stored")
+            }
             Self::InvalidHead { len } => {
                 write!(f, "head metadata is {len} bytes, expected 40")
             }
-            Self::SeqMismatch { head_seq, last_seq } => write!(
-                f,
-                "head metadata names record {head_seq} but the last stored record is {last_seq}"
-            ),
+            Self::SeqMismatch { head_seq, last_seq } => {
+                write!(f, "head metadata names record {head_seq} but the last stored record is {last_seq}")
+            }
             Self::HashMismatch { seq } => write!(f, "record {seq} does not match the head hash"),
             Self::PrevHashMismatch { seq: 0 } => {
                 write!(f, "record 0: prev_hash is not all zero")
             }
-            Self::PrevHashMismatch { seq } => write!(
-                f,
-                "record {seq}: prev_hash does not match the hash of record {}",
-                seq - 1
-            ),
+            Self::PrevHashMismatch { seq } => {
+                write!(f, "record {seq}: prev_hash does not match the hash of record {}", seq - 1)
+            }
             Self::MissingPrevious { seq } => {
                 write!(f, "record {} missing before the last record {seq}", seq - 1)
             }

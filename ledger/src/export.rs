@@ -96,21 +96,10 @@ fn put_identity(object: &mut JsonObject, identity: &Identity) {
     object.put("policy_sha256", json!(hex::encode(identity.policy_sha256)));
     object.put_bytes("policy_path", &identity.policy_path);
 
-    let lossy: Vec<Value> = identity
-        .command
-        .iter()
-        .map(|argument| json!(String::from_utf8_lossy(argument)))
-        .collect();
+    let lossy: Vec<Value> = identity.command.iter().map(|argument| json!(String::from_utf8_lossy(argument))).collect();
     object.put("command", Value::Array(lossy));
-    if identity
-        .command
-        .iter()
-        .any(|argument| std::str::from_utf8(argument).is_err())
-    {
-        let hex = identity
-            .command
-            .iter()
-            .map(|argument| json!(hex::encode(argument)));
+    if identity.command.iter().any(|argument| std::str::from_utf8(argument).is_err()) {
+        let hex = identity.command.iter().map(|argument| json!(hex::encode(argument)));
         object.put("command_hex", Value::Array(hex.collect()));
     }
 
@@ -143,11 +132,7 @@ fn put_decision(object: &mut JsonObject, decision: &Decision) {
     };
     object.put("reason", reason);
     object.put("rule_id", json!(decision.rule_id));
-    let rule = if decision.rule.is_empty() {
-        Value::Null
-    } else {
-        json!(decision.rule)
-    };
+    let rule = if decision.rule.is_empty() { Value::Null } else { json!(decision.rule) };
     object.put("rule", rule);
     object.put("access", access_json(decision.access));
 
@@ -156,11 +141,7 @@ fn put_decision(object: &mut JsonObject, decision: &Decision) {
             object.put_bytes("path", path);
             object.put("path_truncated", json!(truncated));
         }
-        Object::Socket {
-            family: socket_family,
-            addr,
-            port,
-        } => {
+        Object::Socket { family: socket_family, addr, port } => {
             let family_name = match *socket_family {
                 family::INET => json!("inet"),
                 family::INET6 => json!("inet6"),
@@ -217,12 +198,11 @@ impl JsonObject {
     /// Adds a byte string: as text when it is UTF-8, otherwise as lossy text
     /// plus `<key>_hex`.
     fn put_bytes(&mut self, key: &str, bytes: &[u8]) {
-        match std::str::from_utf8(bytes) {
-            Ok(text) => self.put(key, json!(text)),
-            Err(_) => {
-                self.put(key, json!(String::from_utf8_lossy(bytes)));
-                self.put(&format!("{key}_hex"), json!(hex::encode(bytes)));
-            }
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            self.put(key, json!(text));
+        } else {
+            self.put(key, json!(String::from_utf8_lossy(bytes)));
+            self.put(&format!("{key}_hex"), json!(hex::encode(bytes)));
         }
     }
 

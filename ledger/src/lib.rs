@@ -24,8 +24,8 @@ pub use error::{HeadProblem, LedgerError};
 pub use export::{ExportError, export_jsonl, record_json};
 pub use reader::{LedgerReader, StoredRecord};
 pub use record::{
-    AgentExit, DaemonStart, DaemonStop, Decision, EventsLost, Hash, Hook, Identity, Kind, Object,
-    Reason, Record, RecordBody, Verdict, ZERO_HASH,
+    AgentExit, DaemonStart, DaemonStop, Decision, EventsLost, Hash, Hook, Identity, Kind, Object, Reason, Record,
+    RecordBody, Verdict, ZERO_HASH,
 };
 pub use store::{Appended, HEAD_KEY, Ledger, META_CF, RECORDS_CF};
 pub use verify::{Break, BreakKind, VerifyReport, verify, verify_reader};

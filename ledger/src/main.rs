@@ -64,19 +64,11 @@ fn run_verify(ledger: &Path) -> anyhow::Result<ExitCode> {
     let report = verify(ledger)?;
     if let Some(first_break) = &report.first_break {
         println!("BROKEN: {first_break}");
-        println!(
-            "{} records verified before the break in {}",
-            report.records_checked,
-            ledger.display()
-        );
+        println!("{} records verified before the break in {}", report.records_checked, ledger.display());
         return Ok(ExitCode::from(1));
     }
 
-    println!(
-        "OK: {} records verified in {}",
-        report.records_checked,
-        ledger.display()
-    );
+    println!("OK: {} records verified in {}", report.records_checked, ledger.display());
     match report.head {
         Some((seq, hash)) => println!("head: record {seq}, hash {}", hex::encode(hash)),
         None => println!("head: none (the ledger is empty)"),
@@ -93,9 +85,7 @@ fn run_export(ledger: &Path, format: Format) -> anyhow::Result<ExitCode> {
     match result {
         Ok(_) => Ok(ExitCode::SUCCESS),
         // A closed pipe (`| head`) means the reader has all it wants.
-        Err(ExportError::Write(error)) if error.kind() == io::ErrorKind::BrokenPipe => {
-            Ok(ExitCode::SUCCESS)
-        }
+        Err(ExportError::Write(error)) if error.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         Err(error) => Err(error.into()),
     }
 }

@@ -12,11 +12,11 @@ use crate::{
     codec::leaf_hash,
     error::{HeadProblem, LedgerError},
     record::{Hash, Record},
-    store::{
-        RECORDS_CF, column_families, column_family, db_options, decode_head, decode_stored,
-        read_head,
-    },
+    store::{RECORDS_CF, column_families, column_family, db_options, decode_head, decode_stored, read_head},
 };
+
+/// A stored key and value, as RocksDB returns them.
+pub(crate) type RawEntry = (Box<[u8]>, Box<[u8]>);
 
 /// A record as stored, with the hash of its stored bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,21 +37,13 @@ impl LedgerReader {
     /// contains no database.
     pub fn open_read_only(dir: &Path) -> Result<Self, LedgerError> {
         if !dir.join("CURRENT").is_file() {
-            return Err(LedgerError::NotFound {
-                path: dir.to_owned(),
-            });
+            return Err(LedgerError::NotFound { path: dir.to_owned() });
         }
         // NOTE: if the writer deletes an old write-ahead log file while this
         // open reads the directory, the open may fail. It is not retried.
         let db = DB::open_cf_descriptors_read_only(&db_options(), dir, column_families(), false)
-            .map_err(|source| LedgerError::Open {
-                path: dir.to_owned(),
-                source,
-            })?;
-        Ok(Self {
-            db,
-            path: dir.to_owned(),
-        })
+            .map_err(|source| LedgerError::Open { path: dir.to_owned(), source })?;
+        Ok(Self { db, path: dir.to_owned() })
     }
 
     /// Returns the head metadata as stored: the last `seq` and its hash.
@@ -73,16 +65,11 @@ impl LedgerReader {
     /// An item is an error when a record cannot be read or decoded, or when
     /// its key differs from its `seq`. The iterator does not check the hash
     /// chain; [`crate::verify()`] does.
-    pub fn records(
-        &self,
-    ) -> Result<impl Iterator<Item = Result<StoredRecord, LedgerError>> + '_, LedgerError> {
+    pub fn records(&self) -> Result<impl Iterator<Item = Result<StoredRecord, LedgerError>> + '_, LedgerError> {
         let records = self.raw_records()?.map(|entry| {
             let (key, value) = entry?;
             let record = decode_stored(&self.path, &key, &value)?;
-            Ok(StoredRecord {
-                record,
-                hash: leaf_hash(&value),
-            })
+            Ok(StoredRecord { record, hash: leaf_hash(&value) })
         });
         Ok(records)
     }
@@ -98,20 +85,12 @@ impl LedgerReader {
     }
 
     /// Iterates over the stored keys and values in key order.
-    pub(crate) fn raw_records(
-        &self,
-    ) -> Result<impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), LedgerError>> + '_, LedgerError>
-    {
+    pub(crate) fn raw_records(&self) -> Result<impl Iterator<Item = Result<RawEntry, LedgerError>> + '_, LedgerError> {
         let records = column_family(&self.db, &self.path, RECORDS_CF)?;
         let entries = self
             .db
             .iterator_cf(records, IteratorMode::Start)
-            .map(|entry| {
-                entry.map_err(|source| LedgerError::ReadRecords {
-                    path: self.path.clone(),
-                    source,
-                })
-            });
+            .map(|entry| entry.map_err(|source| LedgerError::ReadRecords { path: self.path.clone(), source }));
         Ok(entries)
     }
 }

@@ -299,11 +299,7 @@ pub enum Object {
     Path { path: Vec<u8>, truncated: bool },
     /// A connect destination. `family` is an `AF_*` value; IPv4 addresses
     /// are stored IPv4-mapped (`::ffff:a.b.c.d`). `port` is in host order.
-    Socket {
-        family: u16,
-        addr: [u8; 16],
-        port: u16,
-    },
+    Socket { family: u16, addr: [u8; 16], port: u16 },
 }
 
 /// An agent's main process exited.

@@ -18,8 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options, WriteBatch,
-    WriteOptions,
+    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options, WriteBatch, WriteOptions,
 };
 
 use crate::{
@@ -57,27 +56,16 @@ impl Ledger {
     /// Rejects a ledger whose head does not link to its stored records, with
     /// [`LedgerError::BrokenHead`] naming the problem.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
-        std::fs::create_dir_all(dir).map_err(|source| LedgerError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| LedgerError::CreateDir { path: dir.to_owned(), source })?;
 
         let mut options = db_options();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let db = DB::open_cf_descriptors(&options, dir, column_families()).map_err(|source| {
-            LedgerError::Open {
-                path: dir.to_owned(),
-                source,
-            }
-        })?;
+        let db = DB::open_cf_descriptors(&options, dir, column_families())
+            .map_err(|source| LedgerError::Open { path: dir.to_owned(), source })?;
 
         let head = check_head(&db, dir)?;
-        Ok(Self {
-            db,
-            path: dir.to_owned(),
-            head,
-        })
+        Ok(Self { db, path: dir.to_owned(), head })
     }
 
     /// Appends records, one per `(wall time in Unix nanoseconds, body)`, in
@@ -85,10 +73,7 @@ impl Ledger {
     /// sequence numbers and hashes. An empty batch writes nothing.
     ///
     /// On error nothing was appended, and the ledger stays usable.
-    pub fn append_batch(
-        &mut self,
-        bodies: Vec<(u64, RecordBody)>,
-    ) -> Result<Vec<Appended>, LedgerError> {
+    pub fn append_batch(&mut self, bodies: Vec<(u64, RecordBody)>) -> Result<Vec<Appended>, LedgerError> {
         let Some(last_body) = bodies.len().checked_sub(1) else {
             return Ok(Vec::new());
         };
@@ -96,24 +81,15 @@ impl Ledger {
         let last = u64::try_from(last_body)
             .ok()
             .and_then(|offset| first.checked_add(offset))
-            .ok_or_else(|| LedgerError::SeqExhausted {
-                path: self.path.clone(),
-            })?;
+            .ok_or_else(|| LedgerError::SeqExhausted { path: self.path.clone() })?;
 
         let records = self.cf(RECORDS_CF)?;
         let mut batch = WriteBatch::default();
         let mut appended = Vec::with_capacity(bodies.len());
         let mut prev_hash = self.head.map_or(ZERO_HASH, |(_, hash)| hash);
         for (seq, (time_ns, body)) in (first..=last).zip(bodies) {
-            let record = Record {
-                seq,
-                time_ns,
-                prev_hash,
-                body,
-            };
-            let bytes = record
-                .encode()
-                .map_err(|source| LedgerError::Encode { seq, source })?;
+            let record = Record { seq, time_ns, prev_hash, body };
+            let bytes = record.encode().map_err(|source| LedgerError::Encode { seq, source })?;
             let hash = leaf_hash(&bytes);
             batch.put_cf(records, seq.to_be_bytes(), bytes);
             appended.push(Appended { seq, hash });
@@ -123,14 +99,12 @@ impl Ledger {
 
         let mut write_options = WriteOptions::default();
         write_options.set_sync(true);
-        self.db
-            .write_opt(batch, &write_options)
-            .map_err(|source| LedgerError::Write {
-                path: self.path.clone(),
-                first,
-                last,
-                source,
-            })?;
+        self.db.write_opt(batch, &write_options).map_err(|source| LedgerError::Write {
+            path: self.path.clone(),
+            first,
+            last,
+            source,
+        })?;
 
         self.head = Some((last, prev_hash));
         Ok(appended)
@@ -164,9 +138,7 @@ impl Ledger {
     fn next_seq(&self) -> Result<u64, LedgerError> {
         match self.head {
             None => Ok(0),
-            Some((seq, _)) => seq.checked_add(1).ok_or_else(|| LedgerError::SeqExhausted {
-                path: self.path.clone(),
-            }),
+            Some((seq, _)) => seq.checked_add(1).ok_or_else(|| LedgerError::SeqExhausted { path: self.path.clone() }),
         }
     }
 
@@ -184,10 +156,7 @@ pub(crate) fn db_options() -> Options {
 }
 
 pub(crate) fn column_families() -> Vec<ColumnFamilyDescriptor> {
-    [RECORDS_CF, META_CF]
-        .into_iter()
-        .map(|name| ColumnFamilyDescriptor::new(name, db_options()))
-        .collect()
+    [RECORDS_CF, META_CF].into_iter().map(|name| ColumnFamilyDescriptor::new(name, db_options())).collect()
 }
 
 pub(crate) fn column_family<'db>(
@@ -195,11 +164,7 @@ pub(crate) fn column_family<'db>(
     path: &Path,
     name: &'static str,
 ) -> Result<&'db ColumnFamily, LedgerError> {
-    db.cf_handle(name)
-        .ok_or_else(|| LedgerError::MissingColumnFamily {
-            path: path.to_owned(),
-            name,
-        })
+    db.cf_handle(name).ok_or_else(|| LedgerError::MissingColumnFamily { path: path.to_owned(), name })
 }
 
 pub(crate) fn encode_head(seq: u64, hash: &Hash) -> Vec<u8> {
@@ -227,28 +192,19 @@ pub(crate) fn decode_key(key: &[u8]) -> Option<u64> {
 /// Reads the stored head metadata without checking it.
 pub(crate) fn read_head(db: &DB, path: &Path) -> Result<Option<Vec<u8>>, LedgerError> {
     db.get_cf(column_family(db, path, META_CF)?, HEAD_KEY)
-        .map_err(|source| LedgerError::ReadHead {
-            path: path.to_owned(),
-            source,
-        })
+        .map_err(|source| LedgerError::ReadHead { path: path.to_owned(), source })
 }
 
 /// Reads one record's key and value by sequence number.
 fn read_record(db: &DB, path: &Path, seq: u64) -> Result<Option<Vec<u8>>, LedgerError> {
     db.get_cf(column_family(db, path, RECORDS_CF)?, seq.to_be_bytes())
-        .map_err(|source| LedgerError::ReadRecords {
-            path: path.to_owned(),
-            source,
-        })
+        .map_err(|source| LedgerError::ReadRecords { path: path.to_owned(), source })
 }
 
 /// Checks that the head metadata names the last record and that the last
 /// record links to the one before it. Returns the head.
 fn check_head(db: &DB, path: &Path) -> Result<Option<(u64, Hash)>, LedgerError> {
-    let broken = |problem| LedgerError::BrokenHead {
-        path: path.to_owned(),
-        problem,
-    };
+    let broken = |problem| LedgerError::BrokenHead { path: path.to_owned(), problem };
 
     let head = read_head(db, path)?
         .map(|value| decode_head(&value).map_err(|len| broken(HeadProblem::InvalidHead { len })))
@@ -257,10 +213,7 @@ fn check_head(db: &DB, path: &Path) -> Result<Option<(u64, Hash)>, LedgerError> 
         .iterator_cf(column_family(db, path, RECORDS_CF)?, IteratorMode::End)
         .next()
         .transpose()
-        .map_err(|source| LedgerError::ReadRecords {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| LedgerError::ReadRecords { path: path.to_owned(), source })?;
 
     let ((head_seq, head_hash), (key, value)) = match (head, last) {
         (None, None) => return Ok(None),
@@ -276,10 +229,7 @@ fn check_head(db: &DB, path: &Path) -> Result<Option<(u64, Hash)>, LedgerError> 
 
     let record = decode_stored(path, &key, &value)?;
     if record.seq != head_seq {
-        return Err(broken(HeadProblem::SeqMismatch {
-            head_seq,
-            last_seq: record.seq,
-        }));
+        return Err(broken(HeadProblem::SeqMismatch { head_seq, last_seq: record.seq }));
     }
     if leaf_hash(&value) != head_hash {
         return Err(broken(HeadProblem::HashMismatch { seq: head_seq }));
@@ -300,21 +250,12 @@ fn check_head(db: &DB, path: &Path) -> Result<Option<(u64, Hash)>, LedgerError> 
 
 /// Decodes a stored record and checks that its key matches its `seq`.
 pub(crate) fn decode_stored(path: &Path, key: &[u8], value: &[u8]) -> Result<Record, LedgerError> {
-    let key_seq = decode_key(key).ok_or_else(|| LedgerError::InvalidKey {
-        path: path.to_owned(),
-        key: key.to_vec(),
-    })?;
-    let record = Record::decode(value).map_err(|source| LedgerError::Decode {
-        path: path.to_owned(),
-        seq: key_seq,
-        source,
-    })?;
+    let key_seq =
+        decode_key(key).ok_or_else(|| LedgerError::InvalidKey { path: path.to_owned(), key: key.to_vec() })?;
+    let record =
+        Record::decode(value).map_err(|source| LedgerError::Decode { path: path.to_owned(), seq: key_seq, source })?;
     if record.seq != key_seq {
-        return Err(LedgerError::KeyMismatch {
-            path: path.to_owned(),
-            key: key_seq,
-            stored: record.seq,
-        });
+        return Err(LedgerError::KeyMismatch { path: path.to_owned(), key: key_seq, stored: record.seq });
     }
     Ok(record)
 }

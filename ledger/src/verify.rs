@@ -80,16 +80,11 @@ impl fmt::Display for Break {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let seq = self.seq;
         match &self.kind {
-            BreakKind::InvalidKey { key } => write!(
-                f,
-                "record {seq}: key {} is not an 8-byte sequence number",
-                hex::encode(key)
-            ),
+            BreakKind::InvalidKey { key } => {
+                write!(f, "record {seq}: key {} is not an 8-byte sequence number", hex::encode(key))
+            }
             BreakKind::Missing { next } => match seq.checked_sub(1) {
-                Some(previous) => write!(
-                    f,
-                    "record {seq} missing (records jump from {previous} to {next})"
-                ),
+                Some(previous) => write!(f, "record {seq} missing (records jump from {previous} to {next})"),
                 None => write!(f, "record 0 missing (the first record is {next})"),
             },
             BreakKind::MissingTail { head_seq } => match seq.checked_sub(1) {
@@ -97,45 +92,31 @@ impl fmt::Display for Break {
                     f,
                     "record {seq} missing (the records end at {previous}, but the head metadata names record {head_seq})"
                 ),
-                None => write!(
-                    f,
-                    "record 0 missing (no records are stored, but the head metadata names record {head_seq})"
-                ),
+                None => {
+                    write!(f, "record 0 missing (no records are stored, but the head metadata names record {head_seq})")
+                }
             },
             BreakKind::Undecodable(error) => write!(f, "record {seq}: cannot decode: {error}"),
-            BreakKind::NotCanonical => write!(
-                f,
-                "record {seq}: stored bytes are not the canonical encoding of the record"
-            ),
+            BreakKind::NotCanonical => {
+                write!(f, "record {seq}: stored bytes are not the canonical encoding of the record")
+            }
             BreakKind::KeyMismatch { stored } => {
-                write!(
-                    f,
-                    "record {seq}: stored under key {seq} but holds seq {stored}"
-                )
+                write!(f, "record {seq}: stored under key {seq} but holds seq {stored}")
             }
             BreakKind::PrevHashMismatch => match seq.checked_sub(1) {
-                Some(previous) => write!(
-                    f,
-                    "record {seq}: prev_hash does not match the hash of record {previous}"
-                ),
+                Some(previous) => write!(f, "record {seq}: prev_hash does not match the hash of record {previous}"),
                 None => write!(f, "record 0: prev_hash is not all zero"),
             },
-            BreakKind::HeadMissing => write!(
-                f,
-                "record {seq}: last record, but the head metadata is missing"
-            ),
-            BreakKind::HeadInvalid { len } => write!(
-                f,
-                "record {seq}: last record, but the head metadata is {len} bytes, expected 40"
-            ),
-            BreakKind::HeadBehind { head_seq } => write!(
-                f,
-                "record {seq}: last record, but the head metadata names record {head_seq}"
-            ),
-            BreakKind::HeadHashMismatch => write!(
-                f,
-                "record {seq}: hash does not match the head metadata (the last record was changed)"
-            ),
+            BreakKind::HeadMissing => write!(f, "record {seq}: last record, but the head metadata is missing"),
+            BreakKind::HeadInvalid { len } => {
+                write!(f, "record {seq}: last record, but the head metadata is {len} bytes, expected 40")
+            }
+            BreakKind::HeadBehind { head_seq } => {
+                write!(f, "record {seq}: last record, but the head metadata names record {head_seq}")
+            }
+            BreakKind::HeadHashMismatch => {
+                write!(f, "record {seq}: hash does not match the head metadata (the last record was changed)")
+            }
         }
     }
 }
@@ -151,11 +132,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
 
 /// Verifies the chain visible through an open reader.
 pub fn verify_reader(reader: &LedgerReader) -> Result<VerifyReport, LedgerError> {
-    let mut report = VerifyReport {
-        records_checked: 0,
-        head: None,
-        first_break: None,
-    };
+    let mut report = VerifyReport { records_checked: 0, head: None, first_break: None };
 
     for entry in reader.raw_records()? {
         let (key, value) = entry?;
@@ -194,43 +171,23 @@ fn check_record(seq: u64, prev_hash: &Hash, key: &[u8], value: &[u8]) -> Result<
 }
 
 /// Checks the head metadata against the last record of an unbroken chain.
-fn check_head(
-    reader: &LedgerReader,
-    last: Option<(u64, Hash)>,
-) -> Result<Option<Break>, LedgerError> {
+fn check_head(reader: &LedgerReader, last: Option<(u64, Hash)>) -> Result<Option<Break>, LedgerError> {
     let Some(value) = reader.raw_head()? else {
-        let first_break = last.map(|(seq, _)| Break {
-            seq,
-            kind: BreakKind::HeadMissing,
-        });
+        let first_break = last.map(|(seq, _)| Break { seq, kind: BreakKind::HeadMissing });
         return Ok(first_break);
     };
 
     let Ok((head_seq, head_hash)) = decode_head(&value) else {
-        let first_break = Break {
-            seq: last.map_or(0, |(seq, _)| seq),
-            kind: BreakKind::HeadInvalid { len: value.len() },
-        };
+        let first_break =
+            Break { seq: last.map_or(0, |(seq, _)| seq), kind: BreakKind::HeadInvalid { len: value.len() } };
         return Ok(Some(first_break));
     };
 
     let first_break = match last {
-        None => Some(Break {
-            seq: 0,
-            kind: BreakKind::MissingTail { head_seq },
-        }),
-        Some((seq, _)) if head_seq > seq => Some(Break {
-            seq: seq + 1,
-            kind: BreakKind::MissingTail { head_seq },
-        }),
-        Some((seq, _)) if head_seq < seq => Some(Break {
-            seq,
-            kind: BreakKind::HeadBehind { head_seq },
-        }),
-        Some((seq, hash)) if hash != head_hash => Some(Break {
-            seq,
-            kind: BreakKind::HeadHashMismatch,
-        }),
+        None => Some(Break { seq: 0, kind: BreakKind::MissingTail { head_seq } }),
+        Some((seq, _)) if head_seq > seq => Some(Break { seq: seq + 1, kind: BreakKind::MissingTail { head_seq } }),
+        Some((seq, _)) if head_seq < seq => Some(Break { seq, kind: BreakKind::HeadBehind { head_seq } }),
+        Some((seq, hash)) if hash != head_hash => Some(Break { seq, kind: BreakKind::HeadHashMismatch }),
         Some(_) => None,
     };
     Ok(first_break)

@@ -26,19 +26,13 @@ fn stdout(output: &std::process::Output) -> String {
 fn export_every_kind() -> Vec<Value> {
     let dir = TempDir::new().unwrap();
     let mut ledger = Ledger::open(dir.path()).unwrap();
-    let bodies = common::every_kind()
-        .into_iter()
-        .map(|body| (5, body))
-        .collect();
+    let bodies = common::every_kind().into_iter().map(|body| (5, body)).collect();
     ledger.append_batch(bodies).unwrap();
     drop(ledger);
 
     let output = run(&["export", "--format", "jsonl"], dir.path());
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    stdout(&output)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
-        .collect()
+    stdout(&output).lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect()
 }
 
 #[test]
@@ -93,22 +87,8 @@ fn export_is_ascii() {
 #[test]
 fn export_common_keys() {
     let lines = export_every_kind();
-    let kinds: Vec<&str> = lines
-        .iter()
-        .map(|line| line["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            "daemon_start",
-            "identity",
-            "decision",
-            "decision",
-            "events_lost",
-            "agent_exit",
-            "daemon_stop"
-        ]
-    );
+    let kinds: Vec<&str> = lines.iter().map(|line| line["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["daemon_start", "identity", "decision", "decision", "events_lost", "agent_exit", "daemon_stop"]);
     assert_eq!(lines[1]["seq"], 1);
     assert_eq!(lines[1]["time_ns"], 5);
     assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);

@@ -6,12 +6,7 @@ use lupid_ledger::{DecodeError, Reason, Record, RecordBody, codec, leaf_hash};
 use sha2::{Digest, Sha256};
 
 fn record(body: RecordBody) -> Record {
-    Record {
-        seq: 0x0102_0304_0506_0708,
-        time_ns: 1_700_000_000_123_456_789,
-        prev_hash: [0x5a; 32],
-        body,
-    }
+    Record { seq: 0x0102_0304_0506_0708, time_ns: 1_700_000_000_123_456_789, prev_hash: [0x5a; 32], body }
 }
 
 #[test]
@@ -70,10 +65,7 @@ fn decode_rejects_every_prefix() {
         let bytes = record(body).encode().unwrap();
         for len in 0..bytes.len() {
             let result = Record::decode(&bytes[..len]);
-            assert!(
-                matches!(result, Err(DecodeError::Truncated { .. })),
-                "prefix of {len} bytes: {result:?}"
-            );
+            assert!(matches!(result, Err(DecodeError::Truncated { .. })), "prefix of {len} bytes: {result:?}");
         }
     }
 }
@@ -82,20 +74,14 @@ fn decode_rejects_every_prefix() {
 fn decode_rejects_trailing_bytes() {
     let mut bytes = record(common::agent_exit()).encode().unwrap();
     bytes.push(0);
-    assert_eq!(
-        Record::decode(&bytes),
-        Err(DecodeError::TrailingBytes { count: 1 })
-    );
+    assert_eq!(Record::decode(&bytes), Err(DecodeError::TrailingBytes { count: 1 }));
 }
 
 #[test]
 fn decode_rejects_version_2() {
     let mut bytes = record(common::agent_exit()).encode().unwrap();
     bytes[0] = 2;
-    assert_eq!(
-        Record::decode(&bytes),
-        Err(DecodeError::UnsupportedVersion(2))
-    );
+    assert_eq!(Record::decode(&bytes), Err(DecodeError::UnsupportedVersion(2)));
 }
 
 #[test]
@@ -109,30 +95,19 @@ fn decode_rejects_unknown_kind() {
 fn decode_rejects_invalid_flag() {
     let mut bytes = record(common::open_decision()).encode().unwrap();
     *bytes.last_mut().unwrap() = 2;
-    assert_eq!(
-        Record::decode(&bytes),
-        Err(DecodeError::InvalidFlag {
-            field: "path_truncated",
-            value: 2
-        })
-    );
+    assert_eq!(Record::decode(&bytes), Err(DecodeError::InvalidFlag { field: "path_truncated", value: 2 }));
 }
 
 #[test]
 fn decode_rejects_non_utf8_string() {
     let mut bytes = record(common::daemon_stop()).encode().unwrap();
     bytes[54] = 0xff;
-    assert_eq!(
-        Record::decode(&bytes),
-        Err(DecodeError::InvalidUtf8 { field: "reason" })
-    );
+    assert_eq!(Record::decode(&bytes), Err(DecodeError::InvalidUtf8 { field: "reason" }));
 }
 
 #[test]
 fn decode_rejects_huge_command_count() {
-    let RecordBody::Identity(mut identity) = common::identity() else {
-        unreachable!()
-    };
+    let RecordBody::Identity(mut identity) = common::identity() else { unreachable!() };
     identity.command.clear();
     let mut bytes = record(RecordBody::Identity(identity)).encode().unwrap();
     // agent_id, agent, delegated_by, policy_sha256, policy_path precede the count.
@@ -140,36 +115,21 @@ fn decode_rejects_huge_command_count() {
     assert_eq!(bytes[count_offset..count_offset + 4], [0; 4]);
     bytes[count_offset..count_offset + 4].copy_from_slice(&u32::MAX.to_be_bytes());
     let result = Record::decode(&bytes);
-    assert!(
-        matches!(
-            result,
-            Err(DecodeError::Truncated {
-                field: "command",
-                ..
-            })
-        ),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(DecodeError::Truncated { field: "command", .. })), "{result:?}");
 }
 
 #[test]
 fn reason_other_known_code() {
-    let RecordBody::Decision(mut decision) = common::open_decision() else {
-        unreachable!()
-    };
+    let RecordBody::Decision(mut decision) = common::open_decision() else { unreachable!() };
     decision.reason = Reason::Other(2);
     let bytes = record(RecordBody::Decision(decision)).encode().unwrap();
-    let RecordBody::Decision(decoded) = Record::decode(&bytes).unwrap().body else {
-        unreachable!()
-    };
+    let RecordBody::Decision(decoded) = Record::decode(&bytes).unwrap().body else { unreachable!() };
     assert_eq!(decoded.reason, Reason::Default);
 }
 
 #[test]
 fn reason_other_unknown_code() {
-    let RecordBody::Decision(mut decision) = common::open_decision() else {
-        unreachable!()
-    };
+    let RecordBody::Decision(mut decision) = common::open_decision() else { unreachable!() };
     decision.reason = Reason::Other(77);
     let original = record(RecordBody::Decision(decision));
     let decoded = Record::decode(&original.encode().unwrap()).unwrap();

@@ -26,9 +26,7 @@ fn append_assigns_dense_seqs() {
     let dir = TempDir::new().unwrap();
     let mut ledger = Ledger::open(dir.path()).unwrap();
     let first = ledger.append(1, common::daemon_start()).unwrap();
-    let batch = ledger
-        .append_batch(vec![(2, common::identity()), (3, common::open_decision())])
-        .unwrap();
+    let batch = ledger.append_batch(vec![(2, common::identity()), (3, common::open_decision())]).unwrap();
     let seqs: Vec<u64> = [first].iter().chain(&batch).map(|a| a.seq).collect();
     assert_eq!(seqs, [0, 1, 2]);
     assert_eq!(ledger.len(), 3);
@@ -52,11 +50,7 @@ fn chain_links_prev_hash() {
     let records: Vec<_> = reader.records().unwrap().map(Result::unwrap).collect();
     assert_eq!(records[0].record.prev_hash, ZERO_HASH);
     for pair in records.windows(2) {
-        assert_eq!(
-            pair[1].record.prev_hash, pair[0].hash,
-            "record {}",
-            pair[1].record.seq
-        );
+        assert_eq!(pair[1].record.prev_hash, pair[0].hash, "record {}", pair[1].record.seq);
     }
 }
 
@@ -173,13 +167,7 @@ fn open_rejects_deleted_last_record() {
     let LedgerError::BrokenHead { problem, .. } = error else {
         panic!("unexpected error: {error}");
     };
-    assert_eq!(
-        problem,
-        HeadProblem::SeqMismatch {
-            head_seq: 9,
-            last_seq: 8
-        }
-    );
+    assert_eq!(problem, HeadProblem::SeqMismatch { head_seq: 9, last_seq: 8 });
 }
 
 #[test]

@@ -40,10 +40,7 @@ fn changed_body_byte() {
     let (dir, found) = first_break(|db| flip_byte(db, 500, |len| len - 1));
     assert_eq!(found.seq, 501);
     assert_eq!(found.kind, BreakKind::PrevHashMismatch);
-    assert_eq!(
-        found.to_string(),
-        "record 501: prev_hash does not match the hash of record 500"
-    );
+    assert_eq!(found.to_string(), "record 501: prev_hash does not match the hash of record 500");
     assert_eq!(records_checked(dir.path()), 501);
 }
 
@@ -57,10 +54,7 @@ fn changed_prev_hash_byte() {
 #[test]
 fn changed_time_byte() {
     let (_dir, found) = first_break(|db| flip_byte(db, 41, |_| 16));
-    assert_eq!(
-        found.to_string(),
-        "record 42: prev_hash does not match the hash of record 41"
-    );
+    assert_eq!(found.to_string(), "record 42: prev_hash does not match the hash of record 41");
 }
 
 #[test]
@@ -81,45 +75,28 @@ fn deleted_middle_record() {
     let (_dir, found) = first_break(|db| common::raw_delete(db, 40));
     assert_eq!(found.seq, 40);
     assert_eq!(found.kind, BreakKind::Missing { next: 41 });
-    assert_eq!(
-        found.to_string(),
-        "record 40 missing (records jump from 39 to 41)"
-    );
+    assert_eq!(found.to_string(), "record 40 missing (records jump from 39 to 41)");
 }
 
 #[test]
 fn deleted_first_record() {
     let (_dir, found) = first_break(|db| common::raw_delete(db, 0));
-    assert_eq!(
-        found.to_string(),
-        "record 0 missing (the first record is 1)"
-    );
+    assert_eq!(found.to_string(), "record 0 missing (the first record is 1)");
 }
 
 #[test]
 fn deleted_last_record() {
     let (_dir, found) = first_break(|db| common::raw_delete(db, RECORDS - 1));
     assert_eq!(found.seq, RECORDS - 1);
-    assert_eq!(
-        found.kind,
-        BreakKind::MissingTail {
-            head_seq: RECORDS - 1
-        }
-    );
+    assert_eq!(found.kind, BreakKind::MissingTail { head_seq: RECORDS - 1 });
 }
 
 #[test]
 fn undecodable_record() {
     let (_dir, found) = first_break(|db| flip_byte(db, 7, |_| 0));
     assert_eq!(found.seq, 7);
-    assert_eq!(
-        found.kind,
-        BreakKind::Undecodable(DecodeError::UnsupportedVersion(0))
-    );
-    assert_eq!(
-        found.to_string(),
-        "record 7: cannot decode: unsupported format version 0 (this build reads version 1)"
-    );
+    assert_eq!(found.kind, BreakKind::Undecodable(DecodeError::UnsupportedVersion(0)));
+    assert_eq!(found.to_string(), "record 7: cannot decode: unsupported format version 0 (this build reads version 1)");
 }
 
 #[test]
@@ -129,13 +106,7 @@ fn truncated_record() {
         common::raw_put(db, 12, &value[..value.len() - 3]);
     });
     assert_eq!(found.seq, 12);
-    assert!(
-        matches!(
-            found.kind,
-            BreakKind::Undecodable(DecodeError::Truncated { .. })
-        ),
-        "{found}"
-    );
+    assert!(matches!(found.kind, BreakKind::Undecodable(DecodeError::Truncated { .. })), "{found}");
 }
 
 #[test]
@@ -167,12 +138,7 @@ fn head_behind_last_record() {
         db.put_cf(meta, b"head", head).unwrap();
     });
     assert_eq!(found.seq, RECORDS - 1);
-    assert_eq!(
-        found.kind,
-        BreakKind::HeadBehind {
-            head_seq: RECORDS - 2
-        }
-    );
+    assert_eq!(found.kind, BreakKind::HeadBehind { head_seq: RECORDS - 2 });
 }
 
 #[test]

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use lupid_ledger::{
-    AgentExit, DaemonStart, DaemonStop, Decision, EventsLost, Hook, Identity, Ledger, Object,
-    Reason, RecordBody, Verdict,
+    AgentExit, DaemonStart, DaemonStop, Decision, EventsLost, Hook, Identity, Ledger, Object, Reason, RecordBody,
+    Verdict,
 };
 use rocksdb::{DB, DBCompressionType, Options};
 
@@ -15,17 +15,11 @@ use rocksdb::{DB, DBCompressionType, Options};
 pub(crate) const HOSTILE: &[u8] = b"a\xff\xfe\0\n\x1b[31mred\x1b[0m\xc2\x9b\r\"\\";
 
 pub(crate) fn daemon_start() -> RecordBody {
-    RecordBody::DaemonStart(DaemonStart {
-        version: "0.1.0".into(),
-        kernel: "6.8.0-lupid".into(),
-        pid: 4242,
-    })
+    RecordBody::DaemonStart(DaemonStart { version: "0.1.0".into(), kernel: "6.8.0-lupid".into(), pid: 4242 })
 }
 
 pub(crate) fn daemon_stop() -> RecordBody {
-    RecordBody::DaemonStop(DaemonStop {
-        reason: "SIGTERM".into(),
-    })
+    RecordBody::DaemonStop(DaemonStop { reason: "SIGTERM".into() })
 }
 
 pub(crate) fn identity() -> RecordBody {
@@ -65,10 +59,7 @@ pub(crate) fn open_decision() -> RecordBody {
         rule_id: 3,
         rule: "deny-ssh-keys".into(),
         access: 1 | 2,
-        object: Object::Path {
-            path: [b"/home/alice/.ssh/", HOSTILE].concat(),
-            truncated: false,
-        },
+        object: Object::Path { path: [b"/home/alice/.ssh/", HOSTILE].concat(), truncated: false },
     })
 }
 
@@ -95,41 +86,21 @@ pub(crate) fn connect_decision() -> RecordBody {
         rule_id: 0,
         rule: String::new(),
         access: 0,
-        object: Object::Socket {
-            family: 2,
-            addr,
-            port: 443,
-        },
+        object: Object::Socket { family: 2, addr, port: 443 },
     })
 }
 
 pub(crate) fn agent_exit() -> RecordBody {
-    RecordBody::AgentExit(AgentExit {
-        agent_id: 7,
-        agent: "coder".into(),
-        status: 128 + 9,
-    })
+    RecordBody::AgentExit(AgentExit { agent_id: 7, agent: "coder".into(), status: 128 + 9 })
 }
 
 pub(crate) fn events_lost() -> RecordBody {
-    RecordBody::EventsLost(EventsLost {
-        first_kernel_seq: 101,
-        last_kernel_seq: 140,
-        kernel_drop_counter: 40,
-    })
+    RecordBody::EventsLost(EventsLost { first_kernel_seq: 101, last_kernel_seq: 140, kernel_drop_counter: 40 })
 }
 
 /// Returns one body of every kind, with both object variants of a decision.
 pub(crate) fn every_kind() -> Vec<RecordBody> {
-    vec![
-        daemon_start(),
-        identity(),
-        open_decision(),
-        connect_decision(),
-        events_lost(),
-        agent_exit(),
-        daemon_stop(),
-    ]
+    vec![daemon_start(), identity(), open_decision(), connect_decision(), events_lost(), agent_exit(), daemon_stop()]
 }
 
 /// Creates a ledger in `dir` with `count` records, written in batches of 100.
@@ -141,9 +112,7 @@ pub(crate) fn fill(dir: &Path, count: u64) -> Ledger {
         let index = usize::try_from(seq).unwrap() % kinds.len();
         batch.push((1_700_000_000_000_000_000 + seq, kinds[index].clone()));
         if batch.len() == 100 {
-            ledger
-                .append_batch(std::mem::take(&mut batch))
-                .expect("append batch");
+            ledger.append_batch(std::mem::take(&mut batch)).expect("append batch");
         }
     }
     ledger.append_batch(batch).expect("append batch");
@@ -159,9 +128,7 @@ pub(crate) fn open_raw(dir: &Path) -> DB {
 
 pub(crate) fn raw_get(db: &DB, seq: u64) -> Vec<u8> {
     let records = db.cf_handle("records").unwrap();
-    db.get_cf(records, seq.to_be_bytes())
-        .unwrap()
-        .expect("record present")
+    db.get_cf(records, seq.to_be_bytes()).unwrap().expect("record present")
 }
 
 pub(crate) fn raw_put(db: &DB, seq: u64, value: &[u8]) {
