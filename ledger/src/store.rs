@@ -72,7 +72,9 @@ impl Ledger {
     /// the given order. Returns once the records are durable, with their
     /// sequence numbers and hashes. An empty batch writes nothing.
     ///
-    /// On error nothing was appended, and the ledger stays usable.
+    /// On error the in-memory head is unchanged. The batch can still reach
+    /// the disk whole if the write-ahead log got it before the sync failed.
+    /// It then shows up after a reopen, which continues the chain from it.
     pub fn append_batch(&mut self, bodies: Vec<(u64, RecordBody)>) -> Result<Vec<Appended>, LedgerError> {
         let Some(last_body) = bodies.len().checked_sub(1) else {
             return Ok(Vec::new());
@@ -118,7 +120,7 @@ impl Ledger {
 
     /// Returns the number of records.
     pub fn len(&self) -> u64 {
-        self.head.map_or(0, |(seq, _)| seq + 1)
+        self.head.map_or(0, |(seq, _)| seq.saturating_add(1))
     }
 
     pub fn is_empty(&self) -> bool {
