@@ -190,3 +190,13 @@ fn open_rejects_broken_last_link() {
         )
     );
 }
+
+#[test]
+fn reader_sees_state_at_open() {
+    let dir = TempDir::new().unwrap();
+    let mut ledger = common::fill(dir.path(), 3);
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    ledger.append(4, common::daemon_stop()).unwrap();
+    assert_eq!(reader.records().unwrap().count(), 3);
+    assert_eq!(reader.head().unwrap().map(|(seq, _)| seq), Some(2));
+}
