@@ -162,7 +162,7 @@ fn child(procs: &Path, exe: &File, argv: &[CString], env: &[CString], user: Opti
             return 125;
         }
     }
-    let errno = nix::unistd::execveat(exe, c"", argv, env, nix::fcntl::AtFlags::AT_EMPTY_PATH).unwrap_err();
+    let errno = nix::unistd::execveat(Some(exe.as_raw_fd()), c"", argv, env, nix::fcntl::AtFlags::AT_EMPTY_PATH).unwrap_err();
     report(&format!("failed to execute {}", argv[0].to_string_lossy()), errno);
     if errno == nix::errno::Errno::EPERM || errno == nix::errno::Errno::EACCES { 126 } else { 127 }
 }

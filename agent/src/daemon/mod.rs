@@ -143,10 +143,12 @@ async fn read_events(
     mut tracker: SequenceTracker,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut ring = match AsyncFd::new(ring) {
+    // SAFETY: the ring buffer owns its map descriptor and keeps it open,
+    // unchanged, for as long as the `AsyncFd` holds it.
+    let mut ring = match unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) } {
         Ok(ring) => ring,
         Err(e) => {
-            tracing::error!(error = %e, "failed to watch the ring buffer; labeled actions will be denied once it fills");
+            tracing::error!(error = %e.into_parts().1, "failed to watch the ring buffer; labeled actions will be denied once it fills");
             return;
         }
     };

@@ -180,9 +180,9 @@ fn status(state: &State) -> StatusReport {
     ] {
         report.failures.push((name.into(), kernel.error_count(slot)));
     }
-    if let Ok(reader) = lupid_ledger::LedgerReader::open_read_only(&state.ledger_dir) {
-        report.ledger_records = reader.len();
-        report.ledger_head = reader.head().map(|(_, hash)| hex::encode(hash));
+    if let Ok(Some((seq, hash))) = lupid_ledger::LedgerReader::open_read_only(&state.ledger_dir).and_then(|r| r.head()) {
+        report.ledger_records = seq + 1;
+        report.ledger_head = Some(hex::encode(hash));
     }
     report
 }

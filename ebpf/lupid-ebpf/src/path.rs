@@ -3,7 +3,7 @@
 
 use aya_ebpf::{helpers::generated::bpf_d_path, programs::LsmContext};
 use lupid_common::{
-    Event, PATH_MAX, RULE_PATH_MAX, RuleSlot, access,
+    Event, PATH_MAX, PathKey, RULE_PATH_MAX, RuleSlot, access,
     decide::{Decision, decide_exec, decide_open, fold_slot},
     error, flags, hook, reason,
 };
@@ -108,51 +108,46 @@ fn resolve(out: *mut Event, file: *const u8, f_path_offset: u32) -> Result<usize
 
 /// Scans the path from the root and folds in the rule at every directory
 /// boundary and at the end, within the first `RULE_PATH_MAX` bytes (no rule
-/// can name a longer path). The lookup key is built in the event's scratch
-/// space: after the byte at index `i` is copied, the key holds exactly the
-/// prefix `path[..i]`, zero-padded.
-fn scan(out: *mut Event, policy_id: u32, len: usize) -> Matches {
+/// can name a longer path). The lookup key is built on the stack, which is
+/// private to this task even when a sleepable program is preempted: after
+/// the byte at index `i` is copied, the key holds exactly the prefix
+/// `path[..i]`, zero-padded. The kernel (6.1) accepts only stack and map
+/// memory as a map key, not ring buffer memory.
+#[inline(never)]
+fn scan(out: *const Event, policy_id: u32, len: usize) -> Matches {
     let mut found = Matches::default();
-    // SAFETY: `out` is the reserved event; `scratch` and `path` lie inside
-    // it and every index below is bounded by `RULE_PATH_MAX < PATH_MAX`.
-    unsafe {
-        let key = &raw mut (*out).scratch;
-        (&raw mut (*key).policy_id).write(policy_id);
-        let words = (&raw mut (*key).path).cast::<u32>();
-        let mut w = 0;
-        while w < RULE_PATH_MAX / 4 {
-            words.add(w).write_unaligned(0);
-            w += 1;
-        }
-        let key_path = (&raw mut (*key).path).cast::<u8>();
-        let path = (&raw const (*out).path).cast::<u8>();
+    let mut key = PathKey { policy_id, path: [0; RULE_PATH_MAX] };
+    // SAFETY: `out` is the reserved event and `path` lies inside it; every
+    // index below is bounded by `RULE_PATH_MAX < PATH_MAX`.
+    let path = unsafe { (&raw const (*out).path).cast::<u8>() };
 
-        let mut i = 0;
-        while i <= RULE_PATH_MAX {
-            if i > len {
-                break;
-            }
-            let at_end = i == len;
-            let byte = if at_end { 0 } else { path.add(i).read() };
-            if i == 0 && byte == b'/' {
-                // The root is stored as "/", not as an empty string.
-                key_path.write(b'/');
-            }
-            if at_end || byte == b'/' {
-                if let Some(rule) = PATH_RULES.get(&*key) {
-                    fold_slot(&mut found.exec, &rule.exec, at_end);
-                    fold_slot(&mut found.read, &rule.read, at_end);
-                    fold_slot(&mut found.write, &rule.write, at_end);
-                }
-            }
-            if at_end {
-                break;
-            }
-            if i < RULE_PATH_MAX {
-                key_path.add(i).write(byte);
-            }
-            i += 1;
+    let mut i = 0;
+    while i <= RULE_PATH_MAX {
+        if i > len {
+            break;
         }
+        let at_end = i == len;
+        // SAFETY: see above.
+        let byte = if at_end { 0 } else { unsafe { path.add(i).read() } };
+        if i == 0 && byte == b'/' {
+            // The root is stored as "/", not as an empty string.
+            key.path[0] = b'/';
+        }
+        if at_end || byte == b'/' {
+            // SAFETY: the value is copied out before the program can sleep.
+            if let Some(rule) = unsafe { PATH_RULES.get(&key) } {
+                fold_slot(&mut found.exec, &rule.exec, at_end);
+                fold_slot(&mut found.read, &rule.read, at_end);
+                fold_slot(&mut found.write, &rule.write, at_end);
+            }
+        }
+        if at_end {
+            break;
+        }
+        if i < RULE_PATH_MAX {
+            key.path[i] = byte;
+        }
+        i += 1;
     }
     found
 }
