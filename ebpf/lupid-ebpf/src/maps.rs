@@ -72,9 +72,14 @@ pub(crate) fn next_sequence() -> Option<u64> {
 /// target has no compare-and-swap, so `AtomicU64::fetch_add` is not
 /// available, but the instruction set has a fetching atomic add.
 ///
+/// The ordering must stay `SeqCst`: with `Relaxed`, the BPF backend of
+/// LLVM 22 (the nightly 1.97 toolchain) emits a non-fetching add and hands
+/// back the addend, so every event got sequence number 1. The VM test
+/// that checks the ledger's kernel sequence numbers catches this.
+///
 /// # Safety
 /// `counter` must be valid for reads and writes of a `u64`.
 unsafe fn fetch_add(counter: *mut u64) -> u64 {
     // SAFETY: guaranteed by the caller.
-    unsafe { core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(counter, 1) }
+    unsafe { core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::SeqCst }>(counter, 1) }
 }
