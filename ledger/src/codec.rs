@@ -28,6 +28,9 @@
 //! - [`Object`] as a one-byte tag (1 path, 2 socket) followed by its fields,
 //!   where `truncated` is one byte that must be 0 or 1.
 //!
+//! A checkpoint body (kind 7) is `tree_size` (u64) followed by the 32-byte
+//! root hash.
+//!
 //! Decoding is strict: an unknown version, kind or code, a string that is not
 //! UTF-8, a bad flag byte and trailing bytes are all errors, so a decoded
 //! record re-encodes to the bytes it came from.
@@ -41,7 +44,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::record::{
-    AgentExit, DaemonStart, DaemonStop, Decision, EventsLost, HASH_LEN, Hash, Hook, Identity, Kind, Object, Reason,
+    AgentExit, CheckpointRecord, DaemonStart, DaemonStop, Decision, EventsLost, HASH_LEN, Hash, Hook, Identity, Kind, Object, Reason,
     Record, RecordBody, Verdict,
 };
 
@@ -157,6 +160,10 @@ fn encode_body(out: &mut Writer, body: &RecordBody) -> Result<(), EncodeError> {
             out.u64(lost.last_kernel_seq);
             out.u64(lost.kernel_drop_counter);
         }
+        RecordBody::Checkpoint(checkpoint) => {
+            out.u64(checkpoint.tree_size);
+            out.raw(&checkpoint.root_hash);
+        }
     }
     Ok(())
 }
@@ -236,6 +243,10 @@ fn decode_body(input: &mut Reader<'_>, kind: Kind) -> Result<RecordBody, DecodeE
             first_kernel_seq: input.u64("first_kernel_seq")?,
             last_kernel_seq: input.u64("last_kernel_seq")?,
             kernel_drop_counter: input.u64("kernel_drop_counter")?,
+        }),
+        Kind::Checkpoint => RecordBody::Checkpoint(CheckpointRecord {
+            tree_size: input.u64("tree_size")?,
+            root_hash: input.hash("root_hash")?,
         }),
     };
     Ok(body)

@@ -2,7 +2,10 @@
 
 use std::{fmt, path::PathBuf};
 
-use crate::codec::{DecodeError, EncodeError};
+use crate::{
+    checkpoint::CheckpointError,
+    codec::{DecodeError, EncodeError},
+};
 
 /// A failed ledger operation. Each variant names the ledger directory and,
 /// where one is involved, the record sequence number.
@@ -65,6 +68,47 @@ pub enum LedgerError {
     BrokenHead { path: PathBuf, problem: HeadProblem },
     #[error("ledger {} is full: sequence numbers are exhausted", .path.display())]
     SeqExhausted { path: PathBuf },
+    #[error("ledger {} has no record {seq}", .path.display())]
+    MissingRecord { path: PathBuf, seq: u64 },
+    #[error("failed to read the Merkle tree of ledger {}", .path.display())]
+    ReadTree {
+        path: PathBuf,
+        #[source]
+        source: rocksdb::Error,
+    },
+    #[error("failed to write the Merkle tree of ledger {}", .path.display())]
+    WriteTree {
+        path: PathBuf,
+        #[source]
+        source: rocksdb::Error,
+    },
+    #[error("ledger {} has no Merkle tree node at level {level}, index {index} (run `lupid-ledger verify`)", .path.display())]
+    MissingTreeNode { path: PathBuf, level: u32, index: u64 },
+    #[error("ledger {} has a Merkle tree node at level {level}, index {index} of {len} bytes, expected 32", .path.display())]
+    InvalidTreeNode { path: PathBuf, level: u32, index: u64, len: usize },
+    #[error("failed to read the checkpoints of ledger {}", .path.display())]
+    ReadCheckpoints {
+        path: PathBuf,
+        #[source]
+        source: rocksdb::Error,
+    },
+    #[error("ledger {} has an invalid checkpoint note for tree size {tree_size}", .path.display())]
+    InvalidCheckpoint {
+        path: PathBuf,
+        tree_size: u64,
+        #[source]
+        source: CheckpointError,
+    },
+    #[error("ledger {} has no checkpoint{}", .path.display(), .covering.map(|seq| format!(" that covers record {seq}")).unwrap_or_default())]
+    NoCheckpoint { path: PathBuf, covering: Option<u64> },
+    #[error("checkpoint of tree size {tree_size} is stored in ledger {}, but appending it to {} failed", .path.display(), .sink.display())]
+    CheckpointSink {
+        path: PathBuf,
+        sink: PathBuf,
+        tree_size: u64,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A mismatch between the stored head metadata and the stored records.

@@ -85,6 +85,10 @@ pub fn record_json(stored: &StoredRecord) -> String {
             object.put("last_kernel_seq", json!(lost.last_kernel_seq));
             object.put("kernel_drop_counter", json!(lost.kernel_drop_counter));
         }
+        RecordBody::Checkpoint(checkpoint) => {
+            object.put("tree_size", json!(checkpoint.tree_size));
+            object.put("root_hash", json!(hex::encode(checkpoint.root_hash)));
+        }
     }
     object.to_ascii_json()
 }

@@ -11,21 +11,35 @@
 //! therefore breaks a link that [`verify()`] reports, and changing the last
 //! record breaks its match with the stored head.
 
+pub mod audit;
+pub mod checkpoint;
 pub mod codec;
 mod error;
 pub mod export;
+pub mod keys;
+pub mod merkle;
+pub mod note;
+pub mod proof;
 mod reader;
 pub mod record;
 mod store;
+pub mod tree;
 pub mod verify;
 
+pub use audit::{AuditReport, CheckpointBreak, CheckpointBreakKind, audit};
+pub use checkpoint::{Checkpoint, CheckpointError};
 pub use codec::{DecodeError, EncodeError, leaf_hash};
 pub use error::{HeadProblem, LedgerError};
 pub use export::{ExportError, export_jsonl, record_json};
+pub use keys::{KeyError, SigningKey, VerifierKey};
+pub use merkle::ProofError;
+pub use note::NoteError;
+pub use proof::{CheckError, InclusionProof, ProveError};
 pub use reader::{LedgerReader, StoredRecord};
 pub use record::{
-    AgentExit, DaemonStart, DaemonStop, Decision, EventsLost, Hash, Hook, Identity, Kind, Object, Reason, Record,
+    AgentExit, CheckpointRecord, DaemonStart, DaemonStop, Decision, EventsLost, Hash, Hook, Identity, Kind, Object, Reason, Record,
     RecordBody, Verdict, ZERO_HASH,
 };
-pub use store::{Appended, HEAD_KEY, Ledger, META_CF, RECORDS_CF};
+pub use store::{Appended, CHECKPOINTS_CF, HEAD_KEY, Ledger, META_CF, RECORDS_CF};
+pub use tree::TREE_CF;
 pub use verify::{Break, BreakKind, VerifyReport, verify, verify_reader};

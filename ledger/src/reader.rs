@@ -9,10 +9,16 @@ use std::path::{Path, PathBuf};
 use rocksdb::{DB, IteratorMode};
 
 use crate::{
+    checkpoint::Checkpoint,
     codec::leaf_hash,
     error::{HeadProblem, LedgerError},
+    merkle,
     record::{Hash, Record},
-    store::{RECORDS_CF, column_families, column_family, db_options, decode_head, decode_stored, read_head},
+    store::{
+        CHECKPOINTS_CF, RECORDS_CF, column_families, column_family, db_options, decode_head, decode_key, decode_stored,
+        read_head,
+    },
+    tree::StoredTree,
 };
 
 /// A stored key and value, as RocksDB returns them.
@@ -77,6 +83,67 @@ impl LedgerReader {
     /// Returns the ledger directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Returns the stored checkpoint notes as `(tree size key, note)`, in
+    /// tree size order, without checking them.
+    pub fn checkpoint_notes(&self) -> Result<Vec<(u64, String)>, LedgerError> {
+        let checkpoints = column_family(&self.db, &self.path, CHECKPOINTS_CF)?;
+        let mut notes = Vec::new();
+        for entry in self.db.iterator_cf(checkpoints, IteratorMode::Start) {
+            let (key, value) =
+                entry.map_err(|source| LedgerError::ReadCheckpoints { path: self.path.clone(), source })?;
+            let key = decode_key(&key).ok_or_else(|| LedgerError::InvalidKey { path: self.path.clone(), key: key.to_vec() })?;
+            notes.push((key, String::from_utf8_lossy(&value).into_owned()));
+        }
+        Ok(notes)
+    }
+
+    /// Returns the stored checkpoint with the largest tree size, parsed but
+    /// not signature-checked.
+    pub fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, LedgerError> {
+        let Some((tree_size, note)) = self.checkpoint_notes()?.pop() else {
+            return Ok(None);
+        };
+        let checkpoint = Checkpoint::parse_unverified(&note)
+            .map_err(|source| LedgerError::InvalidCheckpoint { path: self.path.clone(), tree_size, source })?;
+        Ok(Some(checkpoint))
+    }
+
+    /// Returns one record's stored bytes.
+    pub fn raw_record(&self, seq: u64) -> Result<Option<Vec<u8>>, LedgerError> {
+        let records = column_family(&self.db, &self.path, RECORDS_CF)?;
+        self.db
+            .get_cf(records, seq.to_be_bytes())
+            .map_err(|source| LedgerError::ReadRecords { path: self.path.clone(), source })
+    }
+
+    /// Computes the Merkle root of the first `size` records from the stored
+    /// tree.
+    pub fn tree_root(&self, size: u64) -> Result<Hash, LedgerError> {
+        merkle::root(&self.tree(), size)
+    }
+
+    /// Computes the audit path of record `seq` in the tree of the first
+    /// `size` records. Requires `seq < size`.
+    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, LedgerError> {
+        if seq >= size {
+            return Err(LedgerError::MissingRecord { path: self.path.clone(), seq });
+        }
+        merkle::inclusion_proof(&self.tree(), seq, size)
+    }
+
+    /// Computes the consistency proof between the trees of the first
+    /// `old_size` and `new_size` records. Requires `old_size <= new_size`.
+    pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, LedgerError> {
+        if old_size > new_size {
+            return Err(LedgerError::MissingRecord { path: self.path.clone(), seq: new_size });
+        }
+        merkle::consistency_proof(&self.tree(), old_size, new_size)
+    }
+
+    pub(crate) fn tree(&self) -> StoredTree<'_> {
+        StoredTree { db: &self.db, path: &self.path }
     }
 
     /// Reads the head metadata value without parsing it.

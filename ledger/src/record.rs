@@ -40,6 +40,7 @@ pub enum RecordBody {
     Decision(Decision),
     AgentExit(AgentExit),
     EventsLost(EventsLost),
+    Checkpoint(CheckpointRecord),
 }
 
 impl RecordBody {
@@ -52,6 +53,7 @@ impl RecordBody {
             Self::Decision(_) => Kind::Decision,
             Self::AgentExit(_) => Kind::AgentExit,
             Self::EventsLost(_) => Kind::EventsLost,
+            Self::Checkpoint(_) => Kind::Checkpoint,
         }
     }
 }
@@ -67,6 +69,7 @@ pub enum Kind {
     Decision = 4,
     AgentExit = 5,
     EventsLost = 6,
+    Checkpoint = 7,
 }
 
 impl Kind {
@@ -79,6 +82,7 @@ impl Kind {
             4 => Some(Self::Decision),
             5 => Some(Self::AgentExit),
             6 => Some(Self::EventsLost),
+            7 => Some(Self::Checkpoint),
             _ => None,
         }
     }
@@ -92,6 +96,7 @@ impl Kind {
             Self::Decision => "decision",
             Self::AgentExit => "agent_exit",
             Self::EventsLost => "events_lost",
+            Self::Checkpoint => "checkpoint",
         }
     }
 }
@@ -319,4 +324,16 @@ pub struct EventsLost {
     pub last_kernel_seq: u64,
     /// Value of the kernel's ring-buffer-full counter when the loss was seen.
     pub kernel_drop_counter: u64,
+}
+
+/// The daemon signed a checkpoint of the Merkle tree over the records before
+/// this one. The record's own `seq` equals `tree_size`, so the checkpoint
+/// covers exactly the records `0..seq`; the signed note is stored beside the
+/// records (see [`crate::checkpoint`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointRecord {
+    /// Number of leaves (records) in the tree that the checkpoint signs.
+    pub tree_size: u64,
+    /// RFC 6962 root hash of that tree.
+    pub root_hash: Hash,
 }

@@ -4,27 +4,42 @@
 //!   bytes ([`crate::codec`]). Big-endian keys sort in sequence order.
 //! - `meta`: key `head` = last `seq` (u64 big-endian) followed by that
 //!   record's 32-byte hash.
+//! - `tree`: the inner nodes of the RFC 6962 Merkle tree whose leaves are
+//!   the record hashes ([`crate::tree`]).
+//! - `checkpoints`: key = tree size (u64 big-endian), value = the signed
+//!   checkpoint note ([`crate::checkpoint`]).
 //!
 //! Invariants kept by [`Ledger`]: sequence numbers start at 0 and are dense,
 //! record `n`'s `prev_hash` is the hash of record `n - 1` (all zero for
-//! record 0), and `head` names the last record. Each append writes its
-//! records and the new head in one `WriteBatch` with `sync = true`, so they
+//! record 0), `head` names the last record, and `tree` holds every inner
+//! node whose records exist. Each append writes its records, their tree
+//! nodes and the new head in one `WriteBatch` with `sync = true`, so they
 //! become durable together, and an acknowledged append survives a crash.
+//! [`Ledger::checkpoint`] writes its checkpoint record and note the same way.
 //!
 //! [`Ledger::open`] checks only the head: the head metadata must name the
 //! last record, that record must hash to the stored head hash, and it must
 //! link to the record before it. [`crate::verify()`] walks the whole chain.
 
-use std::path::{Path, PathBuf};
+use std::{
+    fs::OpenOptions,
+    io::Write,
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options, WriteBatch, WriteOptions,
 };
 
 use crate::{
+    checkpoint::Checkpoint,
     codec::leaf_hash,
     error::{HeadProblem, LedgerError},
-    record::{HASH_LEN, Hash, Record, RecordBody, ZERO_HASH},
+    keys::SigningKey,
+    merkle::Frontier,
+    record::{CheckpointRecord, HASH_LEN, Hash, Record, RecordBody, ZERO_HASH},
+    tree::{self, TREE_CF},
 };
 
 /// Column family of the records, keyed by big-endian `seq`.
@@ -33,6 +48,9 @@ pub const RECORDS_CF: &str = "records";
 pub const META_CF: &str = "meta";
 /// Key of the head entry in [`META_CF`].
 pub const HEAD_KEY: &[u8] = b"head";
+/// Column family of the signed checkpoint notes, keyed by big-endian tree
+/// size.
+pub const CHECKPOINTS_CF: &str = "checkpoints";
 
 const HEAD_LEN: usize = 8 + HASH_LEN;
 
@@ -48,6 +66,8 @@ pub struct Ledger {
     db: DB,
     path: PathBuf,
     head: Option<(u64, Hash)>,
+    frontier: Frontier,
+    checkpoint_sink: Option<PathBuf>,
 }
 
 impl Ledger {
@@ -65,7 +85,57 @@ impl Ledger {
             .map_err(|source| LedgerError::Open { path: dir.to_owned(), source })?;
 
         let head = check_head(&db, dir)?;
-        Ok(Self { db, path: dir.to_owned(), head })
+        let size = head.map_or(0, |(seq, _)| seq + 1);
+        let frontier = tree::load_frontier(&db, dir, size)?;
+        Ok(Self { db, path: dir.to_owned(), head, frontier, checkpoint_sink: None })
+    }
+
+    /// Makes every later [`Ledger::checkpoint`] also append its note to
+    /// `sink`, so that a copy leaves the ledger directory: to the file
+    /// `sink`, or, when `sink` is an existing folder, to a new file
+    /// `checkpoint-<tree size>` in it. `None` stops the copies.
+    ///
+    /// Point `sink` at storage the host's root cannot rewrite later (a
+    /// remote mount, an append-only file) for the copies to pin the ledger.
+    pub fn set_checkpoint_sink(&mut self, sink: Option<PathBuf>) {
+        self.checkpoint_sink = sink;
+    }
+
+    /// Signs a checkpoint of the records so far, appends it as a
+    /// [`RecordBody::Checkpoint`] record, stores the note under its tree
+    /// size, and returns it once durable. The checkpoint covers records
+    /// `0..n` and is itself record `n`.
+    ///
+    /// When a checkpoint sink is set, the note is then appended there too. If
+    /// that fails the checkpoint is already stored, and the error is
+    /// [`LedgerError::CheckpointSink`].
+    pub fn checkpoint(&mut self, key: &SigningKey) -> Result<Checkpoint, LedgerError> {
+        let tree_size = self.frontier.size();
+        let root_hash = self.frontier.root();
+        let checkpoint = Checkpoint::sign(key, tree_size, &root_hash);
+
+        let time_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+        let body = RecordBody::Checkpoint(CheckpointRecord { tree_size, root_hash });
+        let note = (CHECKPOINTS_CF, tree_size.to_be_bytes().to_vec(), checkpoint.note.clone().into_bytes());
+        self.write(vec![(time_ns, body)], Some(note))?;
+
+        if let Some(sink) = &self.checkpoint_sink {
+            append_to_sink(sink, &checkpoint).map_err(|source| LedgerError::CheckpointSink {
+                path: self.path.clone(),
+                sink: sink.clone(),
+                tree_size,
+                source,
+            })?;
+        }
+        Ok(checkpoint)
+    }
+
+    /// Returns the number of leaves and the root hash of the Merkle tree
+    /// over all records.
+    pub fn tree_head(&self) -> (u64, Hash) {
+        (self.frontier.size(), self.frontier.root())
     }
 
     /// Appends records, one per `(wall time in Unix nanoseconds, body)`, in
@@ -76,6 +146,16 @@ impl Ledger {
     /// the disk whole if the write-ahead log got it before the sync failed.
     /// It then shows up after a reopen, which continues the chain from it.
     pub fn append_batch(&mut self, bodies: Vec<(u64, RecordBody)>) -> Result<Vec<Appended>, LedgerError> {
+        self.write(bodies, None)
+    }
+
+    /// Writes records, their tree nodes, the new head and the `extra` entry
+    /// (column family, key, value), in one synced batch.
+    fn write(
+        &mut self,
+        bodies: Vec<(u64, RecordBody)>,
+        extra: Option<(&'static str, Vec<u8>, Vec<u8>)>,
+    ) -> Result<Vec<Appended>, LedgerError> {
         let Some(last_body) = bodies.len().checked_sub(1) else {
             return Ok(Vec::new());
         };
@@ -89,15 +169,20 @@ impl Ledger {
         let mut batch = WriteBatch::default();
         let mut appended = Vec::with_capacity(bodies.len());
         let mut prev_hash = self.head.map_or(ZERO_HASH, |(_, hash)| hash);
+        let mut frontier = self.frontier.clone();
         for (seq, (time_ns, body)) in (first..=last).zip(bodies) {
             let record = Record { seq, time_ns, prev_hash, body };
             let bytes = record.encode().map_err(|source| LedgerError::Encode { seq, source })?;
             let hash = leaf_hash(&bytes);
             batch.put_cf(records, seq.to_be_bytes(), bytes);
+            tree::push_leaf(&self.db, &self.path, &mut frontier, hash, &mut batch)?;
             appended.push(Appended { seq, hash });
             prev_hash = hash;
         }
         batch.put_cf(self.cf(META_CF)?, HEAD_KEY, encode_head(last, &prev_hash));
+        if let Some((name, key, value)) = extra {
+            batch.put_cf(self.cf(name)?, key, value);
+        }
 
         let mut write_options = WriteOptions::default();
         write_options.set_sync(true);
@@ -109,6 +194,7 @@ impl Ledger {
         })?;
 
         self.head = Some((last, prev_hash));
+        self.frontier = frontier;
         Ok(appended)
     }
 
@@ -158,7 +244,7 @@ pub(crate) fn db_options() -> Options {
 }
 
 pub(crate) fn column_families() -> Vec<ColumnFamilyDescriptor> {
-    [RECORDS_CF, META_CF].into_iter().map(|name| ColumnFamilyDescriptor::new(name, db_options())).collect()
+    [RECORDS_CF, META_CF, TREE_CF, CHECKPOINTS_CF].into_iter().map(|name| ColumnFamilyDescriptor::new(name, db_options())).collect()
 }
 
 pub(crate) fn column_family<'db>(
@@ -260,4 +346,18 @@ pub(crate) fn decode_stored(path: &Path, key: &[u8], value: &[u8]) -> Result<Rec
         return Err(LedgerError::KeyMismatch { path: path.to_owned(), key: key_seq, stored: record.seq });
     }
     Ok(record)
+}
+
+/// Appends a checkpoint note to the sink file, or writes it to a new file
+/// in the sink folder, and syncs it.
+fn append_to_sink(sink: &Path, checkpoint: &Checkpoint) -> std::io::Result<()> {
+    let (path, text) = if sink.is_dir() {
+        (sink.join(format!("checkpoint-{}", checkpoint.tree_size)), checkpoint.note.clone())
+    } else {
+        // An empty line keeps the notes in one file apart for readers.
+        (sink.to_owned(), format!("{}\n", checkpoint.note))
+    };
+    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }

@@ -9,18 +9,29 @@
 //! - `prev_hash` is the hash of the previous stored value (all zero for
 //!   record 0).
 //!
+//! From the same record bytes it rebuilds the RFC 6962 Merkle tree and
+//! checks that:
+//!
+//! - every inner node the record completes is stored, with the same hash;
+//! - a checkpoint record at `seq` has `tree_size == seq` and the root hash
+//!   of the records before it.
+//!
 //! After the last record it checks that the head metadata names that record
 //! and its hash. Only this check catches a change to the last record, which
 //! no later `prev_hash` covers. Verification stops at the first break.
+//!
+//! Signed checkpoints are checked on top of this by [`crate::audit`].
 
-use std::{fmt, path::Path};
+use std::{collections::BTreeMap, fmt, path::Path};
 
 use crate::{
     codec::{DecodeError, leaf_hash},
     error::LedgerError,
+    merkle::Frontier,
     reader::LedgerReader,
-    record::{Hash, Record, ZERO_HASH},
-    store::{decode_head, decode_key},
+    record::{Hash, Record, RecordBody, ZERO_HASH},
+    store::{column_family, decode_head, decode_key},
+    tree::{StoredTree, TREE_CF, node_from_value, node_key},
 };
 
 /// Outcome of [`verify()`].
@@ -30,6 +41,8 @@ pub struct VerifyReport {
     pub records_checked: u64,
     /// The last good record's sequence number and hash.
     pub head: Option<(u64, Hash)>,
+    /// Merkle root hash of the records checked.
+    pub root_hash: Hash,
     /// The first break found, or `None` when the chain is intact.
     pub first_break: Option<Break>,
 }
@@ -74,6 +87,16 @@ pub enum BreakKind {
     HeadBehind { head_seq: u64 },
     /// The last record does not hash to the head hash.
     HeadHashMismatch,
+    /// The record completes a Merkle tree node that is not stored.
+    TreeNodeMissing { level: u32, index: u64 },
+    /// The stored Merkle tree node that the record completes differs from
+    /// the one computed from the records.
+    TreeNodeMismatch { level: u32, index: u64 },
+    /// A checkpoint record states another tree size than its own `seq`.
+    CheckpointSizeMismatch { tree_size: u64 },
+    /// A checkpoint record's root hash is not the root of the records
+    /// before it.
+    CheckpointRootMismatch,
 }
 
 impl fmt::Display for Break {
@@ -117,6 +140,19 @@ impl fmt::Display for Break {
             BreakKind::HeadHashMismatch => {
                 write!(f, "record {seq}: hash does not match the head metadata (the last record was changed)")
             }
+            BreakKind::TreeNodeMissing { level, index } => {
+                write!(f, "record {seq}: Merkle tree node at level {level}, index {index} is missing")
+            }
+            BreakKind::TreeNodeMismatch { level, index } => write!(
+                f,
+                "record {seq}: Merkle tree node at level {level}, index {index} does not match the records it covers"
+            ),
+            BreakKind::CheckpointSizeMismatch { tree_size } => {
+                write!(f, "record {seq}: checkpoint record states tree size {tree_size}, expected {seq}")
+            }
+            BreakKind::CheckpointRootMismatch => {
+                write!(f, "record {seq}: checkpoint record's root hash is not the root of records 0..{seq}")
+            }
         }
     }
 }
@@ -132,26 +168,65 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
 
 /// Verifies the chain visible through an open reader.
 pub fn verify_reader(reader: &LedgerReader) -> Result<VerifyReport, LedgerError> {
-    let mut report = VerifyReport { records_checked: 0, head: None, first_break: None };
+    Ok(walk(reader, &[])?.0)
+}
+
+/// Verifies the chain and tree, and returns the Merkle root hash at each
+/// of `sizes` that the checked records reach.
+pub(crate) fn walk(reader: &LedgerReader, sizes: &[u64]) -> Result<(VerifyReport, BTreeMap<u64, Hash>), LedgerError> {
+    let mut report = VerifyReport { records_checked: 0, head: None, root_hash: Frontier::default().root(), first_break: None };
+    let mut roots = BTreeMap::new();
+    let mut frontier = Frontier::default();
+    let tree = reader.tree();
 
     for entry in reader.raw_records()? {
+        if sizes.contains(&frontier.size()) {
+            roots.insert(frontier.size(), frontier.root());
+        }
         let (key, value) = entry?;
         let seq = report.records_checked;
         let prev_hash = report.head.map_or(ZERO_HASH, |(_, hash)| hash);
-        if let Err(kind) = check_record(seq, &prev_hash, &key, &value) {
+        let checked = match check_record(seq, &prev_hash, &key, &value, &frontier) {
+            Ok(()) => check_nodes(&tree, &mut frontier, leaf_hash(&value))?,
+            Err(kind) => Err(kind),
+        };
+        if let Err(kind) = checked {
             report.first_break = Some(Break { seq, kind });
-            return Ok(report);
+            return Ok((report, roots));
         }
         report.head = Some((seq, leaf_hash(&value)));
         report.records_checked += 1;
     }
+    if sizes.contains(&frontier.size()) {
+        roots.insert(frontier.size(), frontier.root());
+    }
+    report.root_hash = frontier.root();
 
     report.first_break = check_head(reader, report.head)?;
-    Ok(report)
+    Ok((report, roots))
 }
 
-/// Checks one stored record against the expected `seq` and `prev_hash`.
-fn check_record(seq: u64, prev_hash: &Hash, key: &[u8], value: &[u8]) -> Result<(), BreakKind> {
+/// Adds a leaf to `frontier` and compares each inner node it completes with
+/// the stored one.
+fn check_nodes(tree: &StoredTree<'_>, frontier: &mut Frontier, leaf: Hash) -> Result<Result<(), BreakKind>, LedgerError> {
+    let tree_cf = column_family(tree.db, tree.path, TREE_CF)?;
+    for (level, index, hash) in frontier.push(leaf) {
+        let stored = tree
+            .db
+            .get_pinned_cf(tree_cf, node_key(level, index))
+            .map_err(|source| LedgerError::ReadTree { path: tree.path.to_owned(), source })?;
+        match stored.as_deref().map(node_from_value) {
+            None => return Ok(Err(BreakKind::TreeNodeMissing { level, index })),
+            Some(stored) if stored != Some(hash) => return Ok(Err(BreakKind::TreeNodeMismatch { level, index })),
+            Some(_) => {}
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Checks one stored record against the expected `seq` and `prev_hash`, and
+/// a checkpoint record against the tree of the records before it.
+fn check_record(seq: u64, prev_hash: &Hash, key: &[u8], value: &[u8], frontier: &Frontier) -> Result<(), BreakKind> {
     let key_seq = decode_key(key).ok_or_else(|| BreakKind::InvalidKey { key: key.to_vec() })?;
     if key_seq != seq {
         return Err(BreakKind::Missing { next: key_seq });
@@ -166,6 +241,14 @@ fn check_record(seq: u64, prev_hash: &Hash, key: &[u8], value: &[u8]) -> Result<
     }
     if record.prev_hash != *prev_hash {
         return Err(BreakKind::PrevHashMismatch);
+    }
+    if let RecordBody::Checkpoint(checkpoint) = record.body {
+        if checkpoint.tree_size != seq {
+            return Err(BreakKind::CheckpointSizeMismatch { tree_size: checkpoint.tree_size });
+        }
+        if checkpoint.root_hash != frontier.root() {
+            return Err(BreakKind::CheckpointRootMismatch);
+        }
     }
     Ok(())
 }
