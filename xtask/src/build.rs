@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::{Context, cmd, step};
 
 /// Binaries that the VM needs, as named by their `[[bin]]` targets.
-pub(crate) const BINARIES: &[&str] = &["lupid-agent", "lupid-ledger", "lupid-probe"];
+pub(crate) const BINARIES: &[&str] = &["lupid-agent", "lupid-ledger", "lupid-probe", "lupid-ledger-tamper"];
 
 /// Crate and integration test target that hold the privileged tests.
 const VM_TEST_PACKAGE: &str = "lupid-tests";
@@ -27,52 +27,55 @@ pub(crate) struct Artifacts {
 }
 
 pub(crate) fn run(ctx: &Context) -> Result<Artifacts> {
-    let release_dir = build_binaries(ctx)?;
-    let vm_tests = build_vm_tests(ctx)?;
+    let (release_dir, messages) = build_all(ctx)?;
+    let vm_tests = find_test_executable(&messages, VM_TEST_TARGET)?.with_context(|| {
+        format!(
+            "cargo built no test target named `{VM_TEST_TARGET}` in {VM_TEST_PACKAGE}; \
+             it is expected at tests/tests/{VM_TEST_TARGET}.rs"
+        )
+    })?;
     step!("VM test executable: {}", vm_tests.display());
     Ok(Artifacts { release_dir, vm_tests })
 }
 
-/// Builds every binary of the workspace and returns the release folder.
+/// Builds the workspace binaries and returns the folder that holds them.
 pub(crate) fn build_binaries(ctx: &Context) -> Result<PathBuf> {
-    step!("building workspace binaries (release; a cold RocksDB build takes about 25 min)");
-    cmd::run(
-        cargo(ctx).args(["build", "--release", "--workspace", "--bins"]),
-        "fix the compile error above, or run `cargo xtask setup` if a tool is missing",
-    )?;
+    build_all(ctx).map(|(release_dir, _)| release_dir)
+}
+
+/// Builds every target of every workspace member in one cargo invocation
+/// and returns the release folder with cargo's JSON messages.
+///
+/// Every build goes through this one command line on purpose. Cargo
+/// resolves features per invocation: `cargo build --bins` leaves out
+/// dev-dependencies and `-p PACKAGE` leaves out the other members, and
+/// either can change the features of a crate below librocksdb-sys (libc,
+/// for one). That changes librocksdb-sys's fingerprint and compiles RocksDB
+/// a second time, another 25 minutes. `--workspace --all-targets` resolves
+/// exactly as `cargo test --release --workspace` does, so the host tests
+/// reuse everything built here.
+fn build_all(ctx: &Context) -> Result<(PathBuf, String)> {
+    step!("building every workspace target (release; a cold RocksDB build takes about 25 min)");
+    let mut command = cargo(ctx);
+    command
+        .args(["build", "--release", "--workspace", "--all-targets", "--message-format=json-render-diagnostics"])
+        .stdout(Stdio::piped());
+    let messages =
+        cmd::output(&mut command, "fix the compile error above, or run `cargo xtask setup` if a tool is missing")?;
     let release_dir = target_dir(ctx)?.join("release");
     for name in BINARIES {
         let path = release_dir.join(name);
         if !path.is_file() {
             bail!(
-                "`cargo build --release --workspace --bins` produced no {}; \
+                "`cargo build --release --workspace --all-targets` produced no {}; \
                  the workspace must define a [[bin]] named {name}",
                 path.display()
             );
         }
     }
-    Ok(release_dir)
+    Ok((release_dir, messages))
 }
 
-/// Builds the `vm` integration test of `lupid-tests` without running it and
-/// returns the path of its executable, taken from cargo's JSON messages.
-fn build_vm_tests(ctx: &Context) -> Result<PathBuf> {
-    step!("building the VM test executable ({VM_TEST_PACKAGE}, test target {VM_TEST_TARGET})");
-    let mut command = cargo(ctx);
-    command
-        .args(["test", "--release", "-p", VM_TEST_PACKAGE, "--no-run", "--message-format=json"])
-        .stdout(Stdio::piped());
-    let messages = cmd::output(&mut command, "fix the compile error above")?;
-    find_test_executable(&messages, VM_TEST_TARGET)?.with_context(|| {
-        format!(
-            "cargo built no test target named `{VM_TEST_TARGET}` in {VM_TEST_PACKAGE}; \
-             it is expected at tests/tests/{VM_TEST_TARGET}.rs"
-        )
-    })
-}
-
-/// Finds the executable of the test target `target` in cargo's
-/// `--message-format=json` output, one JSON object per line.
 fn find_test_executable(messages: &str, target: &str) -> Result<Option<PathBuf>> {
     for line in messages.lines().filter(|line| line.starts_with('{')) {
         let message: Value = serde_json::from_str(line).with_context(|| format!("invalid JSON from cargo: {line}"))?;
