@@ -38,13 +38,6 @@ pub(crate) fn node_key(level: u32, index: u64) -> [u8; 9] {
     key
 }
 
-/// Parses a node key into `(level, index)`, or `None` when it is not 9
-/// bytes.
-pub(crate) fn decode_node_key(key: &[u8]) -> Option<(u32, u64)> {
-    let (&level, index) = key.split_first()?;
-    Some((u32::from(level), u64::from_be_bytes(index.try_into().ok()?)))
-}
-
 /// The tree as stored in a ledger's database.
 pub(crate) struct StoredTree<'a> {
     pub(crate) db: &'a DB,

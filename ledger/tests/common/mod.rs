@@ -123,7 +123,7 @@ pub(crate) fn fill(dir: &Path, count: u64) -> Ledger {
 pub(crate) fn open_raw(dir: &Path) -> DB {
     let mut options = Options::default();
     options.set_compression_type(DBCompressionType::Lz4);
-    DB::open_cf(&options, dir, ["records", "meta"]).expect("open raw RocksDB")
+    DB::open_cf(&options, dir, ["records", "meta", "tree", "checkpoints"]).expect("open raw RocksDB")
 }
 
 pub(crate) fn raw_get(db: &DB, seq: u64) -> Vec<u8> {
