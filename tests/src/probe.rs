@@ -18,6 +18,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 
 use crate::errno;
 
@@ -27,6 +28,8 @@ usage: lupid-probe exec PATH [ARG...]
        lupid-probe open PATH read|write
        lupid-probe connect ADDR:PORT [tcp|udp]
        lupid-probe listen ADDR:PORT
+       lupid-probe connect-unix PATH
+       lupid-probe open-loop PATH COUNT
 ADDR is an IPv4 address or a bracketed IPv6 address: 127.0.0.1:8080, [::1]:8080.";
 
 /// Exit code when the kernel allowed the action.
@@ -47,6 +50,11 @@ pub enum Action {
     Connect { addr: SocketAddr, transport: Transport },
     /// A TCP listener that accepts connections until it is killed.
     Listen { addr: SocketAddr },
+    /// A stream `connect` to the Unix socket at `path`.
+    ConnectUnix { path: PathBuf },
+    /// `count` read-only opens of `path`, each closed at once, summed up in
+    /// one [`LoopTally`] line.
+    OpenLoop { path: OsString, count: u64 },
 }
 
 /// Access mode of [`Action::Open`].
@@ -108,9 +116,18 @@ where
             let addr = args.next().ok_or_else(|| usage_error("listen: missing ADDR:PORT"))?;
             Action::Listen { addr: parse_socket_addr(&addr)? }
         }
+        b"connect-unix" => {
+            let path = args.next().ok_or_else(|| usage_error("connect-unix: missing PATH"))?;
+            Action::ConnectUnix { path: path.into() }
+        }
+        b"open-loop" => {
+            let path = args.next().ok_or_else(|| usage_error("open-loop: missing PATH"))?;
+            let count = args.next().ok_or_else(|| usage_error("open-loop: missing COUNT"))?;
+            Action::OpenLoop { path, count: parse_count(&count)? }
+        }
         _ => {
             return Err(usage_error(format!(
-                "unknown action {:?}: expected exec, open, connect or listen",
+                "unknown action {:?}: expected exec, open, connect, listen, connect-unix or open-loop",
                 action.to_string_lossy()
             )));
         }
@@ -136,6 +153,16 @@ fn parse_transport(text: &OsStr) -> Result<Transport, UsageError> {
         b"udp" => Ok(Transport::Udp),
         _ => Err(usage_error(format!("connect: invalid transport {:?}: expected tcp or udp", text.to_string_lossy()))),
     }
+}
+
+/// Parses the COUNT of `open-loop`: a decimal number of at least 1.
+fn parse_count(text: &OsStr) -> Result<u64, UsageError> {
+    let invalid = || usage_error(format!("open-loop: invalid COUNT {:?}: expected a number of at least 1", text.to_string_lossy()));
+    let count: u64 = text.to_str().ok_or_else(invalid)?.parse().map_err(|_| invalid())?;
+    if count == 0 {
+        return Err(invalid());
+    }
+    Ok(count)
 }
 
 /// Parses `IPV4:PORT` or `[IPV6]:PORT`. Host names are rejected, because the
@@ -205,6 +232,50 @@ pub fn report_line(action: &str, object: &[u8], outcome: &Outcome) -> Vec<u8> {
     line.extend_from_slice(result.as_bytes());
     line.push(b'\n');
     line
+}
+
+/// Results of the opens of an `open-loop` run, by kind.
+///
+/// Only `EPERM` counts as denied, because that is the errno lupid's hooks
+/// return; `EACCES` from file permissions counts as another error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoopTally {
+    pub ok: u64,
+    pub eperm: u64,
+    pub other: u64,
+}
+
+impl LoopTally {
+    /// Counts the result of one open.
+    pub fn add<T>(&mut self, result: &io::Result<T>) {
+        match result {
+            Ok(_) => self.ok += 1,
+            Err(error) if error.raw_os_error() == Some(libc::EPERM) => self.eperm += 1,
+            Err(_) => self.other += 1,
+        }
+    }
+
+    /// Formats the report line, newline included:
+    /// `open-loop PATH: N ok, M EPERM, K other`.
+    pub fn report_line(&self, object: &[u8]) -> Vec<u8> {
+        let mut line = b"open-loop ".to_vec();
+        line.extend_from_slice(object);
+        line.extend_from_slice(format!(": {} ok, {} EPERM, {} other\n", self.ok, self.eperm, self.other).as_bytes());
+        line
+    }
+
+    /// Returns the exit code: [`EXIT_OTHER`] when any open failed with
+    /// another error, else [`EXIT_DENIED`] when any failed with `EPERM`,
+    /// else [`EXIT_OK`].
+    pub fn exit_code(&self) -> u8 {
+        if self.other > 0 {
+            EXIT_OTHER
+        } else if self.eperm > 0 {
+            EXIT_DENIED
+        } else {
+            EXIT_OK
+        }
+    }
 }
 
 #[cfg(test)]
@@ -340,6 +411,62 @@ mod tests {
     fn listen_parses() {
         let action = parse_args(args(&["listen", "203.0.113.7:443"])).unwrap();
         assert_eq!(action, Action::Listen { addr: addr("203.0.113.7:443").unwrap() });
+    }
+
+    #[test]
+    fn connect_unix_parses() {
+        let action = parse_args(args(&["connect-unix", "/tmp/lupid.sock"])).unwrap();
+        assert_eq!(action, Action::ConnectUnix { path: "/tmp/lupid.sock".into() });
+    }
+
+    #[test]
+    fn connect_unix_without_path_is_rejected() {
+        assert!(parse_args(args(&["connect-unix"])).is_err());
+    }
+
+    #[test]
+    fn open_loop_parses() {
+        let action = parse_args(args(&["open-loop", "/home/agent/work/ok.txt", "12000"])).unwrap();
+        assert_eq!(action, Action::OpenLoop { path: "/home/agent/work/ok.txt".into(), count: 12000 });
+    }
+
+    #[test]
+    fn open_loop_without_count_is_rejected() {
+        assert!(parse_args(args(&["open-loop", "/x"])).is_err());
+    }
+
+    #[test]
+    fn open_loop_zero_count_is_rejected() {
+        let error = parse_args(args(&["open-loop", "/x", "0"])).unwrap_err();
+        assert!(error.to_string().contains("\"0\""), "the error must name the count: {error}");
+    }
+
+    #[test]
+    fn open_loop_invalid_count_is_rejected() {
+        assert!(parse_args(args(&["open-loop", "/x", "-3"])).is_err());
+        assert!(parse_args(args(&["open-loop", "/x", "many"])).is_err());
+    }
+
+    #[test]
+    fn tally_counts_by_kind() {
+        let mut tally = LoopTally::default();
+        tally.add(&Ok::<(), io::Error>(()));
+        tally.add(&Err::<(), _>(io::Error::from_raw_os_error(libc::EPERM)));
+        tally.add(&Err::<(), _>(io::Error::from_raw_os_error(libc::EACCES)));
+        assert_eq!(tally, LoopTally { ok: 1, eperm: 1, other: 1 });
+    }
+
+    #[test]
+    fn tally_report_line() {
+        let tally = LoopTally { ok: 7, eperm: 3, other: 0 };
+        assert_eq!(tally.report_line(b"/x"), b"open-loop /x: 7 ok, 3 EPERM, 0 other\n");
+    }
+
+    #[test]
+    fn tally_exit_codes() {
+        assert_eq!(LoopTally { ok: 2, eperm: 0, other: 0 }.exit_code(), EXIT_OK);
+        assert_eq!(LoopTally { ok: 1, eperm: 1, other: 0 }.exit_code(), EXIT_DENIED);
+        assert_eq!(LoopTally { ok: 0, eperm: 1, other: 1 }.exit_code(), EXIT_OTHER);
     }
 
     #[test]

@@ -10,5 +10,6 @@
 //! 203.0.113.7/32 on `lo`. `common` describes the fixture.
 
 mod common;
+mod failure;
 mod ledger;
 mod mediation;

@@ -11,10 +11,12 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use lupid_tests::probe::{self, Action, OpenMode, Outcome, Transport};
+use lupid_tests::probe::{self, Action, LoopTally, OpenMode, Outcome, Transport};
 
 /// Time a TCP connect may take before the probe reports `ETIMEDOUT`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -38,6 +40,8 @@ fn main() -> ExitCode {
         Action::Connect { addr, transport: Transport::Tcp } => connect_tcp(addr),
         Action::Connect { addr, transport: Transport::Udp } => send_udp(addr),
         Action::Listen { addr } => listen(addr),
+        Action::ConnectUnix { path } => connect_unix(&path),
+        Action::OpenLoop { path, count } => open_loop(&path, count),
     }
 }
 
@@ -113,6 +117,31 @@ fn connect_tcp(addr: SocketAddr) -> ExitCode {
         Err(error) => Outcome::from_error(&error),
     };
     report("connect", object.as_bytes(), &outcome)
+}
+
+/// Connects a stream socket to the Unix socket at `path`. lupid decides
+/// only IPv4 and IPv6 destinations, so for a labeled agent this exercises
+/// the unknown-family failure path.
+fn connect_unix(path: &Path) -> ExitCode {
+    let outcome = match UnixStream::connect(path) {
+        Ok(_stream) => Outcome::Ok("connected".into()),
+        Err(error) if error.raw_os_error() == Some(libc::ECONNREFUSED) => Outcome::Allowed("ECONNREFUSED".into()),
+        Err(error) => Outcome::from_error(&error),
+    };
+    report("connect", path.as_os_str().as_bytes(), &outcome)
+}
+
+/// Opens `path` read-only `count` times, closing each file at once, and
+/// prints one line with the results by kind.
+fn open_loop(path: &OsStr, count: u64) -> ExitCode {
+    let mut tally = LoopTally::default();
+    for _ in 0..count {
+        tally.add(&File::open(path));
+    }
+    let mut stdout = io::stdout().lock();
+    // As in `report`, the exit code carries the result on its own.
+    let _ = stdout.write_all(&tally.report_line(path.as_bytes())).and_then(|()| stdout.flush());
+    ExitCode::from(tally.exit_code())
 }
 
 /// Sends one datagram with `sendto` on an unconnected socket.

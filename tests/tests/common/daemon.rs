@@ -6,6 +6,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
 use tempfile::TempDir;
 
 use super::ledger::Ledger;
@@ -139,6 +142,12 @@ impl Daemon {
     /// `tester`, as `user` when given. `lupid-agent run` exits with the
     /// command's exit code.
     pub(crate) fn run_agent(&self, agent: &str, policy: &Path, user: Option<u32>, command: &[&str]) -> Outcome {
+        process::run(&mut self.run_command(agent, policy, user, command), RUN_TIMEOUT)
+    }
+
+    /// Returns the `lupid-agent run` command of [`Daemon::run_agent`]
+    /// without starting it, for a test that must act while it runs.
+    pub(crate) fn run_command(&self, agent: &str, policy: &Path, user: Option<u32>, command: &[&str]) -> Command {
         let mut run = Command::new(AGENT_BIN);
         run.arg("run")
             .arg("--socket")
@@ -153,7 +162,26 @@ impl Daemon {
             run.arg("--user").arg(uid.to_string());
         }
         run.arg("--").args(command);
-        process::run(&mut run, RUN_TIMEOUT)
+        run
+    }
+
+    /// Sends `signal` to the daemon, such as SIGSTOP to keep it from
+    /// draining the ring buffer and SIGCONT to let it go on.
+    pub(crate) fn signal(&self, signal: Signal) {
+        let child = self.child.as_ref().expect("the daemon is running");
+        let pid = Pid::from_raw(i32::try_from(child.id()).expect("a process id fits in pid_t"));
+        // The daemon is our unreaped child, so its pid cannot have been reused.
+        signal::kill(pid, signal).unwrap_or_else(|error| panic!("failed to send {signal} to the daemon ({pid}): {error}"));
+    }
+
+    /// Runs `lupid-agent status --json` and returns the report it printed.
+    pub(crate) fn status(&self) -> Value {
+        let mut command = Command::new(AGENT_BIN);
+        command.arg("status").arg("--json").arg("--socket").arg(&self.socket);
+        let outcome = process::run(&mut command, RUN_TIMEOUT);
+        assert_eq!(outcome.code, 0, "lupid-agent status --json must exit 0; {outcome}");
+        serde_json::from_str(&outcome.stdout)
+            .unwrap_or_else(|error| panic!("lupid-agent status --json printed invalid JSON ({error}); {outcome}"))
     }
 
     /// Sends SIGTERM, waits for the daemon to exit and returns its status.
@@ -187,6 +215,18 @@ impl Drop for Daemon {
     }
 }
 
+/// Returns the count of internal failures named `name` (such as
+/// `ring_buffer_full`) in a `status --json` report, whose `failures` are
+/// `[name, count]` pairs.
+pub(crate) fn failure_count(status: &Value, name: &str) -> u64 {
+    let failures = status["failures"].as_array().unwrap_or_else(|| panic!("status has no failures array: {status}"));
+    failures
+        .iter()
+        .find(|pair| pair[0] == name)
+        .and_then(|pair| pair[1].as_u64())
+        .unwrap_or_else(|| panic!("status has no failures entry {name:?} with a count: {status}"))
+}
+
 /// Sends SIGTERM to `child`.
 fn terminate(child: &Child) {
     let pid = libc::pid_t::try_from(child.id()).expect("a process id fits in pid_t");
@@ -194,4 +234,8 @@ fn terminate(child: &Child) {
     // child, which has not been reaped, so the id cannot have been reused.
     let result = unsafe { libc::kill(pid, libc::SIGTERM) };
     assert!(result == 0, "failed to send SIGTERM to the daemon ({pid}): {}", std::io::Error::last_os_error());
+    // A test that failed while the daemon was stopped left it stopped, and a
+    // stopped process acts on SIGTERM only once it continues.
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
 }

@@ -1,7 +1,7 @@
 //! Reading the ledger through the `lupid-ledger` command, as an incident
 //! responder would, never through the ledger library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -24,6 +24,11 @@ pub(crate) struct Ledger {
 impl Ledger {
     pub(crate) fn at(path: PathBuf) -> Self {
         Self { path }
+    }
+
+    /// Returns the ledger directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Runs `lupid-ledger SUBCOMMAND --ledger PATH EXTRA...`.
@@ -61,14 +66,25 @@ impl Ledger {
     /// them. The daemon appends asynchronously, so a record can lag the
     /// action that caused it. Panics after 30 s, naming `expected`.
     pub(crate) fn wait_for(&self, expected: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + APPEND_TIMEOUT;
+        self.wait_for_within(APPEND_TIMEOUT, expected, ready)
+    }
+
+    /// As [`Ledger::wait_for`], but panics after `timeout`, for a test that
+    /// waits for thousands of records.
+    pub(crate) fn wait_for_within(
+        &self,
+        timeout: Duration,
+        expected: &str,
+        ready: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
         loop {
             let last = match self.try_export() {
                 Ok(records) if ready(&records) => return records,
                 Ok(records) => format!("the export held {} records", records.len()),
                 Err(message) => message,
             };
-            assert!(Instant::now() < deadline, "the ledger did not show {expected} within {APPEND_TIMEOUT:?}; {last}");
+            assert!(Instant::now() < deadline, "the ledger did not show {expected} within {timeout:?}; {last}");
             thread::sleep(Duration::from_millis(250));
         }
     }

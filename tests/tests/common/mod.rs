@@ -22,7 +22,7 @@ use std::path::Path;
 pub(crate) use daemon::Daemon;
 pub(crate) use fixture::{CURL, OK_FILE, SECRET, SECRETS_LINK, TOOL_LINK};
 pub(crate) use ledger::Ledger;
-pub(crate) use net::Listener;
+pub(crate) use net::{Listener, UnixSocketListener};
 pub(crate) use process::Outcome;
 
 /// The daemon and agent launcher, as the VM image installs it.
@@ -31,6 +31,8 @@ pub(crate) const AGENT_BIN: &str = "/usr/local/bin/lupid-agent";
 pub(crate) const LEDGER_BIN: &str = "/usr/local/bin/lupid-ledger";
 /// The probe the tests run as an agent, as the VM image installs it.
 pub(crate) const PROBE_BIN: &str = "/usr/local/bin/lupid-probe";
+/// The tool that edits a stored ledger record, as the VM image installs it.
+pub(crate) const TAMPER_BIN: &str = "/usr/local/bin/lupid-ledger-tamper";
 
 /// Panics unless this process is root, the kernel runs the BPF LSM, and the
 /// lupid binaries are installed. These tests must never pass without
@@ -49,7 +51,7 @@ pub(crate) fn require_bpf_lsm() {
         active.trim()
     );
 
-    for binary in [AGENT_BIN, LEDGER_BIN, PROBE_BIN] {
+    for binary in [AGENT_BIN, LEDGER_BIN, PROBE_BIN, TAMPER_BIN] {
         assert!(Path::new(binary).is_file(), "missing {binary}; the VM image must install it");
     }
 }

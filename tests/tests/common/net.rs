@@ -1,7 +1,10 @@
-//! A TCP listener that counts the connections that reached it.
+//! TCP and Unix socket listeners that count the connections that reached
+//! them.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,19 +37,48 @@ impl Listener {
     /// Accepts every connection that is queued or arrives within a short
     /// settle time, and returns how many there were.
     pub(crate) fn accepted(&self) -> usize {
-        let deadline = Instant::now() + SETTLE_TIME;
-        let mut count = 0;
-        loop {
-            match self.socket.accept() {
-                Ok(_) => count += 1,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    if Instant::now() >= deadline {
-                        return count;
-                    }
-                    thread::sleep(Duration::from_millis(20));
+        count_accepts(&self.addr.to_string(), || self.socket.accept().map(drop))
+    }
+}
+
+/// A listener on a Unix stream socket, bound by the test before running an
+/// agent, so a connect that lupid wrongly allows is seen as an accepted
+/// connection.
+pub(crate) struct UnixSocketListener {
+    socket: UnixListener,
+    path: PathBuf,
+}
+
+impl UnixSocketListener {
+    /// Binds a new socket file at `path`.
+    pub(crate) fn bind(path: &Path) -> Self {
+        let socket =
+            UnixListener::bind(path).unwrap_or_else(|error| panic!("failed to listen on {}: {error}", path.display()));
+        socket.set_nonblocking(true).expect("failed to make the Unix listener non-blocking");
+        Self { socket, path: path.to_owned() }
+    }
+
+    /// As [`Listener::accepted`].
+    pub(crate) fn accepted(&self) -> usize {
+        count_accepts(&self.path.display().to_string(), || self.socket.accept().map(drop))
+    }
+}
+
+/// Calls the non-blocking `accept` until nothing more arrives within the
+/// settle time, and returns how many connections it accepted.
+fn count_accepts(name: &str, accept: impl Fn() -> io::Result<()>) -> usize {
+    let deadline = Instant::now() + SETTLE_TIME;
+    let mut count = 0;
+    loop {
+        match accept() {
+            Ok(()) => count += 1,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    return count;
                 }
-                Err(error) => panic!("accept on {} failed: {error}", self.addr),
+                thread::sleep(Duration::from_millis(20));
             }
+            Err(error) => panic!("accept on {name} failed: {error}"),
         }
     }
 }

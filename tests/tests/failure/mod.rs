@@ -1,0 +1,6 @@
+//! The kernel programs' failure paths: an action lupid cannot decide or
+//! cannot record is denied with EPERM and counted in the `failures` of
+//! `lupid-agent status`, and never allowed.
+
+mod ring;
+mod unix;

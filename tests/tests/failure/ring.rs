@@ -1,0 +1,196 @@
+//! A full ring buffer. While the daemon is stopped nothing drains the
+//! kernel's `EVENTS` ring buffer, so once it is full no event can be
+//! reserved and the hooks deny: no record, no action. Each denial is
+//! counted as `ring_buffer_full`. The kernel took a sequence number for each
+//! denied event before the reservation failed, and the daemon must record
+//! those numbers as an explicit `events_lost` gap.
+
+use std::io::{BufRead, BufReader, Read};
+use std::mem::size_of;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use lupid_common::Event;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use crate::common::daemon::failure_count;
+use crate::common::ledger::{decisions, u64_field};
+use crate::common::process::{self, exit_code};
+use crate::common::{Daemon, OK_FILE, PROBE_BIN, require_bpf_lsm};
+
+/// Size of the kernel's `EVENTS` ring buffer: `EVENTS_BYTES` in
+/// `ebpf/lupid-ebpf/src/maps.rs`, which the kernel programs do not export.
+const RING_BYTES: u64 = 32 << 20;
+/// Bytes the kernel puts before each ring buffer record
+/// (`BPF_RINGBUF_HDR_SZ`); a record is then rounded up to 8 bytes.
+const RECORD_HEADER: u64 = 8;
+/// How long the agent may take to start and reach its first open.
+const START_TIMEOUT: Duration = Duration::from_mins(1);
+/// How long the open loop may take under TCG emulation.
+const LOOP_TIMEOUT: Duration = Duration::from_mins(3);
+/// How long the daemon may take to write every queued event after it
+/// continues.
+const DRAIN_TIMEOUT: Duration = Duration::from_mins(3);
+/// The agent's name, which is also its cgroup's.
+const AGENT: &str = "ring-full";
+
+/// Returns how many events fit in the empty ring buffer.
+fn ring_capacity() -> u64 {
+    let event = u64::try_from(size_of::<Event>()).expect("the event size fits in u64");
+    RING_BYTES / (event + RECORD_HEADER).next_multiple_of(8)
+}
+
+/// Counts of an `open-loop PATH: N ok, M EPERM, K other` line.
+#[derive(Debug, PartialEq, Eq)]
+struct Tally {
+    ok: u64,
+    eperm: u64,
+    other: u64,
+}
+
+/// Parses the probe's `open-loop` line, or returns `None` for another line.
+fn parse_tally(line: &str) -> Option<Tally> {
+    let (_, counts) = line.strip_prefix("open-loop ")?.rsplit_once(": ")?;
+    let mut numbers = counts.split(", ").map(|part| part.split_once(' ').and_then(|(n, _)| n.parse::<u64>().ok()));
+    let tally = Tally { ok: numbers.next()??, eperm: numbers.next()??, other: numbers.next()?? };
+    numbers.next().is_none().then_some(tally)
+}
+
+/// Waits until `path` exists, failing early when `child` exits first.
+fn wait_for_file(path: &Path, child: &mut Child) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !path.exists() {
+        if let Some(status) = child.try_wait().expect("failed to poll lupid-agent run") {
+            panic!("lupid-agent run exited with {status} before the agent wrote {}", path.display());
+        }
+        assert!(Instant::now() < deadline, "the agent did not write {} within {START_TIMEOUT:?}", path.display());
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Returns the inclusive `kernel_seq` ranges of the decision records and
+/// the `events_lost` records, sorted by their first number.
+fn kernel_seq_ranges(records: &[Value]) -> Vec<(u64, u64)> {
+    let mut ranges: Vec<(u64, u64)> = records
+        .iter()
+        .filter_map(|record| match record["kind"].as_str() {
+            Some("decision") => {
+                let seq = u64_field(record, "kernel_seq");
+                Some((seq, seq))
+            }
+            Some("events_lost") => Some((u64_field(record, "first_kernel_seq"), u64_field(record, "last_kernel_seq"))),
+            _ => None,
+        })
+        .collect();
+    ranges.sort_unstable();
+    ranges
+}
+
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn full_ring_denies_then_gap() {
+    require_bpf_lsm();
+    let mut daemon = Daemon::start();
+    let policy = daemon.policy_p0();
+    let capacity = ring_capacity();
+    // Half as many again as fit, so about a third of the opens find the
+    // ring buffer full.
+    let count = capacity * 3 / 2;
+
+    // The agent must be registered before the daemon stops, because a
+    // stopped daemon cannot answer `run`. So the agent first writes a marker
+    // file and then sleeps, and the test stops the daemon during the sleep.
+    let folder = tempfile::tempdir().expect("failed to create a folder for the marker file");
+    let marker = folder.path().join("registered");
+    let script = format!("echo > {}; sleep 3; exec {PROBE_BIN} open-loop {OK_FILE} {count}", marker.display());
+    let mut run = daemon.run_command(AGENT, &policy, None, &["/bin/sh", "-c", &script]);
+    let mut child = run
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("failed to start lupid-agent run: {error}"));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let (lines, received) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let stderr_reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+
+    wait_for_file(&marker, &mut child);
+    daemon.signal(Signal::SIGSTOP);
+    let line = received
+        .recv_timeout(LOOP_TIMEOUT)
+        .unwrap_or_else(|error| panic!("the probe printed no line within {LOOP_TIMEOUT:?} ({error})"));
+    daemon.signal(Signal::SIGCONT);
+
+    let status = process::wait_until(&mut child, START_TIMEOUT).expect("lupid-agent run exits once the daemon continues");
+    let stderr_text = stderr_reader.join().expect("stderr reader thread panicked");
+    let tally = parse_tally(&line).unwrap_or_else(|| panic!("expected an open-loop line, got {line:?}; stderr:\n{stderr_text}"));
+    assert_eq!(exit_code(status), 1, "the probe exits 1 when some opens got EPERM: {line}; stderr:\n{stderr_text}");
+    assert!(tally.eperm > 0, "with the daemon stopped, opens beyond the {capacity} events that fit must get EPERM: {line}");
+    assert_eq!(tally.other, 0, "no open may fail with another error: {line}");
+    assert_eq!(tally.ok + tally.eperm, count, "every one of the {count} opens was allowed or denied: {line}");
+    assert!(tally.ok <= capacity, "at most {capacity} events fit, so at most that many opens are allowed: {line}");
+
+    let ledger = daemon.ledger();
+    ledger.wait_for_within(DRAIN_TIMEOUT, &format!("{} allowed opens of {AGENT}", tally.ok), |records| {
+        let allowed = decisions(records, AGENT, "open").into_iter().filter(|r| r["path"] == OK_FILE && r["verdict"] == "allow");
+        u64::try_from(allowed.count()).expect("a count fits in u64") >= tally.ok
+    });
+    let report = daemon.status();
+    let ring_full = failure_count(&report, "ring_buffer_full");
+    assert!(ring_full >= tally.eperm, "status must count each of the {} EPERM opens as ring_buffer_full, but counts {ring_full}", tally.eperm);
+
+    let stop = daemon.stop();
+    assert!(stop.success(), "the daemon must exit 0 on SIGTERM, but exited with {stop}; its log:\n{}", daemon.log());
+    let records = ledger.export();
+    let lost: Vec<&Value> = records.iter().filter(|record| record["kind"] == "events_lost").collect();
+    let ranges = kernel_seq_ranges(&records);
+    let decided = records.iter().filter(|record| record["kind"] == "decision").count();
+    let context = format!(
+        "kernel_sequence {} in status, {ring_full} ring_buffer_full, {decided} decisions, kernel_seq from {:?} to {:?}, events_lost records: {lost:?}",
+        report["kernel_sequence"],
+        ranges.first(),
+        ranges.last()
+    );
+
+    assert!(!lost.is_empty(), "the ledger must record the {ring_full} dropped events as events_lost; {context}");
+    let lost_total: u64 = lost
+        .iter()
+        .map(|record| u64_field(record, "last_kernel_seq") - u64_field(record, "first_kernel_seq") + 1)
+        .sum();
+    assert_eq!(lost_total, ring_full, "the events_lost ranges must hold exactly the dropped events; {context}");
+    for pair in ranges.windows(2) {
+        assert_eq!(pair[1].0, pair[0].1 + 1, "kernel_seq ranges must follow each other without gap or overlap; {context}");
+    }
+    let verify = ledger.verify();
+    assert_eq!(verify.code, 0, "lupid-ledger verify must accept the ledger with its gap; {verify}");
+}
+
+#[test]
+fn tally_line_parses() {
+    let tally = parse_tally("open-loop /home/agent/work/ok.txt: 7489 ok, 3744 EPERM, 0 other");
+    assert_eq!(tally, Some(Tally { ok: 7489, eperm: 3744, other: 0 }));
+}
+
+#[test]
+fn other_line_is_no_tally() {
+    assert_eq!(parse_tally("open /x: ok (2 bytes)"), None);
+    assert_eq!(parse_tally("open-loop /x: 1 ok, 2 EPERM"), None);
+}
