@@ -101,8 +101,10 @@ say "lupid-ledger verify"
 lupid-ledger verify
 verify_status=$?
 
-say "last 8 ledger records (lupid-ledger export | tail -n 8)"
-lupid-ledger export | tail -n 8
+say "the denials in the ledger (lupid-ledger export | grep deny)"
+lupid-ledger export | grep '"verdict":"deny"'
+say "the last 3 ledger records (lupid-ledger export | tail -n 3)"
+lupid-ledger export | tail -n 3
 
 if [ "$unexpected" -ne 0 ] || [ "$verify_status" -ne 0 ]; then
     say "FAILED: $unexpected unexpected decisions, ledger verify exit $verify_status"
