@@ -202,11 +202,11 @@ impl fmt::Display for VerifierKey {
     }
 }
 
-/// Splits `<name>+<8 hex digits>+<base64(0x01 || 32 bytes)>`. The name is
-/// everything before the last two `+`, which base64 text never contains.
+/// Splits `<name>+<8 hex digits>+<base64(0x01 || 32 bytes)>`. A key name
+/// contains no `+`, but the base64 text may.
 fn split_key_text(text: &str) -> Option<(&str, u32, [u8; 32])> {
-    let (rest, encoded) = text.rsplit_once('+')?;
-    let (name, id) = rest.rsplit_once('+')?;
+    let mut parts = text.splitn(3, '+');
+    let (name, id, encoded) = (parts.next()?, parts.next()?, parts.next()?);
     if id.len() != 8 {
         return None;
     }

@@ -179,6 +179,11 @@ pub(crate) fn walk(reader: &LedgerReader, sizes: &[u64]) -> Result<(VerifyReport
     let mut frontier = Frontier::default();
     let tree = reader.tree();
 
+    // A changed record also changes the tree nodes it completes, but the
+    // chain names it more directly: through the next record's `prev_hash`,
+    // or the head for the last record. So a tree break waits one record, and
+    // a chain break there takes its place.
+    let mut pending: Option<(Break, VerifyReport)> = None;
     for entry in reader.raw_records()? {
         if sizes.contains(&frontier.size()) {
             roots.insert(frontier.size(), frontier.root());
@@ -186,13 +191,15 @@ pub(crate) fn walk(reader: &LedgerReader, sizes: &[u64]) -> Result<(VerifyReport
         let (key, value) = entry?;
         let seq = report.records_checked;
         let prev_hash = report.head.map_or(ZERO_HASH, |(_, hash)| hash);
-        let checked = match check_record(seq, &prev_hash, &key, &value, &frontier) {
-            Ok(()) => check_nodes(&tree, &mut frontier, leaf_hash(&value))?,
-            Err(kind) => Err(kind),
-        };
-        if let Err(kind) = checked {
+        if let Err(kind) = check_record(seq, &prev_hash, &key, &value, &frontier) {
             report.first_break = Some(Break { seq, kind });
             return Ok((report, roots));
+        }
+        if let Some((tree_break, before)) = pending.take() {
+            return Ok((VerifyReport { first_break: Some(tree_break), ..before }, roots));
+        }
+        if let Err(kind) = check_nodes(&tree, &mut frontier, leaf_hash(&value))? {
+            pending = Some((Break { seq, kind }, report.clone()));
         }
         report.head = Some((seq, leaf_hash(&value)));
         report.records_checked += 1;
@@ -203,6 +210,11 @@ pub(crate) fn walk(reader: &LedgerReader, sizes: &[u64]) -> Result<(VerifyReport
     report.root_hash = frontier.root();
 
     report.first_break = check_head(reader, report.head)?;
+    if report.first_break.is_none() {
+        if let Some((tree_break, before)) = pending {
+            return Ok((VerifyReport { first_break: Some(tree_break), ..before }, roots));
+        }
+    }
     Ok((report, roots))
 }
 

@@ -148,3 +148,92 @@ fn export_exit_and_loss() {
     assert_eq!(lines[5]["status"], 137);
     assert_eq!(lines[5]["agent"], "coder");
 }
+
+fn run_plain(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lupid-ledger")).args(args).output().expect("run lupid-ledger")
+}
+
+/// Creates a ledger of 20 records with a checkpoint after them, and returns
+/// the folder, the pinned note file and the verifier key.
+fn checkpointed() -> (TempDir, std::path::PathBuf, String) {
+    let dir = TempDir::new().unwrap();
+    let ledger_dir = dir.path().join("ledger");
+    let key = lupid_ledger::SigningKey::from_seed("lupid.local/cli", &[3; 32]).unwrap();
+    let mut ledger = common::fill(&ledger_dir, 20);
+    let pinned = dir.path().join("pinned");
+    ledger.set_checkpoint_sink(Some(pinned.clone()));
+    ledger.checkpoint(&key).unwrap();
+    drop(ledger);
+    (dir, pinned, key.verifier().to_string())
+}
+
+#[test]
+fn verify_pinned_exits_0() {
+    let (dir, pinned, key) = checkpointed();
+    let output = run(&["verify", "--pinned", pinned.to_str().unwrap(), "--key", &key], &dir.path().join("ledger"));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(stdout(&output).contains("OK: 21 records verified"));
+    assert!(stdout(&output).contains("checkpoints: 1 stored (signatures checked), 1 pinned"));
+}
+
+#[test]
+fn verify_pinned_cut_exits_1() {
+    let (dir, pinned, key) = checkpointed();
+    let ledger = dir.path().join("ledger");
+    std::fs::remove_dir_all(&ledger).unwrap();
+    drop(common::fill(&ledger, 10));
+    let output = run(&["verify", "--pinned", pinned.to_str().unwrap(), "--key", &key], &ledger);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(stdout(&output).starts_with("BROKEN: pinned checkpoint #1 (tree size 20): the ledger has only 10 records"));
+}
+
+#[test]
+fn verify_pinned_key_file() {
+    let (dir, pinned, key) = checkpointed();
+    let key_file = dir.path().join("key.pub");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    let output = run(&["verify", "--pinned", pinned.to_str().unwrap(), "--key", key_file.to_str().unwrap()], &dir.path().join("ledger"));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+}
+
+#[test]
+fn checkpoint_prints_note() {
+    let (dir, pinned, _) = checkpointed();
+    let output = run(&["checkpoint"], &dir.path().join("ledger"));
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(format!("{}\n", stdout(&output)), std::fs::read_to_string(pinned).unwrap());
+    assert!(stdout(&output).starts_with("lupid.local/cli\n20\n"));
+}
+
+#[test]
+fn prove_then_verify_proof() {
+    let (dir, _, key) = checkpointed();
+    let output = run(&["prove", "7"], &dir.path().join("ledger"));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let proof: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(proof["leaf_index"], 7);
+    assert_eq!(proof["tree_size"], 20);
+    let proof_file = dir.path().join("proof.json");
+    std::fs::write(&proof_file, &output.stdout).unwrap();
+
+    let output = run_plain(&["verify-proof".as_ref(), proof_file.as_os_str(), "--key".as_ref(), key.as_ref()]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(stdout(&output).starts_with("OK: record 7 is leaf 7 of the tree of size 20"));
+
+    let other = lupid_ledger::SigningKey::from_seed("lupid.local/cli", &[4; 32]).unwrap().verifier().to_string();
+    let output = run_plain(&["verify-proof".as_ref(), proof_file.as_os_str(), "--key".as_ref(), other.as_ref()]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(stdout(&output).contains("has no signature from key lupid.local/cli+"));
+}
+
+#[test]
+fn key_verb_creates_key() {
+    let dir = TempDir::new().unwrap();
+    let key_file = dir.path().join("ledger.key");
+    let args = ["key".as_ref(), "--key-file".as_ref(), key_file.as_os_str()];
+    let output = run_plain(&args);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let verifier = stdout(&output);
+    assert!(lupid_ledger::VerifierKey::parse(&verifier).is_ok(), "{verifier}");
+    assert_eq!(stdout(&run_plain(&args)), verifier);
+}
