@@ -40,7 +40,8 @@ fn main() {
 
 fn build(ebpf_dir: &Path, out_dir: &Path, object: &Path) -> Result<(), String> {
     let target_dir = out_dir.join("ebpf-target");
-    let rustflags = ["--cfg=bpf_target_arch=\"x86_64\"", "-Cdebuginfo=2", "-Clink-arg=--btf", "-Ctarget-cpu=v3"].join("\x1f");
+    let rustflags =
+        ["--cfg=bpf_target_arch=\"x86_64\"", "-Cdebuginfo=2", "-Clink-arg=--btf", "-Ctarget-cpu=v3"].join("\x1f");
     let mut command = Command::new("rustup");
     command
         .args(["run", TOOLCHAIN, "cargo", "build", "--package", "lupid-ebpf", "--bins", "--release"])
@@ -60,6 +61,7 @@ fn build(ebpf_dir: &Path, out_dir: &Path, object: &Path) -> Result<(), String> {
         ));
     }
     let built = target_dir.join(TARGET).join("release").join("lupid");
-    std::fs::copy(&built, object).map_err(|e| format!("failed to copy {} to {}: {e}", built.display(), object.display()))?;
+    std::fs::copy(&built, object)
+        .map_err(|e| format!("failed to copy {} to {}: {e}", built.display(), object.display()))?;
     Ok(())
 }

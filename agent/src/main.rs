@@ -15,7 +15,11 @@ use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "lupid-agent", version, about = "Run AI agents under kernel mediation, with every decision on the record")]
+#[command(
+    name = "lupid-agent",
+    version,
+    about = "Run AI agents under kernel mediation, with every decision on the record"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,7 +44,7 @@ enum Command {
         /// Policy file (see policies/README.md).
         #[arg(long)]
         policy: PathBuf,
-        /// The person who delegated the work to the agent (default: $SUDO_USER or $USER).
+        /// The person who delegated the work to the agent (default: `$SUDO_USER`, else `$USER`).
         #[arg(long)]
         delegated_by: Option<String>,
         /// Run the command as this user: UID or UID:GID.
@@ -75,7 +79,8 @@ enum PolicyCommand {
 
 fn parse_user(text: &str) -> Result<(u32, u32), String> {
     let (uid, gid) = text.split_once(':').unwrap_or((text, text));
-    let parse = |v: &str| v.parse::<u32>().map_err(|_| format!("invalid user {text:?}: expected UID or UID:GID as numbers"));
+    let parse =
+        |v: &str| v.parse::<u32>().map_err(|_| format!("invalid user {text:?}: expected UID or UID:GID as numbers"));
     Ok((parse(uid)?, parse(gid)?))
 }
 

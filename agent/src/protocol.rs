@@ -101,7 +101,8 @@ pub(crate) fn send<T: Serialize>(stream: &UnixStream, message: &T, fd: Option<Ra
     // The descriptor rides on the first chunk; the rest follows as bytes.
     let fds = [fd];
     let control = [ControlMessage::ScmRights(&fds)];
-    let sent = sendmsg::<()>(stream.as_raw_fd(), &[IoSlice::new(&line)], &control, MsgFlags::empty(), None).map_err(io::Error::from)?;
+    let sent = sendmsg::<()>(stream.as_raw_fd(), &[IoSlice::new(&line)], &control, MsgFlags::empty(), None)
+        .map_err(io::Error::from)?;
     (&*stream).write_all(&line[sent..])
 }
 
@@ -141,9 +142,14 @@ impl Connection {
             return Ok(None);
         }
         if line.len() > MAX_REQUEST_BYTES {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("message longer than {MAX_REQUEST_BYTES} bytes")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("message longer than {MAX_REQUEST_BYTES} bytes"),
+            ));
         }
-        serde_json::from_slice(&line).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("invalid message: {e}")))
+        serde_json::from_slice(&line)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("invalid message: {e}")))
     }
 
     /// Takes the descriptor that came with the last message, if any.
@@ -156,8 +162,9 @@ impl Connection {
         let mut space = nix::cmsg_space!([RawFd; 4]);
         let (bytes, fds) = {
             let mut iov = [IoSliceMut::new(&mut buf)];
-            let message = recvmsg::<()>(self.stream().as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-                .map_err(io::Error::from)?;
+            let message =
+                recvmsg::<()>(self.stream().as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+                    .map_err(io::Error::from)?;
             let mut fds = Vec::new();
             for cmsg in message.cmsgs().map_err(io::Error::from)? {
                 if let ControlMessageOwned::ScmRights(received) = cmsg {

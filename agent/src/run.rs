@@ -42,7 +42,8 @@ pub(crate) struct RunOptions {
 
 /// Runs the agent and returns its exit status (128 + signal if killed).
 pub(crate) fn run(options: &RunOptions) -> Result<i32> {
-    let policy_text = std::fs::read(&options.policy).with_context(|| format!("failed to read policy {}", options.policy.display()))?;
+    let policy_text = std::fs::read(&options.policy)
+        .with_context(|| format!("failed to read policy {}", options.policy.display()))?;
     if let Err(errors) = Policy::parse(&options.policy.display().to_string(), &policy_text) {
         let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
         bail!("invalid policy; nothing was started:\n{}", listed.join("\n"));
@@ -52,8 +53,12 @@ pub(crate) fn run(options: &RunOptions) -> Result<i32> {
     let exe = File::open(&exe_path).with_context(|| format!("failed to open {}", exe_path.display()))?;
     let (uid, gid) = options.user.unwrap_or_else(|| (Uid::current().as_raw(), Gid::current().as_raw()));
 
-    let stream = UnixStream::connect(&options.socket)
-        .with_context(|| format!("failed to reach the lupid daemon at {}; is `sudo lupid-agent start` running?", options.socket.display()))?;
+    let stream = UnixStream::connect(&options.socket).with_context(|| {
+        format!(
+            "failed to reach the lupid daemon at {}; is `sudo lupid-agent start` running?",
+            options.socket.display()
+        )
+    })?;
     let request = Request::Register(Register {
         agent: options.agent.clone(),
         delegated_by: options.delegated_by.clone().unwrap_or_else(default_delegator),
@@ -74,7 +79,8 @@ pub(crate) fn run(options: &RunOptions) -> Result<i32> {
     };
 
     let status = spawn_in_cgroup(&cgroup, &exe, &options.command, options.user)?;
-    send(connection.stream(), &Request::Exited { agent_id, status }, None).context("failed to report the agent's exit")?;
+    send(connection.stream(), &Request::Exited { agent_id, status }, None)
+        .context("failed to report the agent's exit")?;
     match connection.receive::<Reply>() {
         Ok(Some(Reply::Done)) => {}
         Ok(Some(Reply::Error { message })) => eprintln!("lupid-agent: the daemon did not record the exit: {message}"),
@@ -101,8 +107,11 @@ fn resolve_program(program: &Path) -> Result<PathBuf> {
 }
 
 fn spawn_in_cgroup(cgroup: &Path, exe: &File, command: &[OsString], user: Option<(u32, u32)>) -> Result<i32> {
-    let argv: Vec<CString> =
-        command.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().context("an argument contains a NUL byte")?;
+    let argv: Vec<CString> = command
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .context("an argument contains a NUL byte")?;
     let env: Vec<CString> = std::env::vars_os()
         .filter_map(|(k, v)| {
             let mut pair = k.as_bytes().to_vec();
@@ -128,8 +137,7 @@ fn spawn_in_cgroup(cgroup: &Path, exe: &File, command: &[OsString], user: Option
                 match waitpid(child, None) {
                     Ok(WaitStatus::Exited(_, code)) => return Ok(code),
                     Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(128 + signal as i32),
-                    Ok(_) => {}
-                    Err(nix::errno::Errno::EINTR) => {}
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                     Err(e) => bail!("waiting for the agent failed: {e}"),
                 }
             }
@@ -145,7 +153,10 @@ fn child(procs: &Path, exe: &File, argv: &[CString], env: &[CString], user: Opti
     };
     // "0" moves the writing process itself.
     if let Err(e) = std::fs::write(procs, b"0") {
-        report(&format!("failed to join {}", procs.display()), nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)));
+        report(
+            &format!("failed to join {}", procs.display()),
+            nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        );
         return 125;
     }
     if let Some((uid, gid)) = user {
@@ -162,7 +173,8 @@ fn child(procs: &Path, exe: &File, argv: &[CString], env: &[CString], user: Opti
             return 125;
         }
     }
-    let errno = nix::unistd::execveat(Some(exe.as_raw_fd()), c"", argv, env, nix::fcntl::AtFlags::AT_EMPTY_PATH).unwrap_err();
+    let errno =
+        nix::unistd::execveat(Some(exe.as_raw_fd()), c"", argv, env, nix::fcntl::AtFlags::AT_EMPTY_PATH).unwrap_err();
     report(&format!("failed to execute {}", argv[0].to_string_lossy()), errno);
     if errno == nix::errno::Errno::EPERM || errno == nix::errno::Errno::EACCES { 126 } else { 127 }
 }

@@ -8,8 +8,9 @@ use anyhow::{Context, Result, bail};
 use crate::protocol::{Connection, Reply, Request, StatusReport, send};
 
 pub(crate) fn status(socket: &Path, json: bool) -> Result<()> {
-    let stream = UnixStream::connect(socket)
-        .with_context(|| format!("failed to reach the lupid daemon at {}; is `sudo lupid-agent start` running?", socket.display()))?;
+    let stream = UnixStream::connect(socket).with_context(|| {
+        format!("failed to reach the lupid daemon at {}; is `sudo lupid-agent start` running?", socket.display())
+    })?;
     send(&stream, &Request::Status, None).context("failed to send the status request")?;
     let report = match Connection::new(stream).receive::<Reply>().context("failed to read the daemon's reply")? {
         Some(Reply::Status(report)) => report,
@@ -22,7 +23,11 @@ pub(crate) fn status(socket: &Path, json: bool) -> Result<()> {
         print_report(&report);
     }
     if report.programs.len() < crate::daemon::HOOK_COUNT {
-        bail!("only {} of {} lupid programs are loaded in the kernel", report.programs.len(), crate::daemon::HOOK_COUNT);
+        bail!(
+            "only {} of {} lupid programs are loaded in the kernel",
+            report.programs.len(),
+            crate::daemon::HOOK_COUNT
+        );
     }
     Ok(())
 }
@@ -46,7 +51,11 @@ fn print_report(report: &StatusReport) {
     }
     println!("path rule entries in the kernel: {}", report.path_rules);
     println!("next kernel sequence number: {}", report.kernel_sequence);
-    let failures: Vec<String> = report.failures.iter().filter(|(_, n)| *n > 0).map(|(name, n)| format!("{name}={n}")).collect();
-    println!("denials from internal failures: {}", if failures.is_empty() { "none".into() } else { failures.join(" ") });
+    let failures: Vec<String> =
+        report.failures.iter().filter(|(_, n)| *n > 0).map(|(name, n)| format!("{name}={n}")).collect();
+    println!(
+        "denials from internal failures: {}",
+        if failures.is_empty() { "none".into() } else { failures.join(" ") }
+    );
     println!("ledger records: {}  head {}", report.ledger_records, report.ledger_head.as_deref().unwrap_or("-"));
 }

@@ -16,7 +16,6 @@ pub(crate) struct AgentEntry {
     pub(crate) policy_sha256: [u8; 32],
     /// Index `rule_id - 1` holds the rule's name.
     pub(crate) rule_names: Vec<String>,
-    pub(crate) default_verdict: u32,
     pub(crate) cgroup: cgroup::AgentCgroup,
     /// Kernel map keys written for this agent, to remove on retirement.
     path_keys: Vec<PathKey>,
@@ -55,16 +54,14 @@ impl Registry {
     ) -> Result<AgentEntry, String> {
         self.next_id += 1;
         let agent_id = self.next_id;
-        let compiled = policy::compile(policy, agent_id).map_err(|errors| {
-            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
-        })?;
+        let compiled = policy::compile(policy, agent_id)
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
 
         let mut entry = AgentEntry {
             agent_id,
             name: name.to_owned(),
             policy_sha256,
             rule_names: compiled.rule_names.clone(),
-            default_verdict: compiled.default_verdict,
             cgroup: cgroup::AgentCgroup { path: PathBuf::new(), id: 0 },
             path_keys: Vec::new(),
             net_keys: Vec::new(),
@@ -117,7 +114,8 @@ impl Registry {
     pub(crate) fn deny_all(&self, kernel: &mut Kernel) {
         for entry in self.agents.values().filter(|e| !e.retired) {
             // Policy id 0 has no rules, so the deny default decides.
-            let info = AgentInfo { agent_id: entry.agent_id, policy_id: 0, default_verdict: verdict::DENY, _reserved: 0 };
+            let info =
+                AgentInfo { agent_id: entry.agent_id, policy_id: 0, default_verdict: verdict::DENY, _reserved: 0 };
             if let Err(e) = kernel.insert_agent(entry.cgroup.id, &info) {
                 tracing::error!(agent_id = entry.agent_id, error = %e, "failed to switch agent to deny-all");
             }
@@ -153,8 +151,11 @@ fn remove_rules(kernel: &mut Kernel, entry: &AgentEntry) {
 /// Makes an agent name safe as a directory name: anything but ASCII
 /// letters, digits, `-`, `_` and `.` becomes `_`.
 fn cgroup_name(name: &str) -> String {
-    let cleaned: String =
-        name.chars().take(64).map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
+    let cleaned: String = name
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .collect();
     if cleaned.is_empty() || cleaned.starts_with('.') { format!("agent{cleaned}") } else { cleaned }
 }
 

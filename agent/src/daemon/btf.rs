@@ -97,12 +97,11 @@ impl Btf {
             let kind_flag = info >> 31 == 1;
             at += 12;
             let extra = match kind {
-                1 | 14 | 17 => 4,                  // int, var, decl tag
-                3 => 12,                           // array
-                4 | 5 | 15 => 12 * vlen,           // struct, union, datasec
-                6 | 13 => 8 * vlen,                // enum, func proto
-                19 => 12 * vlen,                   // enum64
-                2 | 7..=12 | 16 | 18 => 0,         // ptr, fwd, typedef, qualifiers, func, float, type tag
+                1 | 14 | 17 => 4,             // int, var, decl tag
+                3 => 12,                      // array
+                4 | 5 | 15 | 19 => 12 * vlen, // struct, union, datasec, enum64
+                6 | 13 => 8 * vlen,           // enum, func proto
+                2 | 7..=12 | 16 | 18 => 0,    // ptr, fwd, typedef, qualifiers, func, float, type tag
                 _ => return Err(BtfError::Invalid("unknown type kind")),
             };
             if kind == KIND_STRUCT || kind == KIND_UNION {
@@ -134,7 +133,8 @@ impl Btf {
     /// Returns the byte offset of `member` in `struct struct_name`, looking
     /// through anonymous struct and union members.
     pub(crate) fn member_offset(&self, struct_name: &str, member: &str) -> Result<u32, BtfError> {
-        let id = *self.by_name.get(struct_name.as_bytes()).ok_or_else(|| BtfError::StructMissing(struct_name.to_owned()))?;
+        let id =
+            *self.by_name.get(struct_name.as_bytes()).ok_or_else(|| BtfError::StructMissing(struct_name.to_owned()))?;
         let bits = self.find_member(id, member.as_bytes(), 0).ok_or_else(|| BtfError::MemberMissing {
             struct_name: struct_name.to_owned(),
             member: member.to_owned(),
@@ -188,10 +188,12 @@ mod tests {
         }
         let btf = Btf::from_file(path).expect("the running kernel's BTF parses");
         let offsets = kernel_offsets(&btf).expect("every needed member is present");
-        // `f_path` sits after at least a lock or a count on every kernel
-        // with BTF, so a zero offset means the lookup went wrong.
+        // Neither `file` nor `f_path` opens its struct on any kernel with
+        // BTF (a pointer, a lock or a union comes first), so a zero offset
+        // means the lookup went wrong.
         assert_ne!(offsets.file_f_path, 0);
-        assert_ne!(offsets.binprm_file, offsets.file_f_path);
+        assert_ne!(offsets.binprm_file, 0);
+        assert_ne!(offsets.file_f_path, offsets.file_f_mode);
     }
 
     #[test]

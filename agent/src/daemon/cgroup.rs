@@ -18,7 +18,9 @@ pub(crate) const SLICE: &str = "lupid.slice";
 pub(crate) enum CgroupError {
     #[error("failed to read /proc/mounts: {0}")]
     Mounts(std::io::Error),
-    #[error("no cgroup v2 file system is mounted (no `cgroup2` line in /proc/mounts); mount one with `mount -t cgroup2 none /sys/fs/cgroup`")]
+    #[error(
+        "no cgroup v2 file system is mounted (no `cgroup2` line in /proc/mounts); mount one with `mount -t cgroup2 none /sys/fs/cgroup`"
+    )]
     NoCgroup2,
     #[error("failed to {action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
@@ -61,7 +63,9 @@ pub(crate) struct AgentCgroup {
 pub(crate) fn create(root: &Path, name: &str) -> Result<AgentCgroup, CgroupError> {
     let slice = root.join(SLICE);
     if !slice.exists() {
-        fs::create_dir(&slice).or_else(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) }).map_err(io("create", &slice))?;
+        fs::create_dir(&slice)
+            .or_else(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })
+            .map_err(io("create", &slice))?;
     }
     let path = slice.join(name);
     fs::create_dir(&path).map_err(io("create", &path))?;

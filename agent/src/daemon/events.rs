@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, mem::size_of};
 
-use lupid_common::{Event, family, hook, reason, verdict};
+use lupid_common::{Event, hook, reason, verdict};
 use lupid_ledger::{Decision, EventsLost, Hook, Object, Reason, RecordBody, Verdict};
 
 use super::agents::AgentEntry;
@@ -23,15 +23,16 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Event> {
 /// Builds the decision record of one event. `agent` is `None` when the
 /// event names an agent id the daemon never registered.
 pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>) -> RecordBody {
-    let (name, policy_sha256, rule) =
-        agent.map_or_else(|| (String::new(), [0; 32], String::new()), |a| (a.name.clone(), a.policy_sha256, a.rule_name(event.rule_id)));
-    let object = match event.hook {
-        hook::CONNECT => Object::Socket { family: event.family, addr: event.addr, port: event.port },
-        _ => {
-            let len = (event.path_len as usize).min(event.path.len());
-            let truncated = event.flags & lupid_common::flags::PATH_TRUNCATED != 0;
-            Object::Path { path: event.path[..len].to_vec(), truncated }
-        }
+    let (name, policy_sha256, rule) = agent.map_or_else(
+        || (String::new(), [0; 32], String::new()),
+        |a| (a.name.clone(), a.policy_sha256, a.rule_name(event.rule_id)),
+    );
+    let object = if event.hook == hook::CONNECT {
+        Object::Socket { family: event.family, addr: event.addr, port: event.port }
+    } else {
+        let len = (event.path_len as usize).min(event.path.len());
+        let truncated = event.flags & lupid_common::flags::PATH_TRUNCATED != 0;
+        Object::Path { path: event.path[..len].to_vec(), truncated }
     };
     let comm_len = event.comm.iter().position(|&b| b == 0).unwrap_or(event.comm.len());
     RecordBody::Decision(Decision {
@@ -40,10 +41,10 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>) -> RecordBody
         agent_id: event.agent_id,
         agent: name,
         policy_sha256,
-        pid: event.pid_tgid as u32,
-        tgid: (event.pid_tgid >> 32) as u32,
-        uid: event.uid_gid as u32,
-        gid: (event.uid_gid >> 32) as u32,
+        pid: low_half(event.pid_tgid),
+        tgid: high_half(event.pid_tgid),
+        uid: low_half(event.uid_gid),
+        gid: high_half(event.uid_gid),
         cgroup_id: event.cgroup_id,
         comm: event.comm[..comm_len].to_vec(),
         hook: match event.hook {
@@ -130,14 +131,16 @@ impl SequenceTracker {
     }
 }
 
-/// Short name of an address family for log lines.
-pub(crate) fn family_name(value: u16) -> &'static str {
-    match value {
-        family::INET => "inet",
-        family::INET6 => "inet6",
-        family::UNIX => "unix",
-        _ => "other",
-    }
+/// The lower 32 bits of a helper's packed pair, such as the pid of
+/// `bpf_get_current_pid_tgid()`.
+#[expect(clippy::cast_possible_truncation, reason = "the kernel packs two u32 values into one u64")]
+fn low_half(packed: u64) -> u32 {
+    packed as u32
+}
+
+/// The upper 32 bits of a helper's packed pair.
+fn high_half(packed: u64) -> u32 {
+    (packed >> 32) as u32
 }
 
 #[cfg(test)]

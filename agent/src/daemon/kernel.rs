@@ -8,7 +8,10 @@ use std::path::Path;
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf, lpm_trie::{Key, LpmTrie}, Array},
+    maps::{
+        Array, HashMap, MapData, PerCpuArray, RingBuf,
+        lpm_trie::{Key, LpmTrie},
+    },
     programs::Lsm,
 };
 use lupid_common::{AgentInfo, NetKey, NetRule, PathKey, PathRule, error};
@@ -38,15 +41,15 @@ pub(crate) enum KernelError {
     #[error("failed to read the kernel's BTF: {0}")]
     Btf(#[from] btf::BtfError),
     #[error("failed to load the kernel programs: {0}")]
-    Load(#[source] aya::EbpfError),
+    Load(#[source] Box<aya::EbpfError>),
     #[error("the kernel refused program {program} for LSM hook {hook}: {source}{hint}")]
-    Attach { program: &'static str, hook: &'static str, source: aya::programs::ProgramError, hint: &'static str },
+    Attach { program: &'static str, hook: &'static str, source: Box<aya::programs::ProgramError>, hint: &'static str },
     #[error("map {0} is missing from the kernel object")]
     MapMissing(&'static str),
     #[error("map {map} has an unexpected type: {source}")]
-    MapType { map: &'static str, source: aya::maps::MapError },
+    MapType { map: &'static str, source: Box<aya::maps::MapError> },
     #[error("failed to update map {map}: {source}")]
-    Update { map: &'static str, source: aya::maps::MapError },
+    Update { map: &'static str, source: Box<aya::maps::MapError> },
 }
 
 /// Checks that the running kernel can run BPF LSM programs at all, so
@@ -54,9 +57,13 @@ pub(crate) enum KernelError {
 pub(crate) fn check_bpf_lsm() -> Result<(), KernelError> {
     match std::fs::read_to_string(LSM_LIST) {
         Ok(list) if list.split(',').any(|lsm| lsm.trim() == "bpf") => Ok(()),
-        Ok(list) => Err(KernelError::NoBpfLsm { reason: format!("`bpf` is missing from {LSM_LIST} (active LSMs: {})", list.trim()) }),
+        Ok(list) => Err(KernelError::NoBpfLsm {
+            reason: format!("`bpf` is missing from {LSM_LIST} (active LSMs: {})", list.trim()),
+        }),
         Err(e) => Err(KernelError::NoBpfLsm {
-            reason: format!("{LSM_LIST} cannot be read ({e}); securityfs may not be mounted, or the kernel has no LSM support"),
+            reason: format!(
+                "{LSM_LIST} cannot be read ({e}); securityfs may not be mounted, or the kernel has no LSM support"
+            ),
         }),
     }
 }
@@ -81,51 +88,68 @@ impl Kernel {
         }
         check_bpf_lsm()?;
         let offsets = btf::kernel_offsets(&btf::Btf::from_file(Path::new(btf::VMLINUX_BTF))?)?;
-        let mut ebpf = EbpfLoader::new().override_global("KERNEL_OFFSETS", &offsets, true).load(OBJECT).map_err(KernelError::Load)?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("KERNEL_OFFSETS", &offsets, true)
+            .load(OBJECT)
+            .map_err(|e| KernelError::Load(Box::new(e)))?;
 
-        let vmlinux = Btf::from_sys_fs().map_err(|e| KernelError::Btf(btf::BtfError::Read {
-            path: btf::VMLINUX_BTF.into(),
-            source: std::io::Error::other(e),
-        }))?;
+        let vmlinux = Btf::from_sys_fs().map_err(|e| {
+            KernelError::Btf(btf::BtfError::Read { path: btf::VMLINUX_BTF.into(), source: std::io::Error::other(e) })
+        })?;
         for (program, hook) in HOOKS {
             attach(&mut ebpf, &vmlinux, program, hook)?;
         }
 
-        let events = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|source| KernelError::MapType { map: "EVENTS", source })?;
+        let events = RingBuf::try_from(take(&mut ebpf, "EVENTS")?)
+            .map_err(|source| KernelError::MapType { source: Box::new(source), map: "EVENTS" })?;
         let kernel = Self {
-            agents: HashMap::try_from(take(&mut ebpf, "AGENTS")?).map_err(|source| KernelError::MapType { map: "AGENTS", source })?,
+            agents: HashMap::try_from(take(&mut ebpf, "AGENTS")?)
+                .map_err(|source| KernelError::MapType { source: Box::new(source), map: "AGENTS" })?,
             path_rules: HashMap::try_from(take(&mut ebpf, "PATH_RULES")?)
-                .map_err(|source| KernelError::MapType { map: "PATH_RULES", source })?,
-            net_rules: LpmTrie::try_from(take(&mut ebpf, "NET_RULES")?).map_err(|source| KernelError::MapType { map: "NET_RULES", source })?,
-            errors: PerCpuArray::try_from(take(&mut ebpf, "ERRORS")?).map_err(|source| KernelError::MapType { map: "ERRORS", source })?,
-            sequence: Array::try_from(take(&mut ebpf, "SEQUENCE")?).map_err(|source| KernelError::MapType { map: "SEQUENCE", source })?,
+                .map_err(|source| KernelError::MapType { source: Box::new(source), map: "PATH_RULES" })?,
+            net_rules: LpmTrie::try_from(take(&mut ebpf, "NET_RULES")?)
+                .map_err(|source| KernelError::MapType { source: Box::new(source), map: "NET_RULES" })?,
+            errors: PerCpuArray::try_from(take(&mut ebpf, "ERRORS")?)
+                .map_err(|source| KernelError::MapType { source: Box::new(source), map: "ERRORS" })?,
+            sequence: Array::try_from(take(&mut ebpf, "SEQUENCE")?)
+                .map_err(|source| KernelError::MapType { source: Box::new(source), map: "SEQUENCE" })?,
             _ebpf: ebpf,
         };
         Ok((kernel, events))
     }
 
     pub(crate) fn insert_path_rule(&mut self, key: &PathKey, rule: &PathRule) -> Result<(), KernelError> {
-        self.path_rules.insert(key, rule, 0).map_err(|source| KernelError::Update { map: "PATH_RULES", source })
+        self.path_rules
+            .insert(key, rule, 0)
+            .map_err(|source| KernelError::Update { source: Box::new(source), map: "PATH_RULES" })
     }
 
     pub(crate) fn remove_path_rule(&mut self, key: &PathKey) -> Result<(), KernelError> {
-        self.path_rules.remove(key).map_err(|source| KernelError::Update { map: "PATH_RULES", source })
+        self.path_rules
+            .remove(key)
+            .map_err(|source| KernelError::Update { source: Box::new(source), map: "PATH_RULES" })
     }
 
     pub(crate) fn insert_net_rule(&mut self, prefix_len: u32, key: NetKey, rule: &NetRule) -> Result<(), KernelError> {
-        self.net_rules.insert(&Key::new(prefix_len, key), rule, 0).map_err(|source| KernelError::Update { map: "NET_RULES", source })
+        self.net_rules
+            .insert(&Key::new(prefix_len, key), rule, 0)
+            .map_err(|source| KernelError::Update { source: Box::new(source), map: "NET_RULES" })
     }
 
     pub(crate) fn remove_net_rule(&mut self, prefix_len: u32, key: NetKey) -> Result<(), KernelError> {
-        self.net_rules.remove(&Key::new(prefix_len, key)).map_err(|source| KernelError::Update { map: "NET_RULES", source })
+        self.net_rules
+            .remove(&Key::new(prefix_len, key))
+            .map_err(|source| KernelError::Update { source: Box::new(source), map: "NET_RULES" })
     }
 
     pub(crate) fn insert_agent(&mut self, cgroup_id: u64, agent: &AgentInfo) -> Result<(), KernelError> {
-        self.agents.insert(cgroup_id, agent, 0).map_err(|source| KernelError::Update { map: "AGENTS", source })
+        self.agents
+            .insert(cgroup_id, agent, 0)
+            .map_err(|source| KernelError::Update { source: Box::new(source), map: "AGENTS" })
     }
 
     pub(crate) fn remove_agent(&mut self, cgroup_id: u64) -> Result<(), KernelError> {
-        self.agents.remove(&cgroup_id).map_err(|source| KernelError::Update { map: "AGENTS", source })
+        self.agents.remove(&cgroup_id).map_err(|source| KernelError::Update { source: Box::new(source), map: "AGENTS" })
     }
 
     /// Labeled cgroups the kernel map holds now, read back from the kernel.
@@ -140,7 +164,7 @@ impl Kernel {
 
     /// Sum over CPUs of one `ERRORS` slot.
     pub(crate) fn error_count(&self, slot: u32) -> u64 {
-        self.errors.get(&slot, 0).map(|values| values.iter().sum()).unwrap_or(0)
+        self.errors.get(&slot, 0).map_or(0, |values| values.iter().sum())
     }
 
     /// The next kernel sequence number.
@@ -160,18 +184,16 @@ fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, KernelErr
 
 fn attach(ebpf: &mut Ebpf, vmlinux: &Btf, program: &'static str, hook: &'static str) -> Result<(), KernelError> {
     let refused = |source: aya::programs::ProgramError| {
-        let hint = if source.to_string().contains("Operation not permitted") || format!("{source:?}").contains("EPERM") {
+        let hint = if source.to_string().contains("Operation not permitted") || format!("{source:?}").contains("EPERM")
+        {
             " (EPERM: run as root; if you are root, the kernel forbids BPF LSM programs, for example under lockdown or without `bpf` in lsm=)"
         } else {
             ""
         };
-        KernelError::Attach { program, hook, source, hint }
+        KernelError::Attach { program, hook, source: Box::new(source), hint }
     };
-    let lsm: &mut Lsm = ebpf
-        .program_mut(program)
-        .ok_or(KernelError::MapMissing(program))?
-        .try_into()
-        .map_err(refused)?;
+    let lsm: &mut Lsm =
+        ebpf.program_mut(program).ok_or(KernelError::MapMissing(program))?.try_into().map_err(refused)?;
     lsm.load(hook, vmlinux).map_err(refused)?;
     lsm.attach().map_err(refused)?;
     Ok(())

@@ -33,7 +33,7 @@ pub(crate) const HOOK_COUNT: usize = kernel::HOOKS.len();
 
 /// How long an agent's cgroup may stay empty after registration before the
 /// daemon retires it, for clients that died without reporting an exit.
-const ABANDONED_AFTER: Duration = Duration::from_secs(60);
+const ABANDONED_AFTER: Duration = Duration::from_mins(1);
 
 /// What the daemon's threads share.
 pub(crate) struct State {
@@ -52,23 +52,28 @@ pub(crate) struct StartOptions {
 
 pub(crate) fn start(options: &StartOptions) -> Result<()> {
     if !nix::unistd::Uid::effective().is_root() {
-        anyhow::bail!("lupid-agent start must run as root (it loads BPF LSM programs and creates cgroups); run it with sudo");
+        anyhow::bail!(
+            "lupid-agent start must run as root (it loads BPF LSM programs and creates cgroups); run it with sudo"
+        );
     }
     // Check the kernel before touching any state, so a host that cannot
     // enforce leaves nothing behind.
     kernel::check_bpf_lsm()?;
     let cgroup_root = cgroup::cgroup2_root()?;
 
-    std::fs::create_dir_all(&options.state_dir).with_context(|| format!("failed to create {}", options.state_dir.display()))?;
+    std::fs::create_dir_all(&options.state_dir)
+        .with_context(|| format!("failed to create {}", options.state_dir.display()))?;
     std::fs::set_permissions(&options.state_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("failed to restrict {} to root", options.state_dir.display()))?;
     let ledger_dir = options.state_dir.join("ledger");
-    let ledger = Ledger::open(&ledger_dir).with_context(|| format!("failed to open the ledger at {}", ledger_dir.display()))?;
+    let ledger =
+        Ledger::open(&ledger_dir).with_context(|| format!("failed to open the ledger at {}", ledger_dir.display()))?;
     let (writer, writer_thread) = LedgerWriter::spawn(ledger);
 
     let (kernel, ring) = Kernel::load()?;
     let tracker = SequenceTracker::starting_at(kernel.next_sequence(), kernel.dropped_events());
-    let state = Arc::new(State { kernel: Mutex::new(kernel), registry: Mutex::default(), writer, cgroup_root, ledger_dir });
+    let state =
+        Arc::new(State { kernel: Mutex::new(kernel), registry: Mutex::default(), writer, cgroup_root, ledger_dir });
 
     let start_record = RecordBody::DaemonStart(DaemonStart {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -81,7 +86,12 @@ pub(crate) fn start(options: &StartOptions) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let result = runtime.block_on(run(state.clone(), ring, tracker, &options.socket));
 
-    let stop = RecordBody::DaemonStop(DaemonStop { reason: match &result { Ok(()) => "signal".into(), Err(e) => format!("{e:#}") } });
+    let stop = RecordBody::DaemonStop(DaemonStop {
+        reason: match &result {
+            Ok(()) => "signal".into(),
+            Err(e) => format!("{e:#}"),
+        },
+    });
     if let Err(e) = state.writer.append_durable(vec![stop]) {
         tracing::error!(error = %e, "failed to record the daemon stop");
     }
@@ -128,9 +138,11 @@ fn bind(socket: &Path) -> Result<tokio::net::UnixListener> {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
             anyhow::bail!("another daemon is listening on {}; stop it first", socket.display());
         }
-        std::fs::remove_file(socket).with_context(|| format!("failed to remove the stale socket {}", socket.display()))?;
+        std::fs::remove_file(socket)
+            .with_context(|| format!("failed to remove the stale socket {}", socket.display()))?;
     }
-    let listener = tokio::net::UnixListener::bind(socket).with_context(|| format!("failed to listen on {}", socket.display()))?;
+    let listener =
+        tokio::net::UnixListener::bind(socket).with_context(|| format!("failed to listen on {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }
@@ -177,11 +189,11 @@ async fn read_events(
         };
         let records = drain(&state, guard.get_inner_mut(), &mut tracker);
         guard.clear_ready();
-        if !records.is_empty() {
-            if let Err(e) = state.writer.append(records) {
-                tracing::error!(error = %e, "failed to queue decision records");
-                return;
-            }
+        if !records.is_empty()
+            && let Err(e) = state.writer.append(records)
+        {
+            tracing::error!(error = %e, "failed to queue decision records");
+            return;
         }
         record_gaps(&state, &mut tracker);
     }
@@ -192,7 +204,10 @@ fn drain(state: &State, ring: &mut RingBuf<MapData>, tracker: &mut SequenceTrack
     let mut records = Vec::new();
     while let Some(item) = ring.next() {
         let Some(event) = events::decode(&item) else {
-            tracing::error!(bytes = item.len(), "ring buffer item of the wrong size; the daemon and kernel programs disagree");
+            tracing::error!(
+                bytes = item.len(),
+                "ring buffer item of the wrong size; the daemon and kernel programs disagree"
+            );
             continue;
         };
         tracker.saw(event.seq);

@@ -26,7 +26,13 @@ pub(crate) fn serve(state: &State, stream: UnixStream) {
     match getsockopt(&stream, PeerCredentials) {
         Ok(credentials) if credentials.uid() == 0 => {}
         Ok(credentials) => {
-            let _ = send(&stream, &Reply::Error { message: format!("uid {} may not use the lupid socket; run as root", credentials.uid()) }, None);
+            let _ = send(
+                &stream,
+                &Reply::Error {
+                    message: format!("uid {} may not use the lupid socket; run as root", credentials.uid()),
+                },
+                None,
+            );
             return;
         }
         Err(e) => {
@@ -180,10 +186,10 @@ fn status(state: &State) -> StatusReport {
     ] {
         report.failures.push((name.into(), kernel.error_count(slot)));
     }
-    if let Ok(Some((seq, hash))) = lupid_ledger::LedgerReader::open_read_only(&state.ledger_dir).and_then(|r| r.head()) {
+    if let Ok(Some((seq, hash))) = lupid_ledger::LedgerReader::open_read_only(&state.ledger_dir).and_then(|r| r.head())
+    {
         report.ledger_records = seq + 1;
         report.ledger_head = Some(hex::encode(hash));
     }
     report
 }
-

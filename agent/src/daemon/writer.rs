@@ -2,7 +2,7 @@
 //! in groups.
 //!
 //! Records arrive on a bounded channel. The writer takes everything that is
-//! waiting (up to `MAX_BATCH`), appends it as one synced RocksDB write
+//! waiting (up to `MAX_BATCH`), appends it as one synced `RocksDB` write
 //! batch, and only then acknowledges the senders that asked to wait. The
 //! bound makes a slow disk push back on the event reader instead of growing
 //! memory; the kernel then denies actions once its ring buffer is full.
@@ -79,7 +79,8 @@ fn run(mut ledger: Ledger, inbox: &Receiver<Job>, failed: &AtomicBool) -> Ledger
             }
         }
         let now = wall_clock_ns();
-        let records: Vec<(u64, RecordBody)> = jobs.iter_mut().flat_map(|job| job.records.drain(..)).map(|body| (now, body)).collect();
+        let records: Vec<(u64, RecordBody)> =
+            jobs.iter_mut().flat_map(|job| job.records.drain(..)).map(|body| (now, body)).collect();
         let result = ledger.append_batch(records);
         let ack: Ack = match &result {
             Ok(appended) => Ok(appended.last().map_or(0, |a| a.seq)),
@@ -100,5 +101,7 @@ fn run(mut ledger: Ledger, inbox: &Receiver<Job>, failed: &AtomicBool) -> Ledger
 
 /// Nanoseconds since the Unix epoch, for record timestamps.
 pub(crate) fn wall_clock_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
