@@ -56,7 +56,7 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<OsString>,
     },
-    /// Show the programs and labeled cgroups the kernel holds now.
+    /// Show the programs and labeled cgroups the kernel contains now.
     Status {
         #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
         socket: PathBuf,

@@ -21,7 +21,7 @@ pub(crate) const DEFAULT_SOCKET: &str = "/run/lupid/lupid.sock";
 /// Default folder of the daemon's state (the ledger lives in `ledger/`).
 pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/lupid";
 
-/// Longest request line the daemon reads; a policy file must fit in it.
+/// Maximum length of a request line. A policy file must fit in one.
 pub(crate) const MAX_REQUEST_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -8,13 +8,13 @@ use lupid_common::{AgentInfo, NetKey, PathKey, verdict};
 use super::{cgroup, kernel::Kernel};
 use crate::policy;
 
-/// What the daemon remembers of one agent run, for labeling its events.
+/// One agent run, as the daemon keeps it to label the run's events.
 #[derive(Clone, Debug)]
 pub(crate) struct AgentEntry {
     pub(crate) agent_id: u32,
     pub(crate) name: String,
     pub(crate) policy_sha256: [u8; 32],
-    /// Index `rule_id - 1` holds the rule's name.
+    /// Rule names, at index `rule_id - 1`.
     pub(crate) rule_names: Vec<String>,
     pub(crate) cgroup: cgroup::AgentCgroup,
     /// Kernel map keys written for this agent, to remove on retirement.

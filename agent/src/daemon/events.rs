@@ -73,8 +73,7 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>) -> RecordBody
 /// never queued show up as an explicit gap.
 ///
 /// Events from different CPUs can arrive out of order, so a missing number
-/// is only declared lost when the kernel's drop counter says that events
-/// were dropped.
+/// is only declared lost once the kernel's drop counter has grown.
 #[derive(Default)]
 pub(crate) struct SequenceTracker {
     /// Every number below this has arrived or been declared lost.
@@ -131,14 +130,14 @@ impl SequenceTracker {
     }
 }
 
-/// The lower 32 bits of a helper's packed pair, such as the pid of
+/// Returns the lower 32 bits of a helper's packed pair, such as the pid of
 /// `bpf_get_current_pid_tgid()`.
 #[expect(clippy::cast_possible_truncation, reason = "the kernel packs two u32 values into one u64")]
 fn low_half(packed: u64) -> u32 {
     packed as u32
 }
 
-/// The upper 32 bits of a helper's packed pair.
+/// Returns the upper 32 bits of a helper's packed pair.
 fn high_half(packed: u64) -> u32 {
     (packed >> 32) as u32
 }

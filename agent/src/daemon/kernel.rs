@@ -25,7 +25,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lu
 pub(crate) const HOOKS: [(&str, &str); 3] =
     [("bprm_check_security", "bprm_check_security"), ("file_open", "file_open"), ("socket_connect", "socket_connect")];
 
-/// Where the kernel lists its active LSMs.
+/// File in which the kernel lists its active LSMs.
 const LSM_LIST: &str = "/sys/kernel/security/lsm";
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,7 @@ pub(crate) enum KernelError {
 }
 
 /// Checks that the running kernel can run BPF LSM programs at all, so
-/// `start` can say so before it tries.
+/// `start` can report a missing feature before it loads anything.
 pub(crate) fn check_bpf_lsm() -> Result<(), KernelError> {
     match std::fs::read_to_string(LSM_LIST) {
         Ok(list) if list.split(',').any(|lsm| lsm.trim() == "bpf") => Ok(()),
@@ -152,12 +152,12 @@ impl Kernel {
         self.agents.remove(&cgroup_id).map_err(|source| KernelError::Update { source: Box::new(source), map: "AGENTS" })
     }
 
-    /// Labeled cgroups the kernel map holds now, read back from the kernel.
+    /// Labeled cgroups the kernel map contains now, read back from the kernel.
     pub(crate) fn agents_in_kernel(&self) -> Vec<(u64, AgentInfo)> {
         self.agents.iter().filter_map(Result::ok).collect()
     }
 
-    /// Number of path rule entries the kernel map holds now.
+    /// Number of path rule entries the kernel map contains now.
     pub(crate) fn path_rules_in_kernel(&self) -> usize {
         self.path_rules.keys().filter_map(Result::ok).count()
     }
@@ -167,7 +167,7 @@ impl Kernel {
         self.errors.get(&slot, 0).map_or(0, |values| values.iter().sum())
     }
 
-    /// The next kernel sequence number.
+    /// Returns the next kernel sequence number.
     pub(crate) fn next_sequence(&self) -> u64 {
         self.sequence.get(&0, 0).unwrap_or(0)
     }

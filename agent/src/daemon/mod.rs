@@ -35,7 +35,7 @@ pub(crate) const HOOK_COUNT: usize = kernel::HOOKS.len();
 /// daemon retires it, for clients that died without reporting an exit.
 const ABANDONED_AFTER: Duration = Duration::from_mins(1);
 
-/// What the daemon's threads share.
+/// State shared by the daemon's threads.
 pub(crate) struct State {
     kernel: Mutex<Kernel>,
     registry: Mutex<Registry>,

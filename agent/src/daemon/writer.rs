@@ -21,7 +21,8 @@ use lupid_ledger::{Ledger, RecordBody};
 const MAX_BATCH: usize = 4096;
 const CHANNEL_DEPTH: usize = 64;
 
-/// What happened to a record that asked to be acknowledged.
+/// Outcome of a commit that a sender waits for: the last sequence number, or
+/// the error.
 pub(crate) type Ack = Result<u64, String>;
 
 struct Job {

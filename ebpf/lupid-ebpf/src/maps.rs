@@ -24,7 +24,7 @@ pub(crate) static NET_RULES: LpmTrie<NetKey, NetRule> = LpmTrie::with_max_entrie
 #[map]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
-/// Slot 0 holds the next kernel sequence number.
+/// Slot 0 contains the next kernel sequence number.
 #[map]
 pub(crate) static SEQUENCE: Array<u64> = Array::with_max_entries(1, 0);
 
