@@ -99,10 +99,9 @@ impl fmt::Display for CheckpointBreak {
                 write!(f, "disagrees with {other}: same tree size, different root hash")
             }
             CheckpointBreakKind::LedgerMissing => write!(f, "the ledger does not exist (the store was deleted)"),
-            CheckpointBreakKind::BeyondLedger { records } => write!(
-                f,
-                "the ledger has only {records} records (its tail was cut or the store was replaced)"
-            ),
+            CheckpointBreakKind::BeyondLedger { records } => {
+                write!(f, "the ledger has only {records} records (its tail was cut or the store was replaced)")
+            }
             CheckpointBreakKind::RootMismatch { ledger_root } => write!(
                 f,
                 "the ledger's records up to this size have root hash {}, not the checkpoint's (history was changed or rebuilt)",
@@ -142,8 +141,17 @@ pub fn audit(dir: &Path, key: Option<&VerifierKey>, pinned: &[String]) -> Result
     let reader = match LedgerReader::open_read_only(dir) {
         Err(LedgerError::NotFound { .. }) if !pinned.is_empty() => {
             let tree_size = pinned.iter().find_map(|note| Checkpoint::parse_unverified(note).ok()).map(|c| c.tree_size);
-            let first = CheckpointBreak { origin: Origin::Pinned { position: 0 }, tree_size, kind: CheckpointBreakKind::LedgerMissing };
-            return Ok(AuditReport { chain: None, stored_checked: 0, pinned_checked: 0, first_checkpoint_break: Some(first) });
+            let first = CheckpointBreak {
+                origin: Origin::Pinned { position: 0 },
+                tree_size,
+                kind: CheckpointBreakKind::LedgerMissing,
+            };
+            return Ok(AuditReport {
+                chain: None,
+                stored_checked: 0,
+                pinned_checked: 0,
+                first_checkpoint_break: Some(first),
+            });
         }
         result => result?,
     };
@@ -156,11 +164,19 @@ pub fn audit(dir: &Path, key: Option<&VerifierKey>, pinned: &[String]) -> Result
         match open_note(note, key) {
             Ok(checkpoint) if checkpoint.tree_size != *stored_key => {
                 let tree_size = Some(checkpoint.tree_size);
-                first_break.get_or_insert(CheckpointBreak { origin, tree_size, kind: CheckpointBreakKind::StoredUnderWrongKey });
+                first_break.get_or_insert(CheckpointBreak {
+                    origin,
+                    tree_size,
+                    kind: CheckpointBreakKind::StoredUnderWrongKey,
+                });
             }
             Ok(checkpoint) => checkpoints.push((origin, checkpoint)),
             Err(error) => {
-                first_break.get_or_insert(CheckpointBreak { origin, tree_size: Some(*stored_key), kind: CheckpointBreakKind::Invalid(error) });
+                first_break.get_or_insert(CheckpointBreak {
+                    origin,
+                    tree_size: Some(*stored_key),
+                    kind: CheckpointBreakKind::Invalid(error),
+                });
             }
         }
     }
@@ -174,7 +190,11 @@ pub fn audit(dir: &Path, key: Option<&VerifierKey>, pinned: &[String]) -> Result
             Ok(checkpoint) => checkpoints.push((origin, checkpoint)),
             Err(error) => {
                 let tree_size = Checkpoint::parse_unverified(note).ok().map(|c| c.tree_size);
-                first_break.get_or_insert(CheckpointBreak { origin, tree_size, kind: CheckpointBreakKind::Invalid(error) });
+                first_break.get_or_insert(CheckpointBreak {
+                    origin,
+                    tree_size,
+                    kind: CheckpointBreakKind::Invalid(error),
+                });
             }
         }
     }
@@ -215,11 +235,15 @@ fn open_note(note: &str, key: Option<&VerifierKey>) -> Result<Checkpoint, Checkp
 fn find_missing_note(reader: &LedgerReader, stored: &[(u64, String)]) -> Result<Option<CheckpointBreak>, LedgerError> {
     for entry in reader.records()? {
         let entry = entry?;
-        if let RecordBody::Checkpoint(record) = entry.record.body {
-            if stored.binary_search_by_key(&record.tree_size, |(size, _)| *size).is_err() {
-                let origin = Origin::Stored { key: record.tree_size };
-                return Ok(Some(CheckpointBreak { origin, tree_size: Some(record.tree_size), kind: CheckpointBreakKind::NoteMissing }));
-            }
+        if let RecordBody::Checkpoint(record) = entry.record.body
+            && stored.binary_search_by_key(&record.tree_size, |(size, _)| *size).is_err()
+        {
+            let origin = Origin::Stored { key: record.tree_size };
+            return Ok(Some(CheckpointBreak {
+                origin,
+                tree_size: Some(record.tree_size),
+                kind: CheckpointBreakKind::NoteMissing,
+            }));
         }
     }
     Ok(None)
@@ -259,7 +283,9 @@ fn check_against_ledger(
             return found(CheckpointBreakKind::RootMismatch { ledger_root: *ledger_root });
         }
         let proof = reader.consistency_proof(tree_size, records)?;
-        if let Err(error) = merkle::verify_consistency(tree_size, records, &checkpoint.root_hash, &chain.root_hash, &proof) {
+        if let Err(error) =
+            merkle::verify_consistency(tree_size, records, &checkpoint.root_hash, &chain.root_hash, &proof)
+        {
             return found(CheckpointBreakKind::Inconsistent(error));
         }
     }

@@ -77,7 +77,8 @@ pub fn body(origin: &str, tree_size: u64, root_hash: &Hash) -> String {
 
 fn parse_text(text: &str, note: &str) -> Result<Checkpoint, CheckpointError> {
     let mut lines = text.strip_suffix('\n').unwrap_or(text).split('\n');
-    let origin = lines.next().filter(|line| !line.is_empty()).ok_or(CheckpointError::InvalidText("origin line is empty"))?;
+    let origin =
+        lines.next().filter(|line| !line.is_empty()).ok_or(CheckpointError::InvalidText("origin line is empty"))?;
     let size = lines.next().ok_or(CheckpointError::InvalidText("tree size line is missing"))?;
     let root = lines.next().ok_or(CheckpointError::InvalidText("root hash line is missing"))?;
     if lines.next().is_some() {

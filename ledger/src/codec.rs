@@ -44,8 +44,8 @@
 use sha2::{Digest, Sha256};
 
 use crate::record::{
-    AgentExit, CheckpointRecord, DaemonStart, DaemonStop, Decision, EventsLost, HASH_LEN, Hash, Hook, Identity, Kind, Object, Reason,
-    Record, RecordBody, Verdict,
+    AgentExit, CheckpointRecord, DaemonStart, DaemonStop, Decision, EventsLost, HASH_LEN, Hash, Hook, Identity, Kind,
+    Object, Reason, Record, RecordBody, Verdict,
 };
 
 /// Format version written into every record header.

@@ -61,6 +61,10 @@ pub enum KeyError {
 }
 
 /// Computes the signed-note key id of an Ed25519 public key under `name`.
+///
+/// # Panics
+///
+/// Never: a SHA-256 digest always has the 4 bytes the id takes.
 pub fn key_id(name: &str, public_key: &[u8; 32]) -> u32 {
     let mut hasher = Sha256::new();
     hasher.update(name.as_bytes());
@@ -83,8 +87,11 @@ pub fn check_name(name: &str) -> Result<(), KeyError> {
 /// replaced by `-`.
 pub fn default_origin() -> String {
     let hostname = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let hostname: String =
-        hostname.trim().chars().map(|c| if c.is_whitespace() || c == '+' || c.is_control() { '-' } else { c }).collect();
+    let hostname: String = hostname
+        .trim()
+        .chars()
+        .map(|c| if c.is_whitespace() || c == '+' || c.is_control() { '-' } else { c })
+        .collect();
     let hostname = if hostname.is_empty() { "localhost".to_owned() } else { hostname };
     format!("lupid.local/{hostname}")
 }
@@ -153,7 +160,10 @@ impl SigningKey {
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The seed stays out of debug output.
-        f.debug_struct("SigningKey").field("name", &self.name).field("id", &format_args!("{:08x}", self.id)).finish()
+        f.debug_struct("SigningKey")
+            .field("name", &self.name)
+            .field("id", &format_args!("{:08x}", self.id))
+            .finish_non_exhaustive()
     }
 }
 

@@ -37,8 +37,8 @@ pub use note::NoteError;
 pub use proof::{CheckError, InclusionProof, ProveError};
 pub use reader::{LedgerReader, StoredRecord};
 pub use record::{
-    AgentExit, CheckpointRecord, DaemonStart, DaemonStop, Decision, EventsLost, Hash, Hook, Identity, Kind, Object, Reason, Record,
-    RecordBody, Verdict, ZERO_HASH,
+    AgentExit, CheckpointRecord, DaemonStart, DaemonStop, Decision, EventsLost, Hash, Hook, Identity, Kind, Object,
+    Reason, Record, RecordBody, Verdict, ZERO_HASH,
 };
 pub use store::{Appended, CHECKPOINTS_CF, HEAD_KEY, Ledger, META_CF, RECORDS_CF};
 pub use tree::TREE_CF;

@@ -114,12 +114,12 @@ fn run_verify(ledger: &Path, pinned: Option<&Path>, key: Option<&str>) -> anyhow
     let pinned = pinned.map(read_pinned).transpose()?.unwrap_or_default();
     let report = audit(ledger, key.as_ref(), &pinned)?;
 
-    if let Some(chain) = &report.chain {
-        if let Some(first_break) = &chain.first_break {
-            println!("BROKEN: {first_break}");
-            println!("{} records verified before the break in {}", chain.records_checked, ledger.display());
-            return Ok(ExitCode::from(1));
-        }
+    if let Some(chain) = &report.chain
+        && let Some(first_break) = &chain.first_break
+    {
+        println!("BROKEN: {first_break}");
+        println!("{} records verified before the break in {}", chain.records_checked, ledger.display());
+        return Ok(ExitCode::from(1));
     }
     if let Some(first_break) = &report.first_checkpoint_break {
         println!("BROKEN: {first_break}");
@@ -142,9 +142,8 @@ fn run_verify(ledger: &Path, pinned: Option<&Path>, key: Option<&str>) -> anyhow
 
 fn run_checkpoint(ledger: &Path) -> anyhow::Result<ExitCode> {
     let reader = LedgerReader::open_read_only(ledger)?;
-    let checkpoint = reader
-        .latest_checkpoint()?
-        .with_context(|| format!("ledger {} has no checkpoint yet", ledger.display()))?;
+    let checkpoint =
+        reader.latest_checkpoint()?.with_context(|| format!("ledger {} has no checkpoint yet", ledger.display()))?;
     print!("{}", checkpoint.note);
     Ok(ExitCode::SUCCESS)
 }
@@ -155,8 +154,12 @@ fn run_prove(ledger: &Path, seq: u64, checkpoint: Option<&Path>) -> anyhow::Resu
         None => None,
         Some(path) => {
             let text = read_text(path)?;
-            let note = split_notes(&text).pop().with_context(|| format!("{} contains no checkpoint note", path.display()))?;
-            Some(Checkpoint::parse_unverified(&note).with_context(|| format!("invalid checkpoint in {}", path.display()))?)
+            let note =
+                split_notes(&text).pop().with_context(|| format!("{} contains no checkpoint note", path.display()))?;
+            Some(
+                Checkpoint::parse_unverified(&note)
+                    .with_context(|| format!("invalid checkpoint in {}", path.display()))?,
+            )
         }
     };
     let proof = proof::prove(&reader, seq, checkpoint)?;
@@ -169,8 +172,11 @@ fn run_verify_proof(path: &Path, key: &str) -> anyhow::Result<ExitCode> {
     let json = read_text(path)?;
     match proof::check(&json, &key) {
         Ok((record, checkpoint)) => {
-            println!("OK: record {} is leaf {} of the tree of size {} signed by {}", record.seq, record.seq, checkpoint.tree_size, key);
-            let hash = record.hash().map(|hash| hex::encode(hash)).unwrap_or_default();
+            println!(
+                "OK: record {} is leaf {} of the tree of size {} signed by {}",
+                record.seq, record.seq, checkpoint.tree_size, key
+            );
+            let hash = record.hash().map(hex::encode).unwrap_or_default();
             println!("root hash: {}", hex::encode(checkpoint.root_hash));
             println!("record hash: {hash}");
             let bytes = record.encode().context("re-encode the proven record")?;

@@ -68,7 +68,7 @@ impl SubtreeSource for [Hash] {
 /// Returns the largest power of two that is smaller than `n`, for `n >= 2`.
 fn split_point(n: u64) -> u64 {
     debug_assert!(n >= 2);
-    1 << (63 - (n - 1).leading_zeros())
+    1 << (n - 1).ilog2()
 }
 
 /// Computes the Merkle tree hash of the leaves `start..end`, where the
@@ -221,7 +221,7 @@ pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, path: &[Hash], root:
 fn root_from_path(index: u64, size: u64, leaf: Hash, path: &[Hash]) -> Hash {
     let (mut node, mut last, mut hash) = (index, size - 1, leaf);
     for sibling in path {
-        while node == last && node % 2 == 0 {
+        while node == last && node.is_multiple_of(2) {
             node >>= 1;
             last >>= 1;
         }
@@ -279,7 +279,7 @@ pub fn verify_consistency(
         if node % 2 == 1 || node == last {
             old_hash = node_hash(sibling, &old_hash);
             new_hash = node_hash(sibling, &new_hash);
-            while node % 2 == 0 && node != 0 {
+            while node.is_multiple_of(2) && node != 0 {
                 node >>= 1;
                 last >>= 1;
             }
@@ -333,6 +333,11 @@ impl Frontier {
 
     /// Appends a leaf and returns the inner nodes it completes, as
     /// `(level, index, hash)` from the lowest level up.
+    ///
+    /// # Panics
+    ///
+    /// Panics only if the frontier's invariant (one subtree per set bit of
+    /// the size) was broken, which its methods never do.
     pub fn push(&mut self, leaf: Hash) -> Vec<(u32, u64, Hash)> {
         let mut completed = Vec::new();
         let mut hash = leaf;

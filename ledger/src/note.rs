@@ -56,7 +56,8 @@ pub fn open<'a>(note: &'a str, key: &VerifierKey) -> Result<&'a str, NoteError> 
             signers.push(format!("{name}+{id:08x}"));
             continue;
         }
-        let signature = Signature::from_slice(&signature).map_err(|_| NoteError::BadSignature { name: name.into(), id })?;
+        let signature =
+            Signature::from_slice(&signature).map_err(|_| NoteError::BadSignature { name: name.into(), id })?;
         key.ed25519()
             .verify(text.as_bytes(), &signature)
             .map_err(|_| NoteError::BadSignature { name: name.into(), id })?;
@@ -95,8 +96,11 @@ pub fn check_text(text: &str) -> Result<(), NoteError> {
 
 /// Parses `— <name> <base64>` into the key name, key id and signature.
 fn parse_signature_line(line: &str) -> Result<(&str, u32, Vec<u8>), NoteError> {
-    let rest = line.strip_prefix(SIGNATURE_PREFIX).ok_or(NoteError::Malformed("signature line does not start with an em dash"))?;
-    let (name, encoded) = rest.split_once(' ').ok_or(NoteError::Malformed("signature line has no space after the key name"))?;
+    let rest = line
+        .strip_prefix(SIGNATURE_PREFIX)
+        .ok_or(NoteError::Malformed("signature line does not start with an em dash"))?;
+    let (name, encoded) =
+        rest.split_once(' ').ok_or(NoteError::Malformed("signature line has no space after the key name"))?;
     if name.is_empty() || encoded.contains(' ') {
         return Err(NoteError::Malformed("signature line is not `— <key name> <signature>`"));
     }

@@ -98,9 +98,8 @@ pub fn prove(reader: &LedgerReader, seq: u64, checkpoint: Option<Checkpoint>) ->
         return Err(ProveError::CheckpointMismatch { tree_size });
     }
 
-    let record = reader
-        .raw_record(seq)?
-        .ok_or_else(|| LedgerError::MissingRecord { path: reader.path().to_owned(), seq })?;
+    let record =
+        reader.raw_record(seq)?.ok_or_else(|| LedgerError::MissingRecord { path: reader.path().to_owned(), seq })?;
     let path = reader.inclusion_proof(seq, tree_size)?;
     Ok(InclusionProof {
         leaf_index: seq,
@@ -114,7 +113,8 @@ pub fn prove(reader: &LedgerReader, seq: u64, checkpoint: Option<Checkpoint>) ->
 /// Checks a proof in its JSON form with the verifier key alone, and returns
 /// the proven record and the checkpoint.
 pub fn check(json: &str, key: &VerifierKey) -> Result<(Record, Checkpoint), CheckError> {
-    let proof: InclusionProof = serde_json::from_str(json).map_err(|error| CheckError::InvalidJson(error.to_string()))?;
+    let proof: InclusionProof =
+        serde_json::from_str(json).map_err(|error| CheckError::InvalidJson(error.to_string()))?;
     let checkpoint = Checkpoint::open(&proof.checkpoint, key)?;
     if proof.tree_size != checkpoint.tree_size {
         return Err(CheckError::SizeMismatch { proof: proof.tree_size, checkpoint: checkpoint.tree_size });

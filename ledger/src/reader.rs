@@ -93,7 +93,8 @@ impl LedgerReader {
         for entry in self.db.iterator_cf(checkpoints, IteratorMode::Start) {
             let (key, value) =
                 entry.map_err(|source| LedgerError::ReadCheckpoints { path: self.path.clone(), source })?;
-            let key = decode_key(&key).ok_or_else(|| LedgerError::InvalidKey { path: self.path.clone(), key: key.to_vec() })?;
+            let key = decode_key(&key)
+                .ok_or_else(|| LedgerError::InvalidKey { path: self.path.clone(), key: key.to_vec() })?;
             notes.push((key, String::from_utf8_lossy(&value).into_owned()));
         }
         Ok(notes)
@@ -105,8 +106,11 @@ impl LedgerReader {
         let Some((tree_size, note)) = self.checkpoint_notes()?.pop() else {
             return Ok(None);
         };
-        let checkpoint = Checkpoint::parse_unverified(&note)
-            .map_err(|source| LedgerError::InvalidCheckpoint { path: self.path.clone(), tree_size, source })?;
+        let checkpoint = Checkpoint::parse_unverified(&note).map_err(|source| LedgerError::InvalidCheckpoint {
+            path: self.path.clone(),
+            tree_size,
+            source,
+        })?;
         Ok(Some(checkpoint))
     }
 

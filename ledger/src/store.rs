@@ -244,7 +244,10 @@ pub(crate) fn db_options() -> Options {
 }
 
 pub(crate) fn column_families() -> Vec<ColumnFamilyDescriptor> {
-    [RECORDS_CF, META_CF, TREE_CF, CHECKPOINTS_CF].into_iter().map(|name| ColumnFamilyDescriptor::new(name, db_options())).collect()
+    [RECORDS_CF, META_CF, TREE_CF, CHECKPOINTS_CF]
+        .into_iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, db_options()))
+        .collect()
 }
 
 pub(crate) fn column_family<'db>(

@@ -70,7 +70,13 @@ impl SubtreeSource for StoredTree<'_> {
 }
 
 /// Adds the nodes that `leaf` completes to `batch` and advances `frontier`.
-pub(crate) fn push_leaf(db: &DB, path: &Path, frontier: &mut Frontier, leaf: Hash, batch: &mut WriteBatch) -> Result<(), LedgerError> {
+pub(crate) fn push_leaf(
+    db: &DB,
+    path: &Path,
+    frontier: &mut Frontier,
+    leaf: Hash,
+    batch: &mut WriteBatch,
+) -> Result<(), LedgerError> {
     let tree = column_family(db, path, TREE_CF)?;
     for (level, index, hash) in frontier.push(leaf) {
         batch.put_cf(tree, node_key(level, index), hash);
@@ -93,9 +99,8 @@ fn rebuild(db: &DB, path: &Path, size: u64) -> Result<Frontier, LedgerError> {
     let records = column_family(db, path, RECORDS_CF)?;
     let mut frontier = Frontier::default();
     let mut batch = WriteBatch::default();
-    let write = |batch: WriteBatch| {
-        db.write(batch).map_err(|source| LedgerError::WriteTree { path: path.to_owned(), source })
-    };
+    let write =
+        |batch: WriteBatch| db.write(batch).map_err(|source| LedgerError::WriteTree { path: path.to_owned(), source });
     for entry in db.iterator_cf(records, rocksdb::IteratorMode::Start) {
         if frontier.size() == size {
             break;

@@ -174,7 +174,8 @@ pub fn verify_reader(reader: &LedgerReader) -> Result<VerifyReport, LedgerError>
 /// Verifies the chain and tree, and returns the Merkle root hash at each
 /// of `sizes` that the checked records reach.
 pub(crate) fn walk(reader: &LedgerReader, sizes: &[u64]) -> Result<(VerifyReport, BTreeMap<u64, Hash>), LedgerError> {
-    let mut report = VerifyReport { records_checked: 0, head: None, root_hash: Frontier::default().root(), first_break: None };
+    let mut report =
+        VerifyReport { records_checked: 0, head: None, root_hash: Frontier::default().root(), first_break: None };
     let mut roots = BTreeMap::new();
     let mut frontier = Frontier::default();
     let tree = reader.tree();
@@ -210,17 +211,21 @@ pub(crate) fn walk(reader: &LedgerReader, sizes: &[u64]) -> Result<(VerifyReport
     report.root_hash = frontier.root();
 
     report.first_break = check_head(reader, report.head)?;
-    if report.first_break.is_none() {
-        if let Some((tree_break, before)) = pending {
-            return Ok((VerifyReport { first_break: Some(tree_break), ..before }, roots));
-        }
+    if report.first_break.is_none()
+        && let Some((tree_break, before)) = pending
+    {
+        return Ok((VerifyReport { first_break: Some(tree_break), ..before }, roots));
     }
     Ok((report, roots))
 }
 
 /// Adds a leaf to `frontier` and compares each inner node it completes with
 /// the stored one.
-fn check_nodes(tree: &StoredTree<'_>, frontier: &mut Frontier, leaf: Hash) -> Result<Result<(), BreakKind>, LedgerError> {
+fn check_nodes(
+    tree: &StoredTree<'_>,
+    frontier: &mut Frontier,
+    leaf: Hash,
+) -> Result<Result<(), BreakKind>, LedgerError> {
     let tree_cf = column_family(tree.db, tree.path, TREE_CF)?;
     for (level, index, hash) in frontier.push(leaf) {
         let stored = tree

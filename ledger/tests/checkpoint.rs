@@ -17,8 +17,10 @@ use tempfile::TempDir;
 
 const GO_SIGNING_KEY: &str = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
 const GO_VERIFIER_KEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
-const GO_TEXT: &str = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
-const GO_SIGNATURE: &str = "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=";
+const GO_TEXT: &str =
+    "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
+const GO_SIGNATURE: &str =
+    "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=";
 
 fn write_key_file(dir: &Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("key");
@@ -70,7 +72,13 @@ fn verifier_key_rejects_manglings() {
     assert!(matches!(VerifierKey::parse(&wrong_id), Err(KeyError::IdMismatch { .. })));
     let wrong_name = GO_VERIFIER_KEY.replace("PeterNeumann", "PeterNeuman");
     assert!(matches!(VerifierKey::parse(&wrong_name), Err(KeyError::IdMismatch { .. })));
-    for text in ["", "PeterNeumann", "PeterNeumann+c74f20a3", "PeterNeumann+c74f20a+ARpc", "Peter Neumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"] {
+    for text in [
+        "",
+        "PeterNeumann",
+        "PeterNeumann+c74f20a3",
+        "PeterNeumann+c74f20a+ARpc",
+        "Peter Neumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+    ] {
         assert!(VerifierKey::parse(text).is_err(), "{text:?}");
     }
 }
@@ -80,7 +88,10 @@ fn note_from_other_key_rejected() {
     let signed = note::sign("hello\n", &test_key("lupid.local/a", 1));
     let other = test_key("lupid.local/b", 2).verifier();
     let error = note::open(&signed, &other).unwrap_err();
-    assert!(matches!(&error, NoteError::UnknownKey { signers, .. } if signers.starts_with("lupid.local/a+")), "{error}");
+    assert!(
+        matches!(&error, NoteError::UnknownKey { signers, .. } if signers.starts_with("lupid.local/a+")),
+        "{error}"
+    );
 
     // Same name, other key: the id differs, so the signature is skipped.
     let same_name = test_key("lupid.local/a", 3).verifier();

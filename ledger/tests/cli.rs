@@ -192,7 +192,10 @@ fn verify_pinned_key_file() {
     let (dir, pinned, key) = checkpointed();
     let key_file = dir.path().join("key.pub");
     std::fs::write(&key_file, format!("{key}\n")).unwrap();
-    let output = run(&["verify", "--pinned", pinned.to_str().unwrap(), "--key", key_file.to_str().unwrap()], &dir.path().join("ledger"));
+    let output = run(
+        &["verify", "--pinned", pinned.to_str().unwrap(), "--key", key_file.to_str().unwrap()],
+        &dir.path().join("ledger"),
+    );
     assert_eq!(output.status.code(), Some(0), "{output:?}");
 }
 

@@ -12,7 +12,8 @@ use lupid_ledger::{
     merkle::{EMPTY_ROOT, Frontier, consistency_proof, inclusion_proof, root, verify_consistency, verify_inclusion},
 };
 
-const LEAF_INPUTS: [&str; 8] = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"];
+const LEAF_INPUTS: [&str; 8] =
+    ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"];
 
 /// Root hashes of the trees of the first 1..=8 leaves.
 const ROOTS: [&str; 8] = [
@@ -118,7 +119,10 @@ fn root_of(size: u64) -> Hash {
 #[test]
 fn empty_tree_root() {
     let empty: &[Hash] = &[];
-    assert_eq!(hex::encode(root(empty, 0).unwrap()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_eq!(
+        hex::encode(root(empty, 0).unwrap()),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
     assert_eq!(Frontier::default().root(), EMPTY_ROOT);
 }
 
@@ -262,11 +266,17 @@ fn consistency_rejects_corruptions() {
         let mut preceded = vec![new_root];
         preceded.extend_from_slice(&proof);
         assert!(verify_consistency(old_size, new_size, &old_root, &new_root, &preceded).is_err(), "preceding hash");
-        assert!(verify_consistency(old_size, new_size, &old_root, &new_root, &proof[..proof.len() - 1]).is_err(), "truncated");
+        assert!(
+            verify_consistency(old_size, new_size, &old_root, &new_root, &proof[..proof.len() - 1]).is_err(),
+            "truncated"
+        );
         for position in 0..proof.len() {
             let mut flipped = proof.clone();
             flipped[position][0] ^= 16;
-            assert!(verify_consistency(old_size, new_size, &old_root, &new_root, &flipped).is_err(), "flipped hash {position}");
+            assert!(
+                verify_consistency(old_size, new_size, &old_root, &new_root, &flipped).is_err(),
+                "flipped hash {position}"
+            );
         }
     }
 }

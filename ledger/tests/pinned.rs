@@ -130,7 +130,10 @@ fn changed_tree_node_named() {
     let found = audit_pinned(dir.path(), &[pinned]).chain.unwrap().first_break.unwrap();
     assert_eq!(found.seq, 15);
     assert_eq!(found.kind, BreakKind::TreeNodeMismatch { level: 2, index: 3 });
-    assert_eq!(found.to_string(), "record 15: Merkle tree node at level 2, index 3 does not match the records it covers");
+    assert_eq!(
+        found.to_string(),
+        "record 15: Merkle tree node at level 2, index 3 does not match the records it covers"
+    );
 }
 
 #[test]
@@ -350,5 +353,8 @@ fn proof_record_after_checkpoint() {
     let (dir, _) = pinned_ledger();
     let reader = LedgerReader::open_read_only(dir.path()).unwrap();
     let error = proof::prove(&reader, BEFORE, None).unwrap_err();
-    assert_eq!(error.to_string(), format!("ledger {} has no checkpoint that covers record {BEFORE}", dir.path().display()));
+    assert_eq!(
+        error.to_string(),
+        format!("ledger {} has no checkpoint that covers record {BEFORE}", dir.path().display())
+    );
 }
