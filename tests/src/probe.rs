@@ -157,7 +157,9 @@ fn parse_transport(text: &OsStr) -> Result<Transport, UsageError> {
 
 /// Parses the COUNT of `open-loop`: a decimal number of at least 1.
 fn parse_count(text: &OsStr) -> Result<u64, UsageError> {
-    let invalid = || usage_error(format!("open-loop: invalid COUNT {:?}: expected a number of at least 1", text.to_string_lossy()));
+    let invalid = || {
+        usage_error(format!("open-loop: invalid COUNT {:?}: expected a number of at least 1", text.to_string_lossy()))
+    };
     let count: u64 = text.to_str().ok_or_else(invalid)?.parse().map_err(|_| invalid())?;
     if count == 0 {
         return Err(invalid());

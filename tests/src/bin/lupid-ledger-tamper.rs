@@ -15,8 +15,8 @@ use std::process::ExitCode;
 
 use rocksdb::{ColumnFamilyDescriptor, DB, DBCompressionType, Options};
 
-/// Column family of the records, keyed by the big-endian `seq`; the name
-/// and key layout are those of the ledger's store.
+/// Column family of the records, keyed by the big-endian `seq`, as the
+/// ledger's store names and lays it out.
 const RECORDS_CF: &str = "records";
 
 const USAGE: &str = "usage: lupid-ledger-tamper --ledger DIR --seq N";
@@ -31,10 +31,7 @@ fn main() -> ExitCode {
     };
     match tamper(&ledger, seq) {
         Ok((offset, before, after)) => {
-            println!(
-                "record {seq}: flipped byte {offset} from {before:#04x} to {after:#04x} in {}",
-                ledger.display()
-            );
+            println!("record {seq}: flipped byte {offset} from {before:#04x} to {after:#04x} in {}", ledger.display());
             ExitCode::SUCCESS
         }
         Err(message) => {
@@ -52,7 +49,11 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<(PathBuf, u64), 
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--ledger" => ledger = Some(PathBuf::from(value)),
-            "--seq" => seq = Some(value.parse::<u64>().map_err(|_| format!("invalid --seq {value:?}: expected a record number"))?),
+            "--seq" => {
+                seq = Some(
+                    value.parse::<u64>().map_err(|_| format!("invalid --seq {value:?}: expected a record number"))?,
+                )
+            }
             _ => return Err(format!("unknown option {flag:?}")),
         }
     }
@@ -67,14 +68,17 @@ fn tamper(ledger: &std::path::Path, seq: u64) -> Result<(usize, u8, u8), String>
     let mut options = Options::default();
     options.set_compression_type(DBCompressionType::Lz4);
     // Every column family must be opened, or RocksDB refuses the database.
-    let names = DB::list_cf(&options, ledger).map_err(|error| format!("failed to list the column families of {}: {error}", ledger.display()))?;
+    let names = DB::list_cf(&options, ledger)
+        .map_err(|error| format!("failed to list the column families of {}: {error}", ledger.display()))?;
     let families = names.iter().map(|name| {
         let mut family_options = Options::default();
         family_options.set_compression_type(DBCompressionType::Lz4);
         ColumnFamilyDescriptor::new(name, family_options)
     });
-    let db = DB::open_cf_descriptors(&options, ledger, families).map_err(|error| format!("failed to open {}: {error}", ledger.display()))?;
-    let records = db.cf_handle(RECORDS_CF).ok_or_else(|| format!("{} has no column family {RECORDS_CF:?}", ledger.display()))?;
+    let db = DB::open_cf_descriptors(&options, ledger, families)
+        .map_err(|error| format!("failed to open {}: {error}", ledger.display()))?;
+    let records =
+        db.cf_handle(RECORDS_CF).ok_or_else(|| format!("{} has no column family {RECORDS_CF:?}", ledger.display()))?;
 
     let key = seq.to_be_bytes();
     let mut value = db

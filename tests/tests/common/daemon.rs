@@ -171,7 +171,8 @@ impl Daemon {
         let child = self.child.as_ref().expect("the daemon is running");
         let pid = Pid::from_raw(i32::try_from(child.id()).expect("a process id fits in pid_t"));
         // The daemon is our unreaped child, so its pid cannot have been reused.
-        signal::kill(pid, signal).unwrap_or_else(|error| panic!("failed to send {signal} to the daemon ({pid}): {error}"));
+        signal::kill(pid, signal)
+            .unwrap_or_else(|error| panic!("failed to send {signal} to the daemon ({pid}): {error}"));
     }
 
     /// Runs `lupid-agent status --json` and returns the report it printed.

@@ -27,7 +27,7 @@ use crate::common::{Daemon, OK_FILE, PROBE_BIN, require_bpf_lsm};
 /// `ebpf/lupid-ebpf/src/maps.rs`, which the kernel programs do not export.
 const RING_BYTES: u64 = 32 << 20;
 /// Bytes the kernel puts before each ring buffer record
-/// (`BPF_RINGBUF_HDR_SZ`); a record is then rounded up to 8 bytes.
+/// (`BPF_RINGBUF_HDR_SZ`). The kernel then rounds a record up to 8 bytes.
 const RECORD_HEADER: u64 = 8;
 /// How long the agent may take to start and reach its first open.
 const START_TIMEOUT: Duration = Duration::from_mins(1);
@@ -137,22 +137,32 @@ fn overflow_ring(daemon: &Daemon, agent: &str) -> (u64, Value) {
         .unwrap_or_else(|error| panic!("the probe printed no line within {LOOP_TIMEOUT:?} ({error})"));
     daemon.signal(Signal::SIGCONT);
 
-    let status = process::wait_until(&mut child, START_TIMEOUT).expect("lupid-agent run exits once the daemon continues");
+    let status =
+        process::wait_until(&mut child, START_TIMEOUT).expect("lupid-agent run exits once the daemon continues");
     let stderr_text = stderr_reader.join().expect("stderr reader thread panicked");
-    let tally = parse_tally(&line).unwrap_or_else(|| panic!("expected an open-loop line, got {line:?}; stderr:\n{stderr_text}"));
+    let tally = parse_tally(&line)
+        .unwrap_or_else(|| panic!("expected an open-loop line, got {line:?}; stderr:\n{stderr_text}"));
     assert_eq!(exit_code(status), 1, "the probe exits 1 when some opens got EPERM: {line}; stderr:\n{stderr_text}");
-    assert!(tally.eperm > 0, "with the daemon stopped, opens beyond the {capacity} events that fit must get EPERM: {line}");
+    assert!(
+        tally.eperm > 0,
+        "with the daemon stopped, opens beyond the {capacity} events that fit must get EPERM: {line}"
+    );
     assert_eq!(tally.other, 0, "no open may fail with another error: {line}");
     assert_eq!(tally.ok + tally.eperm, count, "every one of the {count} opens was allowed or denied: {line}");
     assert!(tally.ok <= capacity, "at most {capacity} events fit, so at most that many opens are allowed: {line}");
 
     daemon.ledger().wait_for_within(DRAIN_TIMEOUT, &format!("{} allowed opens of {agent}", tally.ok), |records| {
-        let allowed = decisions(records, agent, "open").into_iter().filter(|r| r["path"] == OK_FILE && r["verdict"] == "allow");
+        let allowed =
+            decisions(records, agent, "open").into_iter().filter(|r| r["path"] == OK_FILE && r["verdict"] == "allow");
         u64::try_from(allowed.count()).expect("a count fits in u64") >= tally.ok
     });
     let report = daemon.status();
     let ring_full = failure_count(&report, "ring_buffer_full");
-    assert!(ring_full >= tally.eperm, "status must count each of the {} EPERM opens as ring_buffer_full, but counts {ring_full}", tally.eperm);
+    assert!(
+        ring_full >= tally.eperm,
+        "status must count each of the {} EPERM opens as ring_buffer_full, but counts {ring_full}",
+        tally.eperm
+    );
     (ring_full, report)
 }
 
@@ -181,7 +191,11 @@ fn check_gap_recorded(daemon: &mut Daemon, ring_full: u64, report: &Value) {
         .sum();
     assert_eq!(lost_total, ring_full, "the events_lost ranges must hold exactly the dropped events; {context}");
     for pair in ranges.windows(2) {
-        assert_eq!(pair[1].0, pair[0].1 + 1, "kernel_seq ranges must follow each other without gap or overlap; {context}");
+        assert_eq!(
+            pair[1].0,
+            pair[0].1 + 1,
+            "kernel_seq ranges must follow each other without gap or overlap; {context}"
+        );
     }
     let verify = ledger.verify();
     assert_eq!(verify.code, 0, "lupid-ledger verify must accept the ledger with its gap; {verify}");
