@@ -35,6 +35,18 @@ enum Command {
         /// Path of the daemon's Unix socket (root-only).
         #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
         socket: PathBuf,
+        /// Seconds between signed checkpoints of the ledger.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        checkpoint_interval: u64,
+        /// Append every checkpoint to this file, or write each into this
+        /// folder: point it at storage off the host to pin the ledger.
+        #[arg(long)]
+        pin_checkpoints: Option<PathBuf>,
+    },
+    /// Ask the daemon to sign a checkpoint now and print it.
+    Checkpoint {
+        #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
+        socket: PathBuf,
     },
     /// Run a command as an agent in a new labeled cgroup under a policy.
     Run {
@@ -91,7 +103,16 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Start { state_dir, socket } => daemon::start(&daemon::StartOptions { state_dir, socket }).map(|()| 0),
+        Command::Start { state_dir, socket, checkpoint_interval, pin_checkpoints } => {
+            daemon::start(&daemon::StartOptions {
+                state_dir,
+                socket,
+                checkpoint_interval: std::time::Duration::from_secs(checkpoint_interval),
+                pin_checkpoints,
+            })
+            .map(|()| 0)
+        }
+        Command::Checkpoint { socket } => status::checkpoint(&socket).map(|()| 0),
         Command::Run { agent, policy, delegated_by, user, socket, command } => {
             run::run(&run::RunOptions { agent, policy, delegated_by, user, socket, command })
         }

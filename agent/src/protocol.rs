@@ -33,6 +33,8 @@ pub(crate) enum Request {
     Exited { agent_id: u32, status: i32 },
     /// Report what the kernel has loaded and which agents run.
     Status,
+    /// Sign a checkpoint of the ledger now.
+    Checkpoint,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -56,6 +58,7 @@ pub(crate) enum Reply {
     Registered { agent_id: u32, cgroup: PathBuf, policy_sha256: String },
     Done,
     Status(Box<StatusReport>),
+    Checkpoint { note: String },
     Error { message: String },
 }
 

@@ -59,3 +59,19 @@ fn print_report(report: &StatusReport) {
     );
     println!("ledger records: {}  head {}", report.ledger_records, report.ledger_head.as_deref().unwrap_or("-"));
 }
+
+/// Asks the daemon to sign a checkpoint now and prints the signed note.
+pub(crate) fn checkpoint(socket: &Path) -> Result<()> {
+    let stream = UnixStream::connect(socket).with_context(|| {
+        format!("failed to reach the lupid daemon at {}; is `sudo lupid-agent start` running?", socket.display())
+    })?;
+    send(&stream, &Request::Checkpoint, None).context("failed to send the checkpoint request")?;
+    match Connection::new(stream).receive::<Reply>().context("failed to read the daemon's reply")? {
+        Some(Reply::Checkpoint { note }) => {
+            print!("{note}");
+            Ok(())
+        }
+        Some(Reply::Error { message }) => bail!("the daemon could not sign a checkpoint: {message}"),
+        other => bail!("unexpected reply from the daemon: {other:?}"),
+    }
+}

@@ -1,7 +1,11 @@
 //! The event reader: drains the kernel's ring buffer and turns each event
 //! into one decision record, and notices events the kernel could not queue.
 
-use std::{collections::BTreeSet, mem::size_of};
+use std::{
+    collections::{BTreeSet, VecDeque},
+    mem::size_of,
+    time::{Duration, Instant},
+};
 
 use lupid_common::{Event, hook, reason, verdict};
 use lupid_ledger::{Decision, EventsLost, Hook, Object, Reason, RecordBody, Verdict};
@@ -72,8 +76,12 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>) -> RecordBody
 /// Tracks which kernel sequence numbers have arrived, so events that were
 /// never queued show up as an explicit gap.
 ///
-/// Events from different CPUs can arrive out of order, so a missing number
-/// is only declared lost once the kernel's drop counter has grown.
+/// Events from different CPUs can arrive out of order, and an event can be
+/// numbered but not yet submitted, so a missing number is declared lost
+/// only once the kernel's drop counter has grown, and only below a bound:
+/// the newest number that arrived, or a value of the kernel's sequence
+/// counter read long enough ago that every event numbered below it has
+/// been submitted and read ([`SETTLE`]).
 #[derive(Default)]
 pub(crate) struct SequenceTracker {
     /// Every number below this has arrived or been declared lost.
@@ -82,12 +90,21 @@ pub(crate) struct SequenceTracker {
     ahead: BTreeSet<u64>,
     /// Drop counter value already accounted for in gap records.
     drops_recorded: u64,
+    /// Readings of the kernel's sequence counter, oldest first, each taken
+    /// just before a drain of the ring buffer.
+    readings: VecDeque<(Instant, u64)>,
 }
+
+/// How old a reading of the kernel's sequence counter must be before every
+/// number below it counts as settled: submitted by the kernel program and
+/// read by the daemon. A program submits its event microseconds after
+/// numbering it, and the reader drains the whole buffer every 500 ms.
+pub(crate) const SETTLE: Duration = Duration::from_secs(2);
 
 impl SequenceTracker {
     /// Starts after the events that were in flight before the daemon began.
     pub(crate) fn starting_at(next: u64, drops: u64) -> Self {
-        Self { next, ahead: BTreeSet::new(), drops_recorded: drops }
+        Self { next, drops_recorded: drops, ..Self::default() }
     }
 
     pub(crate) fn saw(&mut self, seq: u64) {
@@ -99,21 +116,56 @@ impl SequenceTracker {
         }
     }
 
+    /// Notes the kernel's sequence counter, read just before a drain.
+    pub(crate) fn reading(&mut self, at: Instant, next_sequence: u64) {
+        self.readings.push_back((at, next_sequence));
+    }
+
+    /// Returns the newest counter reading that is at least `SETTLE` old at
+    /// `now`, dropping the readings before it.
+    fn settled(&mut self, now: Instant) -> Option<u64> {
+        let mut settled = None;
+        while let Some(&(at, value)) = self.readings.front() {
+            if now.duration_since(at) < SETTLE {
+                break;
+            }
+            settled = Some(value);
+            self.readings.pop_front();
+        }
+        if let Some(value) = settled {
+            // Keep the settled reading for the next call.
+            self.readings.push_front((now.checked_sub(SETTLE).unwrap_or(now), value));
+        }
+        settled
+    }
+
     /// Returns gap records when the kernel's drop counter went up: every
-    /// missing number below the newest arrival is then declared lost.
-    pub(crate) fn gaps(&mut self, drop_counter: u64) -> Vec<RecordBody> {
+    /// missing number below the bound is then declared lost.
+    pub(crate) fn gaps(&mut self, drop_counter: u64, now: Instant) -> Vec<RecordBody> {
         if drop_counter <= self.drops_recorded {
             return Vec::new();
         }
-        let Some(&newest) = self.ahead.last() else {
-            // Nothing arrived after the drops yet; wait for a later event to
-            // bound the gap.
-            return Vec::new();
-        };
+        let newest_arrived = self.ahead.last().copied().unwrap_or(0);
+        let bound = newest_arrived.max(self.settled(now).unwrap_or(0));
+        let gaps = self.declare_lost_below(bound, drop_counter);
+        if !gaps.is_empty() {
+            self.drops_recorded = drop_counter;
+        }
+        gaps
+    }
+
+    /// Declares every missing number below `bound` lost, whatever the drop
+    /// counter says: used when the daemon stops, after its last drain, with
+    /// the kernel's sequence counter as the bound.
+    pub(crate) fn gaps_at_stop(&mut self, drop_counter: u64, bound: u64) -> Vec<RecordBody> {
+        self.declare_lost_below(bound, drop_counter)
+    }
+
+    fn declare_lost_below(&mut self, bound: u64, drop_counter: u64) -> Vec<RecordBody> {
         let mut gaps = Vec::new();
-        while self.next < newest {
+        while self.next < bound {
             let first = self.next;
-            while self.next < newest && !self.ahead.contains(&self.next) {
+            while self.next < bound && !self.ahead.contains(&self.next) {
                 self.next += 1;
             }
             if self.next > first {
@@ -123,9 +175,9 @@ impl SequenceTracker {
                     kernel_drop_counter: drop_counter,
                 }));
             }
-            self.saw(self.next);
+            let arrived = self.next;
+            self.saw(arrived);
         }
-        self.drops_recorded = drop_counter;
         gaps
     }
 }
@@ -162,7 +214,7 @@ mod tests {
         for seq in 0..5 {
             tracker.saw(seq);
         }
-        assert!(tracker.gaps(0).is_empty());
+        assert!(tracker.gaps(0, Instant::now()).is_empty());
     }
 
     #[test]
@@ -170,7 +222,7 @@ mod tests {
         let mut tracker = SequenceTracker::default();
         tracker.saw(0);
         tracker.saw(2);
-        assert!(tracker.gaps(0).is_empty());
+        assert!(tracker.gaps(0, Instant::now()).is_empty());
     }
 
     #[test]
@@ -178,7 +230,7 @@ mod tests {
         let mut tracker = SequenceTracker::default();
         tracker.saw(0);
         tracker.saw(3);
-        assert_eq!(lost(&tracker.gaps(2)), vec![(1, 2)]);
+        assert_eq!(lost(&tracker.gaps(2, Instant::now())), vec![(1, 2)]);
     }
 
     #[test]
@@ -187,7 +239,7 @@ mod tests {
         for seq in [0, 2, 5] {
             tracker.saw(seq);
         }
-        assert_eq!(lost(&tracker.gaps(3)), vec![(1, 1), (3, 4)]);
+        assert_eq!(lost(&tracker.gaps(3, Instant::now())), vec![(1, 1), (3, 4)]);
     }
 
     #[test]
@@ -195,9 +247,34 @@ mod tests {
         let mut tracker = SequenceTracker::default();
         tracker.saw(0);
         tracker.saw(2);
-        let _ = tracker.gaps(1);
+        let _ = tracker.gaps(1, Instant::now());
         tracker.saw(3);
-        assert!(tracker.gaps(1).is_empty());
+        assert!(tracker.gaps(1, Instant::now()).is_empty());
+    }
+
+    #[test]
+    fn tracker_waits_for_settled_reading() {
+        let start = Instant::now();
+        let mut tracker = SequenceTracker::default();
+        tracker.reading(start, 10);
+        tracker.saw(0);
+        assert!(tracker.gaps(9, start + Duration::from_millis(100)).is_empty());
+    }
+
+    #[test]
+    fn tracker_bounds_tail_gap_by_reading() {
+        let start = Instant::now();
+        let mut tracker = SequenceTracker::default();
+        tracker.reading(start, 10);
+        tracker.saw(0);
+        assert_eq!(lost(&tracker.gaps(9, start + SETTLE)), vec![(1, 9)]);
+    }
+
+    #[test]
+    fn tracker_stop_declares_tail() {
+        let mut tracker = SequenceTracker::default();
+        tracker.saw(0);
+        assert_eq!(lost(&tracker.gaps_at_stop(0, 4)), vec![(1, 3)]);
     }
 
     #[test]

@@ -48,7 +48,14 @@ pub(crate) struct State {
 pub(crate) struct StartOptions {
     pub(crate) state_dir: PathBuf,
     pub(crate) socket: PathBuf,
+    /// Time between signed checkpoints (when records were added).
+    pub(crate) checkpoint_interval: Duration,
+    /// File or folder that receives a copy of every checkpoint.
+    pub(crate) pin_checkpoints: Option<PathBuf>,
 }
+
+/// File name of the checkpoint signing key in the state folder.
+const SIGNING_KEY_FILE: &str = "checkpoint.key";
 
 pub(crate) fn start(options: &StartOptions) -> Result<()> {
     if !nix::unistd::Uid::effective().is_root() {
@@ -66,9 +73,15 @@ pub(crate) fn start(options: &StartOptions) -> Result<()> {
     std::fs::set_permissions(&options.state_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("failed to restrict {} to root", options.state_dir.display()))?;
     let ledger_dir = options.state_dir.join("ledger");
-    let ledger =
+    let mut ledger =
         Ledger::open(&ledger_dir).with_context(|| format!("failed to open the ledger at {}", ledger_dir.display()))?;
-    let (writer, writer_thread) = LedgerWriter::spawn(ledger);
+    ledger.set_checkpoint_sink(options.pin_checkpoints.clone());
+    let key_path = options.state_dir.join(SIGNING_KEY_FILE);
+    let key = lupid_ledger::keys::load_or_create(&key_path)
+        .with_context(|| format!("failed to load or create the checkpoint signing key {}", key_path.display()))?;
+    tracing::info!(verifier_key = %key.verifier(), "checkpoints are signed with this key; give the verifier key to whoever checks pinned checkpoints");
+    let (writer, writer_thread) =
+        LedgerWriter::spawn(ledger, writer::Checkpoints { key, interval: options.checkpoint_interval });
 
     let (kernel, ring) = Kernel::load()?;
     let tracker = SequenceTracker::starting_at(kernel.next_sequence(), kernel.dropped_events());
@@ -179,11 +192,21 @@ async fn read_events(
             }
             _ = stopping.changed() => {
                 // Last drain: events already in the buffer get their records.
-                let records = drain(&state, ring.get_mut(), &mut tracker);
+                let mut records = drain(&state, ring.get_mut(), &mut tracker);
+                // Numbers still missing now will never be read: the buffer
+                // goes away with the daemon.
+                let (drops, bound) = {
+                    let kernel = state.kernel.lock().expect("kernel lock");
+                    (kernel.dropped_events(), kernel.next_sequence())
+                };
+                let lost = tracker.gaps_at_stop(drops, bound);
+                if !lost.is_empty() {
+                    tracing::warn!(gaps = lost.len(), "recording kernel events the daemon will not read");
+                }
+                records.extend(lost);
                 if let Err(e) = state.writer.append_durable(records) {
                     tracing::error!(error = %e, "failed to record the last kernel events");
                 }
-                record_gaps(&state, &mut tracker);
                 return;
             }
         };
@@ -200,6 +223,8 @@ async fn read_events(
 }
 
 fn drain(state: &State, ring: &mut RingBuf<MapData>, tracker: &mut SequenceTracker) -> Vec<RecordBody> {
+    let next_sequence = state.kernel.lock().expect("kernel lock").next_sequence();
+    tracker.reading(std::time::Instant::now(), next_sequence);
     let registry = state.registry.lock().expect("registry lock");
     let mut records = Vec::new();
     while let Some(item) = ring.next() {
@@ -218,7 +243,7 @@ fn drain(state: &State, ring: &mut RingBuf<MapData>, tracker: &mut SequenceTrack
 
 fn record_gaps(state: &State, tracker: &mut SequenceTracker) {
     let drops = state.kernel.lock().expect("kernel lock").dropped_events();
-    let gaps = tracker.gaps(drops);
+    let gaps = tracker.gaps(drops, std::time::Instant::now());
     if !gaps.is_empty() {
         tracing::warn!(gaps = gaps.len(), dropped = drops, "the kernel dropped events; recording the gap");
         if let Err(e) = state.writer.append(gaps) {

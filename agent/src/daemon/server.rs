@@ -57,6 +57,10 @@ pub(crate) fn serve(state: &State, stream: UnixStream) {
             }
             Request::Exited { agent_id, status } => agent_exited(state, agent_id, status),
             Request::Status => Reply::Status(Box::new(status(state))),
+            Request::Checkpoint => match state.writer.checkpoint() {
+                Ok(note) => Reply::Checkpoint { note },
+                Err(message) => Reply::Error { message },
+            },
         };
         if let Err(e) = send(connection.stream(), &reply, None) {
             tracing::warn!(error = %e, "failed to reply to a client");
