@@ -205,7 +205,12 @@ fn chain_links_and_verifies() {
     let first = records.first().expect("the ledger is not empty");
     let last = records.last().expect("the ledger is not empty");
     assert_eq!(first["kind"], "daemon_start", "the daemon's first record: {first}");
-    assert_eq!(last["kind"], "daemon_stop", "the stopped daemon's last record: {last}");
+    // The daemon signs a checkpoint over everything, its stop included,
+    // as it exits.
+    assert_eq!(last["kind"], "checkpoint", "the stopped daemon's last record: {last}");
+    let before_last = &records[records.len() - 2];
+    assert_eq!(before_last["kind"], "daemon_stop", "the record before the final checkpoint: {before_last}");
+    assert_eq!(u64_field(last, "tree_size"), u64_field(last, "seq"), "the final checkpoint covers every record before it: {last}");
     for pair in records.windows(2) {
         let (previous, record) = (&pair[0], &pair[1]);
         assert_eq!(u64_field(record, "seq"), u64_field(previous, "seq") + 1, "seq is consecutive: {record}");
