@@ -75,10 +75,11 @@ fn flipped_last_record_fails_verify() {
     let ledger = daemon.ledger();
     let records = ledger.export();
     let last = records.last().expect("the ledger is not empty");
-    assert_eq!(last["kind"], "daemon_stop", "the stopped daemon's last record: {last}");
+    // The daemon's final checkpoint signs over every record before it.
+    assert_eq!(last["kind"], "checkpoint", "the stopped daemon's last record: {last}");
 
-    // No later record links to the last one, so only the head metadata can
-    // reveal the change.
+    // No later record links to the last one, so only the head metadata and
+    // the stored tree can reveal the change.
     tamper_and_verify(&ledger, u64_field(last, "seq"));
 }
 
