@@ -6,6 +6,7 @@
 //! steps it takes, and every failed external command is reported with the
 //! command line and what to do next.
 
+mod bench;
 mod build;
 mod cmd;
 mod demo;
@@ -62,6 +63,9 @@ enum Verb {
         #[command(flatten)]
         vm: VmArgs,
     },
+    /// Measure ledger append, hashing, verify and export rates on this
+    /// machine and write the table to <target>/bench/ledger.md.
+    Bench(bench::BenchArgs),
     /// Install vagrant if missing and run `vagrant validate` in vagrant/.
     VagrantCheck,
     /// Boot the VM with a busybox-only initramfs that runs one shell command
@@ -132,6 +136,7 @@ fn run(cli: Cli) -> Result<()> {
         Verb::VmTest { filter, vm } => vm::test(&ctx, filter.as_deref(), vm.timeout()),
         Verb::Demo { vm, vm_args } => demo::run(&ctx, vm, vm_args.timeout()),
         Verb::Test { vm } => test::run(&ctx, vm.timeout()),
+        Verb::Bench(args) => bench::run(&ctx, &args),
         Verb::VagrantCheck => vagrant::check(&ctx),
         Verb::VmRun { command, executables, vm } => vm::run_command(&ctx, &command, &executables, vm.timeout()),
     }

@@ -1,0 +1,331 @@
+//! Ledger throughput on this machine: durable appends, the hashing and
+//! RocksDB costs inside them, verify and export. `cargo xtask bench` builds
+//! and runs it; see docs/benchmarks.md.
+//!
+//! Usage: `ledger [--records N] [--batch N] [--dir DIR]`. Progress goes to
+//! stderr and the Markdown table to stdout.
+//!
+//! Every measurement uses the same record bodies: open decisions of about
+//! 250 encoded bytes whose path and kernel sequence number change per
+//! record. Only the measured call is timed. Building the record bodies, for
+//! one, is left out of the append figure.
+
+use std::{
+    fmt::Write as _,
+    io::{self, BufWriter},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use lupid_ledger::{
+    Decision, Hook, Ledger, LedgerReader, Object, Reason, Record, RecordBody, Verdict, ZERO_HASH, export_jsonl,
+    leaf_hash, merkle::Frontier, verify,
+};
+use rocksdb::{DB, DBCompressionType, Options, WriteBatch, WriteOptions};
+use tempfile::TempDir;
+
+const DEFAULT_RECORDS: u64 = 1_000_000;
+const DEFAULT_BATCH: u64 = 4096;
+
+/// Wall time of the first record, in Unix nanoseconds.
+const START_NS: u64 = 1_700_000_000_000_000_000;
+
+struct Config {
+    records: u64,
+    batch: u64,
+    dir: Option<PathBuf>,
+}
+
+/// One row of the result table.
+struct Row {
+    name: &'static str,
+    records: u64,
+    bytes: u64,
+    elapsed: Duration,
+    note: String,
+}
+
+impl Row {
+    fn rate(&self) -> f64 {
+        per_second(self.records, self.elapsed)
+    }
+}
+
+fn per_second(count: u64, elapsed: Duration) -> f64 {
+    #[expect(clippy::cast_precision_loss, reason = "a rate needs no more than 52 bits")]
+    let count = count as f64;
+    count / elapsed.as_secs_f64()
+}
+
+fn parse_args() -> Result<Config> {
+    let mut config = Config { records: DEFAULT_RECORDS, batch: DEFAULT_BATCH, dir: None };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} requires a value"));
+        match arg.as_str() {
+            "--records" => config.records = value()?.parse().context("--records takes a number of records")?,
+            "--batch" => config.batch = value()?.parse().context("--batch takes a number of records")?,
+            "--dir" => config.dir = Some(PathBuf::from(value()?)),
+            // `cargo bench` passes `--bench`; it selects nothing here.
+            "--bench" => {}
+            other => bail!("unknown argument {other}; usage: ledger [--records N] [--batch N] [--dir DIR]"),
+        }
+    }
+    if config.records == 0 || config.batch == 0 {
+        bail!("--records and --batch must be at least 1");
+    }
+    Ok(config)
+}
+
+/// Returns the body of record `seq`: an open decision on a path that names
+/// the record, so consecutive values differ as real ones do.
+fn body(seq: u64) -> RecordBody {
+    RecordBody::Decision(Decision {
+        kernel_seq: seq,
+        boot_ns: 5_000_000_000 + seq * 1_000,
+        agent_id: 7,
+        agent: "coder".into(),
+        policy_sha256: [0xab; 32],
+        pid: 31_338,
+        tgid: 31_337,
+        uid: 1000,
+        gid: 1000,
+        cgroup_id: 0x1234_5678_9abc,
+        comm: b"cargo".to_vec(),
+        hook: Hook::Open,
+        verdict: if seq.is_multiple_of(10) { Verdict::Deny } else { Verdict::Allow },
+        reason: Reason::Rule,
+        rule_id: 3,
+        rule: "workspace-read".into(),
+        access: 1,
+        object: Object::Path {
+            path: format!("/home/alice/project/target/release/deps/unit-{seq:08}.rlib").into_bytes(),
+            truncated: false,
+        },
+    })
+}
+
+/// Returns the bodies of records `first..first + len`.
+fn batch_bodies(first: u64, len: u64) -> Vec<(u64, RecordBody)> {
+    (first..first + len).map(|seq| (START_NS + seq, body(seq))).collect()
+}
+
+/// Returns the canonical bytes of the first `len` records, chained with
+/// placeholder `prev_hash` values: the input of the hashing and RocksDB rows.
+fn encoded_batch(len: u64) -> Result<Vec<Vec<u8>>> {
+    (0..len)
+        .map(|seq| {
+            let record = Record { seq, time_ns: START_NS + seq, prev_hash: ZERO_HASH, body: body(seq) };
+            record.encode().context("encode benchmark record")
+        })
+        .collect()
+}
+
+fn batch_len(config: &Config, first: u64) -> u64 {
+    config.batch.min(config.records - first)
+}
+
+/// (a) `Ledger::append_batch` with a synced write per batch.
+fn durable_append(config: &Config, dir: &Path, encoded: &[Vec<u8>]) -> Result<Row> {
+    let mut ledger = Ledger::open(dir)?;
+    let mut elapsed = Duration::ZERO;
+    let mut first = 0;
+    while first < config.records {
+        let len = batch_len(config, first);
+        let bodies = batch_bodies(first, len);
+        let start = Instant::now();
+        ledger.append_batch(bodies)?;
+        elapsed += start.elapsed();
+        first += len;
+    }
+    drop(ledger);
+    #[expect(clippy::cast_precision_loss, reason = "byte counts stay far below 2^52")]
+    let disk_megabytes = directory_size(dir)? as f64 / 1e6;
+    let batches = config.records.div_ceil(config.batch);
+    let note = format!("{batches} synced batches of {}, {disk_megabytes:.0} MB on disk", config.batch);
+    let bytes = encoded_size(config, encoded);
+    Ok(Row { name: "durable append (ledger)", records: config.records, bytes, elapsed, note })
+}
+
+/// Returns the encoded size of all records, which differ only in numbers
+/// and so have the sizes of the records in `encoded`.
+fn encoded_size(config: &Config, encoded: &[Vec<u8>]) -> u64 {
+    let records = usize::try_from(config.records).expect("record count fits usize");
+    encoded.iter().cycle().take(records).map(|value| value.len() as u64).sum()
+}
+
+/// Encoding alone: `Record::encode` for every record.
+fn encode_only(config: &Config) -> Result<Row> {
+    let mut elapsed = Duration::ZERO;
+    let mut bytes = 0;
+    let mut first = 0;
+    while first < config.records {
+        let len = batch_len(config, first);
+        let records: Vec<Record> = (first..first + len)
+            .map(|seq| Record { seq, time_ns: START_NS + seq, prev_hash: ZERO_HASH, body: body(seq) })
+            .collect();
+        let start = Instant::now();
+        for record in &records {
+            bytes += record.encode()?.len() as u64;
+        }
+        elapsed += start.elapsed();
+        first += len;
+    }
+    let note = "Record::encode only".to_owned();
+    Ok(Row { name: "encode", records: config.records, bytes, elapsed, note })
+}
+
+/// (b) The SHA-256 work of an append without I/O: the leaf hash of each
+/// record and the inner tree nodes it completes.
+fn hashing_only(config: &Config, encoded: &[Vec<u8>]) -> Row {
+    let mut frontier = Frontier::default();
+    let mut bytes = 0;
+    let start = Instant::now();
+    for (seq, value) in (0..config.records).zip(encoded.iter().cycle()) {
+        let hash = leaf_hash(value);
+        std::hint::black_box(frontier.push(hash));
+        bytes += value.len() as u64;
+        std::hint::black_box(seq);
+    }
+    std::hint::black_box(frontier.root());
+    let note = "leaf hash + Frontier::push, no I/O".to_owned();
+    Row { name: "SHA-256 chain + tree", records: config.records, bytes, elapsed: start.elapsed(), note }
+}
+
+/// (c) The same bytes put into a bare RocksDB, one synced `WriteBatch` per
+/// batch, without hashing or tree nodes.
+fn plain_rocksdb(config: &Config, dir: &Path, encoded: &[Vec<u8>]) -> Result<Row> {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.set_compression_type(DBCompressionType::Lz4);
+    let db = DB::open(&options, dir).context("open plain RocksDB")?;
+    let mut write_options = WriteOptions::default();
+    write_options.set_sync(true);
+
+    let mut elapsed = Duration::ZERO;
+    let mut bytes = 0;
+    let mut first = 0;
+    while first < config.records {
+        let len = batch_len(config, first);
+        let start = Instant::now();
+        let mut batch = WriteBatch::default();
+        for (seq, value) in (first..first + len).zip(encoded.iter().cycle()) {
+            batch.put(seq.to_be_bytes(), value);
+            bytes += value.len() as u64;
+        }
+        db.write_opt(batch, &write_options).context("write plain RocksDB batch")?;
+        elapsed += start.elapsed();
+        first += len;
+    }
+    let note = "same bytes and sync policy, no hashing, no tree nodes".to_owned();
+    Ok(Row { name: "plain RocksDB puts", records: config.records, bytes, elapsed, note })
+}
+
+/// (d) `verify` of the ledger written by [`durable_append`].
+fn verify_rate(config: &Config, dir: &Path, encoded: &[Vec<u8>]) -> Result<Row> {
+    let start = Instant::now();
+    let report = verify(dir)?;
+    let elapsed = start.elapsed();
+    if report.records_checked != config.records || report.first_break.is_some() {
+        bail!("verify checked {} records, break: {:?}", report.records_checked, report.first_break);
+    }
+    let note = "chain, canonical re-encoding and stored tree nodes".to_owned();
+    let bytes = encoded_size(config, encoded);
+    Ok(Row { name: "verify", records: config.records, bytes, elapsed, note })
+}
+
+/// (e) JSON Lines export of that ledger into a counting sink.
+fn export_rate(config: &Config, dir: &Path) -> Result<Row> {
+    let reader = LedgerReader::open_read_only(dir)?;
+    let mut out = BufWriter::with_capacity(1 << 20, CountingSink(0));
+    let start = Instant::now();
+    let count = export_jsonl(&reader, &mut out)?;
+    let elapsed = start.elapsed();
+    let bytes = out.into_inner().map_err(io::IntoInnerError::into_error)?.0;
+    if count != config.records {
+        bail!("export wrote {count} records, expected {}", config.records);
+    }
+    let note = "export_jsonl into a discarding writer".to_owned();
+    Ok(Row { name: "export (JSON Lines)", records: config.records, bytes, elapsed, note })
+}
+
+/// A writer that counts and drops what it is given.
+struct CountingSink(u64);
+
+impl io::Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn directory_size(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
+        total += entry?.metadata()?.len();
+    }
+    Ok(total)
+}
+
+fn markdown(config: &Config, rows: &[Row], hashing_rate: f64) -> String {
+    let mut table = String::new();
+    writeln!(table, "Ledger benchmark: {} records, batches of {}, `cargo xtask bench`.", config.records, config.batch)
+        .expect("writing to a String cannot fail");
+    table.push_str("MB/s counts encoded record bytes, except for export, which counts JSON output.\n\n");
+    table.push_str("| measurement | records | seconds | records/s | MB/s | share of hashing rate | note |\n");
+    table.push_str("| --- | ---: | ---: | ---: | ---: | ---: | --- |\n");
+    for row in rows {
+        #[expect(clippy::cast_precision_loss, reason = "byte counts stay far below 2^52")]
+        let megabytes = row.bytes as f64 / 1e6;
+        let throughput =
+            if row.bytes == 0 { "-".to_owned() } else { format!("{:.1}", megabytes / row.elapsed.as_secs_f64()) };
+        writeln!(
+            table,
+            "| {} | {} | {:.2} | {:.0} | {throughput} | {:.1}% | {} |",
+            row.name,
+            row.records,
+            row.elapsed.as_secs_f64(),
+            row.rate(),
+            100.0 * row.rate() / hashing_rate,
+            row.note,
+        )
+        .expect("writing to a String cannot fail");
+    }
+    table
+}
+
+fn main() -> Result<()> {
+    let config = parse_args()?;
+    let parent = match &config.dir {
+        Some(dir) => TempDir::new_in(dir),
+        None => TempDir::new(),
+    }
+    .context("create benchmark folder")?;
+    eprintln!("ledger bench: {} records in {}", config.records, parent.path().display());
+
+    let encoded = encoded_batch(config.batch)?;
+    let ledger_dir = parent.path().join("ledger");
+
+    eprintln!("ledger bench: durable append");
+    let append = durable_append(&config, &ledger_dir, &encoded)?;
+    eprintln!("ledger bench: encode");
+    let encode = encode_only(&config)?;
+    eprintln!("ledger bench: hashing");
+    let hashing = hashing_only(&config, &encoded);
+    eprintln!("ledger bench: plain RocksDB");
+    let plain = plain_rocksdb(&config, &parent.path().join("plain"), &encoded)?;
+    eprintln!("ledger bench: verify");
+    let verified = verify_rate(&config, &ledger_dir, &encoded)?;
+    eprintln!("ledger bench: export");
+    let exported = export_rate(&config, &ledger_dir)?;
+
+    let hashing_rate = hashing.rate();
+    let rows = [append, hashing, encode, plain, verified, exported];
+    print!("{}", markdown(&config, &rows, hashing_rate));
+    Ok(())
+}
