@@ -86,6 +86,18 @@ pub enum LedgerError {
     MissingTreeNode { path: PathBuf, level: u32, index: u64 },
     #[error("ledger {} has a Merkle tree node at level {level}, index {index} of {len} bytes, expected 32", .path.display())]
     InvalidTreeNode { path: PathBuf, level: u32, index: u64, len: usize },
+    #[error("failed to write the query indexes of ledger {}", .path.display())]
+    WriteIndex {
+        path: PathBuf,
+        #[source]
+        source: rocksdb::Error,
+    },
+    #[error("failed to read the query indexes of ledger {}", .path.display())]
+    ReadIndex {
+        path: PathBuf,
+        #[source]
+        source: rocksdb::Error,
+    },
     #[error("failed to read the checkpoints of ledger {}", .path.display())]
     ReadCheckpoints {
         path: PathBuf,

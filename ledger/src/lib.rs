@@ -2,8 +2,9 @@
 //! RocksDB.
 //!
 //! The daemon appends [`Record`]s through [`Ledger`]; tools read them with
-//! [`LedgerReader`], check the chain with [`verify()`] and export it with
-//! [`export_jsonl`].
+//! [`LedgerReader`], check the chain with [`verify()`], filter it with
+//! [`query::run`] and export it with [`export_jsonl`], [`ocsf::export_ocsf`]
+//! or, as a folder checkable without RocksDB, [`bundle::export_bundle`].
 //!
 //! Each record's canonical bytes ([`codec`]) start with its sequence number
 //! and the hash of the record before it, and a record's hash is the RFC 6962
@@ -12,17 +13,22 @@
 //! record breaks its match with the stored head.
 
 pub mod audit;
+pub mod bundle;
 pub mod checkpoint;
 pub mod codec;
 mod error;
 pub mod export;
+pub mod index;
 pub mod keys;
 pub mod merkle;
 pub mod note;
+pub mod ocsf;
 pub mod proof;
+pub mod query;
 mod reader;
 pub mod record;
 mod store;
+pub mod timestamp;
 pub mod tree;
 pub mod verify;
 

@@ -1,12 +1,13 @@
 //! `lupid-ledger`: check, prove and export a lupid ledger.
 //!
 //! Exit codes: 0 success (for `verify`: the chain, tree and checkpoints
-//! hold; for `verify-proof`: the proof holds), 1 `verify` or `verify-proof`
-//! found a break, 2 error (the ledger, a key or a file cannot be read, or
-//! the output cannot be written).
+//! hold, of a ledger or a bundle; for `verify-proof`: the proof holds), 1
+//! `verify` or `verify-proof` found a break, 2 error (the ledger, a key or a
+//! file cannot be read, an argument is invalid, or the output cannot be
+//! written).
 
 use std::{
-    io::{self, BufWriter},
+    io::{self, BufWriter, Write},
     path::{Path, PathBuf},
     process::ExitCode,
 };
@@ -14,8 +15,14 @@ use std::{
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use lupid_ledger::{
-    Checkpoint, ExportError, LedgerReader, StoredRecord, VerifierKey, audit, checkpoint::split_notes, export_jsonl,
-    keys, leaf_hash, proof, record_json,
+    Checkpoint, ExportError, Hook, LedgerReader, RecordBody, StoredRecord, VerifierKey, Verdict, audit,
+    bundle::{self, KEY_FILE},
+    checkpoint::split_notes,
+    export_jsonl, keys, leaf_hash,
+    ocsf::export_ocsf,
+    proof,
+    query::{self, Query, object_text},
+    record_json, timestamp,
 };
 
 const DEFAULT_LEDGER: &str = "/var/lib/lupid/ledger";
@@ -30,8 +37,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check the hash chain, the Merkle tree and the checkpoints. Exits 0
-    /// when all hold, 1 at the first break, 2 when something cannot be read.
+    /// Check the hash chain, the Merkle tree and the checkpoints of a
+    /// ledger or of a bundle. Exits 0 when all hold, 1 at the first break, 2
+    /// when something cannot be read.
     Verify {
         /// Ledger directory.
         #[arg(long, value_name = "DIR", default_value = DEFAULT_LEDGER)]
@@ -40,10 +48,19 @@ enum Command {
         /// must extend every one. Requires --key.
         #[arg(long, value_name = "FILE", requires = "key")]
         pinned: Option<PathBuf>,
-        /// Verifier key (`name+id+base64`), or a file that contains it.
+        /// Verifier key (`name+id+base64`), or a file that contains it. With
+        /// --bundle, the default is the key inside the bundle.
         #[arg(long, value_name = "VERIFIER_KEY_OR_FILE")]
         key: Option<String>,
+        /// Check a bundle folder written by `export --format bundle` instead
+        /// of a ledger, without RocksDB.
+        #[arg(long, value_name = "DIR", conflicts_with = "pinned")]
+        bundle: Option<PathBuf>,
     },
+    /// Print the decision records (and, with --agent, the identity records)
+    /// that match every given filter, in sequence order (in time order when
+    /// only --since, --until or --object is given with a time).
+    Query(QueryArgs),
     /// Print the latest signed checkpoint note.
     Checkpoint {
         /// Ledger directory.
@@ -76,7 +93,7 @@ enum Command {
         #[arg(long, value_name = "FILE", default_value = DEFAULT_KEY)]
         key_file: PathBuf,
     },
-    /// Write every record to standard output.
+    /// Write every record to standard output, or a bundle to --out.
     Export {
         /// Ledger directory.
         #[arg(long, value_name = "DIR", default_value = DEFAULT_LEDGER)]
@@ -84,24 +101,105 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Jsonl)]
         format: Format,
+        /// Bundle folder to write; required by --format bundle.
+        #[arg(long, value_name = "DIR", required_if_eq("format", "bundle"))]
+        out: Option<PathBuf>,
+        /// Verifier key to put in the bundle (`name+id+base64`, or a file that
+        /// contains it). Default: `checkpoint.key.pub` in the folder that
+        /// contains the ledger directory.
+        #[arg(long, value_name = "VERIFIER_KEY_OR_FILE")]
+        key: Option<String>,
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     /// JSON Lines: one object per record.
     Jsonl,
+    /// OCSF 1.7.0 events, one JSON object per decision record and line.
+    Ocsf,
+    /// A folder with the records, checkpoints, verifier key and a manifest,
+    /// checkable with `verify --bundle`.
+    Bundle,
+}
+
+#[derive(clap::Args)]
+struct QueryArgs {
+    /// Ledger directory.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_LEDGER)]
+    ledger: PathBuf,
+    /// Agent name, exactly as in the policy.
+    #[arg(long, value_name = "NAME")]
+    agent: Option<String>,
+    /// LSM hook of the decision.
+    #[arg(long, value_enum)]
+    hook: Option<HookArg>,
+    /// Verdict of the decision.
+    #[arg(long, value_enum)]
+    verdict: Option<VerdictArg>,
+    /// Numeric id of the matching rule; 0 is the default verdict.
+    #[arg(long, value_name = "ID")]
+    rule: Option<u32>,
+    /// Text that the object (file path, or `address:port`) contains. Checked
+    /// on each record that the other filters select, so alone it reads every
+    /// record.
+    #[arg(long, value_name = "TEXT")]
+    object: Option<String>,
+    /// Earliest record time, inclusive: RFC 3339 or Unix nanoseconds.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<u64>,
+    /// Latest record time, inclusive: RFC 3339 or Unix nanoseconds.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<u64>,
+    /// Maximum number of records printed.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    format: QueryFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum HookArg {
+    Exec,
+    Open,
+    Connect,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum VerdictArg {
+    Allow,
+    Deny,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum QueryFormat {
+    /// Aligned columns: seq, time, agent, hook, verdict, rule, object.
+    Table,
+    /// JSON Lines, in the form of `export --format jsonl`.
+    Json,
+}
+
+fn parse_time(value: &str) -> Result<u64, String> {
+    timestamp::parse(value).map_err(|error| error.to_string())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Verify { ledger, pinned, key } => run_verify(&ledger, pinned.as_deref(), key.as_deref()),
+        Command::Verify { bundle: Some(bundle), key, .. } => run_verify_bundle(&bundle, key.as_deref()),
+        Command::Verify { ledger, pinned, key, bundle: None } => {
+            run_verify(&ledger, pinned.as_deref(), key.as_deref())
+        }
+        Command::Query(args) => run_query(&args),
         Command::Checkpoint { ledger } => run_checkpoint(&ledger),
         Command::Prove { seq, ledger, checkpoint } => run_prove(&ledger, seq, checkpoint.as_deref()),
         Command::VerifyProof { proof, key } => run_verify_proof(&proof, &key),
         Command::Key { key_file } => run_key(&key_file),
-        Command::Export { ledger, format } => run_export(&ledger, format),
+        Command::Export { ledger, format: Format::Bundle, out, key } => {
+            run_export_bundle(&ledger, out.as_deref(), key.as_deref())
+        }
+        Command::Export { ledger, format, .. } => run_export(&ledger, format),
     };
     result.unwrap_or_else(|error| {
         eprintln!("lupid-ledger: error: {error:#}");
@@ -238,6 +336,8 @@ fn run_export(ledger: &Path, format: Format) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::new(io::stdout().lock());
     let result = match format {
         Format::Jsonl => export_jsonl(&reader, &mut out),
+        Format::Ocsf => export_ocsf(&reader, &mut out),
+        Format::Bundle => unreachable!("bundles are written by run_export_bundle"),
     };
     match result {
         Ok(_) => Ok(ExitCode::SUCCESS),
@@ -245,4 +345,152 @@ fn run_export(ledger: &Path, format: Format) -> anyhow::Result<ExitCode> {
         Err(ExportError::Write(error)) if error.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         Err(error) => Err(error.into()),
     }
+}
+
+fn run_export_bundle(ledger: &Path, out: Option<&Path>, key: Option<&str>) -> anyhow::Result<ExitCode> {
+    let out = out.context("--format bundle requires --out DIR")?;
+    let key = match key {
+        Some(key) => read_verifier_key(key)?,
+        None => {
+            let beside = ledger.parent().unwrap_or(Path::new(".")).join(KEY_FILE);
+            if !beside.is_file() {
+                anyhow::bail!(
+                    "--format bundle requires --key FILE: no {} next to the ledger directory {}",
+                    KEY_FILE,
+                    ledger.display()
+                );
+            }
+            read_verifier_key(&beside.to_string_lossy())?
+        }
+    };
+    let reader = LedgerReader::open_read_only(ledger)?;
+    let summary = bundle::export_bundle(&reader, &key, out)?;
+    println!(
+        "wrote bundle {}: {} records, {} checkpoints, root hash {}",
+        out.display(),
+        summary.records,
+        summary.checkpoints,
+        hex::encode(summary.root_hash)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_verify_bundle(dir: &Path, key: Option<&str>) -> anyhow::Result<ExitCode> {
+    let key = key.map(read_verifier_key).transpose()?;
+    let report = bundle::verify_bundle(dir, key.as_ref())?;
+    if let Some(first_break) = &report.first_break {
+        println!("BROKEN: {first_break}");
+        println!("{} records verified before the break in bundle {}", report.records_checked, dir.display());
+        return Ok(ExitCode::from(1));
+    }
+    println!("OK: {} records verified in bundle {}", report.records_checked, dir.display());
+    println!("tree: size {}, root hash {}", report.records_checked, hex::encode(report.root_hash));
+    let source = if report.key_from_bundle {
+        "the key inside the bundle: pass --key to check against the owner's key"
+    } else {
+        "the given key"
+    };
+    println!("checkpoints: {} verified with {source}", report.checkpoints_checked);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
+    if let (Some(since), Some(until)) = (args.since, args.until)
+        && since > until
+    {
+        anyhow::bail!("invalid time range: --since is later than --until");
+    }
+    let query = Query {
+        agent: args.agent.clone(),
+        hook: args.hook.map(|hook| match hook {
+            HookArg::Exec => Hook::Exec,
+            HookArg::Open => Hook::Open,
+            HookArg::Connect => Hook::Connect,
+        }),
+        verdict: args.verdict.map(|verdict| match verdict {
+            VerdictArg::Allow => Verdict::Allow,
+            VerdictArg::Deny => Verdict::Deny,
+        }),
+        rule_id: args.rule,
+        object: args.object.clone(),
+        since_ns: args.since,
+        until_ns: args.until,
+        limit: args.limit,
+    };
+    let reader = LedgerReader::open_read_only(&args.ledger)?;
+    let found = query::run(&reader, &query)?;
+
+    let mut out = BufWriter::new(io::stdout().lock());
+    let result = match args.format {
+        QueryFormat::Json => found.iter().try_for_each(|stored| writeln!(out, "{}", record_json(stored))),
+        QueryFormat::Table => write_table(&mut out, &found),
+    };
+    match result.and_then(|()| out.flush()) {
+        Err(error) if error.kind() != io::ErrorKind::BrokenPipe => Err(error).context("failed to write the query output"),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Writes query results as aligned columns. Control characters in names
+/// and paths are escaped, so that they cannot act on the terminal.
+fn write_table(out: &mut impl Write, found: &[StoredRecord]) -> io::Result<()> {
+    let rows: Vec<[String; 7]> = found
+        .iter()
+        .map(|stored| {
+            let record = &stored.record;
+            let (agent, hook, verdict, rule, object) = match &record.body {
+                RecordBody::Decision(decision) => {
+                    let rule = if decision.rule.is_empty() {
+                        decision.rule_id.to_string()
+                    } else {
+                        format!("{}:{}", decision.rule_id, decision.rule)
+                    };
+                    let object = object_text(&decision.object);
+                    (decision.agent.clone(), decision.hook.name(), decision.verdict.name(), rule, object)
+                }
+                RecordBody::Identity(identity) => {
+                    let exe = String::from_utf8_lossy(&identity.exe_path).into_owned();
+                    (identity.agent.clone(), "-", "-", "-".to_owned(), exe)
+                }
+                _ => (String::new(), "-", "-", "-".to_owned(), String::new()),
+            };
+            [
+                record.seq.to_string(),
+                timestamp::format_rfc3339(record.time_ns),
+                escape_controls(&agent),
+                hook.to_owned(),
+                verdict.to_owned(),
+                escape_controls(&rule),
+                escape_controls(&object),
+            ]
+        })
+        .collect();
+
+    let header = ["SEQ", "TIME", "AGENT", "HOOK", "VERDICT", "RULE", "OBJECT"].map(str::to_owned);
+    let mut widths = header.clone().map(|title| title.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (column, cell) in row.iter().enumerate() {
+            if column + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[column]));
+            }
+        }
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|character| {
+            if character.is_control() { character.escape_default().to_string() } else { character.to_string() }
+        })
+        .collect()
 }

@@ -12,6 +12,7 @@ use crate::{
     checkpoint::Checkpoint,
     codec::leaf_hash,
     error::{HeadProblem, LedgerError},
+    index::{self, INDEX_CFS},
     merkle,
     record::{Hash, Record},
     store::{
@@ -47,8 +48,15 @@ impl LedgerReader {
         }
         // NOTE: if the writer deletes an old write-ahead log file while this
         // open reads the directory, the open may fail. It is not retried.
-        let db = DB::open_cf_descriptors_read_only(&db_options(), dir, column_families(), false)
-            .map_err(|source| LedgerError::Open { path: dir.to_owned(), source })?;
+        // A ledger written by an older version lacks the index column
+        // families, and a read-only open cannot create them, so open only
+        // those that exist. Queries then scan the records instead.
+        let open_error = |source| LedgerError::Open { path: dir.to_owned(), source };
+        let existing = DB::list_cf(&db_options(), dir).map_err(open_error)?;
+        let descriptors = column_families()
+            .into_iter()
+            .filter(|descriptor| existing.iter().any(|name| name == descriptor.name()));
+        let db = DB::open_cf_descriptors_read_only(&db_options(), dir, descriptors, false).map_err(open_error)?;
         Ok(Self { db, path: dir.to_owned() })
     }
 
@@ -144,6 +152,18 @@ impl LedgerReader {
             return Err(LedgerError::MissingRecord { path: self.path.clone(), seq: new_size });
         }
         merkle::consistency_proof(&self.tree(), old_size, new_size)
+    }
+
+    /// Returns whether the query indexes cover every record.
+    pub(crate) fn has_indexes(&self) -> Result<bool, LedgerError> {
+        if INDEX_CFS.iter().any(|name| self.db.cf_handle(name).is_none()) {
+            return Ok(false);
+        }
+        index::is_complete(&self.db, &self.path)
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
     }
 
     pub(crate) fn tree(&self) -> StoredTree<'_> {

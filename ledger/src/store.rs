@@ -8,12 +8,15 @@
 //!   the record hashes ([`crate::tree`]).
 //! - `checkpoints`: key = tree size (u64 big-endian), value = the signed
 //!   checkpoint note ([`crate::checkpoint`]).
+//! - `idx_agent`, `idx_rule`, `idx_verdict_hook`, `idx_time`: secondary
+//!   indexes of decision and identity records ([`crate::index`]).
 //!
 //! Invariants kept by [`Ledger`]: sequence numbers start at 0 and are dense,
 //! record `n`'s `prev_hash` is the hash of record `n - 1` (all zero for
-//! record 0), `head` names the last record, and `tree` holds every inner
-//! node whose records exist. Each append writes its records, their tree
-//! nodes and the new head in one `WriteBatch` with `sync = true`, so they
+//! record 0), `head` names the last record, `tree` holds every inner node
+//! whose records exist, and the indexes hold an entry for every record they
+//! cover. Each append writes its records, their tree nodes, their index
+//! entries and the new head in one `WriteBatch` with `sync = true`, so they
 //! become durable together, and an acknowledged append survives a crash.
 //! [`Ledger::checkpoint`] writes its checkpoint record and note the same way.
 //!
@@ -36,6 +39,7 @@ use crate::{
     checkpoint::Checkpoint,
     codec::leaf_hash,
     error::{HeadProblem, LedgerError},
+    index::{self, INDEX_CFS},
     keys::SigningKey,
     merkle::Frontier,
     record::{CheckpointRecord, HASH_LEN, Hash, Record, RecordBody, ZERO_HASH},
@@ -74,7 +78,9 @@ impl Ledger {
     /// Opens the ledger in `dir`, creating it if missing.
     ///
     /// Rejects a ledger whose head does not link to its stored records, with
-    /// [`LedgerError::BrokenHead`] naming the problem.
+    /// [`LedgerError::BrokenHead`] naming the problem. Builds the Merkle tree
+    /// and the query indexes from the records when they are missing (a ledger
+    /// written by an older version).
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
         std::fs::create_dir_all(dir).map_err(|source| LedgerError::CreateDir { path: dir.to_owned(), source })?;
 
@@ -87,6 +93,7 @@ impl Ledger {
         let head = check_head(&db, dir)?;
         let size = head.map_or(0, |(seq, _)| seq + 1);
         let frontier = tree::load_frontier(&db, dir, size)?;
+        index::build_if_missing(&db, dir)?;
         Ok(Self { db, path: dir.to_owned(), head, frontier, checkpoint_sink: None })
     }
 
@@ -149,8 +156,8 @@ impl Ledger {
         self.write(bodies, None)
     }
 
-    /// Writes records, their tree nodes, the new head and the `extra` entry
-    /// (column family, key, value), in one synced batch.
+    /// Writes records, their tree nodes and index entries, the new head and
+    /// the `extra` entry (column family, key, value), in one synced batch.
     fn write(
         &mut self,
         bodies: Vec<(u64, RecordBody)>,
@@ -175,6 +182,7 @@ impl Ledger {
             let bytes = record.encode().map_err(|source| LedgerError::Encode { seq, source })?;
             let hash = leaf_hash(&bytes);
             batch.put_cf(records, seq.to_be_bytes(), bytes);
+            index::put_entries(&self.db, &self.path, &record, &mut batch)?;
             tree::push_leaf(&self.db, &self.path, &mut frontier, hash, &mut batch)?;
             appended.push(Appended { seq, hash });
             prev_hash = hash;
@@ -246,6 +254,7 @@ pub(crate) fn db_options() -> Options {
 pub(crate) fn column_families() -> Vec<ColumnFamilyDescriptor> {
     [RECORDS_CF, META_CF, TREE_CF, CHECKPOINTS_CF]
         .into_iter()
+        .chain(INDEX_CFS)
         .map(|name| ColumnFamilyDescriptor::new(name, db_options()))
         .collect()
 }

@@ -123,7 +123,8 @@ pub(crate) fn fill(dir: &Path, count: u64) -> Ledger {
 pub(crate) fn open_raw(dir: &Path) -> DB {
     let mut options = Options::default();
     options.set_compression_type(DBCompressionType::Lz4);
-    DB::open_cf(&options, dir, ["records", "meta", "tree", "checkpoints"]).expect("open raw RocksDB")
+    let names = DB::list_cf(&options, dir).expect("list column families");
+    DB::open_cf(&options, dir, names).expect("open raw RocksDB")
 }
 
 pub(crate) fn raw_get(db: &DB, seq: u64) -> Vec<u8> {

@@ -1,0 +1,128 @@
+//! OCSF export: class, activity, action and object fields per hook.
+
+mod common;
+
+use std::process::Command;
+
+use lupid_ledger::{Decision, Hook, Ledger, LedgerReader, Object, RecordBody, Verdict, ocsf};
+use serde_json::Value;
+use tempfile::TempDir;
+
+const TIME_NS: u64 = 1_700_000_000_123_456_789;
+
+fn exec_decision() -> RecordBody {
+    let RecordBody::Decision(template) = common::open_decision() else { unreachable!() };
+    RecordBody::Decision(Decision {
+        hook: Hook::Exec,
+        verdict: Verdict::Allow,
+        object: Object::Path { path: b"/usr/bin/git".to_vec(), truncated: false },
+        access: 0,
+        ..template
+    })
+}
+
+/// Writes a ledger with one record of every kind plus an exec decision and
+/// returns the exported events, one per decision.
+fn export_events() -> Vec<Value> {
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let mut bodies = common::every_kind();
+    bodies.push(exec_decision());
+    ledger.append_batch(bodies.into_iter().map(|body| (TIME_NS, body)).collect()).unwrap();
+    drop(ledger);
+
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let mut out = Vec::new();
+    let count = ocsf::export_ocsf(&reader, &mut out).unwrap();
+    assert_eq!(count, 3, "one event per decision");
+    let text = String::from_utf8(out).unwrap();
+    text.lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect()
+}
+
+fn event_of_class(events: &[Value], class_uid: u64) -> &Value {
+    events.iter().find(|event| event["class_uid"] == class_uid).expect("event of the class")
+}
+
+#[test]
+fn ocsf_common_fields() {
+    for event in export_events() {
+        assert_eq!(event["time"], 1_700_000_000_123_u64, "time is in milliseconds");
+        assert_eq!(event["metadata"]["product"]["name"], "lupid");
+        assert_eq!(event["metadata"]["version"], ocsf::OCSF_VERSION);
+        assert_eq!(event["metadata"]["original_time"], "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(event["metadata"]["uid"].as_str().unwrap().len(), 64, "record hash in hex");
+        assert_eq!(event["actor"]["process"]["pid"], 31337, "pid is the thread group id");
+        assert_eq!(event["actor"]["process"]["tid"], 31338);
+        assert_eq!(event["actor"]["user"]["uid"], "1000");
+        assert_eq!(event["unmapped"]["policy_sha256"], "ab".repeat(32));
+        let class_uid = event["class_uid"].as_u64().unwrap();
+        let activity_id = event["activity_id"].as_u64().unwrap();
+        assert_eq!(event["type_uid"].as_u64().unwrap(), class_uid * 100 + activity_id);
+    }
+}
+
+#[test]
+fn ocsf_process_launch() {
+    let events = export_events();
+    let event = event_of_class(&events, 1007);
+    assert_eq!(event["class_name"], "Process Activity");
+    assert_eq!(event["category_uid"], 1);
+    assert_eq!(event["activity_id"], 1);
+    assert_eq!(event["activity_name"], "Launch");
+    assert_eq!(event["action_id"], 1);
+    assert_eq!(event["action"], "Allowed");
+    assert_eq!(event["disposition_id"], 1);
+    assert_eq!(event["disposition"], "Allowed");
+    assert_eq!(event["process"]["file"]["path"], "/usr/bin/git");
+    assert_eq!(event["process"]["file"]["name"], "git");
+}
+
+#[test]
+fn ocsf_file_open_denied() {
+    let events = export_events();
+    let event = event_of_class(&events, 1001);
+    assert_eq!(event["class_name"], "File System Activity");
+    assert_eq!(event["activity_id"], 14);
+    assert_eq!(event["activity_name"], "Open");
+    assert_eq!(event["action_id"], 2);
+    assert_eq!(event["action"], "Denied");
+    assert_eq!(event["disposition_id"], 2);
+    assert_eq!(event["disposition"], "Blocked");
+    assert!(event["file"]["path"].as_str().unwrap().starts_with("/home/alice/.ssh/"));
+    assert_eq!(event["unmapped"]["rule"], "deny-ssh-keys");
+    assert_eq!(event["unmapped"]["rule_id"], 3);
+    assert_eq!(event["unmapped"]["kernel_seq"], 99);
+    assert_eq!(event["unmapped"]["seq"], 2);
+}
+
+#[test]
+fn ocsf_network_open() {
+    let events = export_events();
+    let event = event_of_class(&events, 4001);
+    assert_eq!(event["class_name"], "Network Activity");
+    assert_eq!(event["category_uid"], 4);
+    assert_eq!(event["activity_id"], 1);
+    assert_eq!(event["activity_name"], "Open");
+    assert_eq!(event["action"], "Allowed");
+    assert_eq!(event["dst_endpoint"]["ip"], "203.0.113.7");
+    assert_eq!(event["dst_endpoint"]["port"], 443);
+    assert_eq!(event["actor"]["process"]["name"], "curl");
+}
+
+#[test]
+fn ocsf_cli_one_event_per_line() {
+    let dir = TempDir::new().unwrap();
+    common::fill(dir.path(), 70);
+    let output = Command::new(env!("CARGO_BIN_EXE_lupid-ledger"))
+        .args(["export", "--format", "ocsf", "--ledger"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(text.lines().count(), 20, "two decisions in every seven records");
+    for line in text.lines() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        assert!(matches!(event["class_uid"].as_u64(), Some(1001 | 4001)));
+    }
+}

@@ -1,0 +1,324 @@
+//! `query`: filters on each dimension and their combinations, checked
+//! against a full scan; the indexes written with their records, rebuilt
+//! when missing; and the CLI's output and argument errors.
+
+mod common;
+
+use std::{path::Path, process::Command};
+
+use lupid_ledger::{
+    Decision, Hook, Ledger, LedgerReader, Object, Record, RecordBody, Verdict,
+    index::{INDEX_CFS, INDEX_VERSION_KEY},
+    query::{self, Query},
+};
+use tempfile::TempDir;
+
+const AGENTS: [&str; 3] = ["coder", "reviewer", "co"];
+const HOOKS: [Hook; 3] = [Hook::Exec, Hook::Open, Hook::Connect];
+const BASE_NS: u64 = 1_700_000_000_000_000_000;
+
+fn decision(agent: &str, hook: Hook, verdict: Verdict, rule_id: u32, path: &str) -> RecordBody {
+    let RecordBody::Decision(template) = common::open_decision() else { unreachable!() };
+    let object = match hook {
+        Hook::Connect => {
+            let mut addr = [0; 16];
+            addr[10..].copy_from_slice(&[0xff, 0xff, 10, 0, 0, u8::try_from(rule_id % 256).unwrap()]);
+            Object::Socket { family: 2, addr, port: 443 }
+        }
+        _ => Object::Path { path: path.as_bytes().to_vec(), truncated: false },
+    };
+    RecordBody::Decision(Decision { agent: agent.into(), hook, verdict, rule_id, object, ..template })
+}
+
+/// Appends 600 records: identities of each agent first, then decisions
+/// cycling through agents, hooks, verdicts and four rules, with other
+/// kinds in between. Record `n` has time `BASE_NS + n * 1000`.
+fn fill_mixed(dir: &Path) -> Ledger {
+    let mut ledger = Ledger::open(dir).unwrap();
+    let mut bodies = Vec::new();
+    for agent in AGENTS {
+        let RecordBody::Identity(template) = common::identity() else { unreachable!() };
+        bodies.push(RecordBody::Identity(lupid_ledger::Identity {
+            agent: agent.into(),
+            exe_path: format!("/usr/bin/{agent}").into_bytes(),
+            ..template
+        }));
+    }
+    for n in 0_u32..597 {
+        let body = if n % 50 == 49 {
+            common::events_lost()
+        } else {
+            let index = usize::try_from(n).unwrap();
+            let verdict = if n % 7 < 3 { Verdict::Deny } else { Verdict::Allow };
+            let path = format!("/home/alice/file-{n}.txt");
+            decision(AGENTS[index % 3], HOOKS[(index / 3) % 3], verdict, n % 4, &path)
+        };
+        bodies.push(body);
+    }
+    let timed = (0..).zip(bodies).map(|(seq, body): (u64, _)| (BASE_NS + seq * 1000, body)).collect::<Vec<_>>();
+    for chunk in timed.chunks(100) {
+        ledger.append_batch(chunk.to_vec()).unwrap();
+    }
+    ledger
+}
+
+fn all_records(reader: &LedgerReader) -> Vec<Record> {
+    reader.records().unwrap().map(|stored| stored.unwrap().record).collect()
+}
+
+/// Returns the sequence numbers of `query`'s results, and of the records a
+/// full scan with [`Query::matches`] selects.
+fn run_and_scan(reader: &LedgerReader, query: &Query) -> (Vec<u64>, Vec<u64>) {
+    let found = query::run(reader, query).unwrap().into_iter().map(|stored| stored.record.seq).collect();
+    let limit = query.limit.unwrap_or(usize::MAX);
+    let expected =
+        all_records(reader).into_iter().filter(|record| query.matches(record)).map(|record| record.seq).take(limit);
+    (found, expected.collect())
+}
+
+fn queries() -> Vec<Query> {
+    let mut queries = vec![Query::default()];
+    for agent in AGENTS.into_iter().chain(["nobody"]) {
+        queries.push(Query { agent: Some(agent.into()), ..Query::default() });
+    }
+    for hook in HOOKS {
+        queries.push(Query { hook: Some(hook), ..Query::default() });
+    }
+    for verdict in [Verdict::Allow, Verdict::Deny] {
+        queries.push(Query { verdict: Some(verdict), ..Query::default() });
+    }
+    for rule_id in 0..5 {
+        queries.push(Query { rule_id: Some(rule_id), ..Query::default() });
+    }
+    queries.push(Query { object: Some("file-12".into()), ..Query::default() });
+    queries.push(Query { object: Some("10.0.0.3:443".into()), ..Query::default() });
+    queries.push(Query { since_ns: Some(BASE_NS + 100_000), until_ns: Some(BASE_NS + 200_000), ..Query::default() });
+    queries.push(Query { since_ns: Some(BASE_NS + 590_000), ..Query::default() });
+    queries.push(Query { until_ns: Some(BASE_NS + 10_000), ..Query::default() });
+    queries.push(Query {
+        agent: Some("coder".into()),
+        hook: Some(Hook::Open),
+        verdict: Some(Verdict::Deny),
+        ..Query::default()
+    });
+    queries.push(Query { agent: Some("co".into()), rule_id: Some(2), verdict: Some(Verdict::Allow), ..Query::default() });
+    queries.push(Query { hook: Some(Hook::Exec), rule_id: Some(1), object: Some("file-1".into()), ..Query::default() });
+    queries.push(Query {
+        agent: Some("reviewer".into()),
+        since_ns: Some(BASE_NS + 300_000),
+        until_ns: Some(BASE_NS + 400_000),
+        ..Query::default()
+    });
+    queries.push(Query { verdict: Some(Verdict::Deny), limit: Some(5), ..Query::default() });
+    queries.push(Query { agent: Some("coder".into()), limit: Some(0), ..Query::default() });
+    queries
+}
+
+#[test]
+fn query_matches_full_scan() {
+    let dir = TempDir::new().unwrap();
+    drop(fill_mixed(dir.path()));
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    for query in queries() {
+        let (found, expected) = run_and_scan(&reader, &query);
+        assert_eq!(found, expected, "{query:?}");
+    }
+}
+
+#[test]
+fn query_each_dimension() {
+    let dir = TempDir::new().unwrap();
+    drop(fill_mixed(dir.path()));
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let run = |query: Query| query::run(&reader, &query).unwrap();
+
+    let coder = run(Query { agent: Some("coder".into()), ..Query::default() });
+    assert_eq!(coder[0].record.body.kind(), lupid_ledger::Kind::Identity, "identity comes first");
+    assert!(coder.len() > 100);
+    for stored in &coder[1..] {
+        let RecordBody::Decision(decision) = &stored.record.body else { panic!("not a decision: {stored:?}") };
+        assert_eq!(decision.agent, "coder");
+    }
+
+    let co = run(Query { agent: Some("co".into()), ..Query::default() });
+    assert!(co.iter().all(|stored| !matches!(&stored.record.body, RecordBody::Decision(d) if d.agent != "co")));
+
+    let exec = run(Query { hook: Some(Hook::Exec), ..Query::default() });
+    assert!(!exec.is_empty());
+    assert!(exec.iter().all(|stored| matches!(&stored.record.body, RecordBody::Decision(d) if d.hook == Hook::Exec)));
+
+    let deny = run(Query { verdict: Some(Verdict::Deny), ..Query::default() });
+    assert!(!deny.is_empty());
+    assert!(deny.iter().all(|s| matches!(&s.record.body, RecordBody::Decision(d) if d.verdict == Verdict::Deny)));
+
+    let rule = run(Query { rule_id: Some(3), ..Query::default() });
+    assert!(!rule.is_empty());
+    assert!(rule.iter().all(|s| matches!(&s.record.body, RecordBody::Decision(d) if d.rule_id == 3)));
+
+    let object = run(Query { object: Some("file-120.txt".into()), ..Query::default() });
+    assert_eq!(object.len(), 1);
+
+    let window = run(Query { since_ns: Some(BASE_NS + 10_000), until_ns: Some(BASE_NS + 12_000), ..Query::default() });
+    let seqs: Vec<u64> = window.iter().map(|stored| stored.record.seq).collect();
+    assert_eq!(seqs, [10, 11, 12]);
+}
+
+#[test]
+fn query_stops_at_limit() {
+    let dir = TempDir::new().unwrap();
+    drop(fill_mixed(dir.path()));
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let found = query::run(&reader, &Query { verdict: Some(Verdict::Allow), limit: Some(3), ..Query::default() });
+    assert_eq!(found.unwrap().len(), 3);
+}
+
+#[test]
+fn identity_excluded_by_decision_filters() {
+    let dir = TempDir::new().unwrap();
+    drop(fill_mixed(dir.path()));
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let query = Query { agent: Some("coder".into()), verdict: Some(Verdict::Deny), ..Query::default() };
+    let found = query::run(&reader, &query).unwrap();
+    assert!(found.iter().all(|stored| matches!(stored.record.body, RecordBody::Decision(_))));
+}
+
+/// Every decision and identity record has its four (or two) index entries
+/// as soon as its append returns, and no other record has any.
+#[test]
+fn index_written_with_record() {
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    for (seq, body) in (0..).zip(common::every_kind()) {
+        let appended = ledger.append(BASE_NS + seq, body.clone()).unwrap();
+        let record = Record { seq: appended.seq, time_ns: BASE_NS + seq, prev_hash: [0; 32], body };
+        let expected = lupid_ledger::index::entries(&record);
+        let db = raw_read_only(dir.path());
+        for (name, key) in &expected {
+            let family = db.cf_handle(name).unwrap();
+            assert!(db.get_cf(family, key).unwrap().is_some(), "record {seq}: no entry in {name}");
+        }
+        let total: usize = INDEX_CFS
+            .iter()
+            .map(|name| db.iterator_cf(db.cf_handle(name).unwrap(), rocksdb::IteratorMode::Start).count())
+            .sum();
+        let all_expected: usize = (0..=seq)
+            .map(|earlier| {
+                let body = common::every_kind()[usize::try_from(earlier).unwrap()].clone();
+                let record = Record { seq: earlier, time_ns: BASE_NS + earlier, prev_hash: [0; 32], body };
+                lupid_ledger::index::entries(&record).len()
+            })
+            .sum();
+        assert_eq!(total, all_expected, "after record {seq}");
+    }
+}
+
+fn raw_read_only(dir: &Path) -> rocksdb::DB {
+    let options = rocksdb::Options::default();
+    let names = rocksdb::DB::list_cf(&options, dir).unwrap();
+    rocksdb::DB::open_cf_for_read_only(&options, dir, names, false).unwrap()
+}
+
+/// Removes every index entry and the index version, as in a ledger written
+/// before the indexes existed.
+fn drop_indexes(dir: &Path) {
+    let mut db = common::open_raw(dir);
+    for name in INDEX_CFS {
+        db.drop_cf(name).unwrap();
+    }
+    db.delete_cf(db.cf_handle("meta").unwrap(), INDEX_VERSION_KEY).unwrap();
+}
+
+#[test]
+fn missing_index_scanned_then_rebuilt() {
+    let dir = TempDir::new().unwrap();
+    drop(fill_mixed(dir.path()));
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let before: Vec<_> = queries().iter().map(|query| query::run(&reader, query).unwrap()).collect();
+    drop(reader);
+
+    drop_indexes(dir.path());
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    for (query, expected) in queries().iter().zip(&before) {
+        let mut found = query::run(&reader, query).unwrap();
+        let mut expected = expected.clone();
+        // Without indexes every plan reads in `seq` order.
+        found.sort_by_key(|stored| stored.record.seq);
+        expected.sort_by_key(|stored| stored.record.seq);
+        if query.limit.is_none() {
+            assert_eq!(found, expected, "without indexes: {query:?}");
+        }
+    }
+    drop(reader);
+
+    let ledger = Ledger::open(dir.path()).unwrap();
+    drop(ledger);
+    let db = raw_read_only(dir.path());
+    let time_entries = db.iterator_cf(db.cf_handle("idx_time").unwrap(), rocksdb::IteratorMode::Start).count();
+    assert_eq!(time_entries, 600 - 11, "every identity and decision is in idx_time after the rebuild");
+    drop(db);
+
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    for (query, expected) in queries().iter().zip(&before) {
+        assert_eq!(&query::run(&reader, query).unwrap(), expected, "after the rebuild: {query:?}");
+    }
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lupid-ledger")).args(args).output().expect("run lupid-ledger")
+}
+
+#[test]
+fn cli_table_and_json() {
+    let dir = TempDir::new().unwrap();
+    drop(fill_mixed(dir.path()));
+    let ledger = dir.path().to_str().unwrap();
+
+    let output = cli(&["query", "--ledger", ledger, "--agent", "coder", "--hook", "open", "--limit", "2"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let table = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    for column in ["SEQ", "TIME", "AGENT", "HOOK", "VERDICT", "RULE", "OBJECT"] {
+        assert!(lines[0].contains(column), "header lacks {column}: {table}");
+    }
+    assert!(lines[1].contains("coder") && lines[1].contains("open") && lines[1].contains("/home/alice/"), "{table}");
+    assert!(lines[1].contains("2023-11-14T22:13:20"), "{table}");
+
+    let output = cli(&["query", "--ledger", ledger, "--verdict", "deny", "--rule", "1", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(!text.is_empty());
+    for line in text.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(value["verdict"], "deny");
+        assert_eq!(value["rule_id"], 1);
+    }
+
+    let output = cli(&["query", "--ledger", ledger, "--since", "2023-11-14T22:13:20.000010Z", "--until", "1700000000000012000"]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(text.lines().count(), 4, "header and records 10..=12: {text}");
+}
+
+#[test]
+fn cli_invalid_arguments() {
+    let dir = TempDir::new().unwrap();
+    drop(fill_mixed(dir.path()));
+    let ledger = dir.path().to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--since", "yesterday"], "--since"),
+        (&["--until", "2024-13-01T00:00:00Z"], "--until"),
+        (&["--hook", "write"], "--hook"),
+        (&["--rule", "deny-ssh"], "--rule"),
+        (&["--limit", "ten"], "--limit"),
+    ];
+    for (args, flag) in cases {
+        let output = cli(&[&["query", "--ledger", ledger], args].concat());
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+
+    let output = cli(&["query", "--ledger", ledger, "--since", "1700000000000012000", "--until", "1700000000000010000"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8(output.stderr).unwrap().contains("--since is later than --until"));
+}
