@@ -125,9 +125,8 @@ pub fn export_bundle(reader: &LedgerReader, key: &VerifierKey, dir: &Path) -> Re
         "root_hash": hex::encode(summary.root_hash),
         "files": files,
     });
-    let mut manifest = serde_json::to_string_pretty(&manifest).expect("a JSON value serializes");
-    manifest.push('\n');
-    write_file(&dir.join(MANIFEST_FILE), manifest.as_bytes())?;
+    // The alternate form of a JSON value's `Display` is the pretty form.
+    write_file(&dir.join(MANIFEST_FILE), format!("{manifest:#}\n").as_bytes())?;
     Ok(summary)
 }
 
@@ -401,12 +400,9 @@ fn walk_records(bytes: &[u8], sizes: &[u64]) -> Walk {
         if offset == bytes.len() {
             break;
         }
-        let value = match length_prefixed(bytes, offset) {
-            Some(value) => value,
-            None => {
-                walk.first_break = Some(BundleBreak::Truncated { seq, offset });
-                break;
-            }
+        let Some(value) = length_prefixed(bytes, offset) else {
+            walk.first_break = Some(BundleBreak::Truncated { seq, offset });
+            break;
         };
         offset += 4 + value.len();
         if let Err(record_break) = check_record(seq, walk.head.unwrap_or(ZERO_HASH), value, &frontier) {

@@ -46,7 +46,7 @@ pub const INDEX_VERSION_KEY: &[u8] = b"index_version";
 /// Version of the index layout above, stored under [`INDEX_VERSION_KEY`].
 pub const INDEX_VERSION: u8 = 1;
 
-/// Records indexed per batch when [`build`] fills missing indexes.
+/// Records indexed per batch when [`build_if_missing`] fills missing indexes.
 const BUILD_BATCH: usize = 10_000;
 
 /// Returns the prefix of the agent index for one agent name.
@@ -65,8 +65,10 @@ pub(crate) fn rule_prefix(rule_id: u32) -> Vec<u8> {
 
 /// Returns the prefix of the verdict-and-hook index.
 pub(crate) fn verdict_hook_prefix(verdict: Verdict, hook: Hook) -> Vec<u8> {
-    // Both codes are below 256: they are also stored as one byte in records.
-    vec![verdict.code() as u8, hook.code() as u8]
+    // Records store both codes in one byte too.
+    let verdict = u8::try_from(verdict.code()).expect("verdict codes fit one byte");
+    let hook = u8::try_from(hook.code()).expect("hook codes fit one byte");
+    vec![verdict, hook]
 }
 
 fn entry(prefix: Vec<u8>, seq: u64) -> Vec<u8> {
@@ -105,7 +107,7 @@ pub(crate) fn put_entries(db: &DB, path: &Path, record: &Record, batch: &mut Wri
 pub(crate) fn is_complete(db: &DB, path: &Path) -> Result<bool, LedgerError> {
     let value = db
         .get_cf(column_family(db, path, META_CF)?, INDEX_VERSION_KEY)
-        .map_err(|source| LedgerError::ReadHead { path: path.to_owned(), source })?;
+        .map_err(|source| LedgerError::ReadIndex { path: path.to_owned(), source })?;
     Ok(value.as_deref() == Some(&[INDEX_VERSION][..]))
 }
 

@@ -7,6 +7,7 @@
 //! written).
 
 use std::{
+    fmt::Write as _,
     io::{self, BufWriter, Write},
     path::{Path, PathBuf},
     process::ExitCode,
@@ -58,8 +59,9 @@ enum Command {
         bundle: Option<PathBuf>,
     },
     /// Print the decision records (and, with --agent, the identity records)
-    /// that match every given filter, in sequence order (in time order when
-    /// only --since, --until or --object is given with a time).
+    /// that match every given filter. They are in sequence order, unless
+    /// --since or --until is given without --agent, --hook, --verdict and
+    /// --rule: then they are in time order.
     Query(QueryArgs),
     /// Print the latest signed checkpoint note.
     Checkpoint {
@@ -349,19 +351,18 @@ fn run_export(ledger: &Path, format: Format) -> anyhow::Result<ExitCode> {
 
 fn run_export_bundle(ledger: &Path, out: Option<&Path>, key: Option<&str>) -> anyhow::Result<ExitCode> {
     let out = out.context("--format bundle requires --out DIR")?;
-    let key = match key {
-        Some(key) => read_verifier_key(key)?,
-        None => {
-            let beside = ledger.parent().unwrap_or(Path::new(".")).join(KEY_FILE);
-            if !beside.is_file() {
-                anyhow::bail!(
-                    "--format bundle requires --key FILE: no {} next to the ledger directory {}",
-                    KEY_FILE,
-                    ledger.display()
-                );
-            }
-            read_verifier_key(&beside.to_string_lossy())?
+    let key = if let Some(key) = key {
+        read_verifier_key(key)?
+    } else {
+        let beside = ledger.parent().unwrap_or(Path::new(".")).join(KEY_FILE);
+        if !beside.is_file() {
+            anyhow::bail!(
+                "--format bundle requires --key FILE: no {} next to the ledger directory {}",
+                KEY_FILE,
+                ledger.display()
+            );
         }
+        read_verifier_key(&beside.to_string_lossy())?
     };
     let reader = LedgerReader::open_read_only(ledger)?;
     let summary = bundle::export_bundle(&reader, &key, out)?;
@@ -479,7 +480,7 @@ fn write_table(out: &mut impl Write, found: &[StoredRecord]) -> io::Result<()> {
             if column + 1 == row.len() {
                 line.push_str(cell);
             } else {
-                line.push_str(&format!("{cell:<width$}  ", width = widths[column]));
+                write!(line, "{cell:<width$}  ", width = widths[column]).expect("writing to a String cannot fail");
             }
         }
         writeln!(out, "{line}")?;
