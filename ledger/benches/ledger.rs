@@ -1,12 +1,12 @@
 //! Ledger throughput on this machine: durable appends, the hashing and
 //! RocksDB costs inside them, verify and export. `cargo xtask bench` builds
-//! and runs it; see docs/benchmarks.md.
+//! and runs it, and docs/benchmarks.md explains the results.
 //!
 //! Usage: `ledger [--records N] [--batch N] [--dir DIR]`. Progress goes to
 //! stderr and the Markdown table to stdout.
 //!
-//! Every measurement uses the same record bodies: open decisions of about
-//! 250 encoded bytes whose path and kernel sequence number change per
+//! Every measurement uses the same record bodies: open decisions of 240
+//! encoded bytes whose path and kernel sequence number change per
 //! record. Only the measured call is timed. Building the record bodies, for
 //! one, is left out of the append figure.
 
@@ -126,7 +126,7 @@ fn batch_len(config: &Config, first: u64) -> u64 {
     config.batch.min(config.records - first)
 }
 
-/// (a) `Ledger::append_batch` with a synced write per batch.
+/// Measures `Ledger::append_batch` with a synced write per batch.
 fn durable_append(config: &Config, dir: &Path, encoded: &[Vec<u8>]) -> Result<Row> {
     let mut ledger = Ledger::open(dir)?;
     let mut elapsed = Duration::ZERO;
@@ -155,7 +155,7 @@ fn encoded_size(config: &Config, encoded: &[Vec<u8>]) -> u64 {
     encoded.iter().cycle().take(records).map(|value| value.len() as u64).sum()
 }
 
-/// Encoding alone: `Record::encode` for every record.
+/// Measures `Record::encode` alone for every record.
 fn encode_only(config: &Config) -> Result<Row> {
     let mut elapsed = Duration::ZERO;
     let mut bytes = 0;
@@ -176,7 +176,7 @@ fn encode_only(config: &Config) -> Result<Row> {
     Ok(Row { name: "encode", records: config.records, bytes, elapsed, note })
 }
 
-/// (b) The SHA-256 work of an append without I/O: the leaf hash of each
+/// Measures the SHA-256 work of an append without I/O: the leaf hash of each
 /// record and the inner tree nodes it completes.
 fn hashing_only(config: &Config, encoded: &[Vec<u8>]) -> Row {
     let mut frontier = Frontier::default();
@@ -193,7 +193,7 @@ fn hashing_only(config: &Config, encoded: &[Vec<u8>]) -> Row {
     Row { name: "SHA-256 chain + tree", records: config.records, bytes, elapsed: start.elapsed(), note }
 }
 
-/// (c) The same bytes put into a bare RocksDB, one synced `WriteBatch` per
+/// Measures the same bytes put into a bare RocksDB, one synced `WriteBatch` per
 /// batch, without hashing or tree nodes.
 fn plain_rocksdb(config: &Config, dir: &Path, encoded: &[Vec<u8>]) -> Result<Row> {
     let mut options = Options::default();
@@ -222,7 +222,8 @@ fn plain_rocksdb(config: &Config, dir: &Path, encoded: &[Vec<u8>]) -> Result<Row
     Ok(Row { name: "plain RocksDB puts", records: config.records, bytes, elapsed, note })
 }
 
-/// (d) `verify` of the ledger written by [`durable_append`].
+/// Measures `verify` of the ledger written by [`durable_append`]. The
+/// time includes the read-only open, which replays the write-ahead log.
 fn verify_rate(config: &Config, dir: &Path, encoded: &[Vec<u8>]) -> Result<Row> {
     let start = Instant::now();
     let report = verify(dir)?;
@@ -235,7 +236,7 @@ fn verify_rate(config: &Config, dir: &Path, encoded: &[Vec<u8>]) -> Result<Row> 
     Ok(Row { name: "verify", records: config.records, bytes, elapsed, note })
 }
 
-/// (e) JSON Lines export of that ledger into a counting sink.
+/// Measures JSON Lines export of that ledger into a counting sink.
 fn export_rate(config: &Config, dir: &Path) -> Result<Row> {
     let reader = LedgerReader::open_read_only(dir)?;
     let mut out = BufWriter::with_capacity(1 << 20, CountingSink(0));
