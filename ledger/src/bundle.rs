@@ -78,7 +78,7 @@ pub enum BundleError {
     RecordTooLong { seq: u64, len: usize },
 }
 
-/// What [`export_bundle`] wrote.
+/// Counts and root hash of a bundle that [`export_bundle`] wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BundleSummary {
     pub records: u64,
@@ -231,10 +231,11 @@ pub struct BundleReport {
 /// the bundle when `key` is `None`.
 ///
 /// Returns an error only when a bundle file cannot be read. A bundle that
-/// fails a check is a [`BundleReport`] with `first_break` set. The order of
-/// the checks decides which break is reported: the records, then the
-/// manifest's counts, head and root, then the checkpoints, then the file
-/// hashes, so a changed record is named by its sequence number.
+/// fails a check is a [`BundleReport`] with `first_break` set. After the
+/// manifest and the key are parsed, the order of the checks decides which
+/// break is reported: the records, then the manifest's counts, head and
+/// root, then the checkpoints, then the file hashes. So a changed record is
+/// named by its sequence number rather than by the file hash it breaks.
 pub fn verify_bundle(dir: &Path, key: Option<&VerifierKey>) -> Result<BundleReport, BundleError> {
     let manifest_bytes = read_file(&dir.join(MANIFEST_FILE))?;
     let records = read_file(&dir.join(RECORDS_FILE))?;

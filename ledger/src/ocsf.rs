@@ -11,9 +11,9 @@
 //! | connect | Network Activity | 4001 | Open | 1 | `dst_endpoint.ip`, `.port` |
 //!
 //! `type_uid` is `class_uid * 100 + activity_id`. An allowed decision is
-//! `action_id` 1 (Allowed), `disposition_id` 1 (Allowed), `severity_id` 1
-//! (Informational); a denied one is `action_id` 2 (Denied), `disposition_id`
-//! 2 (Blocked), `severity_id` 3 (Medium). `time` is the record's wall time
+//! `action_id` 1 (Allowed), `disposition_id` 1 (Allowed) and `severity_id` 1
+//! (Informational). A denied one is `action_id` 2 (Denied), `disposition_id`
+//! 2 (Blocked) and `severity_id` 3 (Medium). `time` is the record's wall time
 //! in Unix milliseconds, and `metadata.original_time` the same time as RFC
 //! 3339 with nanoseconds. `metadata.uid` is the record hash (hex).
 //!
@@ -68,6 +68,7 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
         Hook::Exec => (1007, "Process Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 1, "Launch"),
         Hook::Open => (1001, "File System Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 14, "Open"),
         Hook::Connect => (4001, "Network Activity", NETWORK_ACTIVITY_CATEGORY, "Network Activity", 1, "Open"),
+        Hook::Send => (4001, "Network Activity", NETWORK_ACTIVITY_CATEGORY, "Network Activity", 6, "Traffic"),
     };
     let (action, disposition, severity_id, severity) = match decision.verdict {
         Verdict::Allow => ("Allowed", "Allowed", 1, "Informational"),

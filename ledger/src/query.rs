@@ -19,6 +19,14 @@
 //! the time range and the object text are checked there. The object filter
 //! is a substring match over those candidates, not an index: a query with
 //! only `object` reads every decision. The read stops after `limit` matches.
+//!
+//! Measured with the ignored test `query_large_ledger_timing` on 1,000,000
+//! records and 2 shared cores: every indexed query took under 20 ms. Ten
+//! million records were not measured.
+//!
+//! NOTE: the hash chain does not cover the indexes, and `verify` does not
+//! check them. Since every candidate is checked against the filters, a
+//! changed index entry can hide a record from a query but not add one.
 
 use rocksdb::{DB, DBRawIterator, Direction, IteratorMode};
 
@@ -227,7 +235,7 @@ fn index_cursors<'db>(reader: &'db LedgerReader, query: &Query) -> Result<Vec<Cu
     }
     if query.hook.is_some() || query.verdict.is_some() {
         let verdicts = query.verdict.map_or(vec![Verdict::Allow, Verdict::Deny], |verdict| vec![verdict]);
-        let hooks = query.hook.map_or(vec![Hook::Exec, Hook::Open, Hook::Connect], |hook| vec![hook]);
+        let hooks = query.hook.map_or(vec![Hook::Exec, Hook::Open, Hook::Connect, Hook::Send], |hook| vec![hook]);
         let prefixes = verdicts
             .iter()
             .flat_map(|verdict| hooks.iter().map(|hook| verdict_hook_prefix(*verdict, *hook)))

@@ -1,6 +1,6 @@
-//! `query`: filters on each dimension and their combinations, checked
-//! against a full scan; the indexes written with their records, rebuilt
-//! when missing; and the CLI's output and argument errors.
+//! `query`: each filter and their combinations, checked against a full
+//! scan. Also the index entries written with their records, the rebuild of
+//! missing indexes, and the CLI's output and argument errors.
 
 mod common;
 
@@ -78,6 +78,7 @@ fn run_and_scan(reader: &LedgerReader, query: &Query) -> (Vec<u64>, Vec<u64>) {
 
 fn queries() -> Vec<Query> {
     let mut queries = vec![Query::default()];
+
     for agent in AGENTS.into_iter().chain(["nobody"]) {
         queries.push(Query { agent: Some(agent.into()), ..Query::default() });
     }
@@ -90,11 +91,13 @@ fn queries() -> Vec<Query> {
     for rule_id in 0..5 {
         queries.push(Query { rule_id: Some(rule_id), ..Query::default() });
     }
+
     queries.push(Query { object: Some("file-12".into()), ..Query::default() });
     queries.push(Query { object: Some("10.0.0.3:443".into()), ..Query::default() });
     queries.push(Query { since_ns: Some(BASE_NS + 100_000), until_ns: Some(BASE_NS + 200_000), ..Query::default() });
     queries.push(Query { since_ns: Some(BASE_NS + 590_000), ..Query::default() });
     queries.push(Query { until_ns: Some(BASE_NS + 10_000), ..Query::default() });
+
     queries.push(Query {
         agent: Some("coder".into()),
         hook: Some(Hook::Open),
@@ -109,6 +112,7 @@ fn queries() -> Vec<Query> {
         until_ns: Some(BASE_NS + 400_000),
         ..Query::default()
     });
+
     queries.push(Query { verdict: Some(Verdict::Deny), limit: Some(5), ..Query::default() });
     queries.push(Query { agent: Some("coder".into()), limit: Some(0), ..Query::default() });
     queries
@@ -281,7 +285,9 @@ fn cli_table_and_json() {
     for column in ["SEQ", "TIME", "AGENT", "HOOK", "VERDICT", "RULE", "OBJECT"] {
         assert!(lines[0].contains(column), "header lacks {column}: {table}");
     }
-    assert!(lines[1].contains("coder") && lines[1].contains("open") && lines[1].contains("/home/alice/"), "{table}");
+    assert!(lines[1].contains("coder"), "{table}");
+    assert!(lines[1].contains("open"), "{table}");
+    assert!(lines[1].contains("/home/alice/"), "{table}");
     assert!(lines[1].contains("2023-11-14T22:13:20"), "{table}");
 
     let output = cli(&["query", "--ledger", ledger, "--verdict", "deny", "--rule", "1", "--format", "json"]);
@@ -321,4 +327,60 @@ fn cli_invalid_arguments() {
     let output = cli(&["query", "--ledger", ledger, "--since", "1700000000000012000", "--until", "1700000000000010000"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8(output.stderr).unwrap().contains("--since is later than --until"));
+}
+
+/// Measures index-driven queries on a large ledger and prints the times.
+/// Run it by hand with `cargo test --release --workspace --test query --
+/// --ignored --nocapture`. `LUPID_QUERY_RECORDS` sets the number of
+/// records (default 1,000,000).
+#[test]
+#[ignore = "writes a large ledger: run by hand to measure"]
+fn query_large_ledger_timing() {
+    let count: u32 = std::env::var("LUPID_QUERY_RECORDS").map_or(1_000_000, |value| value.parse().unwrap());
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let started = std::time::Instant::now();
+    let mut batch = Vec::with_capacity(10_000);
+    for n in 0..count {
+        let index = usize::try_from(n).unwrap();
+        let verdict = if n % 7 == 0 { Verdict::Deny } else { Verdict::Allow };
+        let agent = format!("agent-{}", n % 100);
+        let body = decision(&agent, HOOKS[index % 3], verdict, n % 1000, &format!("/srv/data/file-{n}"));
+        batch.push((BASE_NS + u64::from(n) * 1000, body));
+        if batch.len() == batch.capacity() {
+            ledger.append_batch(std::mem::take(&mut batch)).unwrap();
+        }
+    }
+    ledger.append_batch(batch).unwrap();
+    drop(ledger);
+    println!("appended {count} records in {:?}", started.elapsed());
+
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let middle = BASE_NS + u64::from(count / 2) * 1000;
+    let cases = [
+        ("rule 7, limit 100", Query { rule_id: Some(7), limit: Some(100), ..Query::default() }),
+        ("rule 7", Query { rule_id: Some(7), ..Query::default() }),
+        (
+            "agent-42, deny, limit 100",
+            Query { agent: Some("agent-42".into()), verdict: Some(Verdict::Deny), limit: Some(100), ..Query::default() },
+        ),
+        (
+            "agent-42, open, deny, rule 42",
+            Query {
+                agent: Some("agent-42".into()),
+                hook: Some(Hook::Open),
+                verdict: Some(Verdict::Deny),
+                rule_id: Some(42),
+                ..Query::default()
+            },
+        ),
+        ("1000 records by time", Query { since_ns: Some(middle), until_ns: Some(middle + 999_000), ..Query::default() }),
+        ("object, limit 1", Query { object: Some("/srv/data/file-1".into()), limit: Some(1), ..Query::default() }),
+    ];
+    for (name, query) in cases {
+        let started = std::time::Instant::now();
+        let found = query::run(&reader, &query).unwrap();
+        println!("{name}: {} records in {:?}", found.len(), started.elapsed());
+        assert!(!found.is_empty(), "{name}");
+    }
 }
