@@ -201,6 +201,8 @@ fn main() -> ExitCode {
         Command::Export { ledger, format: Format::Bundle, out, key } => {
             run_export_bundle(&ledger, out.as_deref(), key.as_deref())
         }
+        Command::Export { out: Some(_), .. } => Err(anyhow::anyhow!("--out is only valid with --format bundle")),
+        Command::Export { key: Some(_), .. } => Err(anyhow::anyhow!("--key is only valid with --format bundle")),
         Command::Export { ledger, format, .. } => run_export(&ledger, format),
     };
     result.unwrap_or_else(|error| {

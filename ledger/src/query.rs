@@ -235,7 +235,9 @@ fn index_cursors<'db>(reader: &'db LedgerReader, query: &Query) -> Result<Vec<Cu
     }
     if query.hook.is_some() || query.verdict.is_some() {
         let verdicts = query.verdict.map_or(vec![Verdict::Allow, Verdict::Deny], |verdict| vec![verdict]);
-        let hooks = query.hook.map_or(vec![Hook::Exec, Hook::Open, Hook::Connect, Hook::Send], |hook| vec![hook]);
+        // Every hook the record format knows, so that a new hook is covered.
+        let every_hook = (0..=u8::MAX).filter_map(|code| Hook::from_code(code.into())).collect();
+        let hooks = query.hook.map_or(every_hook, |hook| vec![hook]);
         let prefixes = verdicts
             .iter()
             .flat_map(|verdict| hooks.iter().map(|hook| verdict_hook_prefix(*verdict, *hook)))

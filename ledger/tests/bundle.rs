@@ -177,4 +177,8 @@ fn bundle_cli_exit_codes() {
     let output = cli(&["export", "--format", "bundle", "--ledger", &path("ledger")]);
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(String::from_utf8(output.stderr).unwrap().contains("--out"));
+
+    let output = cli(&["export", "--format", "jsonl", "--ledger", &path("ledger"), "--out", &path("unused")]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8(output.stderr).unwrap().contains("--out is only valid with --format bundle"));
 }
