@@ -129,7 +129,7 @@ fn main() -> ExitCode {
 }
 
 fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
-    let text = std::fs::read(file).map_err(|e| anyhow::anyhow!("failed to read {}: {e}", file.display()))?;
+    let text = run::read_policy_file(file)?;
     let name = file.display().to_string();
     let policy = policy::Policy::parse(&name, &text).map_err(|errors| join_errors(&errors))?;
     let compiled = policy::compile(&policy, 1).map_err(|errors| join_errors(&errors))?;

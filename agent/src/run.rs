@@ -42,8 +42,7 @@ pub(crate) struct RunOptions {
 
 /// Runs the agent and returns its exit status (128 + signal if killed).
 pub(crate) fn run(options: &RunOptions) -> Result<i32> {
-    let policy_text = std::fs::read(&options.policy)
-        .with_context(|| format!("failed to read policy {}", options.policy.display()))?;
+    let policy_text = read_policy_file(&options.policy)?;
     if let Err(errors) = Policy::parse(&options.policy.display().to_string(), &policy_text) {
         let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
         bail!("invalid policy; nothing was started:\n{}", listed.join("\n"));
@@ -52,6 +51,12 @@ pub(crate) fn run(options: &RunOptions) -> Result<i32> {
     let exe_path = resolve_program(Path::new(program))?;
     let exe = File::open(&exe_path).with_context(|| format!("failed to open {}", exe_path.display()))?;
     let (uid, gid) = options.user.unwrap_or_else(|| (Uid::current().as_raw(), Gid::current().as_raw()));
+    if uid == 0 {
+        eprintln!(
+            "lupid-agent: warning: agent {:?} runs as root, which can leave its cgroup, mount file systems and stop the daemon; pass --user UID to run it unprivileged",
+            options.agent
+        );
+    }
 
     let stream = UnixStream::connect(&options.socket).with_context(|| {
         format!(
@@ -87,6 +92,25 @@ pub(crate) fn run(options: &RunOptions) -> Result<i32> {
         other => eprintln!("lupid-agent: unexpected reply to the exit report: {other:?}"),
     }
     Ok(status)
+}
+
+/// Largest policy file lupid reads. The daemon's request limit is larger, so
+/// every policy that passes this check can be sent to it.
+pub(crate) const MAX_POLICY_BYTES: u64 = 1 << 20;
+
+/// Reads a policy file, rejecting one larger than `MAX_POLICY_BYTES`
+/// before reading it whole (a device such as /dev/zero never ends).
+pub(crate) fn read_policy_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = File::open(path).with_context(|| format!("failed to read policy {}", path.display()))?;
+    let mut text = Vec::new();
+    file.take(MAX_POLICY_BYTES + 1)
+        .read_to_end(&mut text)
+        .with_context(|| format!("failed to read policy {}", path.display()))?;
+    if text.len() as u64 > MAX_POLICY_BYTES {
+        bail!("policy {} is larger than {MAX_POLICY_BYTES} bytes; shorten it", path.display());
+    }
+    Ok(text)
 }
 
 fn default_delegator() -> String {
@@ -172,6 +196,12 @@ fn child(procs: &Path, exe: &File, argv: &[CString], env: &[CString], user: Opti
             report("setuid failed", e);
             return 125;
         }
+    }
+    // A `#!` script is run by its interpreter through /dev/fd/N, which must
+    // survive the exec, so the descriptor loses close-on-exec here.
+    if let Err(e) = nix::fcntl::fcntl(exe.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty())) {
+        report("failed to clear close-on-exec on the executable", e);
+        return 125;
     }
     let errno =
         nix::unistd::execveat(Some(exe.as_raw_fd()), c"", argv, env, nix::fcntl::AtFlags::AT_EMPTY_PATH).unwrap_err();

@@ -27,7 +27,8 @@ use lupid_ledger::{
 };
 
 const DEFAULT_LEDGER: &str = "/var/lib/lupid/ledger";
-const DEFAULT_KEY: &str = "/var/lib/lupid/ledger.key";
+/// The daemon's checkpoint signing key (`lupid-agent start` creates it).
+const DEFAULT_KEY: &str = "/var/lib/lupid/checkpoint.key";
 
 #[derive(Parser)]
 #[command(version, about = "Check and export a lupid ledger")]
@@ -166,6 +167,7 @@ enum HookArg {
     Exec,
     Open,
     Connect,
+    Send,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -409,6 +411,7 @@ fn run_query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
             HookArg::Exec => Hook::Exec,
             HookArg::Open => Hook::Open,
             HookArg::Connect => Hook::Connect,
+            HookArg::Send => Hook::Send,
         }),
         verdict: args.verdict.map(|verdict| match verdict {
             VerdictArg::Allow => Verdict::Allow,

@@ -68,6 +68,7 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
         Hook::Exec => (1007, "Process Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 1, "Launch"),
         Hook::Open => (1001, "File System Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 14, "Open"),
         Hook::Connect => (4001, "Network Activity", NETWORK_ACTIVITY_CATEGORY, "Network Activity", 1, "Open"),
+        Hook::Send => (4001, "Network Activity", NETWORK_ACTIVITY_CATEGORY, "Network Activity", 6, "Traffic"),
     };
     let (action, disposition, severity_id, severity) = match decision.verdict {
         Verdict::Allow => ("Allowed", "Allowed", 1, "Informational"),

@@ -175,6 +175,8 @@ pub enum Hook {
     Exec,
     Open,
     Connect,
+    /// A send that names its destination: unconnected UDP, TCP Fast Open.
+    Send,
 }
 
 impl Hook {
@@ -184,6 +186,7 @@ impl Hook {
             Self::Exec => hook::EXEC,
             Self::Open => hook::OPEN,
             Self::Connect => hook::CONNECT,
+            Self::Send => hook::SEND,
         }
     }
 
@@ -193,6 +196,7 @@ impl Hook {
             hook::EXEC => Some(Self::Exec),
             hook::OPEN => Some(Self::Open),
             hook::CONNECT => Some(Self::Connect),
+            hook::SEND => Some(Self::Send),
             _ => None,
         }
     }
@@ -203,6 +207,7 @@ impl Hook {
             Self::Exec => "exec",
             Self::Open => "open",
             Self::Connect => "connect",
+            Self::Send => "send",
         }
     }
 }

@@ -171,6 +171,8 @@ pub(crate) fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         binprm_file: btf.member_offset("linux_binprm", "file")?,
         file_f_path: btf.member_offset("file", "f_path")?,
         file_f_mode: btf.member_offset("file", "f_mode")?,
+        msghdr_msg_name: btf.member_offset("msghdr", "msg_name")?,
+        msghdr_msg_namelen: btf.member_offset("msghdr", "msg_namelen")?,
         _reserved: 0,
     })
 }

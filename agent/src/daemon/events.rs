@@ -31,7 +31,7 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>) -> RecordBody
         || (String::new(), [0; 32], String::new()),
         |a| (a.name.clone(), a.policy_sha256, a.rule_name(event.rule_id)),
     );
-    let object = if event.hook == hook::CONNECT {
+    let object = if event.hook == hook::CONNECT || event.hook == hook::SEND {
         Object::Socket { family: event.family, addr: event.addr, port: event.port }
     } else {
         let len = (event.path_len as usize).min(event.path.len());
@@ -54,6 +54,7 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>) -> RecordBody
         hook: match event.hook {
             hook::EXEC => Hook::Exec,
             hook::OPEN => Hook::Open,
+            hook::SEND => Hook::Send,
             _ => Hook::Connect,
         },
         verdict: if event.verdict == verdict::ALLOW { Verdict::Allow } else { Verdict::Deny },

@@ -22,8 +22,12 @@ use super::btf;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lupid.bpf.o"));
 
 /// The LSM hooks lupid attaches, as (program name, hook name).
-pub(crate) const HOOKS: [(&str, &str); 3] =
-    [("bprm_check_security", "bprm_check_security"), ("file_open", "file_open"), ("socket_connect", "socket_connect")];
+pub(crate) const HOOKS: [(&str, &str); 4] = [
+    ("bprm_check_security", "bprm_check_security"),
+    ("file_open", "file_open"),
+    ("socket_connect", "socket_connect"),
+    ("socket_sendmsg", "socket_sendmsg"),
+];
 
 /// File in which the kernel lists its active LSMs.
 const LSM_LIST: &str = "/sys/kernel/security/lsm";

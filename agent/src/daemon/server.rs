@@ -117,7 +117,7 @@ fn register_agent(state: &State, request: &Register, exe: Option<OwnedFd>) -> Re
         let _ = state.registry.lock().expect("registry lock").retire(&mut kernel, entry.agent_id);
         return error(message);
     }
-    tracing::info!(agent_id = entry.agent_id, agent = %request.agent, cgroup = %entry.cgroup.path.display(), "agent registered");
+    tracing::info!(agent_id = entry.agent_id, agent = ?request.agent, cgroup = %entry.cgroup.path.display(), "agent registered");
     Reply::Registered { agent_id: entry.agent_id, cgroup: entry.cgroup.path, policy_sha256: hex::encode(policy_sha256) }
 }
 

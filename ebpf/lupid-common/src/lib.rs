@@ -24,6 +24,9 @@ pub mod hook {
     pub const EXEC: u32 = 1;
     pub const OPEN: u32 = 2;
     pub const CONNECT: u32 = 3;
+    /// A datagram or Fast Open send to an explicit address
+    /// (`socket_sendmsg` with `msg_name` set).
+    pub const SEND: u32 = 4;
 }
 
 /// Verdicts, as stored in rule slots, agents and events. Zero in a rule slot
@@ -213,6 +216,10 @@ pub struct KernelOffsets {
     pub file_f_path: u32,
     /// `struct file`, field `f_mode`.
     pub file_f_mode: u32,
+    /// `struct msghdr`, field `msg_name`.
+    pub msghdr_msg_name: u32,
+    /// `struct msghdr`, field `msg_namelen`.
+    pub msghdr_msg_namelen: u32,
     pub _reserved: u32,
 }
 
@@ -237,7 +244,7 @@ const _: () = {
     assert!(core::mem::size_of::<NetKey>() == 20);
     assert!(core::mem::size_of::<PortRule>() == 12);
     assert!(core::mem::size_of::<NetRule>() == 12 * NET_RULES_PER_PREFIX);
-    assert!(core::mem::size_of::<KernelOffsets>() == 16);
+    assert!(core::mem::size_of::<KernelOffsets>() == 24);
     assert!(core::mem::offset_of!(Event, addr) == 80);
     assert!(core::mem::offset_of!(Event, scratch) == 112);
     assert!(core::mem::offset_of!(Event, path) == 112 + 4 + RULE_PATH_MAX);

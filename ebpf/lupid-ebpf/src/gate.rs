@@ -26,6 +26,13 @@ pub(crate) enum Entry {
     Labeled { event: RingBufEntry<Event>, agent: AgentInfo },
 }
 
+/// Returns true when the caller runs in a labeled cgroup.
+pub(crate) fn is_labeled() -> bool {
+    // SAFETY: the helper has no preconditions.
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    AGENTS.get_ptr(&cgroup_id).is_some()
+}
+
 /// Looks up the caller's agent and reserves its event.
 ///
 /// The sequence number is taken before the reservation, so an event that

@@ -56,6 +56,20 @@ pub(crate) fn socket_connect(ctx: LsmContext) -> i32 {
     net::check_connect(&ctx)
 }
 
+/// `socket_sendmsg(struct socket *sock, struct msghdr *msg, int size)`:
+/// decides a send that names its destination (an unconnected UDP
+/// `sendto`/`sendmsg`, TCP Fast Open) by the same network rules as a
+/// connect. A send without a destination goes where the socket's connect,
+/// already decided, pointed it.
+#[lsm(hook = "socket_sendmsg")]
+pub(crate) fn socket_sendmsg(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(3);
+    if previous != 0 {
+        return previous;
+    }
+    net::check_sendmsg(&ctx)
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

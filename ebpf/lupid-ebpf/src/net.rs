@@ -11,7 +11,7 @@ use lupid_common::{
 
 use crate::{
     gate::{self, DENIED, Entry},
-    maps::{NET_RULES, count_error},
+    maps::{NET_RULES, count_error, kernel_offsets},
 };
 
 /// Length of `struct sockaddr_in`.
@@ -22,13 +22,40 @@ const SOCKADDR_IN6_LEN: i32 = 28;
 const FULL_PREFIX: u32 = 32 + 128;
 
 pub(crate) fn check_connect(ctx: &LsmContext) -> i32 {
-    let (mut event, agent) = match gate::enter(hook::CONNECT) {
+    let address: *const u8 = ctx.arg(1);
+    let address_len: i32 = ctx.arg(2);
+    check_destination(hook::CONNECT, address, address_len)
+}
+
+pub(crate) fn check_sendmsg(ctx: &LsmContext) -> i32 {
+    // Every write on a socket passes this hook, so unlabeled callers and
+    // sends without a destination leave before an event is reserved.
+    if !gate::is_labeled() {
+        return 0;
+    }
+    let offsets = kernel_offsets();
+    let message: *const u8 = ctx.arg(1);
+    // SAFETY: `message` is the hook's BTF-typed `struct msghdr *` and both
+    // offsets come from the running kernel's BTF; the verifier checks the
+    // loads against that BTF.
+    let (address, address_len) = unsafe {
+        let name = core::ptr::read_volatile(message.add(offsets.msghdr_msg_name as usize).cast::<*const u8>());
+        let name_len = core::ptr::read_volatile(message.add(offsets.msghdr_msg_namelen as usize).cast::<i32>());
+        (name, name_len)
+    };
+    if address.is_null() {
+        return 0;
+    }
+    check_destination(hook::SEND, address, address_len)
+}
+
+/// Decides an action on a destination address the kernel copied in.
+fn check_destination(hook: u32, address: *const u8, address_len: i32) -> i32 {
+    let (mut event, agent) = match gate::enter(hook) {
         Entry::Unlabeled => return 0,
         Entry::Refused => return DENIED,
         Entry::Labeled { event, agent } => (event, agent),
     };
-    let address: *const u8 = ctx.arg(1);
-    let address_len: i32 = ctx.arg(2);
     let out = event.as_mut_ptr();
 
     let decision = match read_destination(address, address_len) {
