@@ -9,6 +9,7 @@
 //! | exec | Process Activity | 1007 | Launch | 1 | `process.file.path` |
 //! | open | File System Activity | 1001 | Open | 14 | `file.path` |
 //! | connect | Network Activity | 4001 | Open | 1 | `dst_endpoint.ip`, `.port` |
+//! | send | Network Activity | 4001 | Traffic | 6 | `dst_endpoint.ip`, `.port` |
 //!
 //! `type_uid` is `class_uid * 100 + activity_id`. An allowed decision is
 //! `action_id` 1 (Allowed), `disposition_id` 1 (Allowed) and `severity_id` 1
