@@ -25,6 +25,10 @@ pub enum LedgerError {
         #[source]
         source: rocksdb::Error,
     },
+    #[error(
+        "{path} is not empty but has no RocksDB CURRENT file, so it is a damaged ledger or not a ledger; lupid will not create a new ledger over it (RocksDB would delete the files it does not know): restore CURRENT from a backup, or point --ledger at an empty folder"
+    )]
+    NotALedger { path: PathBuf },
     #[error("ledger {} has no column family `{name}`", .path.display())]
     MissingColumnFamily { path: PathBuf, name: &'static str },
     #[error("failed to read the head metadata of ledger {}", .path.display())]

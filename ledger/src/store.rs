@@ -83,6 +83,17 @@ impl Ledger {
     /// written by an older version).
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
         std::fs::create_dir_all(dir).map_err(|source| LedgerError::CreateDir { path: dir.to_owned(), source })?;
+        // A ledger is created only in an empty folder: given a folder with
+        // old table files and no CURRENT, RocksDB would start a new database
+        // there and delete those files as obsolete.
+        let has_current = dir.join("CURRENT").exists();
+        let is_empty = std::fs::read_dir(dir)
+            .map_err(|source| LedgerError::CreateDir { path: dir.to_owned(), source })?
+            .next()
+            .is_none();
+        if !has_current && !is_empty {
+            return Err(LedgerError::NotALedger { path: dir.to_owned() });
+        }
 
         let mut options = db_options();
         options.create_if_missing(true);

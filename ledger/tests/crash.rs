@@ -259,13 +259,12 @@ fn missing_current_file_open() {
     // there; see `missing_current_and_wal_open` for the case without it.
 
     match Ledger::open(dir.path()) {
-        Err(error) => assert!(matches!(error, LedgerError::Open { .. }), "unexpected error: {error}"),
+        Err(error) => assert!(matches!(error, LedgerError::NotALedger { .. }), "unexpected error: {error}"),
         Ok(ledger) => panic!("open accepted a ledger without CURRENT and shows {} records", ledger.len()),
     }
 }
 
 #[test]
-#[ignore = "Ledger::open creates a new, empty ledger and RocksDB deletes the old SST files"]
 fn missing_current_and_wal_open() {
     let (dir, files) = flushed_ledger(1000);
     std::fs::remove_file(dir.path().join("CURRENT")).expect("delete CURRENT");
@@ -276,15 +275,14 @@ fn missing_current_and_wal_open() {
         }
     }
 
-    // TODO: `Ledger::open` passes `create_if_missing`, so RocksDB 11.8 writes
-    // a new MANIFEST and CURRENT over a folder that still contains the SST
-    // files, then purges them as obsolete. Open should reject a folder
-    // without CURRENT that is not empty.
+    // With `create_if_missing`, RocksDB 11.8 would write a new MANIFEST and
+    // CURRENT over a folder that still contains the SST files, then purge
+    // them as obsolete, so open must reject the folder first.
     let opened = Ledger::open(dir.path());
     let survivors = files.iter().filter(|file| file.exists()).count();
     assert_eq!(survivors, files.len(), "open must not delete the SST files");
     match opened {
-        Err(error) => assert!(matches!(error, LedgerError::Open { .. }), "unexpected error: {error}"),
+        Err(error) => assert!(matches!(error, LedgerError::NotALedger { .. }), "unexpected error: {error}"),
         Ok(ledger) => panic!("open accepted a ledger without CURRENT and shows {} records", ledger.len()),
     }
 }
