@@ -15,7 +15,7 @@ use crate::maps::{AGENTS, EVENTS, count_error, next_sequence};
 /// The errno a denial returns, negated as LSM hooks expect.
 pub(crate) const DENIED: i32 = -1; // -EPERM
 
-/// What the hook learned about its caller.
+/// The caller of a hook, as far as the decision needs it.
 pub(crate) enum Entry {
     /// The caller is in no labeled cgroup: allow without a record.
     Unlabeled,
@@ -26,24 +26,29 @@ pub(crate) enum Entry {
     Labeled { event: RingBufEntry<Event>, agent: AgentInfo },
 }
 
-/// Returns true when the caller runs in a labeled cgroup.
-pub(crate) fn is_labeled() -> bool {
-    // SAFETY: the helper has no preconditions.
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    AGENTS.get_ptr(&cgroup_id).is_some()
-}
-
-/// Looks up the caller's agent and reserves its event.
-///
-/// The sequence number is taken before the reservation, so an event that
-/// could not be reserved leaves a gap the daemon can see.
-pub(crate) fn enter(hook: u32) -> Entry {
+/// Returns the caller's cgroup id and agent, or `None` for a caller in no
+/// labeled cgroup.
+pub(crate) fn caller_agent() -> Option<(u64, AgentInfo)> {
     // SAFETY: the helper has no preconditions.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: the value is copied out before the program can sleep.
-    let Some(agent) = (unsafe { AGENTS.get(&cgroup_id) }).copied() else {
-        return Entry::Unlabeled;
-    };
+    let agent = (unsafe { AGENTS.get(&cgroup_id) }).copied()?;
+    Some((cgroup_id, agent))
+}
+
+/// Looks up the caller's agent and reserves its event.
+pub(crate) fn enter(hook: u32) -> Entry {
+    match caller_agent() {
+        Some((cgroup_id, agent)) => enter_labeled(hook, cgroup_id, agent),
+        None => Entry::Unlabeled,
+    }
+}
+
+/// Reserves the event of a caller already known to be labeled.
+///
+/// The sequence number is taken before the reservation, so an event that
+/// could not be reserved leaves a gap the daemon can see.
+pub(crate) fn enter_labeled(hook: u32, cgroup_id: u64, agent: AgentInfo) -> Entry {
     let Some(seq) = next_sequence() else {
         count_error(error::READ_FAILED);
         return Entry::Refused;

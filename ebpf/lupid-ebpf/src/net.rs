@@ -24,15 +24,15 @@ const FULL_PREFIX: u32 = 32 + 128;
 pub(crate) fn check_connect(ctx: &LsmContext) -> i32 {
     let address: *const u8 = ctx.arg(1);
     let address_len: i32 = ctx.arg(2);
-    check_destination(hook::CONNECT, address, address_len)
+    check_destination(gate::enter(hook::CONNECT), address, address_len)
 }
 
 pub(crate) fn check_sendmsg(ctx: &LsmContext) -> i32 {
     // Every write on a socket passes this hook, so unlabeled callers and
     // sends without a destination leave before an event is reserved.
-    if !gate::is_labeled() {
+    let Some((cgroup_id, agent)) = gate::caller_agent() else {
         return 0;
-    }
+    };
     let offsets = kernel_offsets();
     let message: *const u8 = ctx.arg(1);
     // SAFETY: `message` is the hook's BTF-typed `struct msghdr *` and both
@@ -46,12 +46,13 @@ pub(crate) fn check_sendmsg(ctx: &LsmContext) -> i32 {
     if address.is_null() {
         return 0;
     }
-    check_destination(hook::SEND, address, address_len)
+    check_destination(gate::enter_labeled(hook::SEND, cgroup_id, agent), address, address_len)
 }
 
-/// Decides an action on a destination address the kernel copied in.
-fn check_destination(hook: u32, address: *const u8, address_len: i32) -> i32 {
-    let (mut event, agent) = match gate::enter(hook) {
+/// Decides an action on a destination address the kernel copied in, for
+/// the caller `entry` describes.
+fn check_destination(entry: Entry, address: *const u8, address_len: i32) -> i32 {
+    let (mut event, agent) = match entry {
         Entry::Unlabeled => return 0,
         Entry::Refused => return DENIED,
         Entry::Labeled { event, agent } => (event, agent),
