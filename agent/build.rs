@@ -8,7 +8,7 @@
 //!
 //! Set `LUPID_SKIP_EBPF=1` to build without the kernel programs (for
 //! unit tests on a machine without the nightly toolchain); `lupid-agent
-//! start` then stops with an error that says so.
+//! start` then stops with an error that names the variable.
 
 use std::{
     env,

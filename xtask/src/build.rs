@@ -38,7 +38,7 @@ pub(crate) fn run(ctx: &Context) -> Result<Artifacts> {
     Ok(Artifacts { release_dir, vm_tests })
 }
 
-/// Builds the workspace binaries and returns the folder that holds them.
+/// Builds the workspace binaries and returns the folder that contains them.
 pub(crate) fn build_binaries(ctx: &Context) -> Result<PathBuf> {
     build_all(ctx).map(|(release_dir, _)| release_dir)
 }

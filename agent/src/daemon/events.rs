@@ -19,7 +19,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Event> {
     if bytes.len() < size_of::<Event>() {
         return None;
     }
-    // SAFETY: the slice holds at least `size_of::<Event>()` bytes, `Event`
+    // SAFETY: the slice contains at least `size_of::<Event>()` bytes, `Event`
     // is plain integers with explicit padding, and the read is unaligned.
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
 }
@@ -78,11 +78,11 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>) -> RecordBody
 /// never queued show up as an explicit gap.
 ///
 /// Events from different CPUs can arrive out of order, and an event can be
-/// numbered but not yet submitted, so a missing number is declared lost
-/// only once the kernel's drop counter has grown, and only below a bound:
-/// the newest number that arrived, or a value of the kernel's sequence
-/// counter read long enough ago that every event numbered below it has
-/// been submitted and read ([`SETTLE`]).
+/// numbered but not yet submitted. So a missing number is declared lost only
+/// once the kernel's drop counter has grown, and only below a bound. The
+/// bound is the newest number that arrived, or a reading of the kernel's
+/// sequence counter old enough ([`SETTLE`]) that every event numbered below
+/// it has been submitted and read.
 #[derive(Default)]
 pub(crate) struct SequenceTracker {
     /// Every number below this has arrived or been declared lost.
@@ -96,7 +96,7 @@ pub(crate) struct SequenceTracker {
     readings: VecDeque<(Instant, u64)>,
 }
 
-/// How old a reading of the kernel's sequence counter must be before every
+/// Minimum age of a reading of the kernel's sequence counter before every
 /// number below it counts as settled: submitted by the kernel program and
 /// read by the daemon. A program submits its event microseconds after
 /// numbering it, and the reader drains the whole buffer every 500 ms.
@@ -123,21 +123,13 @@ impl SequenceTracker {
     }
 
     /// Returns the newest counter reading that is at least `SETTLE` old at
-    /// `now`, dropping the readings before it.
+    /// `now`. Older readings are dropped, and that one stays for later calls.
     fn settled(&mut self, now: Instant) -> Option<u64> {
-        let mut settled = None;
-        while let Some(&(at, value)) = self.readings.front() {
-            if now.duration_since(at) < SETTLE {
-                break;
-            }
-            settled = Some(value);
+        let is_settled = |reading: &(Instant, u64)| now.duration_since(reading.0) >= SETTLE;
+        while self.readings.get(1).is_some_and(is_settled) {
             self.readings.pop_front();
         }
-        if let Some(value) = settled {
-            // Keep the settled reading for the next call.
-            self.readings.push_front((now.checked_sub(SETTLE).unwrap_or(now), value));
-        }
-        settled
+        self.readings.front().filter(|reading| is_settled(reading)).map(|&(_, value)| value)
     }
 
     /// Returns gap records when the kernel's drop counter went up: every
@@ -156,8 +148,8 @@ impl SequenceTracker {
     }
 
     /// Declares every missing number below `bound` lost, whatever the drop
-    /// counter says: used when the daemon stops, after its last drain, with
-    /// the kernel's sequence counter as the bound.
+    /// counter shows. The daemon calls it when it stops, after its last
+    /// drain, with the kernel's sequence counter as the bound.
     pub(crate) fn gaps_at_stop(&mut self, drop_counter: u64, bound: u64) -> Vec<RecordBody> {
         self.declare_lost_below(bound, drop_counter)
     }

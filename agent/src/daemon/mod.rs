@@ -79,7 +79,7 @@ pub(crate) fn start(options: &StartOptions) -> Result<()> {
     let key_path = options.state_dir.join(SIGNING_KEY_FILE);
     let key = lupid_ledger::keys::load_or_create(&key_path)
         .with_context(|| format!("failed to load or create the checkpoint signing key {}", key_path.display()))?;
-    tracing::info!(verifier_key = %key.verifier(), "checkpoints are signed with this key; give the verifier key to whoever checks pinned checkpoints");
+    tracing::info!(verifier_key = %key.verifier(), "checkpoint signing key loaded; pinned checkpoints are verified with this verifier key");
     let (writer, writer_thread) =
         LedgerWriter::spawn(ledger, writer::Checkpoints { key, interval: options.checkpoint_interval });
 
@@ -169,7 +169,7 @@ async fn read_events(
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     // SAFETY: the ring buffer owns its map descriptor and keeps it open,
-    // unchanged, for as long as the `AsyncFd` holds it.
+    // unchanged, for as long as the `AsyncFd` owns it.
     let mut ring = match unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) } {
         Ok(ring) => ring,
         Err(e) => {

@@ -166,6 +166,7 @@ fn status(state: &State) -> StatusReport {
             report.programs.push(ProgramStatus { name, id: program.id() });
         }
     }
+
     let kernel = state.kernel.lock().expect("kernel lock");
     let registry = state.registry.lock().expect("registry lock");
     for (cgroup_id, info) in kernel.agents_in_kernel() {
@@ -179,6 +180,7 @@ fn status(state: &State) -> StatusReport {
             default_verdict: if info.default_verdict == lupid_common::verdict::ALLOW { "allow" } else { "deny" }.into(),
         });
     }
+
     report.path_rules = kernel.path_rules_in_kernel();
     report.kernel_sequence = kernel.next_sequence();
     for (name, slot) in [
@@ -186,10 +188,10 @@ fn status(state: &State) -> StatusReport {
         ("path_unresolved", lupid_common::error::PATH_UNRESOLVED),
         ("read_failed", lupid_common::error::READ_FAILED),
         ("unknown_family", lupid_common::error::UNKNOWN_FAMILY),
-        ("no_policy", lupid_common::error::NO_POLICY),
     ] {
         report.failures.push((name.into(), kernel.error_count(slot)));
     }
+
     if let Ok(Some((seq, hash))) = lupid_ledger::LedgerReader::open_read_only(&state.ledger_dir).and_then(|r| r.head())
     {
         report.ledger_records = seq + 1;

@@ -41,7 +41,7 @@ enum Job {
     },
 }
 
-/// How the writer signs checkpoints.
+/// Checkpoint settings of the writer: the signing key and the interval.
 pub(crate) struct Checkpoints {
     pub(crate) key: SigningKey,
     pub(crate) interval: Duration,

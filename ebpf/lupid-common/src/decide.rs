@@ -59,7 +59,7 @@ pub const fn decide_exec(exec: &RuleSlot, default_verdict: u32) -> Decision {
 
 /// Decides an open from the best read and write slots of the resolved path.
 ///
-/// `access` holds `access::READ` and/or `access::WRITE`; an open with
+/// `access` contains `access::READ` and/or `access::WRITE`; an open with
 /// neither is judged as a read. A denial of any requested access wins.
 #[inline(always)]
 pub const fn decide_open(access: u32, read: &RuleSlot, write: &RuleSlot, default_verdict: u32) -> Decision {

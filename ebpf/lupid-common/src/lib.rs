@@ -19,7 +19,7 @@ pub const COMM_LEN: usize = 16;
 /// Most port rules one network prefix can carry, inherited rules included.
 pub const NET_RULES_PER_PREFIX: usize = 8;
 
-/// Which LSM hook produced an event.
+/// Codes of the LSM hooks that produce events.
 pub mod hook {
     pub const EXEC: u32 = 1;
     pub const OPEN: u32 = 2;
@@ -43,7 +43,7 @@ pub mod access {
     pub const WRITE: u32 = 2;
 }
 
-/// Why a hook reached its verdict.
+/// Codes of the causes of a verdict.
 pub mod reason {
     /// A rule matched; the event carries its id.
     pub const RULE: u32 = 1;
@@ -56,6 +56,8 @@ pub mod reason {
     /// The socket address family is not one the policy can describe. Denied.
     pub const UNKNOWN_FAMILY: u32 = 5;
     /// The agent points at a policy id with no table entry. Denied.
+    /// NOTE: no kernel program produces this code yet; the ledger format
+    /// keeps it so records stay decodable when one does.
     pub const NO_POLICY: u32 = 6;
 }
 
@@ -68,14 +70,13 @@ pub mod error {
     pub const PATH_UNRESOLVED: u32 = 1;
     pub const READ_FAILED: u32 = 2;
     pub const UNKNOWN_FAMILY: u32 = 3;
-    pub const NO_POLICY: u32 = 4;
     /// Number of slots in the `ERRORS` array.
     pub const COUNT: u32 = 8;
 }
 
 /// Event flags.
 pub mod flags {
-    /// The path did not fit in `PATH_MAX` bytes. The event holds no path.
+    /// The path did not fit in `PATH_MAX` bytes. The event contains no path.
     pub const PATH_TRUNCATED: u32 = 1;
 }
 

@@ -110,7 +110,7 @@ fn resolve(out: *mut Event, file: *const u8, f_path_offset: u32) -> Result<usize
 /// boundary and at the end, within the first `RULE_PATH_MAX` bytes (no rule
 /// can name a longer path). The lookup key is built on the stack, which is
 /// private to this task even when a sleepable program is preempted: after
-/// the byte at index `i` is copied, the key holds exactly the prefix
+/// the byte at index `i` is copied, the key contains exactly the prefix
 /// `path[..i]`, zero-padded. The kernel (6.1) accepts only stack and map
 /// memory as a map key, not ring buffer memory.
 #[inline(never)]
