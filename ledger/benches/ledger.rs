@@ -103,6 +103,7 @@ fn body(seq: u64) -> RecordBody {
             path: format!("/home/alice/project/target/release/deps/unit-{seq:08}.rlib").into_bytes(),
             truncated: false,
         },
+        lease_id: 0,
     })
 }
 

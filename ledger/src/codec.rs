@@ -3,13 +3,28 @@
 //! Every record has exactly one encoding, and the hash covers those bytes,
 //! so two parties that hold the same record compute the same hash.
 //!
-//! # Format version 1
+//! # Format versions
+//!
+//! Each record is written in the lowest version that can contain it:
+//!
+//! | version | records | body |
+//! | --- | --- | --- |
+//! | 1 | every record except a decision with a lease id | as below |
+//! | 2 | a decision whose `lease_id` is not 0 | the version 1 decision body, then `lease_id` (u32) |
+//!
+//! Decoding accepts both versions. A version 2 record that version 1 can
+//! contain (a decision with `lease_id` 0, or a record of any other kind) is
+//! rejected as [`DecodeError::NonCanonicalVersion`], so each record has one
+//! encoding. A record written before version 2 existed keeps its bytes and
+//! its hash.
+//!
+//! # Layout
 //!
 //! All integers are big-endian. The header is 50 bytes:
 //!
 //! | bytes | field |
 //! | --- | --- |
-//! | 1 | format version, `1` |
+//! | 1 | format version, `1` or `2` |
 //! | 8 | `seq` (u64) |
 //! | 8 | `time_ns`, wall time in Unix nanoseconds (u64) |
 //! | 1 | kind ([`Kind`] code) |
@@ -25,15 +40,16 @@
 //!   string;
 //! - [`Hook`] and [`Verdict`] as one byte each and [`Reason`] as a u32, with
 //!   the `lupid_common` codes;
-//! - [`Object`] as a one-byte tag (1 path, 2 socket) followed by its fields,
-//!   where `truncated` is one byte that must be 0 or 1.
+//! - [`Object`] as a one-byte tag (1 path, 2 socket) followed by its fields;
+//! - flags (`truncated`, `recorded_late`) as one byte that must be 0 or 1.
 //!
 //! A checkpoint body (kind 7) is `tree_size` (u64) followed by the 32-byte
-//! root hash.
+//! root hash. The lease and policy kinds (8 to 12) follow the same rules.
 //!
-//! Decoding is strict: an unknown version, kind or code, a string that is not
-//! UTF-8, a bad flag byte and trailing bytes are all errors, so a decoded
-//! record re-encodes to the bytes it came from.
+//! Decoding is strict, so a decoded record re-encodes to the bytes it came
+//! from. An unknown version, kind or code, a version higher than the record
+//! needs, a string that is not UTF-8, a bad flag byte and trailing bytes are
+//! all errors.
 //!
 //! # Hash
 //!
@@ -45,11 +61,15 @@ use sha2::{Digest, Sha256};
 
 use crate::record::{
     AgentExit, CheckpointRecord, DaemonStart, DaemonStop, Decision, EventsLost, HASH_LEN, Hash, Hook, Identity, Kind,
-    Object, Reason, Record, RecordBody, Verdict,
+    LeaseExpired, LeaseGranted, LeaseRevoked, ModeChanged, Object, PolicyLoaded, Reason, Record, RecordBody, Verdict,
 };
 
-/// Format version written into every record header.
+/// Format version of every record that has no version 2 content.
 pub const FORMAT_VERSION: u8 = 1;
+
+/// Format version of a decision with a lease id: the version 1 layout with
+/// `lease_id` (u32) after the last decision field.
+pub const LEASE_FORMAT_VERSION: u8 = 2;
 
 /// Size of the fixed record header in bytes.
 pub const HEADER_LEN: usize = 1 + 8 + 8 + 1 + HASH_LEN;
@@ -67,13 +87,17 @@ pub enum EncodeError {
     FieldTooLong { field: &'static str, len: usize },
 }
 
-/// Bytes that are not a valid version 1 record.
+/// Bytes that are not a valid canonical record.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record ends inside field `{field}` (needs {needed} bytes at offset {offset}, {len} total)")]
     Truncated { field: &'static str, offset: usize, needed: usize, len: usize },
-    #[error("unsupported format version {0} (this build reads version {FORMAT_VERSION})")]
+    #[error("unsupported format version {0} (this build reads versions {FORMAT_VERSION} and {LEASE_FORMAT_VERSION})")]
     UnsupportedVersion(u8),
+    /// A record in a higher version than its content needs, which would give
+    /// it a second encoding and a second hash.
+    #[error("{kind} record is in format version {version}, but its canonical encoding is version {canonical}")]
+    NonCanonicalVersion { kind: &'static str, version: u8, canonical: u8 },
     #[error("unknown record kind {0}")]
     UnknownKind(u8),
     #[error("field `{field}` is not valid UTF-8")]
@@ -102,7 +126,7 @@ impl Record {
     /// Encodes the record into its canonical bytes.
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut out = Writer(Vec::with_capacity(HEADER_LEN + 128));
-        out.u8(FORMAT_VERSION);
+        out.u8(format_version(&self.body));
         out.u64(self.seq);
         out.u64(self.time_ns);
         out.u8(self.body.kind() as u8);
@@ -115,7 +139,7 @@ impl Record {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut input = Reader { bytes, offset: 0 };
         let version = input.u8("version")?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != LEASE_FORMAT_VERSION {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         let seq = input.u64("seq")?;
@@ -123,7 +147,12 @@ impl Record {
         let kind_code = input.u8("kind")?;
         let kind = Kind::from_code(kind_code).ok_or(DecodeError::UnknownKind(kind_code))?;
         let prev_hash = input.hash("prev_hash")?;
-        let body = decode_body(&mut input, kind)?;
+        let body = decode_body(&mut input, kind, version)?;
+
+        let canonical = format_version(&body);
+        if version != canonical {
+            return Err(DecodeError::NonCanonicalVersion { kind: kind.name(), version, canonical });
+        }
 
         let count = bytes.len() - input.offset;
         if count != 0 {
@@ -135,6 +164,15 @@ impl Record {
     /// Encodes the record and returns its leaf hash.
     pub fn hash(&self) -> Result<Hash, EncodeError> {
         Ok(leaf_hash(&self.encode()?))
+    }
+}
+
+/// Returns the lowest format version that can contain `body`, the only one
+/// it may be written in.
+fn format_version(body: &RecordBody) -> u8 {
+    match body {
+        RecordBody::Decision(decision) if decision.lease_id != 0 => LEASE_FORMAT_VERSION,
+        _ => FORMAT_VERSION,
     }
 }
 
@@ -164,7 +202,52 @@ fn encode_body(out: &mut Writer, body: &RecordBody) -> Result<(), EncodeError> {
             out.u64(checkpoint.tree_size);
             out.raw(&checkpoint.root_hash);
         }
+        RecordBody::LeaseGranted(granted) => encode_lease_granted(out, granted)?,
+        RecordBody::LeaseRevoked(revoked) => {
+            out.u32(revoked.lease_id);
+            out.bytes("agent", revoked.agent.as_bytes())?;
+            out.bytes("revoked_by", revoked.revoked_by.as_bytes())?;
+            out.bytes("reason", revoked.reason.as_bytes())?;
+            out.u64(revoked.uses);
+        }
+        RecordBody::LeaseExpired(expired) => {
+            out.u32(expired.lease_id);
+            out.bytes("agent", expired.agent.as_bytes())?;
+            out.bytes("cause", expired.cause.as_bytes())?;
+            out.u64(expired.expired_boot_ns);
+            out.u64(expired.uses);
+            out.u8(u8::from(expired.recorded_late));
+        }
+        RecordBody::PolicyLoaded(loaded) => {
+            out.u32(loaded.agent_id);
+            out.bytes("agent", loaded.agent.as_bytes())?;
+            out.raw(&loaded.policy_sha256);
+            out.bytes("policy_path", &loaded.policy_path)?;
+            out.raw(&loaded.previous_sha256);
+            out.bytes("loaded_by", loaded.loaded_by.as_bytes())?;
+        }
+        RecordBody::ModeChanged(changed) => {
+            out.u32(changed.agent_id);
+            out.bytes("agent", changed.agent.as_bytes())?;
+            out.bytes("mode", changed.mode.as_bytes())?;
+            out.bytes("changed_by", changed.changed_by.as_bytes())?;
+        }
     }
+    Ok(())
+}
+
+fn encode_lease_granted(out: &mut Writer, granted: &LeaseGranted) -> Result<(), EncodeError> {
+    out.u32(granted.lease_id);
+    out.bytes("agent", granted.agent.as_bytes())?;
+    out.bytes("capability", granted.capability.as_bytes())?;
+    out.bytes("rule", granted.rule.as_bytes())?;
+    out.u64(granted.request_id);
+    out.u64(granted.ttl_ns);
+    out.u64(granted.expires_boot_ns);
+    out.bytes("boot_id", granted.boot_id.as_bytes())?;
+    out.u64(granted.max_uses);
+    out.bytes("granted_by", granted.granted_by.as_bytes())?;
+    out.bytes("reason", granted.reason.as_bytes())?;
     Ok(())
 }
 
@@ -221,10 +304,14 @@ fn encode_decision(out: &mut Writer, decision: &Decision) -> Result<(), EncodeEr
             out.raw(&port.to_be_bytes());
         }
     }
+    // Only version 2 has this field (see `format_version`).
+    if decision.lease_id != 0 {
+        out.u32(decision.lease_id);
+    }
     Ok(())
 }
 
-fn decode_body(input: &mut Reader<'_>, kind: Kind) -> Result<RecordBody, DecodeError> {
+fn decode_body(input: &mut Reader<'_>, kind: Kind, version: u8) -> Result<RecordBody, DecodeError> {
     let body = match kind {
         Kind::DaemonStart => RecordBody::DaemonStart(DaemonStart {
             version: input.string("version")?,
@@ -233,7 +320,7 @@ fn decode_body(input: &mut Reader<'_>, kind: Kind) -> Result<RecordBody, DecodeE
         }),
         Kind::DaemonStop => RecordBody::DaemonStop(DaemonStop { reason: input.string("reason")? }),
         Kind::Identity => RecordBody::Identity(decode_identity(input)?),
-        Kind::Decision => RecordBody::Decision(decode_decision(input)?),
+        Kind::Decision => RecordBody::Decision(decode_decision(input, version)?),
         Kind::AgentExit => RecordBody::AgentExit(AgentExit {
             agent_id: input.u32("agent_id")?,
             agent: input.string("agent")?,
@@ -248,8 +335,54 @@ fn decode_body(input: &mut Reader<'_>, kind: Kind) -> Result<RecordBody, DecodeE
             tree_size: input.u64("tree_size")?,
             root_hash: input.hash("root_hash")?,
         }),
+        Kind::LeaseGranted => RecordBody::LeaseGranted(decode_lease_granted(input)?),
+        Kind::LeaseRevoked => RecordBody::LeaseRevoked(LeaseRevoked {
+            lease_id: input.u32("lease_id")?,
+            agent: input.string("agent")?,
+            revoked_by: input.string("revoked_by")?,
+            reason: input.string("reason")?,
+            uses: input.u64("uses")?,
+        }),
+        Kind::LeaseExpired => RecordBody::LeaseExpired(LeaseExpired {
+            lease_id: input.u32("lease_id")?,
+            agent: input.string("agent")?,
+            cause: input.string("cause")?,
+            expired_boot_ns: input.u64("expired_boot_ns")?,
+            uses: input.u64("uses")?,
+            recorded_late: input.flag("recorded_late")?,
+        }),
+        Kind::PolicyLoaded => RecordBody::PolicyLoaded(PolicyLoaded {
+            agent_id: input.u32("agent_id")?,
+            agent: input.string("agent")?,
+            policy_sha256: input.hash("policy_sha256")?,
+            policy_path: input.bytes("policy_path")?,
+            previous_sha256: input.hash("previous_sha256")?,
+            loaded_by: input.string("loaded_by")?,
+        }),
+        Kind::ModeChanged => RecordBody::ModeChanged(ModeChanged {
+            agent_id: input.u32("agent_id")?,
+            agent: input.string("agent")?,
+            mode: input.string("mode")?,
+            changed_by: input.string("changed_by")?,
+        }),
     };
     Ok(body)
+}
+
+fn decode_lease_granted(input: &mut Reader<'_>) -> Result<LeaseGranted, DecodeError> {
+    Ok(LeaseGranted {
+        lease_id: input.u32("lease_id")?,
+        agent: input.string("agent")?,
+        capability: input.string("capability")?,
+        rule: input.string("rule")?,
+        request_id: input.u64("request_id")?,
+        ttl_ns: input.u64("ttl_ns")?,
+        expires_boot_ns: input.u64("expires_boot_ns")?,
+        boot_id: input.string("boot_id")?,
+        max_uses: input.u64("max_uses")?,
+        granted_by: input.string("granted_by")?,
+        reason: input.string("reason")?,
+    })
 }
 
 fn decode_identity(input: &mut Reader<'_>) -> Result<Identity, DecodeError> {
@@ -285,7 +418,7 @@ fn decode_identity(input: &mut Reader<'_>) -> Result<Identity, DecodeError> {
     })
 }
 
-fn decode_decision(input: &mut Reader<'_>) -> Result<Decision, DecodeError> {
+fn decode_decision(input: &mut Reader<'_>, version: u8) -> Result<Decision, DecodeError> {
     let kernel_seq = input.u64("kernel_seq")?;
     let boot_ns = input.u64("boot_ns")?;
     let agent_id = input.u32("agent_id")?;
@@ -316,6 +449,7 @@ fn decode_decision(input: &mut Reader<'_>) -> Result<Decision, DecodeError> {
         },
         tag => return Err(DecodeError::UnknownObject(tag)),
     };
+    let lease_id = if version == LEASE_FORMAT_VERSION { input.u32("lease_id")? } else { 0 };
 
     Ok(Decision {
         kernel_seq,
@@ -336,6 +470,7 @@ fn decode_decision(input: &mut Reader<'_>) -> Result<Decision, DecodeError> {
         rule,
         access,
         object,
+        lease_id,
     })
 }
 

@@ -2,7 +2,11 @@
 //!
 //! Every object starts with `seq`, `kind`, `time_ns` (wall time, Unix
 //! nanoseconds), `hash` and `prev_hash` (lowercase hex), followed by the body
-//! fields. Hashes inside bodies (`policy_sha256`, `exe_sha256`) are hex too.
+//! fields. Hashes inside bodies (`policy_sha256`, `exe_sha256`,
+//! `previous_sha256`) are hex too. The one exception is a `previous_sha256`
+//! of all zero bytes, which means no previous policy and is `null`. A
+//! decision's `lease_id` is 0 when no lease allowed it, and `recorded_late`
+//! is a boolean.
 //!
 //! Byte strings (paths, `comm`, command arguments) are exported under their
 //! key as a JSON string when they are valid UTF-8. Otherwise the key contains
@@ -30,7 +34,7 @@ use serde_json::{Value, json};
 use crate::{
     error::LedgerError,
     reader::{LedgerReader, StoredRecord},
-    record::{Decision, Identity, Object, RecordBody},
+    record::{Decision, HASH_LEN, Identity, LeaseGranted, Object, RecordBody},
 };
 
 /// A failed export.
@@ -89,8 +93,57 @@ pub fn record_json(stored: &StoredRecord) -> String {
             object.put("tree_size", json!(checkpoint.tree_size));
             object.put("root_hash", json!(hex::encode(checkpoint.root_hash)));
         }
+        RecordBody::LeaseGranted(granted) => put_lease_granted(&mut object, granted),
+        RecordBody::LeaseRevoked(revoked) => {
+            object.put("lease_id", json!(revoked.lease_id));
+            object.put("agent", json!(revoked.agent));
+            object.put("revoked_by", json!(revoked.revoked_by));
+            object.put("reason", json!(revoked.reason));
+            object.put("uses", json!(revoked.uses));
+        }
+        RecordBody::LeaseExpired(expired) => {
+            object.put("lease_id", json!(expired.lease_id));
+            object.put("agent", json!(expired.agent));
+            object.put("cause", json!(expired.cause));
+            object.put("expired_boot_ns", json!(expired.expired_boot_ns));
+            object.put("uses", json!(expired.uses));
+            object.put("recorded_late", json!(expired.recorded_late));
+        }
+        RecordBody::PolicyLoaded(loaded) => {
+            object.put("agent", json!(loaded.agent));
+            object.put("agent_id", json!(loaded.agent_id));
+            object.put("policy_sha256", json!(hex::encode(loaded.policy_sha256)));
+            object.put_bytes("policy_path", &loaded.policy_path);
+            let previous = if loaded.previous_sha256 == [0; HASH_LEN] {
+                Value::Null
+            } else {
+                json!(hex::encode(loaded.previous_sha256))
+            };
+            object.put("previous_sha256", previous);
+            object.put("loaded_by", json!(loaded.loaded_by));
+        }
+        RecordBody::ModeChanged(changed) => {
+            object.put("agent", json!(changed.agent));
+            object.put("agent_id", json!(changed.agent_id));
+            object.put("mode", json!(changed.mode));
+            object.put("changed_by", json!(changed.changed_by));
+        }
     }
     object.to_ascii_json()
+}
+
+fn put_lease_granted(object: &mut JsonObject, granted: &LeaseGranted) {
+    object.put("lease_id", json!(granted.lease_id));
+    object.put("agent", json!(granted.agent));
+    object.put("capability", json!(granted.capability));
+    object.put("rule", json!(granted.rule));
+    object.put("request_id", json!(granted.request_id));
+    object.put("ttl_ns", json!(granted.ttl_ns));
+    object.put("expires_boot_ns", json!(granted.expires_boot_ns));
+    object.put("boot_id", json!(granted.boot_id));
+    object.put("max_uses", json!(granted.max_uses));
+    object.put("granted_by", json!(granted.granted_by));
+    object.put("reason", json!(granted.reason));
 }
 
 fn put_identity(object: &mut JsonObject, identity: &Identity) {
@@ -138,6 +191,7 @@ fn put_decision(object: &mut JsonObject, decision: &Decision) {
     object.put("rule_id", json!(decision.rule_id));
     let rule = if decision.rule.is_empty() { Value::Null } else { json!(decision.rule) };
     object.put("rule", rule);
+    object.put("lease_id", json!(decision.lease_id));
     object.put("access", access_json(decision.access));
 
     match &decision.object {

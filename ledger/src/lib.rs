@@ -43,9 +43,10 @@ pub use note::NoteError;
 pub use proof::{CheckError, InclusionProof, ProveError};
 pub use reader::{LedgerReader, StoredRecord};
 pub use record::{
-    AgentExit, CheckpointRecord, DaemonStart, DaemonStop, Decision, EventsLost, Hash, Hook, Identity, Kind, Object,
-    Reason, Record, RecordBody, Verdict, ZERO_HASH,
+    AgentExit, CheckpointRecord, DaemonStart, DaemonStop, Decision, EventsLost, Hash, Hook, Identity, Kind,
+    LeaseExpired, LeaseGranted, LeaseRevoked, ModeChanged, Object, PolicyLoaded, Reason, Record, RecordBody, Verdict,
+    ZERO_HASH,
 };
-pub use store::{Appended, CHECKPOINTS_CF, HEAD_KEY, Ledger, META_CF, RECORDS_CF};
+pub use store::{TMP_WRITE_NS, Appended, CHECKPOINTS_CF, HEAD_KEY, Ledger, META_CF, RECORDS_CF};
 pub use tree::TREE_CF;
 pub use verify::{Break, BreakKind, VerifyReport, verify, verify_reader};

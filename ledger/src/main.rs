@@ -178,7 +178,8 @@ enum VerdictArg {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum QueryFormat {
-    /// Aligned columns: seq, time, agent, hook, verdict, rule, object.
+    /// Aligned columns: seq, time, agent, hook, verdict (with the lease id
+    /// when a lease allowed the action), rule, object.
     Table,
     /// JSON Lines, in the form of `export --format jsonl`.
     Json,
@@ -451,21 +452,25 @@ fn write_table(out: &mut impl Write, found: &[StoredRecord]) -> io::Result<()> {
                     } else {
                         format!("{}:{}", decision.rule_id, decision.rule)
                     };
+                    let verdict = match decision.lease_id {
+                        0 => decision.verdict.name().to_owned(),
+                        lease_id => format!("{} (lease {lease_id})", decision.verdict.name()),
+                    };
                     let object = object_text(&decision.object);
-                    (decision.agent.clone(), decision.hook.name(), decision.verdict.name(), rule, object)
+                    (decision.agent.clone(), decision.hook.name(), verdict, rule, object)
                 }
                 RecordBody::Identity(identity) => {
                     let exe = String::from_utf8_lossy(&identity.exe_path).into_owned();
-                    (identity.agent.clone(), "-", "-", "-".to_owned(), exe)
+                    (identity.agent.clone(), "-", "-".to_owned(), "-".to_owned(), exe)
                 }
-                _ => (String::new(), "-", "-", "-".to_owned(), String::new()),
+                _ => (String::new(), "-", "-".to_owned(), "-".to_owned(), String::new()),
             };
             [
                 record.seq.to_string(),
                 timestamp::format_rfc3339(record.time_ns),
                 escape_controls(&agent),
                 hook.to_owned(),
-                verdict.to_owned(),
+                verdict,
                 escape_controls(&rule),
                 escape_controls(&object),
             ]

@@ -14,16 +14,23 @@
 //! `type_uid` is `class_uid * 100 + activity_id`. An allowed decision is
 //! `action_id` 1 (Allowed), `disposition_id` 1 (Allowed) and `severity_id` 1
 //! (Informational). A denied one is `action_id` 2 (Denied), `disposition_id`
-//! 2 (Blocked) and `severity_id` 3 (Medium). `time` is the record's wall time
-//! in Unix milliseconds, and `metadata.original_time` the same time as RFC
-//! 3339 with nanoseconds. `metadata.uid` is the record hash (hex).
+//! 2 (Blocked) and `severity_id` 3 (Medium). These follow the verdict alone,
+//! so a decision allowed by an audit rule, a lease or monitor mode is
+//! Allowed, and `unmapped.reason` names which of them applied. `time` is the
+//! record's wall time in Unix milliseconds, and `metadata.original_time` the
+//! same time as RFC 3339 with nanoseconds. `metadata.uid` is the record hash
+//! (hex).
 //!
 //! `actor.process` is the process that made the request: `pid` is the
 //! thread group id, `tid` the thread id, `name` the `comm`, and `user.uid`
 //! and `group` come from the decision. Fields with no OCSF attribute (`seq`,
-//! `kernel_seq`, `rule`, `rule_id`, `reason`, `policy_sha256`, the agent)
-//! are under `unmapped`. Other record kinds are not exported. Byte strings
-//! that are not UTF-8 are exported lossily, as in the JSON Lines export.
+//! `kernel_seq`, `rule`, `rule_id`, `reason`, `lease_id`, `policy_sha256`,
+//! the agent) are under `unmapped`. Byte strings that are not UTF-8 are
+//! exported lossily, as in the JSON Lines export.
+//!
+//! Only decisions are exported. Records of every other kind are skipped,
+//! the lease, policy and mode records included, because this module maps
+//! none of them to an OCSF class. The JSON Lines export carries them all.
 
 use std::io::Write;
 
@@ -132,6 +139,7 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
             "rule": decision.rule,
             "rule_id": decision.rule_id,
             "reason": decision.reason.name().map_or_else(|| json!(decision.reason.code()), |name| json!(name)),
+            "lease_id": decision.lease_id,
             "policy_sha256": hex::encode(decision.policy_sha256),
             "agent": decision.agent,
             "agent_id": decision.agent_id,

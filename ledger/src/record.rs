@@ -41,6 +41,11 @@ pub enum RecordBody {
     AgentExit(AgentExit),
     EventsLost(EventsLost),
     Checkpoint(CheckpointRecord),
+    LeaseGranted(LeaseGranted),
+    LeaseRevoked(LeaseRevoked),
+    LeaseExpired(LeaseExpired),
+    PolicyLoaded(PolicyLoaded),
+    ModeChanged(ModeChanged),
 }
 
 impl RecordBody {
@@ -54,6 +59,11 @@ impl RecordBody {
             Self::AgentExit(_) => Kind::AgentExit,
             Self::EventsLost(_) => Kind::EventsLost,
             Self::Checkpoint(_) => Kind::Checkpoint,
+            Self::LeaseGranted(_) => Kind::LeaseGranted,
+            Self::LeaseRevoked(_) => Kind::LeaseRevoked,
+            Self::LeaseExpired(_) => Kind::LeaseExpired,
+            Self::PolicyLoaded(_) => Kind::PolicyLoaded,
+            Self::ModeChanged(_) => Kind::ModeChanged,
         }
     }
 }
@@ -70,6 +80,11 @@ pub enum Kind {
     AgentExit = 5,
     EventsLost = 6,
     Checkpoint = 7,
+    LeaseGranted = 8,
+    LeaseRevoked = 9,
+    LeaseExpired = 10,
+    PolicyLoaded = 11,
+    ModeChanged = 12,
 }
 
 impl Kind {
@@ -83,6 +98,11 @@ impl Kind {
             5 => Some(Self::AgentExit),
             6 => Some(Self::EventsLost),
             7 => Some(Self::Checkpoint),
+            8 => Some(Self::LeaseGranted),
+            9 => Some(Self::LeaseRevoked),
+            10 => Some(Self::LeaseExpired),
+            11 => Some(Self::PolicyLoaded),
+            12 => Some(Self::ModeChanged),
             _ => None,
         }
     }
@@ -97,6 +117,11 @@ impl Kind {
             Self::AgentExit => "agent_exit",
             Self::EventsLost => "events_lost",
             Self::Checkpoint => "checkpoint",
+            Self::LeaseGranted => "lease_granted",
+            Self::LeaseRevoked => "lease_revoked",
+            Self::LeaseExpired => "lease_expired",
+            Self::PolicyLoaded => "policy_loaded",
+            Self::ModeChanged => "mode_changed",
         }
     }
 }
@@ -167,6 +192,10 @@ pub struct Decision {
     /// `lupid_common::access` bits: 1 read, 2 write. 0 for exec and connect.
     pub access: u32,
     pub object: Object,
+    /// The lease that allowed the action when `reason` is [`Reason::Lease`],
+    /// 0 otherwise. A decision with a lease id is written as format
+    /// version 2 ([`crate::codec`]).
+    pub lease_id: u32,
 }
 
 /// The LSM hook that produced a decision.
@@ -257,6 +286,20 @@ pub enum Reason {
     ReadFailed,
     UnknownFamily,
     NoPolicy,
+    /// An audit rule matched: allowed and marked.
+    Audit,
+    /// A lease allowed the action; [`Decision::lease_id`] names it.
+    Lease,
+    /// A lease-required rule matched and no valid lease covered the action,
+    /// so it was denied. The denial is a lease request.
+    LeaseRequired,
+    /// The agent runs in monitor mode: rule `rule_id`, or the default
+    /// verdict when it is 0, would have denied the action, which was
+    /// allowed.
+    Monitor,
+    /// The binary's content could not be hashed for the content rules, so
+    /// the exec was denied.
+    HashFailed,
     Other(u32),
 }
 
@@ -270,6 +313,11 @@ impl Reason {
             Self::ReadFailed => reason::READ_FAILED,
             Self::UnknownFamily => reason::UNKNOWN_FAMILY,
             Self::NoPolicy => reason::NO_POLICY,
+            Self::Audit => reason::AUDIT,
+            Self::Lease => reason::LEASE,
+            Self::LeaseRequired => reason::LEASE_REQUIRED,
+            Self::Monitor => reason::MONITOR,
+            Self::HashFailed => reason::HASH_FAILED,
             Self::Other(code) => code,
         }
     }
@@ -283,6 +331,11 @@ impl Reason {
             reason::READ_FAILED => Self::ReadFailed,
             reason::UNKNOWN_FAMILY => Self::UnknownFamily,
             reason::NO_POLICY => Self::NoPolicy,
+            reason::AUDIT => Self::Audit,
+            reason::LEASE => Self::Lease,
+            reason::LEASE_REQUIRED => Self::LeaseRequired,
+            reason::MONITOR => Self::Monitor,
+            reason::HASH_FAILED => Self::HashFailed,
             other => Self::Other(other),
         }
     }
@@ -296,6 +349,11 @@ impl Reason {
             Self::ReadFailed => Some("read_failed"),
             Self::UnknownFamily => Some("unknown_family"),
             Self::NoPolicy => Some("no_policy"),
+            Self::Audit => Some("audit"),
+            Self::Lease => Some("lease"),
+            Self::LeaseRequired => Some("lease_required"),
+            Self::Monitor => Some("monitor"),
+            Self::HashFailed => Some("hash_failed"),
             Self::Other(_) => None,
         }
     }
@@ -341,4 +399,94 @@ pub struct CheckpointRecord {
     pub tree_size: u64,
     /// RFC 6962 root hash of that tree.
     pub root_hash: Hash,
+}
+
+/// A person or the daemon granted an agent a capability lease: a bounded
+/// exception to a lease-required rule, checked by the kernel at every use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseGranted {
+    /// Daemon-assigned id; decisions allowed by the lease carry it.
+    pub lease_id: u32,
+    pub agent: String,
+    /// The action the lease allows, as text: `connect 203.0.113.7:443`,
+    /// `exec /usr/bin/curl`, `write /home/a/repo/**`.
+    pub capability: String,
+    /// Name of the lease-required rule that the lease is an exception to.
+    pub rule: String,
+    /// Id of the lease request that this grant fulfils, or 0 when the lease
+    /// was granted without a request.
+    pub request_id: u64,
+    /// Lifetime of the lease in nanoseconds.
+    pub ttl_ns: u64,
+    /// `bpf_ktime_get_boot_ns()` value from which the lease no longer holds,
+    /// on the boot named by `boot_id`.
+    pub expires_boot_ns: u64,
+    /// `/proc/sys/kernel/random/boot_id` of the boot whose clock
+    /// `expires_boot_ns` counts. A lease never outlives that boot.
+    pub boot_id: String,
+    /// Most uses allowed; 0 for no limit.
+    pub max_uses: u64,
+    /// The person, or the daemon, that granted the lease.
+    pub granted_by: String,
+    /// Reason for the grant, as `granted_by` stated it.
+    pub reason: String,
+}
+
+/// A person or the daemon ended a lease before it expired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseRevoked {
+    pub lease_id: u32,
+    pub agent: String,
+    /// The person, or the daemon, that revoked the lease.
+    pub revoked_by: String,
+    /// Reason for the revocation, as `revoked_by` stated it.
+    pub reason: String,
+    /// Uses the kernel counted before the revocation.
+    pub uses: u64,
+}
+
+/// A lease ended on its own: its time or uses ran out, the machine
+/// rebooted, or a policy reload removed the rule it was an exception to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseExpired {
+    pub lease_id: u32,
+    pub agent: String,
+    /// `ttl`, `uses`, `reboot` or `policy`.
+    pub cause: String,
+    /// `bpf_ktime_get_boot_ns()` at the expiry; 0 when unknown, as after a
+    /// reboot.
+    pub expired_boot_ns: u64,
+    /// Uses the kernel counted before the expiry.
+    pub uses: u64,
+    /// Set when the daemon was not running at the expiry and recorded it at
+    /// its next start, so the record's wall time is later than the expiry.
+    pub recorded_late: bool,
+}
+
+/// The daemon loaded a policy for a running agent, in place of the one in
+/// force (a reload).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyLoaded {
+    pub agent_id: u32,
+    pub agent: String,
+    /// SHA-256 of the policy file as loaded.
+    pub policy_sha256: Hash,
+    pub policy_path: Vec<u8>,
+    /// SHA-256 of the policy it replaced; all zero when there was none.
+    pub previous_sha256: Hash,
+    /// The person, or the daemon, that loaded the policy.
+    pub loaded_by: String,
+}
+
+/// An agent switched between enforcing its policy and monitor mode, where
+/// actions the policy denies are allowed and recorded with
+/// [`Reason::Monitor`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModeChanged {
+    pub agent_id: u32,
+    pub agent: String,
+    /// The new mode: `enforce` or `monitor`.
+    pub mode: String,
+    /// The person, or the daemon, that switched the mode.
+    pub changed_by: String,
 }

@@ -6,7 +6,7 @@ mod common;
 use std::{path::Path, process::Command};
 
 use lupid_ledger::{
-    LedgerReader, SigningKey,
+    Ledger, LedgerReader, Record, SigningKey,
     bundle::{self, BundleBreak, CHECKPOINTS_FILE, KEY_FILE, MANIFEST_FILE, RECORDS_FILE},
 };
 use tempfile::TempDir;
@@ -143,6 +143,39 @@ fn bundle_wrong_key_rejected() {
     let tmp = setup();
     let report = bundle::verify_bundle(&tmp.path().join("bundle"), Some(&key(2).verifier())).unwrap();
     assert!(matches!(report.first_break, Some(BundleBreak::InvalidCheckpoint { index: 0, .. })));
+}
+
+#[test]
+fn bundle_carries_lease_kinds() {
+    let tmp = TempDir::new().unwrap();
+    let ledger_dir = tmp.path().join("ledger");
+    let mut ledger = Ledger::open(&ledger_dir).unwrap();
+    for body in [common::every_kind(), common::lease_kinds()].concat() {
+        ledger.append(11, body).unwrap();
+    }
+    let signing = key(1);
+    ledger.checkpoint(&signing).unwrap();
+    drop(ledger);
+
+    let reader = LedgerReader::open_read_only(&ledger_dir).unwrap();
+    let expected: Vec<Record> = reader.records().unwrap().map(|stored| stored.unwrap().record).collect();
+    let dir = tmp.path().join("bundle");
+    let summary = bundle::export_bundle(&reader, &signing.verifier(), &dir).unwrap();
+    assert_eq!(summary.records, 14);
+    let report = bundle::verify_bundle(&dir, Some(&signing.verifier())).unwrap();
+    assert_eq!(report.first_break, None);
+    assert_eq!(report.records_checked, 14);
+
+    // records.bin is each record's canonical bytes behind a u32 length.
+    let bytes = std::fs::read(dir.join(RECORDS_FILE)).unwrap();
+    let mut offset = 0;
+    let mut found = Vec::new();
+    while offset < bytes.len() {
+        let len = u32::from_be_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+        found.push(Record::decode(&bytes[offset + 4..offset + 4 + len]).unwrap());
+        offset += 4 + len;
+    }
+    assert_eq!(found, expected);
 }
 
 fn cli(args: &[&str]) -> std::process::Output {

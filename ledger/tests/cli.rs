@@ -4,7 +4,7 @@ mod common;
 
 use std::{path::Path, process::Command};
 
-use lupid_ledger::Ledger;
+use lupid_ledger::{Ledger, PolicyLoaded, RecordBody};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -147,6 +147,134 @@ fn export_exit_and_loss() {
     assert_eq!(lines[4]["kernel_drop_counter"], 40);
     assert_eq!(lines[5]["status"], 137);
     assert_eq!(lines[5]["agent"], "coder");
+}
+
+/// Creates a ledger with the lease, policy and mode records and returns the
+/// parsed export lines, in the order of `common::lease_kinds`.
+fn export_lease_kinds() -> Vec<Value> {
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let bodies = common::lease_kinds().into_iter().map(|body| (5, body)).collect();
+    ledger.append_batch(bodies).unwrap();
+    drop(ledger);
+
+    let output = run(&["export", "--format", "jsonl"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(output.stdout.is_ascii());
+    stdout(&output).lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect()
+}
+
+#[test]
+fn export_lease_kind_names() {
+    let lines = export_lease_kinds();
+    let kinds: Vec<&str> = lines.iter().map(|line| line["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["lease_granted", "decision", "lease_revoked", "lease_expired", "policy_loaded", "mode_changed"]);
+    assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);
+}
+
+#[test]
+fn export_lease_granted() {
+    let granted = &export_lease_kinds()[0];
+    assert_eq!(granted["lease_id"], 17);
+    assert_eq!(granted["agent"], "coder");
+    assert_eq!(granted["capability"], "connect 203.0.113.7:443");
+    assert_eq!(granted["rule"], "net-needs-lease");
+    assert_eq!(granted["request_id"], 42);
+    assert_eq!(granted["ttl_ns"], 900_000_000_000_u64);
+    assert_eq!(granted["expires_boot_ns"], 901_000_000_000_u64);
+    assert_eq!(granted["boot_id"], "4f1c3a52-8a0e-4c1b-9d4e-0a1b2c3d4e5f");
+    assert_eq!(granted["max_uses"], 10);
+    assert_eq!(granted["granted_by"], "alice@example.org");
+    assert_eq!(granted["reason"], "fetch the release tarball");
+}
+
+#[test]
+fn export_lease_decision() {
+    let decision = &export_lease_kinds()[1];
+    assert_eq!(decision["reason"], "lease");
+    assert_eq!(decision["lease_id"], 17);
+    assert_eq!(decision["verdict"], "allow");
+    assert_eq!(decision["rule"], "net-needs-lease");
+    assert_eq!(export_every_kind()[2]["lease_id"], 0, "a decision without a lease");
+}
+
+#[test]
+fn export_lease_revoked() {
+    let revoked = &export_lease_kinds()[2];
+    assert_eq!(revoked["lease_id"], 17);
+    assert_eq!(revoked["agent"], "coder");
+    assert_eq!(revoked["revoked_by"], "bob@example.org");
+    assert_eq!(revoked["reason"], "download finished");
+    assert_eq!(revoked["uses"], 3);
+}
+
+#[test]
+fn export_lease_expired() {
+    let expired = &export_lease_kinds()[3];
+    assert_eq!(expired["lease_id"], 18);
+    assert_eq!(expired["agent"], "coder");
+    assert_eq!(expired["cause"], "reboot");
+    assert_eq!(expired["expired_boot_ns"], 0);
+    assert_eq!(expired["uses"], 1);
+    assert_eq!(expired["recorded_late"], true);
+}
+
+#[test]
+fn export_policy_loaded() {
+    let loaded = &export_lease_kinds()[4];
+    assert_eq!(loaded["agent"], "coder");
+    assert_eq!(loaded["agent_id"], 7);
+    assert_eq!(loaded["policy_sha256"], "ee".repeat(32));
+    assert_eq!(loaded["policy_path"], "/etc/lupid/policies/\u{fffd}coder.lp");
+    assert_eq!(loaded["policy_path_hex"], hex::encode(b"/etc/lupid/policies/\xffcoder.lp"));
+    assert_eq!(loaded["previous_sha256"], "ab".repeat(32));
+    assert_eq!(loaded["loaded_by"], "lupid-agent");
+}
+
+#[test]
+fn export_first_policy_no_previous() {
+    let dir = TempDir::new().unwrap();
+    let RecordBody::PolicyLoaded(loaded) = common::policy_loaded() else { unreachable!() };
+    let first = RecordBody::PolicyLoaded(PolicyLoaded { previous_sha256: [0; 32], ..loaded });
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    ledger.append(5, first).unwrap();
+    drop(ledger);
+
+    let output = run(&["export"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let line: Value = serde_json::from_str(stdout(&output).trim_end()).unwrap();
+    assert_eq!(line["previous_sha256"], Value::Null);
+}
+
+#[test]
+fn export_mode_changed() {
+    let changed = &export_lease_kinds()[5];
+    assert_eq!(changed["agent"], "coder");
+    assert_eq!(changed["agent_id"], 7);
+    assert_eq!(changed["mode"], "monitor");
+    assert_eq!(changed["changed_by"], "alice@example.org");
+}
+
+#[test]
+fn query_table_shows_lease() {
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let bodies = [common::every_kind(), common::lease_kinds()].concat().into_iter().map(|body| (5, body)).collect();
+    ledger.append_batch(bodies).unwrap();
+    drop(ledger);
+
+    let output = run(&["query", "--agent", "coder", "--hook", "connect"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let table = stdout(&output);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "header and two connect decisions: {table}");
+    assert!(!lines[1].contains("lease"), "{table}");
+    assert!(lines[2].contains("allow (lease 17)"), "{table}");
+    assert!(lines[2].contains("5:net-needs-lease"), "{table}");
+
+    let output = run(&["query", "--agent", "coder", "--hook", "connect", "--format", "json"], dir.path());
+    let lines: Vec<Value> = stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(lines[1]["lease_id"], 17);
 }
 
 fn run_plain(args: &[&std::ffi::OsStr]) -> std::process::Output {

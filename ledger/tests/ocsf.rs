@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use lupid_ledger::{Decision, Hook, Ledger, LedgerReader, Object, RecordBody, Verdict, ocsf};
+use lupid_ledger::{Decision, Hook, Ledger, LedgerReader, Object, Reason, RecordBody, Verdict, ocsf};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -107,6 +107,41 @@ fn ocsf_network_open() {
     assert_eq!(event["dst_endpoint"]["ip"], "203.0.113.7");
     assert_eq!(event["dst_endpoint"]["port"], 443);
     assert_eq!(event["actor"]["process"]["name"], "curl");
+}
+
+/// Returns a decision allowed for `reason`, denied had the reason not
+/// applied.
+fn allowed_by(reason: Reason, lease_id: u32) -> RecordBody {
+    let RecordBody::Decision(template) = common::open_decision() else { unreachable!() };
+    RecordBody::Decision(Decision { verdict: Verdict::Allow, reason, lease_id, ..template })
+}
+
+#[test]
+fn ocsf_lease_audit_monitor_allowed() {
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let mut bodies = common::lease_kinds();
+    bodies.push(allowed_by(Reason::Audit, 0));
+    bodies.push(allowed_by(Reason::Monitor, 0));
+    ledger.append_batch(bodies.into_iter().map(|body| (TIME_NS, body)).collect()).unwrap();
+    drop(ledger);
+
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let mut out = Vec::new();
+    let count = ocsf::export_ocsf(&reader, &mut out).unwrap();
+    assert_eq!(count, 3, "lease, policy and mode records are skipped");
+    let events: Vec<Value> =
+        String::from_utf8(out).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+
+    let reasons: Vec<&str> = events.iter().map(|event| event["unmapped"]["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["lease", "audit", "monitor"]);
+    for event in &events {
+        assert_eq!(event["action_id"], 1, "{event}");
+        assert_eq!(event["disposition_id"], 1, "{event}");
+        assert_eq!(event["disposition"], "Allowed", "{event}");
+    }
+    assert_eq!(events[0]["unmapped"]["lease_id"], 17);
+    assert_eq!(events[1]["unmapped"]["lease_id"], 0);
 }
 
 #[test]

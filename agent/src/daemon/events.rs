@@ -65,12 +65,18 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>) -> RecordBody
             reason::READ_FAILED => Reason::ReadFailed,
             reason::UNKNOWN_FAMILY => Reason::UnknownFamily,
             reason::NO_POLICY => Reason::NoPolicy,
+            reason::AUDIT => Reason::Audit,
+            reason::LEASE => Reason::Lease,
+            reason::LEASE_REQUIRED => Reason::LeaseRequired,
+            reason::MONITOR => Reason::Monitor,
+            reason::HASH_FAILED => Reason::HashFailed,
             other => Reason::Other(other),
         },
         rule_id: event.rule_id,
         rule,
         access: event.access,
         object,
+        lease_id: event.lease_id,
     })
 }
 

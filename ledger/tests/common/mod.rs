@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use lupid_ledger::{
-    AgentExit, DaemonStart, DaemonStop, Decision, EventsLost, Hook, Identity, Ledger, Object, Reason, RecordBody,
-    Verdict,
+    AgentExit, DaemonStart, DaemonStop, Decision, EventsLost, Hook, Identity, LeaseExpired, LeaseGranted, LeaseRevoked,
+    Ledger, ModeChanged, Object, PolicyLoaded, Reason, RecordBody, Verdict,
 };
 use rocksdb::{DB, DBCompressionType, Options};
 
@@ -60,6 +60,7 @@ pub(crate) fn open_decision() -> RecordBody {
         rule: "deny-ssh-keys".into(),
         access: 1 | 2,
         object: Object::Path { path: [b"/home/alice/.ssh/", HOSTILE].concat(), truncated: false },
+        lease_id: 0,
     })
 }
 
@@ -87,6 +88,7 @@ pub(crate) fn connect_decision() -> RecordBody {
         rule: String::new(),
         access: 0,
         object: Object::Socket { family: 2, addr, port: 443 },
+        lease_id: 0,
     })
 }
 
@@ -98,9 +100,87 @@ pub(crate) fn events_lost() -> RecordBody {
     RecordBody::EventsLost(EventsLost { first_kernel_seq: 101, last_kernel_seq: 140, kernel_drop_counter: 40 })
 }
 
-/// Returns one body of every kind, with both object variants of a decision.
+/// Returns one body of every kind up to events lost, with both object
+/// variants of a decision. Checkpoint records come from
+/// `Ledger::checkpoint`, and the lease kinds from [`lease_kinds`]. [`fill`]
+/// cycles through this list, and tests count on its order.
 pub(crate) fn every_kind() -> Vec<RecordBody> {
     vec![daemon_start(), identity(), open_decision(), connect_decision(), events_lost(), agent_exit(), daemon_stop()]
+}
+
+/// Returns a connect decision that lease 17 allowed.
+pub(crate) fn lease_decision() -> RecordBody {
+    let RecordBody::Decision(template) = connect_decision() else { unreachable!() };
+    RecordBody::Decision(Decision {
+        reason: Reason::Lease,
+        rule_id: 5,
+        rule: "net-needs-lease".into(),
+        lease_id: 17,
+        ..template
+    })
+}
+
+pub(crate) fn lease_granted() -> RecordBody {
+    RecordBody::LeaseGranted(LeaseGranted {
+        lease_id: 17,
+        agent: "coder".into(),
+        capability: "connect 203.0.113.7:443".into(),
+        rule: "net-needs-lease".into(),
+        request_id: 42,
+        ttl_ns: 900_000_000_000,
+        expires_boot_ns: 901_000_000_000,
+        boot_id: "4f1c3a52-8a0e-4c1b-9d4e-0a1b2c3d4e5f".into(),
+        max_uses: 10,
+        granted_by: "alice@example.org".into(),
+        reason: "fetch the release tarball".into(),
+    })
+}
+
+pub(crate) fn lease_revoked() -> RecordBody {
+    RecordBody::LeaseRevoked(LeaseRevoked {
+        lease_id: 17,
+        agent: "coder".into(),
+        revoked_by: "bob@example.org".into(),
+        reason: "download finished".into(),
+        uses: 3,
+    })
+}
+
+pub(crate) fn lease_expired() -> RecordBody {
+    RecordBody::LeaseExpired(LeaseExpired {
+        lease_id: 18,
+        agent: "coder".into(),
+        cause: "reboot".into(),
+        expired_boot_ns: 0,
+        uses: 1,
+        recorded_late: true,
+    })
+}
+
+pub(crate) fn policy_loaded() -> RecordBody {
+    RecordBody::PolicyLoaded(PolicyLoaded {
+        agent_id: 7,
+        agent: "coder".into(),
+        policy_sha256: [0xee; 32],
+        policy_path: b"/etc/lupid/policies/\xffcoder.lp".to_vec(),
+        previous_sha256: [0xab; 32],
+        loaded_by: "lupid-agent".into(),
+    })
+}
+
+pub(crate) fn mode_changed() -> RecordBody {
+    RecordBody::ModeChanged(ModeChanged {
+        agent_id: 7,
+        agent: "coder".into(),
+        mode: "monitor".into(),
+        changed_by: "alice@example.org".into(),
+    })
+}
+
+/// Returns one body of each lease, policy and mode kind, and a decision
+/// that a lease allowed.
+pub(crate) fn lease_kinds() -> Vec<RecordBody> {
+    vec![lease_granted(), lease_decision(), lease_revoked(), lease_expired(), policy_loaded(), mode_changed()]
 }
 
 /// Creates a ledger in `dir` with `count` records, written in batches of 100.
