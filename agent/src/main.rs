@@ -5,6 +5,7 @@
 //! was killed); other verbs exit 0 on success and 2 on error.
 
 mod daemon;
+mod lease;
 mod policy;
 mod protocol;
 mod run;
@@ -81,12 +82,117 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Grant, revoke and list capability leases.
+    Lease {
+        #[command(subcommand)]
+        command: LeaseCommand,
+    },
+    /// List the lease requests: actions a lease rule denied.
+    Pending {
+        #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Switch a running agent to monitor mode (allow all, record what would
+    /// have been denied) or back to enforce mode.
+    Mode {
+        #[arg(long)]
+        agent: String,
+        #[arg(value_parser = ["enforce", "monitor"])]
+        mode: String,
+        /// Who asks, for the ledger (default: `$SUDO_USER`, else `$USER`).
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Check a policy file and list every error with its line and column.
     Check { file: PathBuf },
+    /// Swap the policy of a running agent; a bad file changes nothing.
+    Reload {
+        #[arg(long)]
+        agent: String,
+        file: PathBuf,
+        /// Who asks, for the ledger (default: `$SUDO_USER`, else `$USER`).
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum LeaseCommand {
+    /// Grant an agent one capability for a bounded time and number of uses.
+    Grant {
+        /// The agent, by name. Not with --request.
+        #[arg(long, required_unless_present = "request", conflicts_with = "request")]
+        agent: Option<String>,
+        /// What to allow: `exec PATH`, `read PATH`, `write PATH`,
+        /// `read,write PATH` or `connect ADDRESS:PORT`.
+        #[arg(long, required_unless_present = "request", conflicts_with = "request")]
+        allow: Option<String>,
+        /// Grant exactly what an open request asked for (`lupid-agent pending`).
+        #[arg(long)]
+        request: Option<u64>,
+        /// How long the lease holds: 90s, 10m, 2h, 1d.
+        #[arg(long)]
+        ttl: String,
+        /// Most uses; unlimited when left out.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        uses: Option<u64>,
+        /// Who grants it, for the ledger (default: `$SUDO_USER`, else `$USER`).
+        #[arg(long)]
+        by: Option<String>,
+        /// Why, for the ledger.
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// End a lease now.
+    Revoke {
+        lease_id: u32,
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// List the live leases.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+}
+
+fn lease_command(command: LeaseCommand) -> anyhow::Result<()> {
+    match command {
+        LeaseCommand::Grant { agent, allow, request, ttl, uses, by, reason, socket } => {
+            let grant = protocol::LeaseGrant {
+                agent: agent.unwrap_or_default(),
+                capability: allow.unwrap_or_default(),
+                request: request.unwrap_or(0),
+                ttl_ns: daemon::parse_ttl(&ttl)?,
+                max_uses: uses.unwrap_or(0),
+                by: lease::person(by),
+                reason,
+            };
+            lease::grant(&socket, grant)
+        }
+        LeaseCommand::Revoke { lease_id, by, reason, socket } => {
+            lease::revoke(&socket, lease_id, lease::person(by), reason)
+        }
+        LeaseCommand::List { json, socket } => lease::list(&socket, json),
+    }
 }
 
 fn parse_user(text: &str) -> Result<(u32, u32), String> {
@@ -118,6 +224,14 @@ fn main() -> ExitCode {
         }
         Command::Status { socket, json } => status::status(&socket, json).map(|()| 0),
         Command::Policy { command: PolicyCommand::Check { file } } => policy_check(&file).map(|()| 0),
+        Command::Policy { command: PolicyCommand::Reload { agent, file, by, socket } } => {
+            lease::reload(&socket, agent, &file, lease::person(by)).map(|()| 0)
+        }
+        Command::Lease { command } => lease_command(command).map(|()| 0),
+        Command::Pending { socket, json } => lease::pending(&socket, json).map(|()| 0),
+        Command::Mode { agent, mode, by, socket } => {
+            lease::mode(&socket, agent, mode == "monitor", lease::person(by)).map(|()| 0)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
@@ -132,7 +246,7 @@ fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
     let text = run::read_policy_file(file)?;
     let name = file.display().to_string();
     let policy = policy::Policy::parse(&name, &text).map_err(|errors| join_errors(&errors))?;
-    let compiled = policy::compile(&policy, 1).map_err(|errors| join_errors(&errors))?;
+    let compiled = policy::compile_with(&policy, 1, &[]).map_err(|errors| join_errors(&errors))?;
     println!(
         "{name}: valid; {} rules, {} path entries and {} network prefixes for the kernel",
         compiled.rule_names.len(),

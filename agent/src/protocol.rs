@@ -35,6 +35,35 @@ pub(crate) enum Request {
     Status,
     /// Sign a checkpoint of the ledger now.
     Checkpoint,
+    /// Grant a lease to the agent called `agent`, or to the agent and
+    /// capability of an open request.
+    LeaseGrant(LeaseGrant),
+    /// End a lease now.
+    LeaseRevoke { lease_id: u32, by: String, reason: String },
+    /// List the live leases.
+    LeaseList,
+    /// List the open lease requests.
+    Pending,
+    /// Switch every live run of an agent to monitor mode or back.
+    Mode { agent: String, monitor: bool, by: String },
+    /// Swap the policy of every live run of an agent.
+    Reload { agent: String, policy_path: Vec<u8>, policy_text: Vec<u8>, by: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct LeaseGrant {
+    /// Empty when `request` names the agent.
+    pub(crate) agent: String,
+    /// `exec PATH`, `read PATH`, `write PATH`, `read,write PATH` or
+    /// `connect ADDRESS:PORT`; empty when `request` names it.
+    pub(crate) capability: String,
+    /// An open request to grant, 0 for none.
+    pub(crate) request: u64,
+    pub(crate) ttl_ns: u64,
+    /// 0 for no limit.
+    pub(crate) max_uses: u64,
+    pub(crate) by: String,
+    pub(crate) reason: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,6 +88,11 @@ pub(crate) enum Reply {
     Done,
     Status(Box<StatusReport>),
     Checkpoint { note: String },
+    Lease(Box<crate::daemon::Lease>),
+    Leases(Vec<crate::daemon::Lease>),
+    Requests(Vec<crate::daemon::Request>),
+    /// The agent runs that a mode switch or reload changed.
+    Changed { agent_ids: Vec<u32> },
     Error { message: String },
 }
 
@@ -92,6 +126,9 @@ pub(crate) struct AgentStatus {
     pub(crate) cgroup: String,
     pub(crate) policy_sha256: String,
     pub(crate) default_verdict: String,
+    /// `enforce` or `monitor`, from the kernel's `AGENTS` entry.
+    #[serde(default)]
+    pub(crate) mode: String,
 }
 
 /// Sends one message, with `fd` attached when given.

@@ -1,11 +1,11 @@
-//! The writable ledger: a RocksDB database with two column families.
+//! The writable ledger: a RocksDB database with these column families.
 //!
 //! - `records`: key = `seq` as u64 big-endian, value = the record's canonical
 //!   bytes ([`crate::codec`]). Big-endian keys sort in sequence order.
 //! - `meta`: key `head` = last `seq` (u64 big-endian) followed by that
 //!   record's 32-byte hash.
-//! - `tree`: the inner nodes of the RFC 6962 Merkle tree whose leaves are
-//!   the record hashes ([`crate::tree`]).
+//! - `tree`: the inner nodes of every eighth level of the RFC 6962 Merkle
+//!   tree whose leaves are the record hashes ([`crate::tree`]).
 //! - `checkpoints`: key = tree size (u64 big-endian), value = the signed
 //!   checkpoint note ([`crate::checkpoint`]).
 //! - `idx_agent`, `idx_rule`, `idx_verdict_hook`, `idx_time`: secondary
@@ -13,12 +13,14 @@
 //!
 //! Invariants kept by [`Ledger`]: sequence numbers start at 0 and are dense,
 //! record `n`'s `prev_hash` is the hash of record `n - 1` (all zero for
-//! record 0), `head` names the last record, `tree` holds every inner node
-//! whose records exist, and the indexes hold an entry for every record they
-//! cover. Each append writes its records, their tree nodes, their index
+//! record 0), `head` names the last record, `tree` holds every inner node of
+//! a stored level whose records exist, and the indexes list every record
+//! they cover. Each append writes its records, their tree nodes, their index
 //! entries and the new head in one `WriteBatch` with `sync = true`, so they
 //! become durable together, and an acknowledged append survives a crash.
 //! [`Ledger::checkpoint`] writes its checkpoint record and note the same way.
+//! Each checkpoint and dropping the [`Ledger`] flush the memtables, so a later
+//! open, read-only ones included, replays a short write-ahead log.
 //!
 //! [`Ledger::open`] checks only the head: the head metadata must name the
 //! last record, that record must hash to the stored head hash, and it must
@@ -32,14 +34,15 @@ use std::{
 };
 
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options, WriteBatch, WriteOptions,
+    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, FlushOptions, IteratorMode, Options, WriteBatch,
+    WriteOptions,
 };
 
 use crate::{
     checkpoint::Checkpoint,
     codec::leaf_hash,
     error::{HeadProblem, LedgerError},
-    index::{self, INDEX_CFS},
+    index::{self, INDEX_CFS, Postings},
     keys::SigningKey,
     merkle::Frontier,
     record::{CheckpointRecord, HASH_LEN, Hash, Record, RecordBody, ZERO_HASH},
@@ -79,8 +82,9 @@ impl Ledger {
     ///
     /// Rejects a ledger whose head does not link to its stored records, with
     /// [`LedgerError::BrokenHead`] naming the problem. Builds the Merkle tree
-    /// and the query indexes from the records when they are missing (a ledger
-    /// written by an older version).
+    /// from the records when its nodes are missing, and the query indexes when
+    /// they are missing or in an older layout (a ledger written by an older
+    /// version).
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
         std::fs::create_dir_all(dir).map_err(|source| LedgerError::CreateDir { path: dir.to_owned(), source })?;
         // A ledger is created only in an empty folder: given a folder with
@@ -98,13 +102,13 @@ impl Ledger {
         let mut options = db_options();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let db = DB::open_cf_descriptors(&options, dir, column_families())
+        let mut db = DB::open_cf_descriptors(&options, dir, column_families())
             .map_err(|source| LedgerError::Open { path: dir.to_owned(), source })?;
 
         let head = check_head(&db, dir)?;
         let size = head.map_or(0, |(seq, _)| seq + 1);
         let frontier = tree::load_frontier(&db, dir, size)?;
-        index::build_if_missing(&db, dir)?;
+        index::build_if_stale(&mut db, dir)?;
         Ok(Self { db, path: dir.to_owned(), head, frontier, checkpoint_sink: None })
     }
 
@@ -138,6 +142,12 @@ impl Ledger {
         let body = RecordBody::Checkpoint(CheckpointRecord { tree_size, root_hash });
         let note = (CHECKPOINTS_CF, tree_size.to_be_bytes().to_vec(), checkpoint.note.clone().into_bytes());
         self.write(vec![(time_ns, body)], Some(note))?;
+        // Checkpoints are rare, so each one also starts a flush of the
+        // memtables. A read-only open then replays only the write-ahead log
+        // written since, instead of everything since the daemon started.
+        // The flush runs in the background; if it fails, the log keeps the
+        // records and only that replay stays long.
+        let _ = self.flush_memtables(false);
 
         if let Some(sink) = &self.checkpoint_sink {
             append_to_sink(sink, &checkpoint).map_err(|source| LedgerError::CheckpointSink {
@@ -154,6 +164,16 @@ impl Ledger {
     /// over all records.
     pub fn tree_head(&self) -> (u64, Hash) {
         (self.frontier.size(), self.frontier.root())
+    }
+
+    /// Returns the Merkle root hash of the first `size` records, from the
+    /// stored tree. Fails with [`LedgerError::MissingRecord`] when the ledger
+    /// has fewer than `size` records.
+    pub fn root_at(&self, size: u64) -> Result<Hash, LedgerError> {
+        if size > self.len() {
+            return Err(LedgerError::MissingRecord { path: self.path.clone(), seq: self.len() });
+        }
+        crate::merkle::root(&tree::StoredTree { db: &self.db, path: &self.path }, size)
     }
 
     /// Appends records, one per `(wall time in Unix nanoseconds, body)`, in
@@ -188,16 +208,18 @@ impl Ledger {
         let mut appended = Vec::with_capacity(bodies.len());
         let mut prev_hash = self.head.map_or(ZERO_HASH, |(_, hash)| hash);
         let mut frontier = self.frontier.clone();
+        let mut postings = Postings::default();
         for (seq, (time_ns, body)) in (first..=last).zip(bodies) {
             let record = Record { seq, time_ns, prev_hash, body };
             let bytes = record.encode().map_err(|source| LedgerError::Encode { seq, source })?;
             let hash = leaf_hash(&bytes);
             batch.put_cf(records, seq.to_be_bytes(), bytes);
-            index::put_entries(&self.db, &self.path, &record, &mut batch)?;
+            postings.add(&record);
             tree::push_leaf(&self.db, &self.path, &mut frontier, hash, &mut batch)?;
             appended.push(Appended { seq, hash });
             prev_hash = hash;
         }
+        postings.write(&self.db, &self.path, &mut batch)?;
         batch.put_cf(self.cf(META_CF)?, HEAD_KEY, encode_head(last, &prev_hash));
         if let Some((name, key, value)) = extra {
             batch.put_cf(self.cf(name)?, key, value);
@@ -205,7 +227,10 @@ impl Ledger {
 
         let mut write_options = WriteOptions::default();
         write_options.set_sync(true);
-        self.db.write_opt(batch, &write_options).map_err(|source| LedgerError::Write {
+        let tmp_start = std::time::Instant::now();
+        let tmp_result = self.db.write_opt(batch, &write_options);
+        TMP_WRITE_NS.fetch_add(u64::try_from(tmp_start.elapsed().as_nanos()).unwrap(), std::sync::atomic::Ordering::Relaxed);
+        tmp_result.map_err(|source| LedgerError::Write {
             path: self.path.clone(),
             first,
             last,
@@ -252,7 +277,41 @@ impl Ledger {
     fn cf(&self, name: &'static str) -> Result<&ColumnFamily, LedgerError> {
         column_family(&self.db, &self.path, name)
     }
+
+    /// Writes the memtables of every column family to table files. With
+    /// `wait`, returns when they are written, otherwise once the flush is
+    /// scheduled.
+    fn flush_memtables(&self, wait: bool) -> Result<(), rocksdb::Error> {
+        let families: Vec<&ColumnFamily> = ALL_CFS.iter().filter_map(|name| self.db.cf_handle(name)).collect();
+        let mut options = FlushOptions::default();
+        options.set_wait(wait);
+        self.db.flush_cfs_opt(&families, &options)
+    }
 }
+
+pub static TMP_WRITE_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Drop for Ledger {
+    /// Flushes the memtables, so that the next open, read-only ones
+    /// included, replays an almost empty write-ahead log. A failed flush
+    /// loses nothing, because the log still holds the records, so its
+    /// error is ignored.
+    fn drop(&mut self) {
+        let _ = self.flush_memtables(true);
+    }
+}
+
+/// Every column family of a ledger.
+const ALL_CFS: [&str; 8] = [
+    RECORDS_CF,
+    META_CF,
+    TREE_CF,
+    CHECKPOINTS_CF,
+    INDEX_CFS[0],
+    INDEX_CFS[1],
+    INDEX_CFS[2],
+    INDEX_CFS[3],
+];
 
 /// Returns the database options shared by writers and readers: LZ4 for every
 /// column family, because the workspace builds RocksDB with LZ4 only.
@@ -262,12 +321,31 @@ pub(crate) fn db_options() -> Options {
     options
 }
 
+/// Returns the options of one column family.
+pub(crate) fn column_family_options(name: &str) -> Options {
+    let mut options = db_options();
+    match name {
+        RECORDS_CF => {
+            // TODO(measure): write buffer size of the records.
+            if let Some(size) = std::env::var("LUPID_RECORDS_WB").ok().and_then(|v| v.parse().ok()) {
+                options.set_write_buffer_size(size);
+            }
+            if std::env::var_os("LUPID_RECORDS_NOCOMP").is_some() {
+                options.set_compression_type(DBCompressionType::None);
+            }
+        }
+        TREE_CF => {
+            if std::env::var_os("LUPID_TREE_NOCOMP").is_some() {
+                options.set_compression_type(DBCompressionType::None);
+            }
+        }
+        _ => {}
+    }
+    options
+}
+
 pub(crate) fn column_families() -> Vec<ColumnFamilyDescriptor> {
-    [RECORDS_CF, META_CF, TREE_CF, CHECKPOINTS_CF]
-        .into_iter()
-        .chain(INDEX_CFS)
-        .map(|name| ColumnFamilyDescriptor::new(name, db_options()))
-        .collect()
+    ALL_CFS.into_iter().map(|name| ColumnFamilyDescriptor::new(name, column_family_options(name))).collect()
 }
 
 pub(crate) fn column_family<'db>(

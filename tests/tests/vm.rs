@@ -11,5 +11,6 @@
 
 mod common;
 mod failure;
+mod leases;
 mod ledger;
 mod mediation;

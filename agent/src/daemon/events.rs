@@ -25,12 +25,18 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Event> {
 }
 
 /// Builds the decision record of one event. `agent` is `None` when the
-/// event names an agent id the daemon never registered.
-pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>) -> RecordBody {
-    let (name, policy_sha256, rule) = agent.map_or_else(
-        || (String::new(), [0; 32], String::new()),
-        |a| (a.name.clone(), a.policy_sha256, a.rule_name(event.rule_id)),
-    );
+/// event names an agent id the daemon never registered. The policy hash and
+/// rule name come from the policy version the event names, which may be an
+/// older one than the agent's current policy. `lease_rule` names the rule a
+/// lease answers, for an event that a lease allowed.
+pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>, lease_rule: Option<&str>) -> RecordBody {
+    let version = agent.and_then(|a| a.version(event.policy_id));
+    let name = agent.map(|a| a.name.clone()).unwrap_or_default();
+    let policy_sha256 = version.map_or([0; 32], |v| v.policy_sha256);
+    let rule = match (event.reason, lease_rule) {
+        (reason::LEASE, Some(rule)) => rule.to_owned(),
+        _ => version.map(|v| v.rule_name(event.rule_id)).unwrap_or_default(),
+    };
     let object = if event.hook == hook::CONNECT || event.hook == hook::SEND {
         Object::Socket { family: event.family, addr: event.addr, port: event.port }
     } else {

@@ -14,7 +14,7 @@ use aya::{
     },
     programs::Lsm,
 };
-use lupid_common::{AgentInfo, NetKey, NetRule, PathKey, PathRule, error};
+use lupid_common::{AgentInfo, ContentKey, LeaseState, NetKey, NetRule, PathKey, PathRule, RuleSlot, error};
 
 use super::btf;
 
@@ -79,6 +79,8 @@ pub(crate) struct Kernel {
     agents: HashMap<MapData, u64, AgentInfo>,
     path_rules: HashMap<MapData, PathKey, PathRule>,
     net_rules: LpmTrie<MapData, NetKey, NetRule>,
+    exec_content: HashMap<MapData, ContentKey, RuleSlot>,
+    leases: Array<MapData, LeaseState>,
     pub(crate) errors: PerCpuArray<MapData, u64>,
     pub(crate) sequence: Array<MapData, u64>,
 }
@@ -113,6 +115,10 @@ impl Kernel {
                 .map_err(|source| KernelError::MapType { source: Box::new(source), map: "PATH_RULES" })?,
             net_rules: LpmTrie::try_from(take(&mut ebpf, "NET_RULES")?)
                 .map_err(|source| KernelError::MapType { source: Box::new(source), map: "NET_RULES" })?,
+            exec_content: HashMap::try_from(take(&mut ebpf, "EXEC_CONTENT")?)
+                .map_err(|source| KernelError::MapType { source: Box::new(source), map: "EXEC_CONTENT" })?,
+            leases: Array::try_from(take(&mut ebpf, "LEASES")?)
+                .map_err(|source| KernelError::MapType { source: Box::new(source), map: "LEASES" })?,
             errors: PerCpuArray::try_from(take(&mut ebpf, "ERRORS")?)
                 .map_err(|source| KernelError::MapType { source: Box::new(source), map: "ERRORS" })?,
             sequence: Array::try_from(take(&mut ebpf, "SEQUENCE")?)
@@ -144,6 +150,31 @@ impl Kernel {
         self.net_rules
             .remove(&Key::new(prefix_len, key))
             .map_err(|source| KernelError::Update { source: Box::new(source), map: "NET_RULES" })
+    }
+
+    pub(crate) fn insert_content_rule(&mut self, key: &ContentKey, rule: &RuleSlot) -> Result<(), KernelError> {
+        self.exec_content
+            .insert(key, rule, 0)
+            .map_err(|source| KernelError::Update { source: Box::new(source), map: "EXEC_CONTENT" })
+    }
+
+    pub(crate) fn remove_content_rule(&mut self, key: &ContentKey) -> Result<(), KernelError> {
+        self.exec_content
+            .remove(key)
+            .map_err(|source| KernelError::Update { source: Box::new(source), map: "EXEC_CONTENT" })
+    }
+
+    /// Writes one `LEASES` slot. Writing a state with `expires_boot_ns` 0
+    /// ends the lease at once.
+    pub(crate) fn set_lease(&mut self, slot: u32, state: &LeaseState) -> Result<(), KernelError> {
+        self.leases
+            .set(slot, state, 0)
+            .map_err(|source| KernelError::Update { source: Box::new(source), map: "LEASES" })
+    }
+
+    /// Reads one `LEASES` slot back from the kernel.
+    pub(crate) fn lease(&self, slot: u32) -> Option<LeaseState> {
+        self.leases.get(&slot, 0).ok()
     }
 
     pub(crate) fn insert_agent(&mut self, cgroup_id: u64, agent: &AgentInfo) -> Result<(), KernelError> {

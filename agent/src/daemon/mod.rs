@@ -9,10 +9,20 @@
 mod agents;
 mod btf;
 mod cgroup;
+mod control;
 mod events;
+mod grants;
 mod kernel;
+mod leases;
+mod pins;
+mod requests;
 mod server;
 mod writer;
+
+pub(crate) use self::{
+    leases::{Lease, boot_ns, parse_ttl},
+    requests::Request,
+};
 
 use std::{
     os::unix::fs::PermissionsExt,
@@ -39,6 +49,8 @@ const ABANDONED_AFTER: Duration = Duration::from_mins(1);
 pub(crate) struct State {
     kernel: Mutex<Kernel>,
     registry: Mutex<Registry>,
+    book: Mutex<leases::Book>,
+    requests: Mutex<requests::Requests>,
     writer: LedgerWriter,
     cgroup_root: PathBuf,
     ledger_dir: PathBuf,
@@ -72,21 +84,38 @@ pub(crate) fn start(options: &StartOptions) -> Result<()> {
         .with_context(|| format!("failed to create {}", options.state_dir.display()))?;
     std::fs::set_permissions(&options.state_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("failed to restrict {} to root", options.state_dir.display()))?;
-    let ledger_dir = options.state_dir.join("ledger");
-    let mut ledger =
-        Ledger::open(&ledger_dir).with_context(|| format!("failed to open the ledger at {}", ledger_dir.display()))?;
-    ledger.set_checkpoint_sink(options.pin_checkpoints.clone());
     let key_path = options.state_dir.join(SIGNING_KEY_FILE);
     let key = lupid_ledger::keys::load_or_create(&key_path)
         .with_context(|| format!("failed to load or create the checkpoint signing key {}", key_path.display()))?;
     tracing::info!(verifier_key = %key.verifier(), "checkpoint signing key loaded; pinned checkpoints are verified with this verifier key");
+    let last_note = options.state_dir.join(pins::LAST_CHECKPOINT_FILE);
+    let mut pin_sources = vec![last_note.as_path()];
+    pin_sources.extend(options.pin_checkpoints.as_deref());
+    let pinned = pins::newest(&pin_sources, &key.verifier())?;
+
+    let ledger_dir = options.state_dir.join("ledger");
+    let mut ledger =
+        Ledger::open(&ledger_dir).with_context(|| format!("failed to open the ledger at {}", ledger_dir.display()))?;
+    if let Some(pinned) = &pinned {
+        pins::check_extends(&ledger, pinned)?;
+        tracing::info!(tree_size = pinned.checkpoint.tree_size, source = %pinned.source.display(), "the ledger extends the newest signed checkpoint");
+    }
+    ledger.set_checkpoint_sink(options.pin_checkpoints.clone());
     let (writer, writer_thread) =
-        LedgerWriter::spawn(ledger, writer::Checkpoints { key, interval: options.checkpoint_interval });
+        LedgerWriter::spawn(ledger, writer::Checkpoints { key, interval: options.checkpoint_interval, last_note });
 
     let (kernel, ring) = Kernel::load()?;
     let tracker = SequenceTracker::starting_at(kernel.next_sequence(), kernel.dropped_events());
-    let state =
-        Arc::new(State { kernel: Mutex::new(kernel), registry: Mutex::default(), writer, cgroup_root, ledger_dir });
+    let book = leases::Book::load(&options.state_dir)?;
+    let state = Arc::new(State {
+        kernel: Mutex::new(kernel),
+        registry: Mutex::default(),
+        book: Mutex::new(book),
+        requests: Mutex::default(),
+        writer,
+        cgroup_root,
+        ledger_dir,
+    });
 
     let start_record = RecordBody::DaemonStart(DaemonStart {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -94,6 +123,7 @@ pub(crate) fn start(options: &StartOptions) -> Result<()> {
         pid: std::process::id(),
     });
     state.writer.append_durable(vec![start_record]).map_err(anyhow::Error::msg)?;
+    grants::restore(&state).map_err(|message| anyhow::anyhow!("failed to restore the leases: {message}"))?;
     tracing::info!(ledger = %state.ledger_dir.display(), cgroups = %state.cgroup_root.display(), "kernel programs attached");
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -226,6 +256,8 @@ fn drain(state: &State, ring: &mut RingBuf<MapData>, tracker: &mut SequenceTrack
     let next_sequence = state.kernel.lock().expect("kernel lock").next_sequence();
     tracker.reading(std::time::Instant::now(), next_sequence);
     let registry = state.registry.lock().expect("registry lock");
+    let book = state.book.lock().expect("book lock");
+    let mut requests = state.requests.lock().expect("requests lock");
     let mut records = Vec::new();
     while let Some(item) = ring.next() {
         let Some(event) = events::decode(&item) else {
@@ -236,7 +268,15 @@ fn drain(state: &State, ring: &mut RingBuf<MapData>, tracker: &mut SequenceTrack
             continue;
         };
         tracker.saw(event.seq);
-        records.push(events::to_record(&event, registry.agents.get(&event.agent_id)));
+        let agent = registry.agents.get(&event.agent_id);
+        let lease_rule = book.leases.iter().find(|lease| lease.id == event.lease_id).map(|lease| lease.rule.as_str());
+        let record = events::to_record(&event, agent, lease_rule);
+        if event.reason == lupid_common::reason::LEASE_REQUIRED
+            && let (Some(agent), RecordBody::Decision(decision)) = (agent, &record)
+        {
+            requests.note(&event, &agent.name, decision.rule.clone());
+        }
+        records.push(record);
     }
     records
 }
@@ -256,10 +296,17 @@ fn record_gaps(state: &State, tracker: &mut SequenceTracker) {
     }
 }
 
-/// Retires agents whose client died without reporting an exit.
+/// Every second: ends leases that ran out and removes replaced policies.
+/// Every five seconds: retires agents whose client died without reporting
+/// an exit.
 async fn sweep(state: Arc<State>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(5)).await;
+    for tick in 1_u64.. {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let lease_state = state.clone();
+        let _ = tokio::task::spawn_blocking(move || grants::sweep(&lease_state)).await;
+        if !tick.is_multiple_of(5) {
+            continue;
+        }
         let abandoned: Vec<u32> = {
             let registry = state.registry.lock().expect("registry lock");
             registry

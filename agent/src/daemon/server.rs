@@ -15,10 +15,10 @@ use lupid_ledger::{Identity, RecordBody};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use sha2::{Digest, Sha256};
 
-use super::{State, kernel::HOOKS};
+use super::{State, agents::NewAgent, control, grants, kernel::HOOKS};
 use crate::{
     policy::Policy,
-    protocol::{AgentStatus, Connection, ProgramStatus, Register, Reply, Request, StatusReport, send},
+    protocol::{AgentStatus, Connection, LeaseGrant, ProgramStatus, Register, Reply, Request, StatusReport, send},
 };
 
 /// Serves one client until it hangs up.
@@ -61,6 +61,17 @@ pub(crate) fn serve(state: &State, stream: UnixStream) {
                 Ok(note) => Reply::Checkpoint { note },
                 Err(message) => Reply::Error { message },
             },
+            Request::LeaseGrant(grant) => grant_lease(state, &grant),
+            Request::LeaseRevoke { lease_id, by, reason } => match grants::revoke(state, lease_id, &by, &reason) {
+                Ok(()) => Reply::Done,
+                Err(message) => Reply::Error { message },
+            },
+            Request::LeaseList => Reply::Leases(state.book.lock().expect("book lock").leases.clone()),
+            Request::Pending => Reply::Requests(state.requests.lock().expect("requests lock").open.clone()),
+            Request::Mode { agent, monitor, by } => control::set_mode(state, &agent, monitor, &by),
+            Request::Reload { agent, policy_path, policy_text, by } => {
+                control::reload(state, &agent, &policy_path, &policy_text, &by)
+            }
         };
         if let Err(e) = send(connection.stream(), &reply, None) {
             tracing::warn!(error = %e, "failed to reply to a client");
@@ -91,7 +102,11 @@ fn register_agent(state: &State, request: &Register, exe: Option<OwnedFd>) -> Re
     let entry = {
         let mut kernel = state.kernel.lock().expect("kernel lock");
         let mut registry = state.registry.lock().expect("registry lock");
-        match registry.register(&mut kernel, &state.cgroup_root, &request.agent, &policy, policy_sha256) {
+        let book = state.book.lock().expect("book lock");
+        let extra = grants::extra_rules(&policy, &request.agent, &book);
+        let agent =
+            NewAgent { name: &request.agent, policy: &policy, policy_sha256, policy_path: &request.policy_path };
+        match registry.register(&mut kernel, &state.cgroup_root, &agent, &extra) {
             Ok(entry) => entry,
             Err(message) => return error(message),
         }
@@ -141,6 +156,32 @@ fn hash_descriptor(fd: OwnedFd) -> std::io::Result<([u8; 32], Vec<u8>)> {
     Ok((hasher.finalize().into(), name))
 }
 
+fn grant_lease(state: &State, request: &LeaseGrant) -> Reply {
+    let (agent, capability) = if request.request == 0 {
+        (request.agent.clone(), request.capability.clone())
+    } else {
+        let requests = state.requests.lock().expect("requests lock");
+        let Some(open) = requests.get(request.request) else {
+            let message = format!("no open request has id {}; `lupid-agent pending` lists them", request.request);
+            return Reply::Error { message };
+        };
+        (open.agent.clone(), open.capability.clone())
+    };
+    let grant = grants::Grant {
+        agent: &agent,
+        capability: &capability,
+        ttl_ns: request.ttl_ns,
+        max_uses: request.max_uses,
+        by: &request.by,
+        reason: &request.reason,
+        request_id: request.request,
+    };
+    match grants::grant(state, &grant) {
+        Ok(lease) => Reply::Lease(Box::new(lease)),
+        Err(message) => Reply::Error { message },
+    }
+}
+
 fn agent_exited(state: &State, agent_id: u32, status: i32) -> Reply {
     let name = {
         let registry = state.registry.lock().expect("registry lock");
@@ -178,6 +219,7 @@ fn status(state: &State) -> StatusReport {
             cgroup: entry.map(|e| e.cgroup.path.display().to_string()).unwrap_or_default(),
             policy_sha256: entry.map(|e| hex::encode(e.policy_sha256)).unwrap_or_default(),
             default_verdict: if info.default_verdict == lupid_common::verdict::ALLOW { "allow" } else { "deny" }.into(),
+            mode: if info.flags & lupid_common::agent_flags::MONITOR == 0 { "enforce" } else { "monitor" }.into(),
         });
     }
 

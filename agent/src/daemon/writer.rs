@@ -45,6 +45,8 @@ enum Job {
 pub(crate) struct Checkpoints {
     pub(crate) key: SigningKey,
     pub(crate) interval: Duration,
+    /// File that receives the newest note, for the next start's check.
+    pub(crate) last_note: std::path::PathBuf,
 }
 
 /// A handle for sending records to the writer thread.
@@ -164,6 +166,11 @@ fn sign(ledger: &mut Ledger, checkpoints: &Checkpoints, failed: &AtomicBool) -> 
     match ledger.checkpoint(&checkpoints.key) {
         Ok(checkpoint) => {
             tracing::info!(tree_size = checkpoint.tree_size, "checkpoint signed");
+            if let Err(e) = super::pins::save_last(&checkpoints.last_note, &checkpoint.note) {
+                // The checkpoint is stored in the ledger; only the next
+                // start's quick check loses this copy.
+                tracing::error!(file = %checkpoints.last_note.display(), error = %e, "failed to save the newest checkpoint");
+            }
             Ok(checkpoint.note)
         }
         Err(lupid_ledger::LedgerError::CheckpointSink { sink, source, .. }) => {

@@ -18,6 +18,27 @@ pub(super) fn check_rules(file: &str, rules: &[Rule], errors: &mut Vec<PolicyErr
     check_ids(file, rules, errors);
     check_paths(file, rules, errors);
     check_destinations(file, rules, errors);
+    check_contents(file, rules, errors);
+}
+
+fn check_contents(file: &str, rules: &[Rule], errors: &mut Vec<PolicyError>) {
+    let mut lines: HashMap<&[u8; 32], (&str, usize)> = HashMap::new();
+    for rule in rules {
+        let Target::ExecContent(digest) = &rule.target else {
+            continue;
+        };
+        if let Some((earlier, line)) = lines.get(digest) {
+            let message = format!(
+                "duplicate rule: \"{}\" and \"{earlier}\" on line {line} both decide exec of the content \
+                 sha256:{}; remove one of them",
+                rule.id,
+                hex::encode(digest)
+            );
+            errors.push(PolicyError::new(file, rule.object_at, message));
+            continue;
+        }
+        lines.insert(digest, (rule.id.as_str(), rule.at.line));
+    }
 }
 
 fn check_ids(file: &str, rules: &[Rule], errors: &mut Vec<PolicyError>) {
@@ -64,7 +85,7 @@ fn check_paths(file: &str, rules: &[Rule], errors: &mut Vec<PolicyError>) {
                 (true, false) => (pattern, &[Slot::Read]),
                 _ => (pattern, &[Slot::Write]),
             },
-            Target::Connect(_) => continue,
+            Target::Connect(_) | Target::ExecContent(_) => continue,
         };
         // One error per earlier rule, even when it takes several slots.
         let mut reported = Vec::new();
@@ -88,7 +109,7 @@ fn check_paths(file: &str, rules: &[Rule], errors: &mut Vec<PolicyError>) {
 fn path_conflict(file: &str, rule: &Rule, pattern: &PathPattern, earlier: &Rule, slot: Slot) -> PolicyError {
     let earlier_subtree = match &earlier.target {
         Target::Exec(earlier_pattern) | Target::Open(earlier_pattern, _) => earlier_pattern.subtree,
-        Target::Connect(_) => pattern.subtree,
+        Target::Connect(_) | Target::ExecContent(_) => pattern.subtree,
     };
     let message = if earlier_subtree == pattern.subtree {
         format!(

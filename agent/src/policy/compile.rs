@@ -6,10 +6,20 @@
 //! and takes the first entry whose port range contains the port, each prefix's
 //! entry lists its own rules and then the rules of every enclosing prefix,
 //! longer prefix first and narrower port range first within a prefix.
+//! `EXEC_CONTENT` gets one entry per content digest.
+//!
+//! Granted leases are compiled as extra rules with the verdict
+//! [`Verdict::Leased`], after the policy's own rules: on the same path and
+//! access a lease takes the slot, and on the same prefix a lease's port
+//! range comes before an equally wide rule. The daemon grants a lease only
+//! for an action that the policy decides with a lease-required rule, so a
+//! lease never takes the place of an allow or deny rule.
 
 use std::collections::BTreeMap;
 
-use lupid_common::{NET_RULES_PER_PREFIX, NetKey, NetRule, PathKey, PathRule, PortRule, RuleSlot};
+use lupid_common::{
+    ContentKey, NET_RULES_PER_PREFIX, NetKey, NetRule, PathKey, PathRule, PortRule, RuleSlot, agent_flags,
+};
 
 use super::{NetPattern, Policy, PolicyError, Position, Rule, Target, Verdict};
 
@@ -20,6 +30,8 @@ pub(crate) struct CompiledPolicy {
     pub(crate) policy_id: u32,
     /// `verdict::ALLOW` or `verdict::DENY`, for `AgentInfo::default_verdict`.
     pub(crate) default_verdict: u32,
+    /// `agent_flags` bits the policy needs (`EXEC_CONTENT`).
+    pub(crate) flags: u32,
     /// Rule names by numeric rule id: `rule_names[rule_id - 1]`.
     pub(crate) rule_names: Vec<String>,
     /// `PATH_RULES` entries, sorted by path.
@@ -28,30 +40,74 @@ pub(crate) struct CompiledPolicy {
     /// sorted by address and prefix length. The trie prefix length counts
     /// the 32 bits of the policy id, so it is 32 plus the IPv6 prefix length.
     pub(crate) net_rules: Vec<(u32, NetKey, NetRule)>,
+    /// `EXEC_CONTENT` entries, sorted by digest.
+    pub(crate) content_rules: Vec<(ContentKey, RuleSlot)>,
 }
 
-/// Compiles `policy` for the map key prefix `policy_id`.
+/// Compiles `policy` for the map key prefix `policy_id`, without leases.
+#[cfg(test)]
+pub(crate) fn compile(policy: &Policy, policy_id: u32) -> Result<CompiledPolicy, Vec<PolicyError>> {
+    compile_with(policy, policy_id, &[])
+}
+
+/// Compiles `policy` and `extra` rules (granted leases) for the map key
+/// prefix `policy_id`. Extra rules are numbered after the policy's own
+/// rules.
 ///
 /// Fails when a prefix would need more than `NET_RULES_PER_PREFIX` port
 /// rules, or when the policy has more rules than a `u32` id can number.
-pub(crate) fn compile(policy: &Policy, policy_id: u32) -> Result<CompiledPolicy, Vec<PolicyError>> {
-    let rules = policy.rules();
+pub(crate) fn compile_with(
+    policy: &Policy,
+    policy_id: u32,
+    extra: &[Rule],
+) -> Result<CompiledPolicy, Vec<PolicyError>> {
+    let rules: Vec<&Rule> = policy.rules().iter().chain(extra).collect();
     let Ok(rule_count) = u32::try_from(rules.len()) else {
         let message = format!("too many rules ({}): rule ids must fit in 32 bits", rules.len());
         return Err(vec![PolicyError::new(policy.name(), Position { line: 1, column: 1 }, message)]);
     };
-    // Rule ids are 1-based so that 0 can mean "no rule" in events.
-    let numbered = rules.iter().zip(1..=rule_count);
+    // Rule ids are 1-based so that 0 can mean "no rule" in events. A lease
+    // slot carries the lease's index in `LEASES` instead.
+    let numbered = rules.iter().copied().zip(1..=rule_count).map(|(rule, rule_id)| match rule.verdict {
+        Verdict::Leased { slot } => (rule, slot),
+        _ => (rule, rule_id),
+    });
 
     let path_rules = compile_paths(numbered.clone(), policy_id);
+    let content_rules = compile_contents(numbered.clone(), policy_id);
     let net_rules = compile_destinations(policy.name(), numbered, policy_id)?;
     Ok(CompiledPolicy {
         policy_id,
         default_verdict: policy.default_verdict().to_abi(),
+        flags: if content_rules.is_empty() { 0 } else { agent_flags::EXEC_CONTENT },
         rule_names: rules.iter().map(|rule| rule.id.clone()).collect(),
         path_rules,
         net_rules,
+        content_rules,
     })
+}
+
+/// One rule per digest: the policy's own rule, or a lease on the same
+/// content, which comes later and replaces a lease-required rule.
+fn compile_contents<'a>(rules: impl Iterator<Item = (&'a Rule, u32)>, policy_id: u32) -> Vec<(ContentKey, RuleSlot)> {
+    let mut by_digest: BTreeMap<[u8; 32], RuleSlot> = BTreeMap::new();
+    for (rule, rule_id) in rules {
+        let Target::ExecContent(digest) = &rule.target else {
+            continue;
+        };
+        let slot = RuleSlot { rule_id, verdict: slot_verdict(rule.verdict), exact: 1 };
+        match by_digest.get(digest) {
+            Some(existing) if !(matches!(rule.verdict, Verdict::Leased { .. }) && is_lease_required(existing)) => {}
+            _ => {
+                by_digest.insert(*digest, slot);
+            }
+        }
+    }
+    by_digest.into_iter().map(|(sha256, slot)| (ContentKey { policy_id, sha256 }, slot)).collect()
+}
+
+fn is_lease_required(slot: &RuleSlot) -> bool {
+    u32::from(slot.verdict) == lupid_common::verdict::LEASE_REQUIRED
 }
 
 fn compile_paths<'a>(rules: impl Iterator<Item = (&'a Rule, u32)>, policy_id: u32) -> Vec<(PathKey, PathRule)> {
@@ -60,7 +116,7 @@ fn compile_paths<'a>(rules: impl Iterator<Item = (&'a Rule, u32)>, policy_id: u3
         let (pattern, access) = match &rule.target {
             Target::Exec(pattern) => (pattern, None),
             Target::Open(pattern, access) => (pattern, Some(access)),
-            Target::Connect(_) => continue,
+            Target::Connect(_) | Target::ExecContent(_) => continue,
         };
         let slot = RuleSlot { rule_id, verdict: slot_verdict(rule.verdict), exact: u16::from(!pattern.subtree) };
         let entry = by_path.entry(pattern.path.as_str()).or_default();
@@ -125,7 +181,11 @@ fn compile_destinations<'a>(
         });
     }
     for prefix in by_prefix.values_mut() {
-        prefix.own.sort_by_key(|port_rule| (port_rule.port_hi - port_rule.port_lo, port_rule.port_lo));
+        // Stable, and a lease sorts before an equally wide rule.
+        prefix.own.sort_by_key(|port_rule| {
+            let not_lease = port_rule.verdict != lupid_common::verdict::LEASED;
+            (port_rule.port_hi - port_rule.port_lo, port_rule.port_lo, not_lease)
+        });
     }
 
     let mut entries = Vec::with_capacity(by_prefix.len());

@@ -22,8 +22,7 @@
 mod check;
 mod compile;
 mod parse;
-#[cfg(test)]
-mod reference;
+pub(crate) mod reference;
 #[cfg(test)]
 mod tests;
 
@@ -32,13 +31,23 @@ use std::net::Ipv6Addr;
 
 use lupid_common::verdict;
 
-pub(crate) use compile::{CompiledPolicy, compile};
+#[cfg(test)]
+pub(crate) use compile::compile;
+pub(crate) use parse::parse_lease_path;
+pub(crate) use compile::{CompiledPolicy, compile_with};
 
 /// The verdict of a rule or of the default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
     Allow,
     Deny,
+    /// Allow, and mark the record.
+    Audit,
+    /// Deny until a person grants a lease that covers the action.
+    Lease,
+    /// A granted lease, compiled in by the daemon; never parsed from a file.
+    /// `slot` is its index in the kernel's `LEASES` array.
+    Leased { slot: u32 },
 }
 
 impl Verdict {
@@ -47,6 +56,9 @@ impl Verdict {
         match self {
             Self::Allow => verdict::ALLOW,
             Self::Deny => verdict::DENY,
+            Self::Audit => verdict::AUDIT,
+            Self::Lease => verdict::LEASE_REQUIRED,
+            Self::Leased { .. } => verdict::LEASED,
         }
     }
 }
@@ -56,6 +68,9 @@ impl fmt::Display for Verdict {
         f.write_str(match self {
             Self::Allow => "allow",
             Self::Deny => "deny",
+            Self::Audit => "audit",
+            Self::Lease => "lease",
+            Self::Leased { .. } => "leased",
         })
     }
 }
@@ -115,6 +130,8 @@ pub(crate) struct Rule {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
     Exec(PathPattern),
+    /// An exec of any file whose content has this SHA-256 digest.
+    ExecContent([u8; 32]),
     Open(PathPattern, Access),
     Connect(NetPattern),
 }

@@ -173,7 +173,7 @@ impl Parser<'_> {
             );
             return;
         };
-        let Some(verdict) = parse_verdict(word.text) else {
+        let Some(verdict @ (Verdict::Allow | Verdict::Deny)) = parse_verdict(word.text) else {
             self.error(
                 Position { line, column: word.column },
                 format!("invalid default verdict \"{}\": expected allow or deny", word.text),
@@ -219,7 +219,7 @@ impl Parser<'_> {
         let Some(verdict_token) = fields.first() else {
             self.error(
                 end_of(line, &[first]),
-                format!("missing verdict after rule id \"{id}\": expected allow or deny"),
+                format!("missing verdict after rule id \"{id}\": expected allow, deny, audit or lease"),
             );
             return;
         };
@@ -227,7 +227,7 @@ impl Parser<'_> {
         if verdict.is_none() {
             self.error(
                 Position { line, column: verdict_token.column },
-                format!("invalid verdict \"{}\": expected allow or deny", verdict_token.text),
+                format!("invalid verdict \"{}\": expected allow, deny, audit or lease", verdict_token.text),
             );
         }
 
@@ -261,6 +261,18 @@ impl Parser<'_> {
 
     /// Parses `exec PATH`; `fields` starts at the verdict.
     fn exec_target(&mut self, line: usize, fields: &[Token<'_>]) -> Option<Target> {
+        if let Some(token) = fields.get(2)
+            && let Some(content) = parse_content(token.text)
+        {
+            self.extra_tokens(line, fields.get(3..).unwrap_or_default(), "an exec rule is `ID: VERDICT exec sha256:HEX`");
+            return match content {
+                Ok(digest) => Some(Target::ExecContent(digest)),
+                Err(message) => {
+                    self.error(Position { line, column: token.column }, message);
+                    None
+                }
+            };
+        }
         let path = self.path_field(line, fields, "exec");
         if let Some(extra) = fields.get(3) {
             self.error(
@@ -388,12 +400,33 @@ fn end_of(line: usize, tokens: &[Token<'_>]) -> Position {
     Position { line, column }
 }
 
+/// Parses a path the way a rule names it, for a lease's capability.
+pub(crate) fn parse_lease_path(text: &str) -> Result<super::PathPattern, String> {
+    path::parse_path(text).map_err(|error| error.message)
+}
+
 fn parse_verdict(text: &str) -> Option<Verdict> {
     match text {
         "allow" => Some(Verdict::Allow),
         "deny" => Some(Verdict::Deny),
+        "audit" => Some(Verdict::Audit),
+        "lease" => Some(Verdict::Lease),
         _ => None,
     }
+}
+
+/// Parses the `sha256:HEX` form of an exec object, or returns `None` when
+/// `text` is not in that form.
+fn parse_content(text: &str) -> Option<Result<[u8; 32], String>> {
+    let hex_text = text.strip_prefix("sha256:")?;
+    let mut digest = [0; 32];
+    Some(match hex::decode_to_slice(hex_text, &mut digest) {
+        Ok(()) => Ok(digest),
+        Err(_) => Err(format!(
+            "invalid content digest \"{hex_text}\": write sha256: followed by 64 hexadecimal digits, \
+             as `sha256sum FILE` prints them"
+        )),
+    })
 }
 
 fn is_valid_rule_id(id: &str) -> bool {

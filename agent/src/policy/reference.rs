@@ -1,4 +1,6 @@
-//! Host models of the kernel's rule lookups, for unit tests.
+//! Host models of the kernel's rule lookups: unit tests check the compiler
+//! with them, and the daemon asks them whether a lease would answer a
+//! lease-required rule before it grants one.
 //!
 //! They read only a [`CompiledPolicy`], the data the daemon writes into the
 //! maps, and call the same `lupid_common::decide` functions as the kernel
@@ -15,7 +17,7 @@ use super::CompiledPolicy;
 
 /// A hook that decides on a resolved path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum PathHook {
+pub(crate) enum PathHook {
     Exec,
     Open,
 }
@@ -29,7 +31,26 @@ pub(super) enum PathHook {
 /// found is folded with `decide::fold_slot`, so the deepest match wins and
 /// an exact rule counts only at the end of the path. `access` takes
 /// `lupid_common::access` bits and is ignored for exec.
-pub(super) fn decide_path_reference(compiled: &CompiledPolicy, hook: PathHook, path: &[u8], access: u32) -> Decision {
+#[cfg(test)]
+pub(crate) fn decide_path_reference(compiled: &CompiledPolicy, hook: PathHook, path: &[u8], access: u32) -> Decision {
+    decide_path_with(compiled, hook, path, access, None, unleased)
+}
+
+/// Settles a lease slot as a kernel with no valid lease would.
+pub(crate) fn unleased(_slot: u32) -> Decision {
+    Decision::fail_closed(lupid_common::reason::LEASE_REQUIRED)
+}
+
+/// Like [`decide_path_reference`], with the binary's content digest for an
+/// exec and a model of the `LEASES` map.
+pub(crate) fn decide_path_with(
+    compiled: &CompiledPolicy,
+    hook: PathHook,
+    path: &[u8],
+    access: u32,
+    content: Option<&[u8; 32]>,
+    lease: impl Fn(u32) -> Decision,
+) -> Decision {
     let table: HashMap<(u32, [u8; RULE_PATH_MAX]), PathRule> =
         compiled.path_rules.iter().map(|(key, rule)| ((key.policy_id, key.path), *rule)).collect();
     let lookup = |prefix: &[u8]| {
@@ -55,16 +76,29 @@ pub(super) fn decide_path_reference(compiled: &CompiledPolicy, hook: PathHook, p
         }
     }
 
+    let content_slot = content.and_then(|digest| {
+        compiled.content_rules.iter().find(|(key, _)| key.sha256 == *digest).map(|(_, slot)| slot)
+    });
     match hook {
-        PathHook::Exec => decide::decide_exec(&best.exec, compiled.default_verdict),
-        PathHook::Open => decide::decide_open(access, &best.read, &best.write, compiled.default_verdict),
+        PathHook::Exec => decide::decide_exec(content_slot, &best.exec, compiled.default_verdict, lease),
+        PathHook::Open => decide::decide_open(access, &best.read, &best.write, compiled.default_verdict, lease),
     }
 }
 
 /// Decides a connect to `addr`:`port`, as the kernel program does: IPv4 is
 /// mapped to `::ffff:a.b.c.d`, then the longest matching prefix of the
 /// policy's trie entries decides.
-pub(super) fn decide_connect_reference(compiled: &CompiledPolicy, addr: IpAddr, port: u16) -> Decision {
+pub(crate) fn decide_connect_reference(compiled: &CompiledPolicy, addr: IpAddr, port: u16) -> Decision {
+    decide_connect_with(compiled, addr, port, unleased)
+}
+
+/// Like [`decide_connect_reference`], with a model of the `LEASES` map.
+pub(crate) fn decide_connect_with(
+    compiled: &CompiledPolicy,
+    addr: IpAddr,
+    port: u16,
+    lease: impl Fn(u32) -> Decision,
+) -> Decision {
     let v6 = match addr {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),
         IpAddr::V6(v6) => v6,
@@ -83,7 +117,7 @@ pub(super) fn decide_connect_reference(compiled: &CompiledPolicy, addr: IpAddr, 
             longest = Some((*prefix_len, rule));
         }
     }
-    decide::decide_connect(longest.map(|(_, rule)| rule), port, compiled.default_verdict)
+    decide::decide_connect(longest.map(|(_, rule)| rule), port, compiled.default_verdict, lease)
 }
 
 /// Returns whether the first `bits` bits of `a` and `b` are equal.

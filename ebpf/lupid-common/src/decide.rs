@@ -5,37 +5,84 @@
 //! the most specific rule wins (the deepest path boundary, the longest
 //! network prefix, then the narrowest port range), and an open that asks
 //! for several kinds of access is allowed only when every one of them is.
+//!
+//! A slot that holds a lease (`verdict::LEASED`) cannot be decided from the
+//! rule tables alone: the lease's expiry and use count live in the `LEASES`
+//! map. So every `decide_*` function takes `lease`, which turns such a
+//! pending decision into a final one; the kernel passes a function that
+//! reads and counts the lease, the host tests pass a model of it.
 
 use crate::{NetRule, RuleSlot, reason, verdict};
 
 /// A verdict with the rule that produced it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Decision {
+    /// `verdict::ALLOW` or `verdict::DENY`; `verdict::LEASED` only between
+    /// the table lookup and the `lease` function.
     pub verdict: u32,
-    /// 0 when the agent's default verdict applied.
+    /// 0 when the agent's default verdict applied. While the verdict is
+    /// `LEASED`, the index of the lease in the `LEASES` array.
     pub rule_id: u32,
     pub reason: u32,
+    /// The lease that allowed the action, 0 otherwise.
+    pub lease_id: u32,
 }
 
 impl Decision {
     /// A denial caused by an internal failure, not by a rule.
     pub const fn fail_closed(reason: u32) -> Self {
-        Self { verdict: verdict::DENY, rule_id: 0, reason }
+        Self { verdict: verdict::DENY, rule_id: 0, reason, lease_id: 0 }
+    }
+
+    /// Returns whether the action may go ahead.
+    pub const fn allows(&self) -> bool {
+        self.verdict == verdict::ALLOW
+    }
+
+    /// Applies monitor mode: a denial by a rule, a default or a missing
+    /// lease becomes an allow marked `reason::MONITOR`. Failures (no path,
+    /// no hash, unknown family) still deny.
+    pub const fn monitored(self) -> Self {
+        let by_policy =
+            self.reason == reason::RULE || self.reason == reason::DEFAULT || self.reason == reason::LEASE_REQUIRED;
+        if self.verdict == verdict::DENY && by_policy {
+            Self { verdict: verdict::ALLOW, reason: reason::MONITOR, ..self }
+        } else {
+            self
+        }
     }
 
     const fn from_default(default_verdict: u32) -> Self {
         // Anything but an explicit allow is treated as deny, so a corrupt
         // default can never open the gate.
         let verdict = if default_verdict == verdict::ALLOW { verdict::ALLOW } else { verdict::DENY };
-        Self { verdict, rule_id: 0, reason: reason::DEFAULT }
+        Self { verdict, rule_id: 0, reason: reason::DEFAULT, lease_id: 0 }
     }
 
     const fn from_slot(slot: &RuleSlot, default_verdict: u32) -> Self {
         if slot.verdict == verdict::NONE as u16 {
             return Self::from_default(default_verdict);
         }
-        let verdict = if slot.verdict == verdict::ALLOW as u16 { verdict::ALLOW } else { verdict::DENY };
-        Self { verdict, rule_id: slot.rule_id, reason: reason::RULE }
+        Self::from_rule(slot.verdict as u32, slot.rule_id)
+    }
+
+    /// Maps a rule's verdict to a decision. Anything unknown denies, so a
+    /// corrupt slot can never open the gate.
+    pub const fn from_rule(rule_verdict: u32, rule_id: u32) -> Self {
+        let (verdict, reason) = match rule_verdict {
+            verdict::ALLOW => (verdict::ALLOW, reason::RULE),
+            verdict::AUDIT => (verdict::ALLOW, reason::AUDIT),
+            verdict::LEASE_REQUIRED => (verdict::DENY, reason::LEASE_REQUIRED),
+            verdict::LEASED => (verdict::LEASED, reason::LEASE),
+            _ => (verdict::DENY, reason::RULE),
+        };
+        Self { verdict, rule_id, reason, lease_id: 0 }
+    }
+
+    /// Settles a `LEASED` decision with `lease`; others pass unchanged.
+    #[inline(always)]
+    fn settle(self, lease: impl Fn(u32) -> Self) -> Self {
+        if self.verdict == verdict::LEASED { lease(self.rule_id) } else { self }
     }
 }
 
@@ -51,29 +98,72 @@ pub fn fold_slot(best: &mut RuleSlot, found: &RuleSlot, at_end: bool) {
     }
 }
 
-/// Decides an exec from the best exec slot of the binary's resolved path.
+/// Decides an exec from the slot of the binary's content, when the policy
+/// has one, else from the best exec slot of its resolved path. A content
+/// rule names the exact program, so it is the most specific match.
 #[inline(always)]
-pub const fn decide_exec(exec: &RuleSlot, default_verdict: u32) -> Decision {
-    Decision::from_slot(exec, default_verdict)
+pub fn decide_exec(
+    content: Option<&RuleSlot>,
+    exec: &RuleSlot,
+    default_verdict: u32,
+    lease: impl Fn(u32) -> Decision,
+) -> Decision {
+    let slot = match content {
+        Some(content) if content.verdict != verdict::NONE as u16 => content,
+        _ => exec,
+    };
+    Decision::from_slot(slot, default_verdict).settle(lease)
 }
 
 /// Decides an open from the best read and write slots of the resolved path.
 ///
 /// `access` contains `access::READ` and/or `access::WRITE`; an open with
 /// neither is judged as a read. A denial of any requested access wins.
+/// A lease is settled (and counted) only for an access the open asks
+/// for, and only once the other requested access is known not to be
+/// denied outright, so an open denied for another reason uses up no lease.
 #[inline(always)]
-pub const fn decide_open(access: u32, read: &RuleSlot, write: &RuleSlot, default_verdict: u32) -> Decision {
+pub fn decide_open(
+    access: u32,
+    read: &RuleSlot,
+    write: &RuleSlot,
+    default_verdict: u32,
+    lease: impl Fn(u32) -> Decision,
+) -> Decision {
     let wants_write = access & crate::access::WRITE != 0;
     let wants_read = access & crate::access::READ != 0 || !wants_write;
     let read_decision = Decision::from_slot(read, default_verdict);
     let write_decision = Decision::from_slot(write, default_verdict);
-    if wants_read && read_decision.verdict != verdict::ALLOW {
+    let settled_deny = |decision: &Decision| !decision.allows() && decision.verdict != verdict::LEASED;
+    // A plain denial of either requested access decides first.
+    if wants_read && settled_deny(&read_decision) {
         return read_decision;
     }
-    if wants_write {
+    if wants_write && settled_deny(&write_decision) {
         return write_decision;
     }
-    read_decision
+    // One lease on both accesses is one use.
+    let same_lease = wants_read
+        && wants_write
+        && read_decision.verdict == verdict::LEASED
+        && write_decision.verdict == verdict::LEASED
+        && read_decision.rule_id == write_decision.rule_id;
+    if same_lease {
+        return read_decision.settle(&lease);
+    }
+    let read_final = if wants_read { read_decision.settle(&lease) } else { read_decision };
+    if !wants_write {
+        return read_final;
+    }
+    if wants_read && !read_final.allows() {
+        return read_final;
+    }
+    let write_final = write_decision.settle(&lease);
+    // When both sides allow, the record names the lease if one was used.
+    if write_final.allows() && wants_read && read_final.reason == reason::LEASE {
+        return read_final;
+    }
+    write_final
 }
 
 /// Decides a connect from the trie value of the longest matching prefix.
@@ -82,14 +172,18 @@ pub const fn decide_open(access: u32, read: &RuleSlot, write: &RuleSlot, default
 /// entries are ordered most specific first, so the first one whose port
 /// range holds `port` decides.
 #[inline(always)]
-pub fn decide_connect(rule: Option<&NetRule>, port: u16, default_verdict: u32) -> Decision {
+pub fn decide_connect(
+    rule: Option<&NetRule>,
+    port: u16,
+    default_verdict: u32,
+    lease: impl Fn(u32) -> Decision,
+) -> Decision {
     if let Some(rule) = rule {
         let mut i = 0;
         while i < rule.entries.len() {
             let entry = &rule.entries[i];
             if entry.verdict != verdict::NONE && entry.port_lo <= port && port <= entry.port_hi {
-                let verdict = if entry.verdict == verdict::ALLOW { verdict::ALLOW } else { verdict::DENY };
-                return Decision { verdict, rule_id: entry.rule_id, reason: reason::RULE };
+                return Decision::from_rule(entry.verdict, entry.rule_id).settle(lease);
             }
             i += 1;
         }

@@ -18,6 +18,12 @@ pub const RULE_PATH_MAX: usize = 256;
 pub const COMM_LEN: usize = 16;
 /// Most port rules one network prefix can carry, inherited rules included.
 pub const NET_RULES_PER_PREFIX: usize = 8;
+/// Slots of the `LEASES` array: the most leases in force at once.
+pub const MAX_LEASES: u32 = 1024;
+/// Length of a SHA-256 digest.
+pub const SHA256_LEN: usize = 32;
+/// `enum hash_algo` value of SHA-256, as `bpf_ima_file_hash` returns it.
+pub const HASH_ALGO_SHA256: i64 = 4;
 
 /// Codes of the LSM hooks that produce events.
 pub mod hook {
@@ -31,10 +37,31 @@ pub mod hook {
 
 /// Verdicts, as stored in rule slots, agents and events. Zero in a rule slot
 /// means "this rule has no opinion on this access".
+///
+/// Events carry only `ALLOW` or `DENY`; the reason says which rule verdict
+/// led there. `AUDIT`, `LEASE_REQUIRED` and `LEASED` appear only in rule
+/// slots and port rules.
 pub mod verdict {
     pub const NONE: u32 = 0;
     pub const ALLOW: u32 = 1;
     pub const DENY: u32 = 2;
+    /// Allow, and mark the record.
+    pub const AUDIT: u32 = 3;
+    /// Deny until a person grants a lease; the denial is a lease request.
+    pub const LEASE_REQUIRED: u32 = 4;
+    /// A granted lease: the slot's `rule_id` field holds the index of the
+    /// lease in the `LEASES` array, whose state decides.
+    pub const LEASED: u32 = 5;
+}
+
+/// Bits of `AgentInfo::flags`.
+pub mod agent_flags {
+    /// Monitor mode: a rule or default denial is allowed and recorded with
+    /// `reason::MONITOR`. Failures that leave no record still deny.
+    pub const MONITOR: u32 = 1;
+    /// The policy has content rules: exec hashes the binary (IMA, SHA-256)
+    /// and looks the digest up in `EXEC_CONTENT` before the path rules.
+    pub const EXEC_CONTENT: u32 = 2;
 }
 
 /// Access bits of a file open, taken from `file->f_mode`.
@@ -59,6 +86,19 @@ pub mod reason {
     /// NOTE: no kernel program produces this code yet; the ledger format
     /// keeps it so records stay decodable when one does.
     pub const NO_POLICY: u32 = 6;
+    /// An audit rule matched: allowed and marked.
+    pub const AUDIT: u32 = 7;
+    /// A lease allowed the action; the event carries the lease id.
+    pub const LEASE: u32 = 8;
+    /// A lease-required rule matched and no valid lease covered the action:
+    /// denied, and the daemon lists it as a lease request.
+    pub const LEASE_REQUIRED: u32 = 9;
+    /// The agent runs in monitor mode: the rule or default would have denied
+    /// the action, which was allowed. `rule_id` names the denying rule.
+    pub const MONITOR: u32 = 10;
+    /// The binary's content could not be hashed for the content rules.
+    /// Denied.
+    pub const HASH_FAILED: u32 = 11;
 }
 
 /// Indexes into the per-CPU `ERRORS` counter array. Each counts a failure
@@ -70,6 +110,7 @@ pub mod error {
     pub const PATH_UNRESOLVED: u32 = 1;
     pub const READ_FAILED: u32 = 2;
     pub const UNKNOWN_FAMILY: u32 = 3;
+    pub const HASH_FAILED: u32 = 4;
     /// Number of slots in the `ERRORS` array.
     pub const COUNT: u32 = 8;
 }
@@ -97,7 +138,8 @@ pub struct AgentInfo {
     pub policy_id: u32,
     /// Verdict when no rule matches (`verdict::ALLOW` or `verdict::DENY`).
     pub default_verdict: u32,
-    pub _reserved: u32,
+    /// `agent_flags::*` bits.
+    pub flags: u32,
 }
 
 /// Key of the `PATH_RULES` hash map: a policy id and a path, zero-padded.
@@ -170,6 +212,37 @@ pub struct NetRule {
     pub entries: [PortRule; NET_RULES_PER_PREFIX],
 }
 
+/// Key of the `EXEC_CONTENT` hash map: a policy id and the SHA-256 digest
+/// of a binary's content.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContentKey {
+    pub policy_id: u32,
+    pub sha256: [u8; SHA256_LEN],
+}
+
+/// One slot of the `LEASES` array: the bounds of a granted lease, checked
+/// by the kernel at every use. The daemon writes a slot when it grants the
+/// lease and sets `expires_boot_ns` to 0 when it revokes it; the kernel
+/// only adds to `uses`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseState {
+    /// `bpf_ktime_get_boot_ns()` value from which the lease no longer
+    /// holds. The boot-time clock counts suspend and ignores changes of the
+    /// wall clock. 0 for a free or revoked slot.
+    pub expires_boot_ns: u64,
+    /// Uses so far, counted atomically by the kernel, denied attempts past
+    /// the limit included.
+    pub uses: u64,
+    /// Most uses allowed; 0 for no limit.
+    pub max_uses: u64,
+    /// Daemon-assigned lease id, for events and the ledger.
+    pub lease_id: u32,
+    /// The lease-required rule this lease answers, for events.
+    pub rule_id: u32,
+}
+
 /// One decision, as the kernel program writes it into the ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -195,6 +268,8 @@ pub struct Event {
     /// Length of `path` without its NUL, 0 when the event has no path.
     pub path_len: u32,
     pub flags: u32,
+    /// The lease that allowed the action (`reason::LEASE`), 0 otherwise.
+    pub lease_id: u32,
     pub family: u16,
     /// Destination port in host byte order.
     pub port: u16,
@@ -235,6 +310,9 @@ mod pod {
     unsafe impl aya::Pod for super::NetKey {}
     unsafe impl aya::Pod for super::NetRule {}
     unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::ContentKey {}
+    unsafe impl aya::Pod for super::LeaseState {}
+    unsafe impl aya::Pod for super::RuleSlot {}
 }
 
 const _: () = {
@@ -246,8 +324,10 @@ const _: () = {
     assert!(core::mem::size_of::<PortRule>() == 12);
     assert!(core::mem::size_of::<NetRule>() == 12 * NET_RULES_PER_PREFIX);
     assert!(core::mem::size_of::<KernelOffsets>() == 24);
-    assert!(core::mem::offset_of!(Event, addr) == 80);
-    assert!(core::mem::offset_of!(Event, scratch) == 112);
-    assert!(core::mem::offset_of!(Event, path) == 112 + 4 + RULE_PATH_MAX);
+    assert!(core::mem::size_of::<ContentKey>() == 36);
+    assert!(core::mem::size_of::<LeaseState>() == 32);
+    assert!(core::mem::offset_of!(Event, addr) == 84);
+    assert!(core::mem::offset_of!(Event, scratch) == 116);
+    assert!(core::mem::offset_of!(Event, path) == 116 + 4 + RULE_PATH_MAX);
     assert!(core::mem::size_of::<Event>() == 4472);
 };

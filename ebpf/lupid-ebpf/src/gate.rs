@@ -8,7 +8,7 @@ use aya_ebpf::{
     },
     maps::ring_buf::RingBufEntry,
 };
-use lupid_common::{AgentInfo, COMM_LEN, Event, decide::Decision, error, verdict};
+use lupid_common::{AgentInfo, COMM_LEN, Event, agent_flags, decide::Decision, error, verdict};
 
 use crate::maps::{AGENTS, EVENTS, count_error, next_sequence};
 
@@ -75,6 +75,7 @@ pub(crate) fn enter_labeled(hook: u32, cgroup_id: u64, agent: AgentInfo) -> Entr
         (&raw mut (*out).access).write(0);
         (&raw mut (*out).path_len).write(0);
         (&raw mut (*out).flags).write(0);
+        (&raw mut (*out).lease_id).write(0);
         (&raw mut (*out).family).write(0);
         (&raw mut (*out).port).write(0);
         (&raw mut (*out).addr).write([0; 16]);
@@ -83,15 +84,28 @@ pub(crate) fn enter_labeled(hook: u32, cgroup_id: u64, agent: AgentInfo) -> Entr
     Entry::Labeled { event, agent }
 }
 
-/// Writes the verdict into the event, submits it and returns the hook's
-/// return value.
-pub(crate) fn finish(mut event: RingBufEntry<Event>, decision: Decision) -> i32 {
+/// Reads the caller's agent again, for a hook that slept long enough for
+/// the daemon to swap the policy, and writes the new policy id into the
+/// event. Keeps `agent` when the caller is no longer labeled.
+pub(crate) fn refresh(event: &mut RingBufEntry<Event>, agent: AgentInfo) -> AgentInfo {
+    let fresh = caller_agent().map_or(agent, |(_, fresh)| fresh);
+    let out = event.as_mut_ptr();
+    // SAFETY: as in `enter`.
+    unsafe { (&raw mut (*out).policy_id).write(fresh.policy_id) };
+    fresh
+}
+
+/// Applies the agent's mode, writes the verdict into the event, submits it
+/// and returns the hook's return value.
+pub(crate) fn finish(mut event: RingBufEntry<Event>, agent: &AgentInfo, decision: Decision) -> i32 {
+    let decision = if agent.flags & agent_flags::MONITOR != 0 { decision.monitored() } else { decision };
     let out = event.as_mut_ptr();
     // SAFETY: as in `enter`.
     unsafe {
         (&raw mut (*out).verdict).write(decision.verdict);
         (&raw mut (*out).rule_id).write(decision.rule_id);
         (&raw mut (*out).reason).write(decision.reason);
+        (&raw mut (*out).lease_id).write(decision.lease_id);
     }
     event.submit(0);
     if decision.verdict == verdict::ALLOW { 0 } else { DENIED }

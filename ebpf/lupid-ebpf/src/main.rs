@@ -16,6 +16,7 @@
 #![expect(internal_features, reason = "the BPF target lacks AtomicU64::fetch_add")]
 
 mod gate;
+mod lease;
 mod maps;
 mod net;
 mod path;

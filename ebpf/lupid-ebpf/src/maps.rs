@@ -5,7 +5,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
-use lupid_common::{AgentInfo, KernelOffsets, NetKey, NetRule, PathKey, PathRule, error};
+use lupid_common::{
+    AgentInfo, ContentKey, KernelOffsets, LeaseState, MAX_LEASES, NetKey, NetRule, PathKey, PathRule, RuleSlot, error,
+};
 
 /// Labeled cgroups: cgroup v2 id to the agent that runs in it.
 #[map]
@@ -19,6 +21,16 @@ pub(crate) static PATH_RULES: HashMap<PathKey, PathRule> = HashMap::with_max_ent
 /// the IPv6 (or IPv4-mapped) address.
 #[map]
 pub(crate) static NET_RULES: LpmTrie<NetKey, NetRule> = LpmTrie::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+/// Exec rules by content: policy id and SHA-256 of a binary to the rule
+/// that names it. Looked up only for agents with `agent_flags::EXEC_CONTENT`.
+#[map]
+pub(crate) static EXEC_CONTENT: HashMap<ContentKey, RuleSlot> = HashMap::with_max_entries(16384, 0);
+
+/// Granted leases, indexed by the slot numbers that `LEASED` rule slots
+/// carry. The kernel checks expiry and counts uses here at every use.
+#[map]
+pub(crate) static LEASES: Array<LeaseState> = Array::with_max_entries(MAX_LEASES, 0);
 
 /// One event per decision, for the daemon to write into the ledger.
 #[map]
@@ -67,6 +79,15 @@ pub(crate) fn next_sequence() -> Option<u64> {
     // SAFETY: as in `count_error`; the slot is shared by all CPUs, so the
     // fetch-add must be atomic.
     Some(unsafe { fetch_add(counter) })
+}
+
+/// Counts one use of the lease in `slot` and returns the uses before it.
+///
+/// # Safety
+/// `uses` must point into a live `LEASES` slot.
+pub(crate) unsafe fn count_use(uses: *mut u64) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    unsafe { fetch_add(uses) }
 }
 
 /// Atomically adds one to `*counter` and returns the old value. The BPF

@@ -10,6 +10,7 @@ use lupid_common::{
 };
 
 use crate::{
+    lease,
     gate::{self, DENIED, Entry},
     maps::{NET_RULES, count_error, kernel_offsets},
 };
@@ -68,7 +69,7 @@ fn check_destination(entry: Entry, address: *const u8, address_len: i32) -> i32 
                 (&raw mut (*out).port).write(port);
             }
             let key = Key::new(FULL_PREFIX, NetKey { policy_id_be: agent.policy_id.to_be_bytes(), addr });
-            decide_connect(NET_RULES.get(&key), port, agent.default_verdict)
+            decide_connect(NET_RULES.get(&key), port, agent.default_verdict, lease::settle)
         }
         Err((family, denial)) => {
             // SAFETY: as above.
@@ -76,7 +77,7 @@ fn check_destination(entry: Entry, address: *const u8, address_len: i32) -> i32 
             denial
         }
     };
-    gate::finish(event, decision)
+    gate::finish(event, &agent, decision)
 }
 
 /// Returns the family, the canonical address and the port in host order.

@@ -1,16 +1,21 @@
 //! Exec and open: name the file the kernel resolved, match it against the
 //! agent's path rules, decide.
 
-use aya_ebpf::{helpers::generated::bpf_d_path, programs::LsmContext};
+use aya_ebpf::{
+    helpers::generated::{bpf_d_path, bpf_ima_file_hash},
+    programs::LsmContext,
+};
 use lupid_common::{
-    Event, PATH_MAX, PathKey, RULE_PATH_MAX, RuleSlot, access,
+    AgentInfo, ContentKey, Event, HASH_ALGO_SHA256, PATH_MAX, PathKey, RULE_PATH_MAX, RuleSlot, SHA256_LEN, access,
+    agent_flags,
     decide::{Decision, decide_exec, decide_open, fold_slot},
     error, flags, hook, reason,
 };
 
 use crate::{
     gate::{self, DENIED, Entry},
-    maps::{PATH_RULES, count_error, kernel_offsets},
+    lease,
+    maps::{EXEC_CONTENT, PATH_RULES, count_error, kernel_offsets},
 };
 
 const ENAMETOOLONG: i64 = 36;
@@ -39,14 +44,25 @@ pub(crate) fn check_exec(ctx: &LsmContext) -> i32 {
     let file = unsafe { core::ptr::read_volatile(bprm.add(offsets.binprm_file as usize).cast::<*const u8>()) };
 
     let out = event.as_mut_ptr();
+    let digest = match content_digest(file, &agent) {
+        Ok(digest) => digest,
+        Err(denial) => return gate::finish(event, &agent, denial),
+    };
+    // Hashing reads the whole binary, and the daemon may have swapped the
+    // policy meanwhile; decide with the one in force now.
+    let agent = if digest.is_some() { gate::refresh(&mut event, agent) } else { agent };
     let decision = match resolve(out, file, offsets.file_f_path) {
         Ok(len) => {
+            let content = digest.and_then(|sha256| {
+                // SAFETY: the value is copied out before the program can sleep.
+                unsafe { EXEC_CONTENT.get(&ContentKey { policy_id: agent.policy_id, sha256 }) }.copied()
+            });
             let found = scan(out, agent.policy_id, len);
-            decide_exec(&found.exec, agent.default_verdict)
+            decide_exec(content.as_ref(), &found.exec, agent.default_verdict, lease::settle)
         }
         Err(denial) => denial,
     };
-    gate::finish(event, decision)
+    gate::finish(event, &agent, decision)
 }
 
 pub(crate) fn check_open(ctx: &LsmContext) -> i32 {
@@ -73,11 +89,31 @@ pub(crate) fn check_open(ctx: &LsmContext) -> i32 {
     let decision = match resolve(out, file, offsets.file_f_path) {
         Ok(len) => {
             let found = scan(out, agent.policy_id, len);
-            decide_open(wanted, &found.read, &found.write, agent.default_verdict)
+            decide_open(wanted, &found.read, &found.write, agent.default_verdict, lease::settle)
         }
         Err(denial) => denial,
     };
-    gate::finish(event, decision)
+    gate::finish(event, &agent, decision)
+}
+
+/// Returns the SHA-256 digest of the binary `file` when the agent's policy
+/// has content rules. The digest comes from IMA (`bpf_ima_file_hash`),
+/// which reads the file the kernel is about to run, so a renamed, copied or
+/// linked binary has the same digest. A binary that cannot be hashed is a
+/// denial.
+fn content_digest(file: *const u8, agent: &AgentInfo) -> Result<Option<[u8; SHA256_LEN]>, Decision> {
+    if agent.flags & agent_flags::EXEC_CONTENT == 0 {
+        return Ok(None);
+    }
+    let mut digest = [0; SHA256_LEN];
+    // SAFETY: `file` is the BTF-typed `struct file *` of the binary, and the
+    // destination is a stack buffer of exactly `SHA256_LEN` bytes.
+    let algo = unsafe { bpf_ima_file_hash(file.cast_mut().cast(), digest.as_mut_ptr().cast(), SHA256_LEN as u32) };
+    if algo != HASH_ALGO_SHA256 {
+        count_error(error::HASH_FAILED);
+        return Err(Decision::fail_closed(reason::HASH_FAILED));
+    }
+    Ok(Some(digest))
 }
 
 /// Writes the full path of `file` into the event and returns its length

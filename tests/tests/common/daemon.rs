@@ -1,6 +1,6 @@
 //! A `lupid-agent` daemon owned by one test.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -54,9 +54,21 @@ impl Daemon {
             .expect("failed to create a state directory under /var/lib");
         let state_dir = root.path().join("state");
         let socket = root.path().join("agent.sock");
-        let log_path = root.path().join("daemon.log");
-        let log = File::create(&log_path).expect("failed to create the daemon log");
+        let mut daemon = Self { root: Some(root), child: None, socket, state_dir };
+        daemon.spawn();
+        daemon
+    }
 
+    /// Starts `lupid-agent start` on this daemon's state and waits until it
+    /// is ready. The log is appended to.
+    fn spawn(&mut self) {
+        let log_path = self.root_path().join("daemon.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("failed to open the daemon log");
+        let (state_dir, socket) = (&self.state_dir, &self.socket);
         let child = Command::new(AGENT_BIN)
             .arg("start")
             .arg("--state-dir")
@@ -68,10 +80,34 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|error| panic!("failed to start {AGENT_BIN} start: {error}"));
+        self.child = Some(child);
+        self.wait_ready();
+    }
 
-        let mut daemon = Self { root: Some(root), child: Some(child), socket, state_dir };
-        daemon.wait_ready();
-        daemon
+    /// Stops the daemon with SIGTERM and starts it again on the same state.
+    pub(crate) fn restart(&mut self) {
+        let status = self.stop();
+        assert!(status.success(), "the daemon must stop cleanly before a restart: {status}; its log:\n{}", self.log());
+        self.spawn();
+    }
+
+    /// Runs `lupid-agent ARGS --socket SOCKET` and returns its outcome.
+    pub(crate) fn ctl(&self, args: &[&str]) -> Outcome {
+        let mut command = Command::new(AGENT_BIN);
+        command.args(args).arg("--socket").arg(&self.socket);
+        process::run(&mut command, RUN_TIMEOUT)
+    }
+
+    /// Starts `command` as agent `agent` in the background, for a test that
+    /// needs the agent running while it acts on it. Kill and wait for the
+    /// child when done.
+    pub(crate) fn spawn_agent(&self, agent: &str, policy: &Path, command: &[&str]) -> Child {
+        self.run_command(agent, policy, None, command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("failed to start agent {agent}: {error}"))
     }
 
     fn wait_ready(&mut self) {

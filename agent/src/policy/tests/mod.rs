@@ -5,6 +5,7 @@ mod decide_net;
 mod decide_path;
 mod errors;
 mod fuzz;
+mod leases;
 mod maps;
 mod parse;
 mod shipped;

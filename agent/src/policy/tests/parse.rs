@@ -33,7 +33,7 @@ fn example_hooks_in_order() {
         .rules()
         .iter()
         .map(|rule| match rule.target {
-            Target::Exec(_) => "exec",
+            Target::Exec(_) | Target::ExecContent(_) => "exec",
             Target::Open(..) => "open",
             Target::Connect(_) => "connect",
         })

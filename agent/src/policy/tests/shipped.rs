@@ -22,3 +22,26 @@ fn demo_policy_valid() {
 fn p0_policy_valid() {
     check("p0.lp", include_bytes!("../../../../policies/p0.lp"));
 }
+
+#[test]
+fn browsing_agent_policy_valid() {
+    check("browsing-agent.lp", include_bytes!("../../../../policies/browsing-agent.lp"));
+}
+
+#[test]
+fn data_agent_policy_valid() {
+    check("data-agent.lp", include_bytes!("../../../../policies/data-agent.lp"));
+}
+
+/// Every `.lp` file in `policies/` has a test above.
+#[test]
+fn every_shipped_policy_is_checked() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+    let this = include_str!("shipped.rs");
+    for entry in std::fs::read_dir(dir).expect("list policies/") {
+        let name = entry.expect("a directory entry").file_name().to_string_lossy().into_owned();
+        if name.ends_with(".lp") {
+            assert!(this.contains(&format!("\"{name}\"")), "policies/{name} has no test in shipped.rs");
+        }
+    }
+}

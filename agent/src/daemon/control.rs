@@ -1,0 +1,94 @@
+//! Live changes to running agents: mode switches and policy reloads. Each
+//! is recorded, naming the person behind it, before it takes effect.
+
+use lupid_ledger::{ModeChanged, PolicyLoaded, RecordBody};
+use sha2::{Digest as _, Sha256};
+
+use super::{State, grants};
+use crate::{policy::Policy, protocol::Reply};
+
+/// Switches every live run of `agent` to monitor mode (`monitor`) or back
+/// to enforce mode.
+pub(crate) fn set_mode(state: &State, agent: &str, monitor: bool, by: &str) -> Reply {
+    let mut kernel = state.kernel.lock().expect("kernel lock");
+    let mut registry = state.registry.lock().expect("registry lock");
+    let runs = registry.live_named(agent);
+    if runs.is_empty() {
+        return Reply::Error { message: format!("no running agent is called {agent:?}") };
+    }
+    let mode = if monitor { "monitor" } else { "enforce" };
+    let records = runs
+        .iter()
+        .map(|agent_id| {
+            RecordBody::ModeChanged(ModeChanged {
+                agent_id: *agent_id,
+                agent: agent.to_owned(),
+                mode: mode.to_owned(),
+                changed_by: by.to_owned(),
+            })
+        })
+        .collect();
+    if let Err(message) = state.writer.append_durable(records) {
+        return Reply::Error { message };
+    }
+    registry.set_default_mode(agent, monitor);
+    for agent_id in &runs {
+        if let Err(message) = registry.set_mode(&mut kernel, *agent_id, monitor) {
+            return Reply::Error { message: format!("agent run {agent_id}: {message}") };
+        }
+    }
+    tracing::info!(agent, mode, by, "mode switched");
+    Reply::Changed { agent_ids: runs }
+}
+
+/// Swaps the policy of every live run of `agent`. A policy that does not
+/// parse or compile changes nothing.
+pub(crate) fn reload(state: &State, agent: &str, policy_path: &[u8], policy_text: &[u8], by: &str) -> Reply {
+    let error = |message: String| Reply::Error { message };
+    let name = String::from_utf8_lossy(policy_path).into_owned();
+    let policy = match Policy::parse(&name, policy_text) {
+        Ok(policy) => policy,
+        Err(errors) => return error(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),
+    };
+    let sha256: [u8; 32] = Sha256::digest(policy_text).into();
+    let mut kernel = state.kernel.lock().expect("kernel lock");
+    let mut registry = state.registry.lock().expect("registry lock");
+    let book = state.book.lock().expect("book lock");
+    let runs = registry.live_named(agent);
+    if runs.is_empty() {
+        return error(format!("no running agent is called {agent:?}"));
+    }
+    // Compile once up front, so a policy the kernel cannot hold is refused
+    // before anything is recorded.
+    let extra = grants::extra_rules(&policy, agent, &book);
+    if let Err(errors) = crate::policy::compile_with(&policy, 0, &extra) {
+        return error(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+    }
+    let records = runs
+        .iter()
+        .map(|agent_id| {
+            RecordBody::PolicyLoaded(PolicyLoaded {
+                agent_id: *agent_id,
+                agent: agent.to_owned(),
+                policy_sha256: sha256,
+                policy_path: policy_path.to_vec(),
+                previous_sha256: registry.agents[agent_id].policy_sha256,
+                loaded_by: by.to_owned(),
+            })
+        })
+        .collect();
+    if let Err(message) = state.writer.append_durable(records) {
+        return error(message);
+    }
+    for agent_id in &runs {
+        let new = Some((policy.clone(), sha256, policy_path.to_vec()));
+        if let Err(message) = registry.install(&mut kernel, *agent_id, new, &extra) {
+            // Recorded as loaded but refused by the kernel: say so loudly;
+            // the previous policy stays in force for this run.
+            tracing::error!(agent_id, %message, "the kernel refused the new policy");
+            return error(format!("agent run {agent_id}: the kernel refused the new policy: {message}"));
+        }
+    }
+    tracing::info!(agent, by, sha256 = %hex::encode(sha256), "policy reloaded");
+    Reply::Changed { agent_ids: runs }
+}

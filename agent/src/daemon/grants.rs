@@ -1,0 +1,463 @@
+//! Granting, revoking and expiring leases, and the extra rules an agent's
+//! policy is compiled with.
+//!
+//! Order of a grant: check that the agent's policy decides the capability
+//! with a lease-required rule, record the grant durably, add it to the book,
+//! write its `LEASES` slot, then recompile every live run of the agent with
+//! it. A lease is therefore never in force before its grant is on record.
+//!
+//! Order of an end (revoke, deadline, last use, reboot): mark the lease as
+//! ending in the book, zero its `LEASES` slot (the kernel denies from then
+//! on), record the end durably, drop it from the book, recompile. A crash in
+//! between leaves the mark, and the next sweep or start records the end.
+//!
+//! Lock order, as everywhere in the daemon: kernel, registry, book, requests.
+
+use std::{fs::File, io::Read as _, path::Path};
+
+use lupid_common::{LeaseState, access, reason};
+use lupid_ledger::{LeaseExpired, LeaseGranted, LeaseRevoked, RecordBody};
+use sha2::{Digest as _, Sha256};
+
+use super::{
+    State,
+    agents::Registry,
+    kernel::Kernel,
+    leases::{self, Book, Capability, Ending, Lease},
+};
+use crate::policy::{
+    self, Policy, Rule, Target,
+    reference::{PathHook, decide_connect_reference, decide_path_with, unleased},
+};
+
+/// A `lease grant` as the daemon receives it.
+pub(crate) struct Grant<'a> {
+    pub(crate) agent: &'a str,
+    pub(crate) capability: &'a str,
+    pub(crate) ttl_ns: u64,
+    pub(crate) max_uses: u64,
+    pub(crate) by: &'a str,
+    pub(crate) reason: &'a str,
+    pub(crate) request_id: u64,
+}
+
+/// Returns the rules an agent's policy is compiled with besides its own:
+/// its name's live leases that answer a lease-required rule of `policy`. A
+/// lease that does not is left out and logged.
+pub(crate) fn extra_rules(policy: &Policy, name: &str, book: &Book) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for lease in book.live_for(name) {
+        let Some(slot) = lease.slot else { continue };
+        let Ok(capability) = Capability::parse(&lease.capability) else { continue };
+        match lease_rule(policy, &capability, lease_digest(lease).as_ref()) {
+            Ok(_) => match lease.rules(slot) {
+                Ok(lease_rules) => rules.extend(lease_rules),
+                Err(e) => tracing::error!(lease = lease.id, error = %e, "lease left out of the policy"),
+            },
+            Err(message) => tracing::warn!(lease = lease.id, %message, "lease left out of the policy"),
+        }
+    }
+    rules
+}
+
+fn lease_digest(lease: &Lease) -> Option<[u8; 32]> {
+    let mut digest = [0; 32];
+    hex::decode_to_slice(lease.content_sha256.as_ref()?, &mut digest).ok()?;
+    Some(digest)
+}
+
+/// Returns the digest of the binary an exec lease names when `policy` has a
+/// content rule for it, so the lease answers that rule (a content rule
+/// decides before any path rule). `None` otherwise: a lease on a path never
+/// reaches other copies of the binary.
+fn leased_content(policy: &Policy, capability: &Capability) -> Option<[u8; 32]> {
+    let Capability::Exec(pattern) = capability else { return None };
+    if pattern.subtree {
+        return None;
+    }
+    let digest = hash_regular_file(Path::new(&pattern.path))?;
+    policy.rules().iter().any(|rule| rule.target == Target::ExecContent(digest)).then_some(digest)
+}
+
+/// Hashes a regular file that is not a symbolic link.
+pub(crate) fn hash_regular_file(path: &Path) -> Option<[u8; 32]> {
+    let metadata = std::fs::symlink_metadata(path).ok()?;
+    if !metadata.file_type().is_file() {
+        return None;
+    }
+    let mut file = File::open(path).ok()?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        let read = file.read(&mut buffer).ok()?;
+        if read == 0 {
+            return Some(hasher.finalize().into());
+        }
+        hasher.update(&buffer[..read]);
+    }
+}
+
+/// Returns the lease-required rule of `policy` that decides `capability`,
+/// or why a lease cannot grant it.
+///
+/// A path lease is compiled into the slot of its own path, so it must not
+/// change what that slot means for other paths: a subtree lease must answer
+/// a subtree lease rule (else it would reach below an exact rule into paths
+/// another rule decides), and an exact lease must not sit on the path of a
+/// subtree lease rule (else that rule would stop covering the subtree).
+/// Read and write are checked one by one.
+pub(crate) fn lease_rule(policy: &Policy, capability: &Capability, content: Option<&[u8; 32]>) -> Result<String, String> {
+    let compiled = policy::compile_with(policy, 0, &[])
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+    let (pattern, decisions) = match capability {
+        Capability::Exec(pattern) => {
+            let decision = decide_path_with(&compiled, PathHook::Exec, pattern.path.as_bytes(), 0, content, unleased);
+            (Some(pattern), vec![decision])
+        }
+        Capability::Open(pattern, wanted) => {
+            let decide = |bits| decide_path_with(&compiled, PathHook::Open, pattern.path.as_bytes(), bits, None, unleased);
+            let mut decisions = Vec::new();
+            if wanted.read {
+                decisions.push(decide(access::READ));
+            }
+            if wanted.write {
+                decisions.push(decide(access::WRITE));
+            }
+            (Some(pattern), decisions)
+        }
+        Capability::Connect { addr, port } => (None, vec![decide_connect_reference(&compiled, (*addr).into(), *port)]),
+    };
+    let refuse = |why: String| format!("policy {}: a lease cannot grant `{}`: {why}", policy.name(), capability.text());
+    let mut answered = None;
+    for decision in decisions {
+        let rule = decision.rule_id.checked_sub(1).and_then(|i| policy.rules().get(i as usize));
+        let Some(rule) = rule.filter(|_| decision.reason == reason::LEASE_REQUIRED) else {
+            let by = rule.map_or_else(|| "its default verdict".to_owned(), |rule| format!("rule \"{}\"", rule.id));
+            return Err(refuse(format!("it is decided by {by}, and a lease only grants what a `lease` rule covers")));
+        };
+        if let (Some(lease), Target::Exec(rule_path) | Target::Open(rule_path, _)) = (pattern, &rule.target) {
+            if lease.subtree && !rule_path.subtree {
+                return Err(refuse(format!(
+                    "rule \"{}\" names one file, so a lease on a subtree would reach paths other rules decide; \
+                     grant the file itself",
+                    rule.id
+                )));
+            }
+            if !lease.subtree && rule_path.subtree && rule_path.path == lease.path {
+                return Err(refuse(format!(
+                    "rule \"{}\" covers {rule_path}, and a lease on {} alone would take its place there; \
+                     grant {rule_path} instead",
+                    rule.id, lease.path
+                )));
+            }
+        }
+        answered = Some(rule.id.clone());
+    }
+    answered.ok_or_else(|| refuse("it names no access".into()))
+}
+
+/// Grants a lease and puts it in force. Returns it as the book keeps it.
+pub(crate) fn grant(state: &State, grant: &Grant<'_>) -> Result<Lease, String> {
+    let capability = Capability::parse(grant.capability).map_err(|e| e.to_string())?;
+    let mut kernel = state.kernel.lock().expect("kernel lock");
+    let mut registry = state.registry.lock().expect("registry lock");
+    let mut book = state.book.lock().expect("book lock");
+    let runs = registry.live_named(grant.agent);
+    let Some(first) = runs.first() else {
+        return Err(format!(
+            "no running agent is called {:?}; a lease is checked against the policy of a running agent",
+            grant.agent
+        ));
+    };
+    let policy = registry.agents[first].policy.clone();
+    let content = leased_content(&policy, &capability);
+    let rule = lease_rule(&policy, &capability, content.as_ref())?;
+    let rule_id = policy.rules().iter().position(|r| r.id == rule).map_or(0, |i| u32::try_from(i + 1).unwrap_or(0));
+    let slot = leases::free_slot(&book).ok_or("every lease slot is in use; revoke a lease first")?;
+    // Compile with the new lease before anything is recorded, so a lease the
+    // kernel maps cannot hold (a prefix past its port rules) is refused.
+    let mut trial = extra_rules(&policy, grant.agent, &book);
+    trial.extend(trial_lease(&capability, content, slot)?);
+    policy::compile_with(&policy, 0, &trial)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+
+    let lease = Lease {
+        id: book.take_id(),
+        agent: grant.agent.to_owned(),
+        capability: capability.text(),
+        rule,
+        rule_id,
+        request_id: grant.request_id,
+        ttl_ns: grant.ttl_ns,
+        expires_boot_ns: leases::boot_ns().saturating_add(grant.ttl_ns),
+        boot_id: leases::boot_id(),
+        max_uses: grant.max_uses,
+        uses: 0,
+        granted_by: grant.by.to_owned(),
+        reason: grant.reason.to_owned(),
+        content_sha256: content.map(hex::encode),
+        ending: None,
+        slot: Some(slot),
+    };
+    state.writer.append_durable(vec![granted_record(&lease)])?;
+    book.leases.push(lease.clone());
+    if let Err(e) = book.save() {
+        tracing::error!(error = %e, "failed to save the lease book; the lease is in force until the daemon stops");
+    }
+    let kernel_state = LeaseState {
+        expires_boot_ns: lease.expires_boot_ns,
+        uses: 0,
+        max_uses: lease.max_uses,
+        lease_id: lease.id,
+        rule_id,
+    };
+    kernel.set_lease(slot, &kernel_state).map_err(|e| e.to_string())?;
+    recompile(&mut kernel, &mut registry, &book, grant.agent);
+    state.requests.lock().expect("requests lock").answered(grant.request_id, &lease.agent, &lease.capability);
+    Ok(lease)
+}
+
+/// The rules a lease on `capability` compiles to, for the trial compile.
+fn trial_lease(capability: &Capability, content: Option<[u8; 32]>, slot: u32) -> Result<Vec<Rule>, String> {
+    let trial = Lease {
+        id: 0,
+        agent: String::new(),
+        capability: capability.text(),
+        rule: String::new(),
+        rule_id: 0,
+        request_id: 0,
+        ttl_ns: 0,
+        expires_boot_ns: 0,
+        boot_id: String::new(),
+        max_uses: 0,
+        uses: 0,
+        granted_by: String::new(),
+        reason: String::new(),
+        content_sha256: content.map(hex::encode),
+        ending: None,
+        slot: None,
+    };
+    trial.rules(slot).map_err(|e| e.to_string())
+}
+
+fn granted_record(lease: &Lease) -> RecordBody {
+    RecordBody::LeaseGranted(LeaseGranted {
+        lease_id: lease.id,
+        agent: lease.agent.clone(),
+        capability: lease.capability.clone(),
+        rule: lease.rule.clone(),
+        request_id: lease.request_id,
+        ttl_ns: lease.ttl_ns,
+        expires_boot_ns: lease.expires_boot_ns,
+        boot_id: lease.boot_id.clone(),
+        max_uses: lease.max_uses,
+        granted_by: lease.granted_by.clone(),
+        reason: lease.reason.clone(),
+    })
+}
+
+/// Recompiles every live run of `name` with its current leases.
+pub(crate) fn recompile(kernel: &mut Kernel, registry: &mut Registry, book: &Book, name: &str) {
+    for agent_id in registry.live_named(name) {
+        let extra = extra_rules(&registry.agents[&agent_id].policy, name, book);
+        if let Err(message) = registry.install(kernel, agent_id, None, &extra) {
+            tracing::error!(agent_id, %message, "failed to recompile the agent's policy; the previous one stays in force");
+        }
+    }
+}
+
+/// Revokes a lease: the kernel denies its capability from now on.
+pub(crate) fn revoke(state: &State, lease_id: u32, by: &str, why: &str) -> Result<(), String> {
+    let mut kernel = state.kernel.lock().expect("kernel lock");
+    let mut registry = state.registry.lock().expect("registry lock");
+    let mut book = state.book.lock().expect("book lock");
+    let Some(lease) = book.get_mut(lease_id) else {
+        return Err(format!("no live lease has id {lease_id}; `lupid-agent lease list` shows them"));
+    };
+    let ending = Ending { cause: "revoked".into(), by: by.to_owned(), reason: why.to_owned(), at_boot_ns: leases::boot_ns() };
+    lease.ending = Some(ending);
+    end(state, &mut kernel, &mut registry, &mut book, lease_id, false)
+}
+
+/// Finishes ending a lease marked with `ending`: zeroes its slot, records
+/// the end, drops it from the book and recompiles its agent.
+fn end(
+    state: &State,
+    kernel: &mut Kernel,
+    registry: &mut Registry,
+    book: &mut Book,
+    lease_id: u32,
+    late: bool,
+) -> Result<(), String> {
+    if let Err(e) = book.save() {
+        tracing::error!(error = %e, "failed to save the lease book");
+    }
+    let Some(lease) = book.get_mut(lease_id) else { return Ok(()) };
+    if let Some(slot) = lease.slot.take() {
+        if let Some(kernel_state) = kernel.lease(slot) {
+            lease.uses = kernel_state.uses;
+        }
+        kernel.set_lease(slot, &LeaseState::default()).map_err(|e| e.to_string())?;
+    }
+    let lease = lease.clone();
+    let ending = lease.ending.clone().unwrap_or_else(|| Ending {
+        cause: "revoked".into(),
+        by: "lupid-agent".into(),
+        reason: String::new(),
+        at_boot_ns: 0,
+    });
+    let record = if ending.cause == "revoked" {
+        RecordBody::LeaseRevoked(LeaseRevoked {
+            lease_id,
+            agent: lease.agent.clone(),
+            revoked_by: ending.by,
+            reason: ending.reason,
+            uses: lease.uses,
+        })
+    } else {
+        RecordBody::LeaseExpired(LeaseExpired {
+            lease_id,
+            agent: lease.agent.clone(),
+            cause: ending.cause,
+            expired_boot_ns: ending.at_boot_ns,
+            uses: lease.uses,
+            recorded_late: late,
+        })
+    };
+    state.writer.append_durable(vec![record])?;
+    book.leases.retain(|kept| kept.id != lease_id);
+    if let Err(e) = book.save() {
+        tracing::error!(error = %e, "failed to save the lease book");
+    }
+    recompile(kernel, registry, book, &lease.agent);
+    Ok(())
+}
+
+/// Ends every lease whose deadline passed or whose uses ran out, and
+/// finishes ends that a failure interrupted. Runs every second.
+pub(crate) fn sweep(state: &State) {
+    let mut kernel = state.kernel.lock().expect("kernel lock");
+    let mut registry = state.registry.lock().expect("registry lock");
+    let mut book = state.book.lock().expect("book lock");
+    registry.remove_replaced(&mut kernel);
+    let now = leases::boot_ns();
+    let mut due = Vec::new();
+    for lease in &mut book.leases {
+        if let Some(kernel_state) = lease.slot.and_then(|slot| kernel.lease(slot)) {
+            lease.uses = kernel_state.uses;
+        }
+        if lease.ending.is_none() {
+            let cause = if now >= lease.expires_boot_ns {
+                Some(("ttl", lease.expires_boot_ns))
+            } else if lease.max_uses != 0 && lease.uses >= lease.max_uses {
+                Some(("uses", now))
+            } else {
+                None
+            };
+            if let Some((cause, at_boot_ns)) = cause {
+                lease.ending = Some(Ending { cause: cause.into(), by: "lupid-agent".into(), reason: String::new(), at_boot_ns });
+            }
+        }
+        if lease.ending.is_some() {
+            due.push(lease.id);
+        }
+    }
+    for lease_id in due {
+        if let Err(message) = end(state, &mut kernel, &mut registry, &mut book, lease_id, false) {
+            tracing::error!(lease = lease_id, %message, "failed to end a lease; retrying in a second");
+        }
+    }
+}
+
+/// At start: records the ends that happened while the daemon was away and
+/// puts the other leases back in force, with their deadlines and uses.
+pub(crate) fn restore(state: &State) -> Result<(), String> {
+    let mut kernel = state.kernel.lock().expect("kernel lock");
+    let mut registry = state.registry.lock().expect("registry lock");
+    let mut book = state.book.lock().expect("book lock");
+    let (now, boot) = (leases::boot_ns(), leases::boot_id());
+    let ids: Vec<u32> = book.leases.iter().map(|lease| lease.id).collect();
+    for lease_id in ids {
+        let lease = book.get_mut(lease_id).expect("listed above");
+        let ending = if lease.ending.is_some() {
+            None
+        } else if lease.boot_id != boot {
+            Some(Ending { cause: "reboot".into(), by: "lupid-agent".into(), reason: String::new(), at_boot_ns: 0 })
+        } else if now >= lease.expires_boot_ns {
+            let at_boot_ns = lease.expires_boot_ns;
+            Some(Ending { cause: "ttl".into(), by: "lupid-agent".into(), reason: String::new(), at_boot_ns })
+        } else if lease.max_uses != 0 && lease.uses >= lease.max_uses {
+            Some(Ending { cause: "uses".into(), by: "lupid-agent".into(), reason: String::new(), at_boot_ns: 0 })
+        } else {
+            None
+        };
+        if ending.is_some() {
+            lease.ending = ending;
+        }
+        if lease.ending.is_some() {
+            end(state, &mut kernel, &mut registry, &mut book, lease_id, true)?;
+            continue;
+        }
+        let slot = leases::free_slot(&book).ok_or("the lease book holds more leases than the kernel has slots")?;
+        let lease = book.get_mut(lease_id).expect("listed above");
+        lease.slot = Some(slot);
+        let kernel_state = LeaseState {
+            expires_boot_ns: lease.expires_boot_ns,
+            uses: lease.uses,
+            max_uses: lease.max_uses,
+            lease_id,
+            rule_id: lease.rule_id,
+        };
+        kernel.set_lease(slot, &kernel_state).map_err(|e| e.to_string())?;
+        tracing::info!(lease = lease_id, agent = %lease.agent, capability = %lease.capability, "lease restored");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lease_rule;
+    use crate::{daemon::leases::Capability, policy::Policy};
+
+    fn policy(rules: &str) -> Policy {
+        let text = format!("lupid-policy 1\ndefault deny\n{rules}");
+        Policy::parse("t.lp", text.as_bytes()).expect("a valid policy")
+    }
+
+    fn check(rules: &str, capability: &str) -> Result<String, String> {
+        lease_rule(&policy(rules), &Capability::parse(capability).expect("a capability"), None)
+    }
+
+    #[test]
+    fn a_lease_answers_only_a_lease_rule() {
+        assert_eq!(check("ask: lease connect 203.0.113.0/24:*\n", "connect 203.0.113.7:443"), Ok("ask".into()));
+        let error = check("ok: allow connect 203.0.113.0/24:*\n", "connect 203.0.113.7:443").unwrap_err();
+        assert!(error.contains("decided by rule \"ok\""), "{error}");
+        let error = check("", "connect 203.0.113.7:443").unwrap_err();
+        assert!(error.contains("its default verdict"), "{error}");
+    }
+
+    #[test]
+    fn an_exact_lease_cannot_take_the_place_of_a_subtree_rule() {
+        let rules = "all: allow open /** read\ndocs: lease open /home/a/docs/** read\n";
+        let error = check(rules, "read /home/a/docs").unwrap_err();
+        assert!(error.contains("grant /home/a/docs/** instead"), "{error}");
+        assert_eq!(check(rules, "read /home/a/docs/x"), Ok("docs".into()), "a file below the rule's path is fine");
+    }
+
+    #[test]
+    fn a_subtree_lease_cannot_answer_an_exact_rule() {
+        let rules = "srv: deny open /srv/** read\nreport: lease open /srv/report read\n";
+        let error = check(rules, "read /srv/report/**").unwrap_err();
+        assert!(error.contains("names one file"), "{error}");
+        assert_eq!(check(rules, "read /srv/report"), Ok("report".into()));
+    }
+
+    #[test]
+    fn read_and_write_must_both_need_a_lease() {
+        let rules = "r: lease open /data/** read\nw: deny open /data/** write\n";
+        let error = check(rules, "read,write /data/x").unwrap_err();
+        assert!(error.contains("rule \"w\""), "{error}");
+        assert_eq!(check(rules, "read /data/x"), Ok("r".into()));
+    }
+}

@@ -1,0 +1,316 @@
+//! Capability leases: narrow grants with a deadline and a use limit, kept
+//! in the daemon's state folder and enforced by the kernel.
+//!
+//! A lease names one capability in the words of a policy rule (`exec PATH`,
+//! `read PATH`, `write PATH`, `read,write PATH`, `connect ADDRESS:PORT`)
+//! and is keyed on the agent's name, never on a process. The daemon compiles
+//! each live lease into the agent's policy as a rule whose slot points at a
+//! `LEASES` array slot; the kernel checks the slot's deadline on the
+//! boot-time clock (`CLOCK_BOOTTIME`, which counts suspend and ignores
+//! changes of the wall clock) and counts uses atomically at every use.
+//!
+//! The book (`leases.json` in the state folder) holds the live leases. It is
+//! rewritten atomically after every change, and an ending lease is marked
+//! there before its end is recorded, so a lease that ended never comes back:
+//! a restart records a marked end again rather than reviving the lease.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::Write as _,
+    net::{IpAddr, Ipv6Addr},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{Access, NetPattern, PathPattern, Position, Rule, Target, Verdict, parse_lease_path};
+
+/// File of the lease book in the state folder.
+pub(crate) const BOOK_FILE: &str = "leases.json";
+/// The kernel's boot id; a lease does not outlive the boot it was granted in.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+/// What a lease allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Capability {
+    Exec(PathPattern),
+    Open(PathPattern, Access),
+    /// One address (IPv4 stored mapped) and one port.
+    Connect { addr: Ipv6Addr, port: u16 },
+}
+
+impl Capability {
+    /// Parses the capability text of `lease grant --allow`.
+    pub(crate) fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let (verb, object) = text.split_once(' ').with_context(|| {
+            format!("invalid capability {text:?}: write `exec PATH`, `read PATH`, `write PATH` or `connect ADDRESS:PORT`")
+        })?;
+        let object = object.trim();
+        let path = || parse_lease_path(object).map_err(|message| anyhow::anyhow!("invalid path {object:?}: {message}"));
+        Ok(match verb {
+            "exec" => Self::Exec(path()?),
+            "read" => Self::Open(path()?, Access { read: true, write: false }),
+            "write" => Self::Open(path()?, Access { read: false, write: true }),
+            "read,write" => Self::Open(path()?, Access { read: true, write: true }),
+            "connect" => {
+                let (addr, port) = parse_address(object)?;
+                Self::Connect { addr, port }
+            }
+            other => bail!("invalid capability verb {other:?}: expected exec, read, write, read,write or connect"),
+        })
+    }
+
+    /// Returns the canonical text, which [`Capability::parse`] reads back.
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Self::Exec(pattern) => format!("exec {pattern}"),
+            Self::Open(pattern, access) => {
+                let verb = match (access.read, access.write) {
+                    (true, true) => "read,write",
+                    (false, true) => "write",
+                    _ => "read",
+                };
+                format!("{verb} {pattern}")
+            }
+            Self::Connect { addr, port } => match addr.to_ipv4_mapped() {
+                Some(v4) => format!("connect {v4}:{port}"),
+                None => format!("connect [{addr}]:{port}"),
+            },
+        }
+    }
+
+    /// Returns the policy target the lease compiles to.
+    pub(crate) fn target(&self) -> Target {
+        match self {
+            Self::Exec(pattern) => Target::Exec(pattern.clone()),
+            Self::Open(pattern, access) => Target::Open(pattern.clone(), *access),
+            Self::Connect { addr, port } => {
+                Target::Connect(NetPattern { network: *addr, prefix_len: 128, port_lo: *port, port_hi: *port })
+            }
+        }
+    }
+}
+
+/// Parses `A.B.C.D:PORT` or `[V6]:PORT`.
+fn parse_address(text: &str) -> Result<(Ipv6Addr, u16)> {
+    let invalid = || format!("invalid destination {text:?}: write ADDRESS:PORT, e.g. 203.0.113.7:443 or [2001:db8::7]:443");
+    let (host, port) = text.rsplit_once(':').with_context(invalid)?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let addr: IpAddr = host.parse().ok().with_context(invalid)?;
+    let port: u16 = port.parse().ok().filter(|port| *port != 0).with_context(invalid)?;
+    let addr = match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    Ok((addr, port))
+}
+
+/// One granted lease, as the book stores it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Lease {
+    pub(crate) id: u32,
+    pub(crate) agent: String,
+    /// Canonical capability text.
+    pub(crate) capability: String,
+    /// The lease-required rule it answers, by name and by numeric id in
+    /// the policy it was granted under.
+    pub(crate) rule: String,
+    #[serde(default)]
+    pub(crate) rule_id: u32,
+    /// The request it was granted from, 0 for none.
+    pub(crate) request_id: u64,
+    pub(crate) ttl_ns: u64,
+    /// `CLOCK_BOOTTIME` deadline, in the boot named by `boot_id`.
+    pub(crate) expires_boot_ns: u64,
+    pub(crate) boot_id: String,
+    /// 0 for no limit.
+    pub(crate) max_uses: u64,
+    /// Uses the kernel counted, as last read.
+    pub(crate) uses: u64,
+    pub(crate) granted_by: String,
+    pub(crate) reason: String,
+    /// SHA-256 of the binary an exec lease names, so a copy of it is
+    /// covered too.
+    #[serde(default)]
+    pub(crate) content_sha256: Option<String>,
+    /// Set once the lease is ending: why (`revoked`, `ttl`, `uses`,
+    /// `reboot`), with who revoked it.
+    #[serde(default)]
+    pub(crate) ending: Option<Ending>,
+    /// `LEASES` slot while installed.
+    #[serde(skip)]
+    pub(crate) slot: Option<u32>,
+}
+
+/// Why a lease ends.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Ending {
+    /// `revoked`, `ttl`, `uses` or `reboot`.
+    pub(crate) cause: String,
+    pub(crate) by: String,
+    pub(crate) reason: String,
+    /// Boot-time clock at the end, 0 when unknown.
+    pub(crate) at_boot_ns: u64,
+}
+
+impl Lease {
+    /// Returns the rules that compile this lease into a policy: the
+    /// capability itself, and for an exec lease the binary's content.
+    pub(crate) fn rules(&self, slot: u32) -> Result<Vec<Rule>> {
+        let capability = Capability::parse(&self.capability)?;
+        let at = Position { line: 0, column: 0 };
+        let verdict = Verdict::Leased { slot };
+        let id = format!("lease-{}", self.id);
+        let mut rules = vec![Rule { id: id.clone(), verdict, target: capability.target(), at, object_at: at }];
+        if let Some(digest) = &self.content_sha256 {
+            let mut sha256 = [0; 32];
+            hex::decode_to_slice(digest, &mut sha256).context("the lease book holds an invalid content digest")?;
+            rules.push(Rule { id, verdict, target: Target::ExecContent(sha256), at, object_at: at });
+        }
+        Ok(rules)
+    }
+}
+
+/// The live leases and the next lease id, persisted in [`BOOK_FILE`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Book {
+    pub(crate) next_id: u32,
+    pub(crate) leases: Vec<Lease>,
+    #[serde(skip)]
+    path: PathBuf,
+}
+
+impl Book {
+    /// Loads the book from the state folder; a missing file is an empty book.
+    pub(crate) fn load(state_dir: &Path) -> Result<Self> {
+        let path = state_dir.join(BOOK_FILE);
+        let mut book = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<Self>(&bytes).with_context(|| {
+                format!("the lease book {} is damaged; move it away to start without leases", path.display())
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::default(),
+            Err(e) => return Err(e).with_context(|| format!("failed to read the lease book {}", path.display())),
+        };
+        book.path = path;
+        Ok(book)
+    }
+
+    /// Writes the book to a new file, syncs it and renames it into place.
+    pub(crate) fn save(&self) -> Result<()> {
+        let staging = self.path.with_extension("json.new");
+        let bytes = serde_json::to_vec_pretty(self).context("failed to encode the lease book")?;
+        let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&staging)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        fs::rename(&staging, &self.path)
+            .with_context(|| format!("failed to replace the lease book {}", self.path.display()))?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Returns a new lease id.
+    pub(crate) fn take_id(&mut self) -> u32 {
+        self.next_id = self.next_id.saturating_add(1).max(1);
+        self.next_id
+    }
+
+    pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut Lease> {
+        self.leases.iter_mut().find(|lease| lease.id == id)
+    }
+
+    /// Returns the installable leases of the agent called `name`.
+    pub(crate) fn live_for<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Lease> {
+        self.leases.iter().filter(move |lease| lease.agent == name && lease.ending.is_none())
+    }
+}
+
+/// Returns the `LEASES` slot that no live lease uses, lowest first.
+pub(crate) fn free_slot(book: &Book) -> Option<u32> {
+    (0..lupid_common::MAX_LEASES).find(|slot| book.leases.iter().all(|lease| lease.slot != Some(*slot)))
+}
+
+/// Returns `CLOCK_BOOTTIME` in nanoseconds, the clock of
+/// `bpf_ktime_get_boot_ns`.
+pub(crate) fn boot_ns() -> u64 {
+    let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `time` is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut time) } != 0 {
+        return 0;
+    }
+    let seconds = u64::try_from(time.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(time.tv_nsec).unwrap_or(0);
+    seconds.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// Returns this boot's id.
+pub(crate) fn boot_id() -> String {
+    fs::read_to_string(BOOT_ID).map(|id| id.trim().to_owned()).unwrap_or_default()
+}
+
+/// Parses a duration such as `90s`, `10m`, `2h` or `1d` into nanoseconds.
+pub(crate) fn parse_ttl(text: &str) -> Result<u64> {
+    let invalid = || format!("invalid duration {text:?}: write a number and a unit, s, m, h or d, e.g. 10m");
+    let split = text.find(|c: char| !c.is_ascii_digit()).with_context(invalid)?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok().filter(|n| *n > 0).with_context(invalid)?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!(invalid()),
+    };
+    number.checked_mul(seconds).and_then(|s| s.checked_mul(1_000_000_000)).with_context(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Capability, parse_ttl};
+
+    #[test]
+    fn capabilities_read_back_from_their_text() {
+        for text in [
+            "exec /usr/bin/curl",
+            "read /srv/data/**",
+            "write /home/a/repo/x",
+            "read,write /tmp/t",
+            "connect 203.0.113.7:443",
+            "connect [2001:db8::7]:53",
+        ] {
+            assert_eq!(Capability::parse(text).unwrap().text(), text);
+        }
+    }
+
+    #[test]
+    fn an_ipv4_mapped_address_is_its_ipv4_address() {
+        let mapped = Capability::parse("connect [::ffff:203.0.113.7]:443").unwrap();
+        assert_eq!(mapped.text(), "connect 203.0.113.7:443");
+    }
+
+    #[test]
+    fn bad_capabilities_are_refused_with_the_fix() {
+        for (text, needle) in [
+            ("open /etc", "invalid capability verb"),
+            ("exec", "invalid capability"),
+            ("exec usr/bin", "invalid path"),
+            ("connect 10.0.0.0/8:443", "invalid destination"),
+            ("connect 10.0.0.1:0", "invalid destination"),
+        ] {
+            let error = Capability::parse(text).unwrap_err().to_string();
+            assert!(error.contains(needle), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn durations_parse_and_reject() {
+        assert_eq!(parse_ttl("90s").unwrap(), 90_000_000_000);
+        assert_eq!(parse_ttl("10m").unwrap(), 600_000_000_000);
+        for bad in ["", "10", "m", "0s", "5w", "-1s"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The start-up check of the ledger against the daemon's newest signed
+//! checkpoint.
+//!
+//! Every checkpoint the daemon signs is also written to
+//! `<state-dir>/checkpoint.last` and, with `--pin-checkpoints`, appended to
+//! the pin file or folder. At start the daemon reads those notes, checks
+//! their signatures with its own key, and refuses to open a ledger that does
+//! not extend the newest one: fewer records than the checkpoint covers (a
+//! cut tail, a deleted store) or another root hash at that size (a rewritten
+//! history). A pin signed by another key means the state folder, key
+//! included, was replaced, and is refused as well.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::Write as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, bail};
+use lupid_ledger::{Checkpoint, Ledger, VerifierKey, checkpoint::split_notes};
+
+/// File in the state folder that holds the newest checkpoint note.
+pub(crate) const LAST_CHECKPOINT_FILE: &str = "checkpoint.last";
+
+/// A verified checkpoint and the file it was read from.
+pub(crate) struct Pinned {
+    pub(crate) checkpoint: Checkpoint,
+    pub(crate) source: PathBuf,
+}
+
+/// Replaces `path` with `note` and makes the change durable.
+pub(crate) fn save_last(path: &Path, note: &str) -> std::io::Result<()> {
+    let staging = path.with_extension("last.new");
+    let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&staging)?;
+    file.write_all(note.as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&staging, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Returns the checkpoint with the largest tree size among the notes in
+/// `sources` (files of notes, or folders of note files). A missing source
+/// holds no notes. Fails when a note does not verify with `key`.
+pub(crate) fn newest(sources: &[&Path], key: &VerifierKey) -> Result<Option<Pinned>> {
+    let mut newest: Option<Pinned> = None;
+    for source in sources {
+        for (file, note) in read_notes(source)? {
+            let checkpoint = Checkpoint::open(&note, key).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: a checkpoint note does not verify with this daemon's key {} ({e}). The state folder, \
+                     signing key included, was replaced, or the file belongs to another host. Check the old \
+                     ledger with `lupid-ledger verify --pinned {}`; to start a new ledger on purpose, move \
+                     this file away first",
+                    file.display(),
+                    key.name(),
+                    file.display()
+                )
+            })?;
+            if newest.as_ref().is_none_or(|pinned| checkpoint.tree_size > pinned.checkpoint.tree_size) {
+                newest = Some(Pinned { checkpoint, source: file });
+            }
+        }
+    }
+    Ok(newest)
+}
+
+/// Fails unless `ledger` extends `pinned`: at least as many records, and
+/// the same root hash over the first `tree_size` of them.
+pub(crate) fn check_extends(ledger: &Ledger, pinned: &Pinned) -> Result<()> {
+    let Pinned { checkpoint, source } = pinned;
+    let size = checkpoint.tree_size;
+    let advice = format!(
+        "the ledger was cut, deleted or replaced since that checkpoint was signed. Keep {} for the \
+         investigation and run `lupid-ledger verify --ledger {} --pinned {}`; to start a new ledger on \
+         purpose, move the old state folder and the pinned checkpoints away",
+        ledger.path().display(),
+        ledger.path().display(),
+        source.display()
+    );
+    if ledger.len() < size {
+        bail!(
+            "refusing to open the ledger: it holds {} records, but the checkpoint in {} covers {size}: {advice}",
+            ledger.len(),
+            source.display()
+        );
+    }
+    let root = ledger.root_at(size).context("failed to compute the ledger's root at the pinned size")?;
+    if root != checkpoint.root_hash {
+        bail!(
+            "refusing to open the ledger: its first {size} records do not have the root hash that the \
+             checkpoint in {} signed: {advice}",
+            source.display()
+        );
+    }
+    Ok(())
+}
+
+/// Returns every note in a file, or in each `checkpoint-*` file of a folder,
+/// with the file it came from.
+fn read_notes(source: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let read = |path: &Path| {
+        fs::read_to_string(path).with_context(|| format!("failed to read checkpoint notes from {}", path.display()))
+    };
+    if !source.exists() {
+        return Ok(Vec::new());
+    }
+    if !source.is_dir() {
+        return Ok(split_notes(&read(source)?).into_iter().map(|note| (source.to_owned(), note)).collect());
+    }
+    let mut notes = Vec::new();
+    let entries = fs::read_dir(source).with_context(|| format!("failed to list {}", source.display()))?;
+    for entry in entries {
+        let path = entry.with_context(|| format!("failed to list {}", source.display()))?.path();
+        if path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("checkpoint-")) {
+            notes.extend(split_notes(&read(&path)?).into_iter().map(|note| (path.clone(), note)));
+        }
+    }
+    Ok(notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use lupid_ledger::{DaemonStop, Ledger, RecordBody, SigningKey};
+
+    use super::{LAST_CHECKPOINT_FILE, check_extends, newest, save_last};
+
+    fn stop() -> RecordBody {
+        RecordBody::DaemonStop(DaemonStop { reason: "test".into() })
+    }
+
+    #[test]
+    fn a_cut_or_replaced_ledger_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_seed("lupid.test/host", &[7; 32]).unwrap();
+        let last = dir.path().join(LAST_CHECKPOINT_FILE);
+        {
+            let mut ledger = Ledger::open(&dir.path().join("ledger")).unwrap();
+            ledger.append_batch((0..5).map(|i| (i, stop())).collect()).unwrap();
+            save_last(&last, &ledger.checkpoint(&key).unwrap().note).unwrap();
+        }
+        let pinned = newest(&[last.as_path()], &key.verifier()).unwrap().expect("a pinned checkpoint");
+        assert_eq!(pinned.checkpoint.tree_size, 5);
+
+        let ledger = Ledger::open(&dir.path().join("ledger")).unwrap();
+        check_extends(&ledger, &pinned).expect("the ledger that signed the checkpoint extends it");
+
+        let fresh = Ledger::open(&dir.path().join("replaced")).unwrap();
+        let error = check_extends(&fresh, &pinned).unwrap_err().to_string();
+        assert!(error.contains("holds 0 records") && error.contains("covers 5"), "{error}");
+
+        let mut rewritten = Ledger::open(&dir.path().join("rewritten")).unwrap();
+        rewritten.append_batch((0..7).map(|i| (i + 100, stop())).collect()).unwrap();
+        let error = check_extends(&rewritten, &pinned).unwrap_err().to_string();
+        assert!(error.contains("do not have the root hash"), "{error}");
+    }
+
+    #[test]
+    fn a_note_from_another_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_key = SigningKey::from_seed("lupid.test/host", &[1; 32]).unwrap();
+        let new_key = SigningKey::from_seed("lupid.test/host", &[2; 32]).unwrap();
+        let last = dir.path().join(LAST_CHECKPOINT_FILE);
+        let mut ledger = Ledger::open(&dir.path().join("ledger")).unwrap();
+        ledger.append(1, stop()).unwrap();
+        save_last(&last, &ledger.checkpoint(&old_key).unwrap().note).unwrap();
+
+        let error = newest(&[last.as_path()], &new_key.verifier()).err().expect("refused").to_string();
+        assert!(error.contains("does not verify with this daemon's key"), "{error}");
+    }
+
+    #[test]
+    fn missing_sources_hold_no_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_seed("lupid.test/host", &[3; 32]).unwrap();
+        let missing = dir.path().join("nothing-here");
+        assert!(newest(&[missing.as_path()], &key.verifier()).unwrap().is_none());
+    }
+}

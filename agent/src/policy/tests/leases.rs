@@ -1,0 +1,124 @@
+//! The verdicts added for leases and audits, content rules, and leases
+//! compiled into a policy.
+
+use std::cell::Cell;
+
+use lupid_common::decide::Decision;
+use lupid_common::{access, reason, verdict};
+
+use super::{allowed, compiled, connect, exec, parse_errors, parse_ok, read, rule_name, with_rules};
+use crate::policy::reference::{PathHook, decide_connect_with, decide_path_with};
+use crate::policy::{Position, Rule, Target, Verdict, compile_with, parse_lease_path};
+
+const DIGEST: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+/// A lease model: slot 0 holds, every other slot has expired. Counts calls.
+fn lease_model(calls: &Cell<u32>) -> impl Fn(u32) -> Decision + '_ {
+    move |slot| {
+        calls.set(calls.get() + 1);
+        if slot == 0 {
+            Decision { verdict: verdict::ALLOW, rule_id: 1, reason: reason::LEASE, lease_id: 42 }
+        } else {
+            Decision { verdict: verdict::DENY, rule_id: 1, reason: reason::LEASE_REQUIRED, lease_id: 0 }
+        }
+    }
+}
+
+fn lease_rule(slot: u32, target: Target) -> Rule {
+    let at = Position { line: 0, column: 0 };
+    Rule { id: format!("lease-{slot}"), verdict: Verdict::Leased { slot }, target, at, object_at: at }
+}
+
+#[test]
+fn audit_allows_and_lease_denies_as_a_request() {
+    let compiled = compiled(&with_rules(
+        "watch: audit exec /usr/bin/**\nask: lease open /srv/data/** read\n",
+    ));
+    let audited = exec(&compiled, "/usr/bin/git");
+    assert!(allowed(audited));
+    assert_eq!(audited.reason, reason::AUDIT);
+    let asked = read(&compiled, "/srv/data/x");
+    assert_eq!((asked.verdict, asked.reason), (verdict::DENY, reason::LEASE_REQUIRED));
+    assert_eq!(rule_name(&compiled, asked), "ask");
+}
+
+#[test]
+fn a_default_verdict_cannot_be_audit_or_lease() {
+    for verdict in ["audit", "lease"] {
+        let errors = parse_errors(&format!("lupid-policy 1\ndefault {verdict}\n"));
+        assert!(errors[0].contains("invalid default verdict"), "{errors:?}");
+    }
+}
+
+#[test]
+fn content_rules_parse_and_reject_bad_digests() {
+    let policy = parse_ok(&with_rules(&format!("no-tool: deny exec sha256:{DIGEST}\n")));
+    assert!(matches!(policy.rules()[0].target, Target::ExecContent(digest) if digest == [0xaa; 32]));
+    let errors = parse_errors(&with_rules("no-tool: deny exec sha256:abc\n"));
+    assert!(errors[0].contains("test.lp:3:20: invalid content digest"), "{errors:?}");
+    let errors = parse_errors(&with_rules(&format!("a: deny exec sha256:{DIGEST}\nb: allow exec sha256:{DIGEST}\n")));
+    assert!(errors[0].contains("duplicate rule"), "{errors:?}");
+}
+
+#[test]
+fn a_content_rule_decides_before_any_path_rule() {
+    let compiled = compiled(&with_rules(&format!("run-all: allow exec /**\nno-tool: deny exec sha256:{DIGEST}\n")));
+    assert_ne!(compiled.flags, 0, "a policy with content rules asks the kernel to hash");
+    let calls = Cell::new(0);
+    let digest = [0xaa; 32];
+    let denied = decide_path_with(&compiled, PathHook::Exec, b"/tmp/renamed", 0, Some(&digest), lease_model(&calls));
+    assert_eq!(rule_name(&compiled, denied), "no-tool");
+    let other = decide_path_with(&compiled, PathHook::Exec, b"/tmp/renamed", 0, Some(&[1; 32]), lease_model(&calls));
+    assert_eq!(rule_name(&compiled, other), "run-all");
+}
+
+#[test]
+fn a_lease_takes_the_slot_of_the_lease_rule_it_answers() {
+    let policy = parse_ok(&with_rules("ask: lease open /srv/data/** read,write\nrun: allow exec /**\n"));
+    let target = Target::Open(parse_lease_path("/srv/data/report").unwrap(), crate::policy::Access { read: true, write: false });
+    let compiled = compile_with(&policy, 3, &[lease_rule(0, target)]).expect("compiles");
+    let calls = Cell::new(0);
+    let decide = |path: &[u8], bits| decide_path_with(&compiled, PathHook::Open, path, bits, None, lease_model(&calls));
+
+    let leased = decide(b"/srv/data/report", access::READ);
+    assert_eq!((leased.verdict, leased.reason, leased.lease_id), (verdict::ALLOW, reason::LEASE, 42));
+    let other = decide(b"/srv/data/other", access::READ);
+    assert_eq!(other.reason, reason::LEASE_REQUIRED, "the lease covers only its own file");
+    assert_eq!(calls.get(), 1, "only the leased slot consults the lease");
+
+    // Read is leased, write still needs a lease: denied, and the lease is
+    // not used up by an open it cannot allow.
+    calls.set(0);
+    let both = decide(b"/srv/data/report", access::READ | access::WRITE);
+    assert_eq!(both.reason, reason::LEASE_REQUIRED);
+    assert_eq!(calls.get(), 0, "a denial of the other access decides before the lease is counted");
+}
+
+#[test]
+fn an_expired_lease_denies_as_a_request() {
+    let policy = parse_ok(&with_rules("ask: lease connect 203.0.113.0/24:*\n"));
+    let target = Target::Connect(crate::policy::NetPattern {
+        network: "::ffff:203.0.113.7".parse().unwrap(),
+        prefix_len: 128,
+        port_lo: 443,
+        port_hi: 443,
+    });
+    let compiled = compile_with(&policy, 3, &[lease_rule(5, target)]).expect("compiles");
+    let calls = Cell::new(0);
+    let expired = decide_connect_with(&compiled, "203.0.113.7".parse().unwrap(), 443, lease_model(&calls));
+    assert_eq!((expired.verdict, expired.reason), (verdict::DENY, reason::LEASE_REQUIRED));
+    let other_port = decide_connect_with(&compiled, "203.0.113.7".parse().unwrap(), 80, lease_model(&calls));
+    assert_eq!(other_port.reason, reason::LEASE_REQUIRED, "other ports fall back to the lease rule");
+    assert_eq!(calls.get(), 1);
+    let mapped = connect(&compiled, "::ffff:203.0.113.7", 443);
+    assert_eq!(mapped.reason, reason::LEASE_REQUIRED, "an IPv4-mapped address obeys the IPv4 rules");
+}
+
+#[test]
+fn monitor_mode_allows_policy_denials_but_not_failures() {
+    let denial = Decision { verdict: verdict::DENY, rule_id: 3, reason: reason::RULE, lease_id: 0 };
+    let monitored = denial.monitored();
+    assert_eq!((monitored.verdict, monitored.reason, monitored.rule_id), (verdict::ALLOW, reason::MONITOR, 3));
+    let failure = Decision::fail_closed(reason::PATH_UNRESOLVED);
+    assert_eq!(failure.monitored(), failure, "a failure still denies in monitor mode");
+}

@@ -1,0 +1,76 @@
+//! Capability leases, modes and policy reloads (issue 4).
+//!
+//! An agent keeps a lease by its name, so each test starts a holder run
+//! (`busybox sleep`) that keeps the agent alive while the test grants,
+//! revokes and checks, and runs the probe as further runs of the same agent.
+
+mod content;
+mod grant;
+mod reload;
+
+use std::path::PathBuf;
+use std::process::Child;
+
+use serde_json::Value;
+
+use crate::common::{Daemon, PROBE_BIN};
+
+/// Address and port the lease tests connect to; the VM puts 203.0.113.7 on
+/// `lo`.
+pub(crate) const LEASED_ADDR: &str = "203.0.113.7:8443";
+
+/// A policy under which connecting to [`LEASED_ADDR`] needs a lease.
+pub(crate) const LEASE_POLICY: &str = "\
+lupid-policy 1
+default deny
+exec-bin:     allow exec    /bin/**
+exec-tools:   allow exec    /usr/local/bin/**
+read-all:     allow open    /**  read
+need-lease:   lease connect 203.0.113.7:8443
+";
+
+/// The holder run of an agent; killed when dropped.
+pub(crate) struct Holder(Child);
+
+impl Holder {
+    pub(crate) fn start(daemon: &Daemon, agent: &str, policy: &PathBuf) -> Self {
+        let child = daemon.spawn_agent(agent, policy, &["/bin/busybox", "sleep", "600"]);
+        let holder = Self(child);
+        // The run is registered once the daemon lists it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !daemon.status()["agents"].as_array().is_some_and(|agents| agents.iter().any(|a| a["agent"] == agent)) {
+            assert!(std::time::Instant::now() < deadline, "agent {agent} did not register within 30 s");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        holder
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `lupid-agent ARGS` and returns its stdout, failing the test unless
+/// it exits 0.
+pub(crate) fn ctl_ok(daemon: &Daemon, args: &[&str]) -> String {
+    let outcome = daemon.ctl(args);
+    assert_eq!(outcome.code, 0, "lupid-agent {} must exit 0; {outcome}", args.join(" "));
+    outcome.stdout
+}
+
+/// Parses the JSON that `lupid-agent ARGS --json` prints.
+pub(crate) fn ctl_json(daemon: &Daemon, args: &[&str]) -> Value {
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let stdout = ctl_ok(daemon, &with_json);
+    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("invalid JSON from {args:?} ({error}): {stdout}"))
+}
+
+/// Runs the probe's connect to [`LEASED_ADDR`] as `agent` and returns its
+/// exit code: 0 allowed, 1 denied.
+pub(crate) fn connect(daemon: &Daemon, agent: &str, policy: &PathBuf) -> i32 {
+    daemon.run_agent(agent, policy, None, &[PROBE_BIN, "connect", LEASED_ADDR]).code
+}

@@ -1,0 +1,111 @@
+//! Policy reload and modes.
+
+use std::thread;
+
+use crate::common::ledger::records_of;
+use crate::common::{Daemon, PROBE_BIN, SECRET, require_bpf_lsm};
+
+use super::{Holder, ctl_ok};
+
+const DENY_SECRETS_A: &str = "\
+lupid-policy 1
+default allow
+deny-secrets: deny open /srv/secrets/** read,write
+";
+
+const DENY_SECRETS_B: &str = "\
+lupid-policy 1
+default allow
+deny-secrets-b: deny open /srv/secrets/** read,write
+deny-curl: deny exec /usr/bin/curl
+";
+
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn reload_under_load_never_lets_a_denied_open_through() {
+    require_bpf_lsm();
+    let daemon = Daemon::start();
+    let policy_a = daemon.write_policy("a", DENY_SECRETS_A);
+    let policy_b = daemon.write_policy("b", DENY_SECRETS_B);
+    let mut opener = daemon
+        .run_command("reloaded", &policy_a, None, &[PROBE_BIN, "open-loop", SECRET, "20000"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the open loop");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !daemon.status()["agents"].as_array().is_some_and(|a| a.iter().any(|agent| agent["agent"] == "reloaded")) {
+        assert!(std::time::Instant::now() < deadline, "the open loop did not register");
+        thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    let mut reloads = 0;
+    for round in 0..100 {
+        let policy = if round % 2 == 0 { &policy_b } else { &policy_a };
+        let outcome = daemon.ctl(&["policy", "reload", "--agent", "reloaded", policy.to_str().expect("UTF-8"), "--by", "tester"]);
+        if outcome.code != 0 && !opener.try_wait().expect("poll the open loop").is_none() {
+            break; // the loop ended and its run was retired
+        }
+        assert_eq!(outcome.code, 0, "reload {round} must succeed; {outcome}");
+        reloads += 1;
+    }
+    let output = opener.wait_with_output().expect("wait for the open loop");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(reloads >= 20, "the loop must overlap many reloads, got {reloads}; {stdout}");
+    assert!(stdout.contains(": 0 ok, 20000 EPERM, 0 other"), "every open during the reloads is denied: {stdout}");
+
+    let records = daemon.ledger().wait_for("the reload records", |records| {
+        records_of(records, "policy_loaded", "reloaded").len() >= reloads
+    });
+    assert!(records_of(&records, "policy_loaded", "reloaded").iter().all(|r| r["loaded_by"] == "tester"));
+}
+
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn a_broken_reload_changes_nothing() {
+    require_bpf_lsm();
+    let daemon = Daemon::start();
+    let policy = daemon.write_policy("a", DENY_SECRETS_A);
+    let broken = daemon.write_policy("broken", "lupid-policy 1\ndefault allow\nbad: deny open /srv/** rwx\n");
+    let _holder = Holder::start(&daemon, "steady", &policy);
+
+    let outcome = daemon.ctl(&["policy", "reload", "--agent", "steady", broken.to_str().expect("UTF-8")]);
+    assert_eq!(outcome.code, 2, "a broken policy is refused; {outcome}");
+    assert!(outcome.stderr.contains("broken.policy:3:"), "the error names the file and line; {outcome}");
+    let open = daemon.run_agent("steady", &policy, None, &[PROBE_BIN, "open", SECRET, "read"]);
+    assert_eq!(open.code, 1, "the running policy stays in force; {open}");
+    let records = daemon.ledger().export();
+    assert!(records_of(&records, "policy_loaded", "steady").is_empty(), "nothing is recorded as loaded");
+}
+
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn monitor_mode_allows_and_records_what_enforce_denies() {
+    require_bpf_lsm();
+    let daemon = Daemon::start();
+    let policy = daemon.write_policy("a", DENY_SECRETS_A);
+    let _holder = Holder::start(&daemon, "watched", &policy);
+
+    ctl_ok(&daemon, &["mode", "--agent", "watched", "monitor", "--by", "dana"]);
+    let status = daemon.status();
+    let agents = status["agents"].as_array().expect("agents");
+    assert!(agents.iter().any(|a| a["agent"] == "watched" && a["mode"] == "monitor"), "{status}");
+    // A new run of the agent starts in the agent's mode.
+    let allowed = daemon.run_agent("watched", &policy, None, &[PROBE_BIN, "open", SECRET, "read"]);
+    assert_eq!(allowed.code, 0, "monitor mode allows; {allowed}");
+    ctl_ok(&daemon, &["mode", "--agent", "watched", "enforce", "--by", "dana"]);
+    let denied = daemon.run_agent("watched", &policy, None, &[PROBE_BIN, "open", SECRET, "read"]);
+    assert_eq!(denied.code, 1, "enforce mode denies; {denied}");
+
+    let records = daemon.ledger().wait_for("two mode changes and both opens", |records| {
+        records_of(records, "mode_changed", "watched").len() >= 2
+            && crate::common::ledger::decisions(records, "watched", "open").iter().any(|d| d["verdict"] == "deny")
+    });
+    let changes = records_of(&records, "mode_changed", "watched");
+    assert_eq!(changes[0]["mode"], "monitor");
+    assert_eq!(changes[0]["changed_by"], "dana");
+    assert_eq!(changes[1]["mode"], "enforce");
+    let opens = crate::common::ledger::decisions(&records, "watched", "open");
+    let monitored = opens.iter().find(|d| d["reason"] == "monitor").expect("the monitored open is recorded");
+    assert_eq!(monitored["verdict"], "allow", "{monitored}");
+    assert_eq!(monitored["rule"], "deny-secrets", "the record names the rule that would have denied: {monitored}");
+}
