@@ -1,13 +1,15 @@
 //! Ledger throughput on this machine: durable appends, the hashing and
-//! RocksDB costs inside them, verify and export. `cargo xtask bench` builds
-//! and runs it, and docs/benchmarks.md explains the results.
+//! RocksDB costs inside them, verify, filtered queries and export, and the
+//! process's memory while the ledger grows. `cargo xtask bench` builds and
+//! runs it, and docs/benchmarks.md explains the results.
 //!
 //! Usage: `ledger [--records N] [--batch N] [--dir DIR]`. Progress goes to
-//! stderr and the Markdown table to stdout.
+//! stderr and the Markdown tables to stdout.
 //!
-//! Every measurement uses the same record bodies: open decisions of 240
-//! encoded bytes whose path and kernel sequence number change per
-//! record. Only the measured call is timed. Building the record bodies, for
+//! Every measurement uses the same record bodies: decisions of about 240
+//! encoded bytes, spread deterministically over 8 agents, 64 rule ids, the
+//! exec, open and connect hooks and both verdicts, 100 µs of wall time
+//! apart. Only the measured call is timed. Building the record bodies, for
 //! one, is left out of the append figure.
 
 use std::{
@@ -20,7 +22,10 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use lupid_ledger::{
     Decision, Hook, Ledger, LedgerReader, Object, Reason, Record, RecordBody, Verdict, ZERO_HASH, export_jsonl,
-    leaf_hash, merkle::Frontier, verify,
+    leaf_hash,
+    merkle::Frontier,
+    query::{self, Query},
+    verify,
 };
 use rocksdb::{DB, DBCompressionType, Options, WriteBatch, WriteOptions};
 use tempfile::TempDir;
@@ -30,6 +35,12 @@ const DEFAULT_BATCH: u64 = 4096;
 
 /// Wall time of the first record, in Unix nanoseconds.
 const START_NS: u64 = 1_700_000_000_000_000_000;
+/// Wall time between consecutive records.
+const RECORD_INTERVAL_NS: u64 = 100_000;
+
+const AGENTS: [&str; 8] = ["agent-0", "agent-1", "agent-2", "agent-3", "agent-4", "agent-5", "agent-6", "agent-7"];
+const RULES: u64 = 64;
+const HOOKS: [Hook; 3] = [Hook::Exec, Hook::Open, Hook::Connect];
 
 struct Config {
     records: u64,
@@ -78,14 +89,42 @@ fn parse_args() -> Result<Config> {
     Ok(config)
 }
 
-/// Returns the body of record `seq`: an open decision on a path that names
-/// the record, so consecutive values differ as real ones do.
+/// Mixes the bits of `seq` (the `SplitMix64` finalizer), so that the fields
+/// derived from it vary without following each other.
+fn mix(seq: u64) -> u64 {
+    let mut z = seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Returns the body of record `seq`: a decision of one of 8 agents under
+/// one of 64 rules, denied one time in ten, on a path that names the record
+/// or, for connect, on an address derived from it.
 fn body(seq: u64) -> RecordBody {
+    let bits = mix(seq);
+    let agent = AGENTS[usize::try_from(bits % 8).expect("below 8")];
+    let rule_id = u32::try_from((bits >> 3) % RULES).expect("below 64");
+    let hook = HOOKS[usize::try_from((bits >> 9) % 3).expect("below 3")];
+    let verdict = if (bits >> 12).is_multiple_of(10) { Verdict::Deny } else { Verdict::Allow };
+    let object = match hook {
+        Hook::Connect => {
+            let mut addr = [0; 16];
+            addr[10..12].copy_from_slice(&[0xff, 0xff]);
+            addr[12..14].copy_from_slice(&[10, 0]);
+            addr[14..].copy_from_slice(&u16::try_from(seq % 65_536).expect("below 2^16").to_be_bytes());
+            Object::Socket { family: 2, addr, port: 443 }
+        }
+        _ => Object::Path {
+            path: format!("/home/alice/project/target/release/deps/unit-{seq:08}.rlib").into_bytes(),
+            truncated: false,
+        },
+    };
     RecordBody::Decision(Decision {
         kernel_seq: seq,
-        boot_ns: 5_000_000_000 + seq * 1_000,
-        agent_id: 7,
-        agent: "coder".into(),
+        boot_ns: 5_000_000_000 + seq * RECORD_INTERVAL_NS,
+        agent_id: u32::try_from(bits % 8).expect("below 8"),
+        agent: agent.into(),
         policy_sha256: [0xab; 32],
         pid: 31_338,
         tgid: 31_337,
@@ -93,23 +132,25 @@ fn body(seq: u64) -> RecordBody {
         gid: 1000,
         cgroup_id: 0x1234_5678_9abc,
         comm: b"cargo".to_vec(),
-        hook: Hook::Open,
-        verdict: if seq.is_multiple_of(10) { Verdict::Deny } else { Verdict::Allow },
+        hook,
+        verdict,
         reason: Reason::Rule,
-        rule_id: 3,
-        rule: "workspace-read".into(),
+        rule_id,
+        rule: format!("rule-{rule_id:02}"),
         access: 1,
-        object: Object::Path {
-            path: format!("/home/alice/project/target/release/deps/unit-{seq:08}.rlib").into_bytes(),
-            truncated: false,
-        },
+        object,
         lease_id: 0,
     })
 }
 
+/// Returns the wall time of record `seq`.
+fn time_ns(seq: u64) -> u64 {
+    START_NS + seq * RECORD_INTERVAL_NS
+}
+
 /// Returns the bodies of records `first..first + len`.
 fn batch_bodies(first: u64, len: u64) -> Vec<(u64, RecordBody)> {
-    (first..first + len).map(|seq| (START_NS + seq, body(seq))).collect()
+    (first..first + len).map(|seq| (time_ns(seq), body(seq))).collect()
 }
 
 /// Returns the canonical bytes of the first `len` records, chained with
@@ -117,7 +158,7 @@ fn batch_bodies(first: u64, len: u64) -> Vec<(u64, RecordBody)> {
 fn encoded_batch(len: u64) -> Result<Vec<Vec<u8>>> {
     (0..len)
         .map(|seq| {
-            let record = Record { seq, time_ns: START_NS + seq, prev_hash: ZERO_HASH, body: body(seq) };
+            let record = Record { seq, time_ns: time_ns(seq), prev_hash: ZERO_HASH, body: body(seq) };
             record.encode().context("encode benchmark record")
         })
         .collect()
@@ -127,10 +168,14 @@ fn batch_len(config: &Config, first: u64) -> u64 {
     config.batch.min(config.records - first)
 }
 
-/// Measures `Ledger::append_batch` with a synced write per batch.
-fn durable_append(config: &Config, dir: &Path, encoded: &[Vec<u8>]) -> Result<Row> {
+/// Measures `Ledger::append_batch` with a synced write per batch, and
+/// samples the process's resident memory after 10%, 50% and 100% of the
+/// records. `bytes` is the encoded size of all records.
+fn durable_append(config: &Config, dir: &Path, bytes: u64) -> Result<(Row, Vec<(u64, u64)>)> {
     let mut ledger = Ledger::open(dir)?;
     let mut elapsed = Duration::ZERO;
+    let mut memory = Vec::new();
+    let mut marks = [config.records / 10, config.records / 2, config.records].into_iter().peekable();
     let mut first = 0;
     while first < config.records {
         let len = batch_len(config, first);
@@ -139,21 +184,25 @@ fn durable_append(config: &Config, dir: &Path, encoded: &[Vec<u8>]) -> Result<Ro
         ledger.append_batch(bodies)?;
         elapsed += start.elapsed();
         first += len;
+        while marks.next_if(|mark| *mark <= first).is_some() {
+            memory.push((first, resident_kilobytes()?));
+        }
     }
     drop(ledger);
     #[expect(clippy::cast_precision_loss, reason = "byte counts stay far below 2^52")]
     let disk_megabytes = directory_size(dir)? as f64 / 1e6;
     let batches = config.records.div_ceil(config.batch);
     let note = format!("{batches} synced batches of {}, {disk_megabytes:.0} MB on disk", config.batch);
-    let bytes = encoded_size(config, encoded);
-    Ok(Row { name: "durable append (ledger)", records: config.records, bytes, elapsed, note })
+    let row = Row { name: "durable append (ledger)", records: config.records, bytes, elapsed, note };
+    Ok((row, memory))
 }
 
-/// Returns the encoded size of all records, which differ only in numbers
-/// and so have the sizes of the records in `encoded`.
-fn encoded_size(config: &Config, encoded: &[Vec<u8>]) -> u64 {
-    let records = usize::try_from(config.records).expect("record count fits usize");
-    encoded.iter().cycle().take(records).map(|value| value.len() as u64).sum()
+/// Returns the process's resident set size (`VmRSS`) in kilobytes.
+fn resident_kilobytes() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("read /proc/self/status")?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:")).context("no VmRSS in /proc/self/status")?;
+    let kilobytes = line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim();
+    kilobytes.parse().with_context(|| format!("invalid VmRSS line {line:?}"))
 }
 
 /// Measures `Record::encode` alone for every record.
@@ -164,7 +213,7 @@ fn encode_only(config: &Config) -> Result<Row> {
     while first < config.records {
         let len = batch_len(config, first);
         let records: Vec<Record> = (first..first + len)
-            .map(|seq| Record { seq, time_ns: START_NS + seq, prev_hash: ZERO_HASH, body: body(seq) })
+            .map(|seq| Record { seq, time_ns: time_ns(seq), prev_hash: ZERO_HASH, body: body(seq) })
             .collect();
         let start = Instant::now();
         for record in &records {
@@ -225,7 +274,7 @@ fn plain_rocksdb(config: &Config, dir: &Path, encoded: &[Vec<u8>]) -> Result<Row
 
 /// Measures `verify` of the ledger written by [`durable_append`]. The
 /// time includes the read-only open, which replays the write-ahead log.
-fn verify_rate(config: &Config, dir: &Path, encoded: &[Vec<u8>]) -> Result<Row> {
+fn verify_rate(config: &Config, dir: &Path, bytes: u64) -> Result<Row> {
     let start = Instant::now();
     let report = verify(dir)?;
     let elapsed = start.elapsed();
@@ -233,8 +282,47 @@ fn verify_rate(config: &Config, dir: &Path, encoded: &[Vec<u8>]) -> Result<Row> 
         bail!("verify checked {} records, break: {:?}", report.records_checked, report.first_break);
     }
     let note = "chain, canonical re-encoding and stored tree nodes".to_owned();
-    let bytes = encoded_size(config, encoded);
     Ok(Row { name: "verify", records: config.records, bytes, elapsed, note })
+}
+
+/// One timed query.
+struct QueryRow {
+    name: &'static str,
+    limit: Option<usize>,
+    matches: usize,
+    elapsed: Duration,
+}
+
+/// Times filtered queries on the ledger written by [`durable_append`], each
+/// with a limit of 100 and without a limit. The time range is the 10
+/// seconds in the middle of the ledger. The reader is opened once, before
+/// the first query.
+fn query_latencies(config: &Config, dir: &Path) -> Result<Vec<QueryRow>> {
+    let reader = LedgerReader::open_read_only(dir)?;
+    let middle = time_ns(config.records / 2);
+    let cases = [
+        ("agent", Query { agent: Some(AGENTS[3].into()), ..Query::default() }),
+        ("agent + verdict", Query { agent: Some(AGENTS[5].into()), verdict: Some(Verdict::Deny), ..Query::default() }),
+        ("rule + hook", Query { rule_id: Some(42), hook: Some(Hook::Connect), ..Query::default() }),
+        (
+            "10 s time range",
+            Query { since_ns: Some(middle), until_ns: Some(middle + 10_000_000_000), ..Query::default() },
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (name, query) in cases {
+        for limit in [Some(100), None] {
+            let query = Query { limit, ..query.clone() };
+            let start = Instant::now();
+            let matches = query::run(&reader, &query)?.len();
+            let elapsed = start.elapsed();
+            if matches == 0 {
+                bail!("query {name} found no records");
+            }
+            rows.push(QueryRow { name, limit, matches, elapsed });
+        }
+    }
+    Ok(rows)
 }
 
 /// Measures JSON Lines export of that ledger into a counting sink.
@@ -274,7 +362,7 @@ fn directory_size(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
-fn markdown(config: &Config, rows: &[Row], hashing_rate: f64) -> String {
+fn markdown(config: &Config, rows: &[Row], hashing_rate: f64, queries: &[QueryRow], memory: &[(u64, u64)]) -> String {
     let mut table = String::new();
     writeln!(table, "Ledger benchmark: {} records, batches of {}, `cargo xtask bench`.", config.records, config.batch)
         .expect("writing to a String cannot fail");
@@ -298,6 +386,23 @@ fn markdown(config: &Config, rows: &[Row], hashing_rate: f64) -> String {
         )
         .expect("writing to a String cannot fail");
     }
+
+    table.push_str("\nFiltered queries (`query::run`, one read-only open before the first):\n\n");
+    table.push_str("| query | limit | matches | ms |\n| --- | ---: | ---: | ---: |\n");
+    for row in queries {
+        let limit = row.limit.map_or_else(|| "none".to_owned(), |limit| limit.to_string());
+        let milliseconds = row.elapsed.as_secs_f64() * 1e3;
+        writeln!(table, "| {} | {limit} | {} | {milliseconds:.1} |", row.name, row.matches)
+            .expect("writing to a String cannot fail");
+    }
+
+    table.push_str("\nResident memory of the benchmark process during the durable append:\n\n");
+    table.push_str("| records appended | VmRSS (MB) |\n| ---: | ---: |\n");
+    for (records, kilobytes) in memory {
+        #[expect(clippy::cast_precision_loss, reason = "memory sizes stay far below 2^52")]
+        let megabytes = *kilobytes as f64 / 1e3;
+        writeln!(table, "| {records} | {megabytes:.0} |").expect("writing to a String cannot fail");
+    }
     table
 }
 
@@ -313,21 +418,23 @@ fn main() -> Result<()> {
     let encoded = encoded_batch(config.batch)?;
     let ledger_dir = parent.path().join("ledger");
 
-    eprintln!("ledger bench: durable append");
-    let append = durable_append(&config, &ledger_dir, &encoded)?;
     eprintln!("ledger bench: encode");
     let encode = encode_only(&config)?;
+    eprintln!("ledger bench: durable append");
+    let (append, memory) = durable_append(&config, &ledger_dir, encode.bytes)?;
     eprintln!("ledger bench: hashing");
     let hashing = hashing_only(&config, &encoded);
     eprintln!("ledger bench: plain RocksDB");
     let plain = plain_rocksdb(&config, &parent.path().join("plain"), &encoded)?;
     eprintln!("ledger bench: verify");
-    let verified = verify_rate(&config, &ledger_dir, &encoded)?;
+    let verified = verify_rate(&config, &ledger_dir, encode.bytes)?;
+    eprintln!("ledger bench: queries");
+    let queries = query_latencies(&config, &ledger_dir)?;
     eprintln!("ledger bench: export");
     let exported = export_rate(&config, &ledger_dir)?;
 
     let hashing_rate = hashing.rate();
     let rows = [append, hashing, encode, plain, verified, exported];
-    print!("{}", markdown(&config, &rows, hashing_rate));
+    print!("{}", markdown(&config, &rows, hashing_rate, &queries, &memory));
     Ok(())
 }

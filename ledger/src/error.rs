@@ -102,6 +102,8 @@ pub enum LedgerError {
         #[source]
         source: rocksdb::Error,
     },
+    #[error("ledger {} has an invalid entry in the index `{name}` under key {}", .path.display(), hex::encode(.key))]
+    InvalidIndexEntry { path: PathBuf, name: &'static str, key: Vec<u8> },
     #[error("failed to read the checkpoints of ledger {}", .path.display())]
     ReadCheckpoints {
         path: PathBuf,

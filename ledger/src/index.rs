@@ -1,32 +1,46 @@
 //! Secondary indexes over decision and identity records, for `query`.
 //!
-//! Each index is a column family whose keys are a field value followed by
-//! the record's `seq` (u64 big-endian), with empty values. For one field
-//! value the keys therefore sort in `seq` order, and the records that
-//! match a value are the keys under its prefix.
+//! Each index is a column family of postings lists. One append batch writes
+//! one entry per index and distinct prefix among its records:
+//!
+//! - key: the prefix, then the `seq` of the entry's first record (u64
+//!   big-endian);
+//! - value: for each record of the entry, in `seq` order, the unsigned
+//!   LEB128 varint of its `seq` minus the previous record's `seq`. The
+//!   first record's delta is taken from the key's `seq`, so it is 0. In
+//!   `idx_time` each delta is followed by the varint of the record's
+//!   `time_ns` minus the first nanosecond of its bucket
+//!   (`time_ns & (2^30 - 1)`).
 //!
 //! | column family | prefix | records |
 //! | --- | --- | --- |
 //! | `idx_agent` | agent name length (u32) then the name | identity, decision |
 //! | `idx_rule` | `rule_id` (u32) | decision |
 //! | `idx_verdict_hook` | verdict code (u8), hook code (u8) | decision |
-//! | `idx_time` | `time_ns` (u64) | identity, decision |
+//! | `idx_time` | `time_ns >> 30` (u64), a bucket of about 1.07 s | identity, decision |
+//!
+//! Integers in prefixes are big-endian. A batch covers the sequence numbers
+//! after every earlier batch, so the entries under one prefix cover
+//! disjoint `seq` ranges in key order. A reader finds the entry that may
+//! contain `seq` with a backward seek to `prefix || seq`.
 //!
 //! Invariant kept by [`crate::Ledger`]: the index entries of a record are
 //! written in the same `WriteBatch` as the record, so an index never lags
-//! its record. A ledger written before the indexes existed has no
-//! [`INDEX_VERSION_KEY`] in `meta`; [`crate::Ledger::open`] then builds the
-//! indexes from the records and writes the key last, so an interrupted
-//! build is redone on the next open.
+//! its record. [`INDEX_VERSION_KEY`] in `meta` names the layout of complete
+//! indexes. When it is missing (a ledger written before the indexes, or a
+//! build cut short) or names another layout, [`crate::Ledger::open`] drops
+//! the index column families, builds them again from the records and
+//! writes the key last. Readers use the indexes only under the current
+//! version.
 
-use std::path::Path;
+use std::{collections::HashMap, path::Path};
 
 use rocksdb::{DB, IteratorMode, WriteBatch};
 
 use crate::{
     error::LedgerError,
     record::{Hook, Record, RecordBody, Verdict},
-    store::{META_CF, RECORDS_CF, column_family, decode_stored},
+    store::{META_CF, RECORDS_CF, column_family, column_family_options, decode_stored},
 };
 
 /// Column family of the agent-name index.
@@ -41,21 +55,30 @@ pub const TIME_INDEX_CF: &str = "idx_time";
 /// Every index column family.
 pub const INDEX_CFS: [&str; 4] = [AGENT_INDEX_CF, RULE_INDEX_CF, VERDICT_HOOK_INDEX_CF, TIME_INDEX_CF];
 
-/// Key in `meta` whose presence means the indexes cover every record.
+/// Key in `meta` whose value names the layout of complete indexes.
 pub const INDEX_VERSION_KEY: &[u8] = b"index_version";
 /// Version of the index layout above, stored under [`INDEX_VERSION_KEY`].
-pub const INDEX_VERSION: u8 = 1;
+/// Version 1 had one key per record and index.
+pub const INDEX_VERSION: u8 = 2;
 
-/// Records indexed per batch when [`build_if_missing`] fills missing indexes.
+/// Bits of `time_ns` below the bucket number in `idx_time`: a bucket spans
+/// `2^30` ns, about 1.07 s.
+pub const TIME_BUCKET_BITS: u32 = 30;
+
+/// Records indexed per batch when [`build_if_stale`] fills the indexes.
 const BUILD_BATCH: usize = 10_000;
 
 /// Returns the prefix of the agent index for one agent name.
 pub(crate) fn agent_prefix(agent: &str) -> Vec<u8> {
-    let len = u32::try_from(agent.len()).unwrap_or(u32::MAX);
     let mut prefix = Vec::with_capacity(4 + agent.len());
-    prefix.extend_from_slice(&len.to_be_bytes());
-    prefix.extend_from_slice(agent.as_bytes());
+    put_agent_prefix(&mut prefix, agent);
     prefix
+}
+
+fn put_agent_prefix(out: &mut Vec<u8>, agent: &str) {
+    let len = u32::try_from(agent.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(agent.as_bytes());
 }
 
 /// Returns the prefix of the rule index for one rule id.
@@ -71,39 +94,162 @@ pub(crate) fn verdict_hook_prefix(verdict: Verdict, hook: Hook) -> Vec<u8> {
     vec![verdict, hook]
 }
 
-fn entry(prefix: Vec<u8>, seq: u64) -> Vec<u8> {
-    let mut key = prefix;
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
+/// Returns the `idx_time` bucket of a wall time.
+pub fn time_bucket(time_ns: u64) -> u64 {
+    time_ns >> TIME_BUCKET_BITS
 }
 
-/// Returns `(column family, key)` of every index entry of `record`.
-pub fn entries(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
-    let seq = record.seq;
-    let time = entry(record.time_ns.to_be_bytes().to_vec(), seq);
+/// Returns `(column family, prefix)` of every index entry that contains
+/// `record`.
+pub fn prefixes(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
+    let time = (TIME_INDEX_CF, time_bucket(record.time_ns).to_be_bytes().to_vec());
     match &record.body {
-        RecordBody::Identity(identity) => {
-            vec![(AGENT_INDEX_CF, entry(agent_prefix(&identity.agent), seq)), (TIME_INDEX_CF, time)]
-        }
+        RecordBody::Identity(identity) => vec![(AGENT_INDEX_CF, agent_prefix(&identity.agent)), time],
         RecordBody::Decision(decision) => vec![
-            (AGENT_INDEX_CF, entry(agent_prefix(&decision.agent), seq)),
-            (RULE_INDEX_CF, entry(rule_prefix(decision.rule_id), seq)),
-            (VERDICT_HOOK_INDEX_CF, entry(verdict_hook_prefix(decision.verdict, decision.hook), seq)),
-            (TIME_INDEX_CF, time),
+            (AGENT_INDEX_CF, agent_prefix(&decision.agent)),
+            (RULE_INDEX_CF, rule_prefix(decision.rule_id)),
+            (VERDICT_HOOK_INDEX_CF, verdict_hook_prefix(decision.verdict, decision.hook)),
+            time,
         ],
         _ => Vec::new(),
     }
 }
 
-/// Adds the index entries of `record` to `batch`.
-pub(crate) fn put_entries(db: &DB, path: &Path, record: &Record, batch: &mut WriteBatch) -> Result<(), LedgerError> {
-    for (name, key) in entries(record) {
-        batch.put_cf(column_family(db, path, name)?, key, []);
-    }
-    Ok(())
+/// The postings lists of one batch of records, by index and prefix.
+#[derive(Default)]
+pub(crate) struct Postings {
+    /// One map per index, in [`INDEX_CFS`] order.
+    lists: [HashMap<Vec<u8>, List>; 4],
+    /// Buffer for the prefix being looked up, so that a record with a known
+    /// prefix allocates nothing.
+    prefix: Vec<u8>,
 }
 
-/// Returns whether the indexes cover every record of the ledger.
+/// One entry being built: its first and last `seq` and its encoded value.
+struct List {
+    first: u64,
+    last: u64,
+    value: Vec<u8>,
+}
+
+impl Postings {
+    /// Adds `record` to the lists of its index values. Records must come in
+    /// increasing `seq` order.
+    pub(crate) fn add(&mut self, record: &Record) {
+        let seq = record.seq;
+        let (agent, decision) = match &record.body {
+            RecordBody::Identity(identity) => (&identity.agent, None),
+            RecordBody::Decision(decision) => (&decision.agent, Some(decision)),
+            _ => return,
+        };
+
+        self.prefix.clear();
+        put_agent_prefix(&mut self.prefix, agent);
+        self.push(0, seq, None);
+        if let Some(decision) = decision {
+            self.prefix.clear();
+            self.prefix.extend_from_slice(&decision.rule_id.to_be_bytes());
+            self.push(1, seq, None);
+            self.prefix.clear();
+            self.prefix.extend_from_slice(&verdict_hook_prefix(decision.verdict, decision.hook));
+            self.push(2, seq, None);
+        }
+        self.prefix.clear();
+        self.prefix.extend_from_slice(&time_bucket(record.time_ns).to_be_bytes());
+        self.push(3, seq, Some(record.time_ns & ((1 << TIME_BUCKET_BITS) - 1)));
+    }
+
+    /// Appends `seq`, and in `idx_time` its offset in the bucket, to the
+    /// list of index `slot` under the prefix in `self.prefix`.
+    fn push(&mut self, slot: usize, seq: u64, time_offset: Option<u64>) {
+        let lists = &mut self.lists[slot];
+        let list = match lists.get_mut(self.prefix.as_slice()) {
+            Some(list) => list,
+            None => lists.entry(self.prefix.clone()).or_insert(List { first: seq, last: seq, value: Vec::new() }),
+        };
+        put_varint(&mut list.value, seq - list.last);
+        if let Some(offset) = time_offset {
+            put_varint(&mut list.value, offset);
+        }
+        list.last = seq;
+    }
+
+    /// Adds one entry per list to `batch`.
+    pub(crate) fn write(&self, db: &DB, path: &Path, batch: &mut WriteBatch) -> Result<(), LedgerError> {
+        let mut key = Vec::new();
+        for (name, lists) in INDEX_CFS.into_iter().zip(&self.lists) {
+            let family = column_family(db, path, name)?;
+            for (prefix, list) in lists {
+                key.clear();
+                key.extend_from_slice(prefix);
+                key.extend_from_slice(&list.first.to_be_bytes());
+                batch.put_cf(family, &key, &list.value);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(u8::try_from(value & 0x7f).expect("seven bits") | 0x80);
+        value >>= 7;
+    }
+    out.push(u8::try_from(value).expect("below 0x80"));
+}
+
+/// Reads one varint from the front of `bytes` and advances it. Returns
+/// `None` when `bytes` ends inside the varint or it overflows a u64.
+fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0_u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        let bits = u64::from(byte & 0x7f);
+        if shift == 63 && bits > 1 {
+            return None;
+        }
+        value |= bits << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Splits an index key into its prefix and the entry's first `seq`.
+pub fn split_key(key: &[u8]) -> Option<(&[u8], u64)> {
+    let split = key.len().checked_sub(8)?;
+    let (prefix, seq) = key.split_at(split);
+    Some((prefix, u64::from_be_bytes(seq.try_into().ok()?)))
+}
+
+/// Decodes the value of an entry whose first `seq` is `first`, appending
+/// `(seq, time offset)` pairs to `out`. The offset is 0 unless `timed`,
+/// which is whether the entry is from `idx_time`. Returns `None` when the
+/// value is not a valid postings list.
+pub fn decode_postings(first: u64, value: &[u8], timed: bool, out: &mut Vec<(u64, u64)>) -> Option<()> {
+    let mut rest = value;
+    let mut seq = first;
+    while !rest.is_empty() {
+        seq = seq.checked_add(take_varint(&mut rest)?)?;
+        let offset = if timed { take_varint(&mut rest)? } else { 0 };
+        out.push((seq, offset));
+    }
+    Some(())
+}
+
+/// Returns the sequence numbers of one stored entry of index `name`, or
+/// `None` when the key or value is invalid.
+pub fn entry_seqs(name: &str, key: &[u8], value: &[u8]) -> Option<Vec<u64>> {
+    let (_, first) = split_key(key)?;
+    let mut postings = Vec::new();
+    decode_postings(first, value, name == TIME_INDEX_CF, &mut postings)?;
+    Some(postings.into_iter().map(|(seq, _)| seq).collect())
+}
+
+/// Returns whether the indexes cover every record of the ledger in the
+/// current layout.
 pub(crate) fn is_complete(db: &DB, path: &Path) -> Result<bool, LedgerError> {
     let value = db
         .get_cf(column_family(db, path, META_CF)?, INDEX_VERSION_KEY)
@@ -111,28 +257,40 @@ pub(crate) fn is_complete(db: &DB, path: &Path) -> Result<bool, LedgerError> {
     Ok(value.as_deref() == Some(&[INDEX_VERSION][..]))
 }
 
-/// Builds the indexes from every record when [`INDEX_VERSION_KEY`] is
-/// missing, then writes that key. Rewriting an entry that exists is
-/// harmless, so a build that a crash cut short is simply done again.
-pub(crate) fn build_if_missing(db: &DB, path: &Path) -> Result<(), LedgerError> {
+/// Builds the indexes from every record unless [`INDEX_VERSION_KEY`] names
+/// the current layout, then writes that key. The build starts from empty
+/// column families, so neither an older layout nor a build that a crash
+/// cut short leaves entries behind.
+pub(crate) fn build_if_stale(db: &mut DB, path: &Path) -> Result<(), LedgerError> {
     if is_complete(db, path)? {
         return Ok(());
     }
-    let write = |batch: WriteBatch| {
-        db.write(batch).map_err(|source| LedgerError::WriteIndex { path: path.to_owned(), source })
-    };
-    let mut batch = WriteBatch::default();
+    let write_error = |source| LedgerError::WriteIndex { path: path.to_owned(), source };
+    for name in INDEX_CFS {
+        if db.cf_handle(name).is_some() {
+            db.drop_cf(name).map_err(write_error)?;
+        }
+        db.create_cf(name, &column_family_options(name)).map_err(write_error)?;
+    }
+
+    let db = &*db;
+    let write = |batch: WriteBatch| db.write(batch).map_err(write_error);
+    let mut postings = Postings::default();
     let mut pending = 0;
     for item in db.iterator_cf(column_family(db, path, RECORDS_CF)?, IteratorMode::Start) {
         let (key, value) = item.map_err(|source| LedgerError::ReadRecords { path: path.to_owned(), source })?;
         let record = decode_stored(path, &key, &value)?;
-        put_entries(db, path, &record, &mut batch)?;
+        postings.add(&record);
         pending += 1;
         if pending >= BUILD_BATCH {
-            write(std::mem::take(&mut batch))?;
+            let mut batch = WriteBatch::default();
+            std::mem::take(&mut postings).write(db, path, &mut batch)?;
+            write(batch)?;
             pending = 0;
         }
     }
+    let mut batch = WriteBatch::default();
+    postings.write(db, path, &mut batch)?;
     batch.put_cf(column_family(db, path, META_CF)?, INDEX_VERSION_KEY, [INDEX_VERSION]);
     write(batch)
 }

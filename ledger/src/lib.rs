@@ -47,6 +47,6 @@ pub use record::{
     LeaseExpired, LeaseGranted, LeaseRevoked, ModeChanged, Object, PolicyLoaded, Reason, Record, RecordBody, Verdict,
     ZERO_HASH,
 };
-pub use store::{TMP_WRITE_NS, Appended, CHECKPOINTS_CF, HEAD_KEY, Ledger, META_CF, RECORDS_CF};
+pub use store::{Appended, CHECKPOINTS_CF, HEAD_KEY, Ledger, META_CF, RECORDS_CF};
 pub use tree::TREE_CF;
 pub use verify::{Break, BreakKind, VerifyReport, verify, verify_reader};

@@ -340,6 +340,17 @@ impl Frontier {
     /// the size) was broken, which its methods never do.
     pub fn push(&mut self, leaf: Hash) -> Vec<(u32, u64, Hash)> {
         let mut completed = Vec::new();
+        self.push_each(leaf, |level, index, hash| completed.push((level, index, *hash)));
+        completed
+    }
+
+    /// Appends a leaf and calls `completed` with each inner node it
+    /// completes, as [`Frontier::push`] returns them, without allocating.
+    ///
+    /// # Panics
+    ///
+    /// As [`Frontier::push`].
+    pub fn push_each(&mut self, leaf: Hash, mut completed: impl FnMut(u32, u64, &Hash)) {
         let mut hash = leaf;
         let mut level = 0;
         let mut index = self.size;
@@ -350,11 +361,10 @@ impl Frontier {
             hash = node_hash(&left, &hash);
             level += 1;
             index >>= 1;
-            completed.push((level, index, hash));
+            completed(level, index, &hash);
         }
         self.subtrees.push(hash);
         self.size += 1;
-        completed
     }
 
     /// Computes the root hash of the tree.

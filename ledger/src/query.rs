@@ -6,12 +6,15 @@
 //!
 //! Plan, in order:
 //! - With an agent, rule, hook or verdict, each of those filters is a cursor
-//!   over its index in `seq` order, and the cursors are intersected by
-//!   seeking each one to the largest `seq` the others reached. A hook
-//!   without a verdict (or the reverse) is the union of two or three
+//!   over the postings lists of its index in `seq` order, and the cursors
+//!   are intersected by seeking each one to the largest `seq` the others
+//!   reached. A seek goes backward to the last entry that starts at or
+//!   before that `seq`, because the entry may contain it, and decodes it. A
+//!   hook without a verdict (or the reverse) is the union of two or three
 //!   prefixes of `idx_verdict_hook`. Results come in `seq` order.
-//! - Otherwise, with `since` or `until`, `idx_time` is scanned over that
-//!   range, and results come in time order, then `seq` order.
+//! - Otherwise, with `since` or `until`, `idx_time` is read bucket by bucket
+//!   over that range. Each bucket's records are sorted by time, then `seq`,
+//!   so results come in that order.
 //! - Otherwise, or when the ledger has no complete index (an older ledger
 //!   opened read-only), every record is read in `seq` order.
 //!
@@ -28,11 +31,16 @@
 //! check them. Since every candidate is checked against the filters, a
 //! changed index entry can hide a record from a query but not add one.
 
-use rocksdb::{DB, DBRawIterator, Direction, IteratorMode};
+use std::path::Path;
+
+use rocksdb::DBRawIterator;
 
 use crate::{
     error::LedgerError,
-    index::{AGENT_INDEX_CF, RULE_INDEX_CF, TIME_INDEX_CF, VERDICT_HOOK_INDEX_CF, agent_prefix, rule_prefix, verdict_hook_prefix},
+    index::{
+        AGENT_INDEX_CF, RULE_INDEX_CF, TIME_BUCKET_BITS, TIME_INDEX_CF, VERDICT_HOOK_INDEX_CF, agent_prefix,
+        decode_postings, rule_prefix, split_key, time_bucket, verdict_hook_prefix,
+    },
     reader::{LedgerReader, StoredRecord},
     record::{Hook, Object, Record, RecordBody, Verdict},
     store::{column_family, decode_key},
@@ -149,8 +157,8 @@ fn read(reader: &LedgerReader, seq: u64) -> Result<Option<StoredRecord>, LedgerE
     let Some(bytes) = reader.raw_record(seq)? else {
         return Ok(None);
     };
-    let record = Record::decode(&bytes)
-        .map_err(|source| LedgerError::Decode { path: reader.path().to_owned(), seq, source })?;
+    let record =
+        Record::decode(&bytes).map_err(|source| LedgerError::Decode { path: reader.path().to_owned(), seq, source })?;
     Ok(Some(StoredRecord { hash: crate::leaf_hash(&bytes), record }))
 }
 
@@ -162,7 +170,8 @@ fn scan_all(reader: &LedgerReader) -> Result<impl Iterator<Item = Result<u64, Le
     Ok(keys)
 }
 
-/// Scans `idx_time` from `since` to `until`, inclusive.
+/// Scans `idx_time` from `since` to `until`, inclusive, one bucket at a
+/// time. Within a bucket the records are sorted by time, then `seq`.
 fn scan_time(
     reader: &LedgerReader,
     query: &Query,
@@ -170,30 +179,68 @@ fn scan_time(
 ) -> Result<(), LedgerError> {
     let db = reader.db();
     let path = reader.path();
-    let start = query.since_ns.unwrap_or(0).to_be_bytes();
-    let iterator = db.iterator_cf(column_family(db, path, TIME_INDEX_CF)?, IteratorMode::From(&start, Direction::Forward));
-    for entry in iterator {
-        let (key, _) = entry.map_err(|source| LedgerError::ReadIndex { path: path.to_owned(), source })?;
-        let invalid = || LedgerError::InvalidKey { path: path.to_owned(), key: key.to_vec() };
-        if key.len() != 16 {
-            return Err(invalid());
+    let since = query.since_ns.unwrap_or(0);
+    let until = query.until_ns.unwrap_or(u64::MAX);
+    let last_bucket = time_bucket(until);
+    let mut iterator = db.raw_iterator_cf(column_family(db, path, TIME_INDEX_CF)?);
+    iterator.seek(time_bucket(since).to_be_bytes());
+
+    // `(time_ns, seq)` of the bucket being read.
+    let mut bucket_records = Vec::new();
+    let mut current_bucket = None;
+    let mut postings = Vec::new();
+    loop {
+        iterator.status().map_err(|source| LedgerError::ReadIndex { path: path.to_owned(), source })?;
+        let entry = match iterator.key().zip(iterator.value()) {
+            None => None,
+            Some((key, value)) => {
+                let invalid =
+                    || LedgerError::InvalidIndexEntry { path: path.to_owned(), name: TIME_INDEX_CF, key: key.to_vec() };
+                let (bucket, first) = split_key(key).filter(|(bucket, _)| bucket.len() == 8).ok_or_else(invalid)?;
+                let bucket = decode_key(bucket).ok_or_else(invalid)?;
+                Some((bucket, first, value, invalid))
+            }
+        };
+        let bucket = entry.as_ref().map(|(bucket, ..)| *bucket);
+        if bucket != current_bucket {
+            bucket_records.sort_unstable();
+            for (_, seq) in bucket_records.drain(..) {
+                if !accept(seq)? {
+                    return Ok(());
+                }
+            }
+            current_bucket = bucket;
         }
-        let time_ns = decode_key(&key[..8]).ok_or_else(invalid)?;
-        if query.until_ns.is_some_and(|until| time_ns > until) {
-            break;
+        let Some((bucket, first, value, invalid)) = entry.filter(|(bucket, ..)| *bucket <= last_bucket) else {
+            return Ok(());
+        };
+
+        postings.clear();
+        decode_postings(first, value, true, &mut postings).ok_or_else(invalid)?;
+        let bucket_start = bucket << TIME_BUCKET_BITS;
+        for &(seq, offset) in &postings {
+            let time_ns = bucket_start | offset;
+            if (since..=until).contains(&time_ns) {
+                bucket_records.push((time_ns, seq));
+            }
         }
-        if !accept(decode_key(&key[8..]).ok_or_else(invalid)?)? {
-            break;
-        }
+        iterator.next();
     }
-    Ok(())
 }
 
 /// A position in one or more prefixes of one index, moving forward in `seq`.
 struct Cursor<'db> {
-    /// One iterator per prefix, with the prefix.
-    parts: Vec<(DBRawIterator<'db>, Vec<u8>)>,
-    path: &'db std::path::Path,
+    parts: Vec<Part<'db>>,
+    name: &'static str,
+    path: &'db Path,
+}
+
+/// The entries of one prefix of an index.
+struct Part<'db> {
+    iterator: DBRawIterator<'db>,
+    prefix: Vec<u8>,
+    /// Sequence numbers of the entry last decoded, in order.
+    seqs: Vec<u64>,
 }
 
 impl Cursor<'_> {
@@ -201,18 +248,77 @@ impl Cursor<'_> {
     /// `None` when every prefix is exhausted.
     fn seek(&mut self, target: u64) -> Result<Option<u64>, LedgerError> {
         let mut smallest = None;
-        for (iterator, prefix) in &mut self.parts {
-            let mut key = prefix.clone();
-            key.extend_from_slice(&target.to_be_bytes());
-            iterator.seek(&key);
-            iterator.status().map_err(|source| LedgerError::ReadIndex { path: self.path.to_owned(), source })?;
-            let Some(found) = iterator.key() else { continue };
-            let Some(seq_bytes) = found.strip_prefix(prefix.as_slice()) else { continue };
-            let seq = decode_key(seq_bytes)
-                .ok_or_else(|| LedgerError::InvalidKey { path: self.path.to_owned(), key: found.to_vec() })?;
-            smallest = Some(smallest.map_or(seq, |current: u64| current.min(seq)));
+        for part in &mut self.parts {
+            if let Some(seq) = part.seek(target, self.name, self.path)? {
+                smallest = Some(smallest.map_or(seq, |current: u64| current.min(seq)));
+            }
         }
         Ok(smallest)
+    }
+}
+
+impl Part<'_> {
+    /// Returns the smallest `seq` at or after `target` under this prefix.
+    fn seek(&mut self, target: u64, name: &'static str, path: &Path) -> Result<Option<u64>, LedgerError> {
+        if let Some(seq) = self.seek_in_entry(target) {
+            return Ok(Some(seq));
+        }
+
+        // The entry that starts at or before `target` may still contain it,
+        // so start there. When it ends before `target`, the next entry
+        // starts after `target`.
+        let mut key = self.prefix.clone();
+        key.extend_from_slice(&target.to_be_bytes());
+        self.iterator.seek_for_prev(&key);
+        if self.decode_entry(name, path)? {
+            if let Some(seq) = self.seek_in_entry(target) {
+                return Ok(Some(seq));
+            }
+            self.iterator.next();
+        } else {
+            self.iterator.seek(&key);
+        }
+        if self.decode_entry(name, path)? {
+            return Ok(self.seek_in_entry(target));
+        }
+        Ok(None)
+    }
+
+    /// Returns the smallest `seq` at or after `target` in the entry last
+    /// decoded, when it contains one and `target` is not before the entry.
+    fn seek_in_entry(&self, target: u64) -> Option<u64> {
+        let (&first, &last) = (self.seqs.first()?, self.seqs.last()?);
+        if target > last {
+            return None;
+        }
+        if target <= first {
+            return Some(first);
+        }
+        Some(self.seqs[self.seqs.partition_point(|&seq| seq < target)])
+    }
+
+    /// Decodes the entry at the iterator into `seqs`. Returns `false`, with
+    /// `seqs` empty, when the iterator is not on an entry of this prefix.
+    fn decode_entry(&mut self, name: &'static str, path: &Path) -> Result<bool, LedgerError> {
+        self.seqs.clear();
+        self.iterator.status().map_err(|source| LedgerError::ReadIndex { path: path.to_owned(), source })?;
+        let Some((key, value)) = self.iterator.key().zip(self.iterator.value()) else {
+            return Ok(false);
+        };
+        let Some((prefix, first)) = split_key(key) else {
+            return Ok(false);
+        };
+        if prefix != self.prefix.as_slice() {
+            return Ok(false);
+        }
+        let mut postings = Vec::new();
+        decode_postings(first, value, false, &mut postings).ok_or_else(|| LedgerError::InvalidIndexEntry {
+            path: path.to_owned(),
+            name,
+            key: key.to_vec(),
+        })?;
+        self.seqs.extend(postings.into_iter().map(|(seq, _)| seq));
+        Ok(!self.seqs.is_empty())
     }
 }
 
@@ -222,8 +328,11 @@ fn index_cursors<'db>(reader: &'db LedgerReader, query: &Query) -> Result<Vec<Cu
     let path = reader.path();
     let cursor = |name: &'static str, prefixes: Vec<Vec<u8>>| -> Result<Cursor<'db>, LedgerError> {
         let family = column_family(db, path, name)?;
-        let parts = prefixes.into_iter().map(|prefix| (raw_iterator(db, family), prefix)).collect();
-        Ok(Cursor { parts, path })
+        let parts = prefixes
+            .into_iter()
+            .map(|prefix| Part { iterator: db.raw_iterator_cf(family), prefix, seqs: Vec::new() })
+            .collect();
+        Ok(Cursor { parts, name, path })
     };
 
     let mut cursors = Vec::new();
@@ -238,17 +347,11 @@ fn index_cursors<'db>(reader: &'db LedgerReader, query: &Query) -> Result<Vec<Cu
         // Every hook the record format knows, so that a new hook is covered.
         let every_hook = (0..=u8::MAX).filter_map(|code| Hook::from_code(code.into())).collect();
         let hooks = query.hook.map_or(every_hook, |hook| vec![hook]);
-        let prefixes = verdicts
-            .iter()
-            .flat_map(|verdict| hooks.iter().map(|hook| verdict_hook_prefix(*verdict, *hook)))
-            .collect();
+        let prefixes =
+            verdicts.iter().flat_map(|verdict| hooks.iter().map(|hook| verdict_hook_prefix(*verdict, *hook))).collect();
         cursors.push(cursor(VERDICT_HOOK_INDEX_CF, prefixes)?);
     }
     Ok(cursors)
-}
-
-fn raw_iterator<'db>(db: &'db DB, family: &rocksdb::ColumnFamily) -> DBRawIterator<'db> {
-    db.raw_iterator_cf(family)
 }
 
 /// Calls `accept` with every `seq` that all cursors contain, in order,

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rocksdb::{DB, IteratorMode};
+use rocksdb::{DB, DBRawIterator, IteratorMode, ReadOptions};
 
 use crate::{
     checkpoint::Checkpoint,
@@ -21,6 +21,9 @@ use crate::{
     },
     tree::StoredTree,
 };
+
+/// Bytes that a record scan reads ahead of the block it is on.
+const SCAN_READAHEAD: usize = 4 << 20;
 
 /// A stored key and value, as RocksDB returns them.
 pub(crate) type RawEntry = (Box<[u8]>, Box<[u8]>);
@@ -180,8 +183,29 @@ impl LedgerReader {
         let records = column_family(&self.db, &self.path, RECORDS_CF)?;
         let entries = self
             .db
-            .iterator_cf(records, IteratorMode::Start)
+            .iterator_cf_opt(records, scan_options(), IteratorMode::Start)
             .map(|entry| entry.map_err(|source| LedgerError::ReadRecords { path: self.path.clone(), source }));
         Ok(entries)
     }
+
+    /// Returns an iterator over the records for one pass in key order,
+    /// positioned at the first record. It yields borrowed keys and values,
+    /// so a long walk allocates nothing per record.
+    pub(crate) fn record_scan(&self) -> Result<DBRawIterator<'_>, LedgerError> {
+        let records = column_family(&self.db, &self.path, RECORDS_CF)?;
+        let mut iterator = self.db.raw_iterator_cf_opt(records, scan_options());
+        iterator.seek_to_first();
+        Ok(iterator)
+    }
+}
+
+/// Read options for one pass over many records: a large readahead, because
+/// the pass reads the table files front to back, and no block cache fill,
+/// because the pass reads each block once and would only evict blocks that
+/// point reads use again.
+fn scan_options() -> ReadOptions {
+    let mut options = ReadOptions::default();
+    options.set_readahead_size(SCAN_READAHEAD);
+    options.fill_cache(false);
+    options
 }

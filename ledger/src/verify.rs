@@ -12,7 +12,9 @@
 //! From the same record bytes it rebuilds the RFC 6962 Merkle tree and
 //! checks that:
 //!
-//! - every inner node the record completes is stored, with the same hash;
+//! - every inner node the record completes on a level that the tree stores
+//!   ([`crate::tree::STORED_LEVEL_STRIDE`]) is stored, with the same hash,
+//!   and so is any node of another level that an older ledger stored;
 //! - a checkpoint record at `seq` has `tree_size == seq` and the root hash
 //!   of the records before it.
 //!
@@ -30,8 +32,8 @@ use crate::{
     merkle::Frontier,
     reader::LedgerReader,
     record::{Hash, Record, RecordBody, ZERO_HASH},
-    store::{column_family, decode_head, decode_key},
-    tree::{StoredTree, TREE_CF, node_from_value, node_key},
+    store::{decode_head, decode_key},
+    tree::{NodeChecker, NodeProblem},
 };
 
 /// Outcome of [`verify()`].
@@ -178,32 +180,37 @@ pub(crate) fn walk(reader: &LedgerReader, sizes: &[u64]) -> Result<(VerifyReport
         VerifyReport { records_checked: 0, head: None, root_hash: Frontier::default().root(), first_break: None };
     let mut roots = BTreeMap::new();
     let mut frontier = Frontier::default();
-    let tree = reader.tree();
+    let mut nodes = NodeChecker::new(reader.tree());
 
     // A changed record also changes the tree nodes it completes, but the
     // chain names it more directly: through the next record's `prev_hash`,
     // or the head for the last record. So a tree break waits one record, and
     // a chain break there takes its place.
     let mut pending: Option<(Break, VerifyReport)> = None;
-    for entry in reader.raw_records()? {
+    let mut stopped: Option<VerifyReport> = None;
+    for_each_record(reader, |key, value, hash| {
         if sizes.contains(&frontier.size()) {
             roots.insert(frontier.size(), frontier.root());
         }
-        let (key, value) = entry?;
         let seq = report.records_checked;
         let prev_hash = report.head.map_or(ZERO_HASH, |(_, hash)| hash);
-        if let Err(kind) = check_record(seq, &prev_hash, &key, &value, &frontier) {
-            report.first_break = Some(Break { seq, kind });
-            return Ok((report, roots));
+        if let Err(kind) = check_record(seq, &prev_hash, key, value, &frontier) {
+            stopped = Some(VerifyReport { first_break: Some(Break { seq, kind }), ..report.clone() });
+            return Ok(false);
         }
         if let Some((tree_break, before)) = pending.take() {
-            return Ok((VerifyReport { first_break: Some(tree_break), ..before }, roots));
+            stopped = Some(VerifyReport { first_break: Some(tree_break), ..before });
+            return Ok(false);
         }
-        if let Err(kind) = check_nodes(&tree, &mut frontier, leaf_hash(&value))? {
+        if let Err(kind) = check_nodes(&mut nodes, &mut frontier, hash)? {
             pending = Some((Break { seq, kind }, report.clone()));
         }
-        report.head = Some((seq, leaf_hash(&value)));
+        report.head = Some((seq, hash));
         report.records_checked += 1;
+        Ok(true)
+    })?;
+    if let Some(stopped) = stopped {
+        return Ok((stopped, roots));
     }
     if sizes.contains(&frontier.size()) {
         roots.insert(frontier.size(), frontier.root());
@@ -219,26 +226,42 @@ pub(crate) fn walk(reader: &LedgerReader, sizes: &[u64]) -> Result<(VerifyReport
     Ok((report, roots))
 }
 
+/// Calls `check` with the key, value and leaf hash of every record in key
+/// order, until it returns `false` or an error.
+fn for_each_record(
+    reader: &LedgerReader,
+    mut check: impl FnMut(&[u8], &[u8], Hash) -> Result<bool, LedgerError>,
+) -> Result<(), LedgerError> {
+    let mut records = reader.record_scan()?;
+    while let (Some(key), Some(value)) = (records.key(), records.value()) {
+        if !check(key, value, leaf_hash(value))? {
+            return Ok(());
+        }
+        records.next();
+    }
+    records.status().map_err(|source| LedgerError::ReadRecords { path: reader.path().to_owned(), source })
+}
+
 /// Adds a leaf to `frontier` and compares each inner node it completes with
-/// the stored one.
+/// the stored one, when the tree stores it.
 fn check_nodes(
-    tree: &StoredTree<'_>,
+    nodes: &mut NodeChecker<'_>,
     frontier: &mut Frontier,
     leaf: Hash,
 ) -> Result<Result<(), BreakKind>, LedgerError> {
-    let tree_cf = column_family(tree.db, tree.path, TREE_CF)?;
-    for (level, index, hash) in frontier.push(leaf) {
-        let stored = tree
-            .db
-            .get_pinned_cf(tree_cf, node_key(level, index))
-            .map_err(|source| LedgerError::ReadTree { path: tree.path.to_owned(), source })?;
-        match stored.as_deref().map(node_from_value) {
-            None => return Ok(Err(BreakKind::TreeNodeMissing { level, index })),
-            Some(stored) if stored != Some(hash) => return Ok(Err(BreakKind::TreeNodeMismatch { level, index })),
-            Some(_) => {}
+    let mut outcome = Ok(Ok(()));
+    frontier.push_each(leaf, |level, index, hash| {
+        if !matches!(outcome, Ok(Ok(()))) {
+            return;
         }
-    }
-    Ok(Ok(()))
+        outcome = match nodes.check(level, index, hash) {
+            Err(error) => Err(error),
+            Ok(None) => Ok(Ok(())),
+            Ok(Some(NodeProblem::Missing)) => Ok(Err(BreakKind::TreeNodeMissing { level, index })),
+            Ok(Some(NodeProblem::Mismatch)) => Ok(Err(BreakKind::TreeNodeMismatch { level, index })),
+        };
+    });
+    outcome
 }
 
 /// Checks one stored record against the expected `seq` and `prev_hash`, and

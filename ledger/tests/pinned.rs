@@ -296,15 +296,16 @@ fn sink_folder_one_file_each() {
 #[test]
 fn old_ledger_tree_rebuilt() {
     let dir = TempDir::new().unwrap();
-    drop(common::fill(dir.path(), 50));
-    // A ledger written before the tree existed has no nodes.
+    drop(common::fill(dir.path(), 300));
+    // A ledger written before the tree existed has no nodes. The first one
+    // that the tree stores covers records 0..256.
     let db = common::open_raw(dir.path());
     let tree = db.cf_handle("tree").unwrap();
     db.delete_range_cf(tree, [0_u8; 9], [0xff_u8; 9]).unwrap();
     drop(db);
     assert!(matches!(
         lupid_ledger::verify(dir.path()).unwrap().first_break.unwrap().kind,
-        BreakKind::TreeNodeMissing { level: 1, index: 0 }
+        BreakKind::TreeNodeMissing { level: 8, index: 0 }
     ));
 
     let mut ledger = Ledger::open(dir.path()).unwrap();

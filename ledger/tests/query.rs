@@ -8,7 +8,7 @@ use std::{path::Path, process::Command};
 
 use lupid_ledger::{
     Decision, Hook, Ledger, LedgerReader, Object, Record, RecordBody, Verdict,
-    index::{INDEX_CFS, INDEX_VERSION_KEY},
+    index::{self, INDEX_CFS, INDEX_VERSION_KEY},
     query::{self, Query},
 };
 use tempfile::TempDir;
@@ -104,7 +104,12 @@ fn queries() -> Vec<Query> {
         verdict: Some(Verdict::Deny),
         ..Query::default()
     });
-    queries.push(Query { agent: Some("co".into()), rule_id: Some(2), verdict: Some(Verdict::Allow), ..Query::default() });
+    queries.push(Query {
+        agent: Some("co".into()),
+        rule_id: Some(2),
+        verdict: Some(Verdict::Allow),
+        ..Query::default()
+    });
     queries.push(Query { hook: Some(Hook::Exec), rule_id: Some(1), object: Some("file-1".into()), ..Query::default() });
     queries.push(Query {
         agent: Some("reviewer".into()),
@@ -186,8 +191,8 @@ fn identity_excluded_by_decision_filters() {
     assert!(found.iter().all(|stored| matches!(stored.record.body, RecordBody::Decision(_))));
 }
 
-/// Every decision and identity record has its four (or two) index entries
-/// as soon as its append returns, and no other record has any.
+/// Every decision and identity record is in its four (or two) index entries
+/// as soon as its append returns, and no other record is in any.
 #[test]
 fn index_written_with_record() {
     let dir = TempDir::new().unwrap();
@@ -195,25 +200,35 @@ fn index_written_with_record() {
     for (seq, body) in (0..).zip(common::every_kind()) {
         let appended = ledger.append(BASE_NS + seq, body.clone()).unwrap();
         let record = Record { seq: appended.seq, time_ns: BASE_NS + seq, prev_hash: [0; 32], body };
-        let expected = lupid_ledger::index::entries(&record);
         let db = raw_read_only(dir.path());
-        for (name, key) in &expected {
-            let family = db.cf_handle(name).unwrap();
-            assert!(db.get_cf(family, key).unwrap().is_some(), "record {seq}: no entry in {name}");
+        for (name, prefix) in index::prefixes(&record) {
+            let listed = index_seqs(&db, name)
+                .into_iter()
+                .any(|(entry_prefix, seq)| entry_prefix == prefix && seq == record.seq);
+            assert!(listed, "record {seq}: not in {name}");
         }
-        let total: usize = INDEX_CFS
-            .iter()
-            .map(|name| db.iterator_cf(db.cf_handle(name).unwrap(), rocksdb::IteratorMode::Start).count())
-            .sum();
+        let total: usize = INDEX_CFS.iter().map(|name| index_seqs(&db, name).len()).sum();
         let all_expected: usize = (0..=seq)
             .map(|earlier| {
                 let body = common::every_kind()[usize::try_from(earlier).unwrap()].clone();
                 let record = Record { seq: earlier, time_ns: BASE_NS + earlier, prev_hash: [0; 32], body };
-                lupid_ledger::index::entries(&record).len()
+                index::prefixes(&record).len()
             })
             .sum();
         assert_eq!(total, all_expected, "after record {seq}");
     }
+}
+
+/// Returns `(prefix, seq)` of every record listed in the index `name`.
+fn index_seqs(db: &rocksdb::DB, name: &str) -> Vec<(Vec<u8>, u64)> {
+    let mut listed = Vec::new();
+    for entry in db.iterator_cf(db.cf_handle(name).unwrap(), rocksdb::IteratorMode::Start) {
+        let (key, value) = entry.unwrap();
+        let (prefix, _) = index::split_key(&key).unwrap();
+        let seqs = index::entry_seqs(name, &key, &value).unwrap();
+        listed.extend(seqs.into_iter().map(|seq| (prefix.to_vec(), seq)));
+    }
+    listed
 }
 
 fn raw_read_only(dir: &Path) -> rocksdb::DB {
@@ -257,10 +272,151 @@ fn missing_index_scanned_then_rebuilt() {
     let ledger = Ledger::open(dir.path()).unwrap();
     drop(ledger);
     let db = raw_read_only(dir.path());
-    let time_entries = db.iterator_cf(db.cf_handle("idx_time").unwrap(), rocksdb::IteratorMode::Start).count();
+    let time_entries = index_seqs(&db, "idx_time").len();
     assert_eq!(time_entries, 600 - 11, "every identity and decision is in idx_time after the rebuild");
     drop(db);
 
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    for (query, expected) in queries().iter().zip(&before) {
+        assert_eq!(&query::run(&reader, query).unwrap(), expected, "after the rebuild: {query:?}");
+    }
+}
+
+/// Appends `count` decisions in batches of 1, 3, 7, 50 and 200 records in
+/// turn, so each index value has entries of many sizes. Agent `coder` is
+/// on every other record, rule 9 on every 37th, and record `n` has time
+/// `BASE_NS + n * 1000`.
+fn fill_uneven_batches(dir: &Path, count: u32) {
+    let mut ledger = Ledger::open(dir).unwrap();
+    let bodies: Vec<(u64, RecordBody)> = (0..count)
+        .map(|n| {
+            let index = usize::try_from(n).unwrap();
+            let agent = if n % 2 == 0 { "coder" } else { AGENTS[1 + (index / 2) % 2] };
+            let rule_id = if n % 37 == 0 { 9 } else { n % 4 };
+            let verdict = if n % 5 == 0 { Verdict::Deny } else { Verdict::Allow };
+            let body = decision(agent, HOOKS[index % 3], verdict, rule_id, &format!("/srv/file-{n}"));
+            (BASE_NS + u64::from(n) * 1000, body)
+        })
+        .collect();
+    let mut rest = bodies.as_slice();
+    for size in [1, 3, 7, 50, 200].into_iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (batch, tail) = rest.split_at(size.min(rest.len()));
+        ledger.append_batch(batch.to_vec()).unwrap();
+        rest = tail;
+    }
+}
+
+#[test]
+fn intersection_seeks_across_entries() {
+    let dir = TempDir::new().unwrap();
+    fill_uneven_batches(dir.path(), 3000);
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let filters = [
+        Query { agent: Some("coder".into()), rule_id: Some(9), ..Query::default() },
+        Query {
+            agent: Some("reviewer".into()),
+            verdict: Some(Verdict::Deny),
+            hook: Some(Hook::Exec),
+            ..Query::default()
+        },
+        Query { rule_id: Some(9), hook: Some(Hook::Open), ..Query::default() },
+        Query { agent: Some("co".into()), rule_id: Some(9), verdict: Some(Verdict::Deny), ..Query::default() },
+        Query { rule_id: Some(2), ..Query::default() },
+    ];
+    for filter in filters {
+        for limit in [None, Some(1), Some(5), Some(40)] {
+            let query = Query { limit, ..filter.clone() };
+            let (found, expected) = run_and_scan(&reader, &query);
+            assert!(!expected.is_empty(), "{query:?}");
+            assert_eq!(found, expected, "{query:?}");
+        }
+    }
+}
+
+#[test]
+fn time_buckets_sorted_by_time() {
+    let dir = TempDir::new().unwrap();
+    let bucket_ns = 1_u64 << index::TIME_BUCKET_BITS;
+    let bucket_start = (BASE_NS >> index::TIME_BUCKET_BITS) * bucket_ns;
+    // Records about 0.15 s apart over 6 buckets, with times that go back by
+    // 50 ms twice in every three records, so `seq` order is not time order.
+    let times: Vec<u64> =
+        (0..40_u64).map(|n| bucket_start + 300_000_000 + n * 150_000_000 - (n % 3) * 200_000_000).collect();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    for chunk in times.chunks(6) {
+        let bodies =
+            chunk.iter().map(|&time| (time, decision("coder", Hook::Open, Verdict::Allow, 1, "/srv/file"))).collect();
+        ledger.append_batch(bodies).unwrap();
+    }
+    drop(ledger);
+
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let ranges = [
+        (Some(bucket_start), Some(bucket_start + bucket_ns - 1)),
+        (Some(bucket_start + bucket_ns), Some(bucket_start + 3 * bucket_ns)),
+        (Some(bucket_start + 400_000_000), Some(bucket_start + 2_500_000_000)),
+        (Some(times[13]), Some(times[13])),
+        (Some(times[13] + 1), Some(times[13] + 60_000_000)),
+        (Some(bucket_start + 2 * bucket_ns - 200_000_000), None),
+        (None, Some(bucket_start + bucket_ns + 5)),
+    ];
+    for (since_ns, until_ns) in ranges {
+        for limit in [None, Some(3)] {
+            let query = Query { since_ns, until_ns, limit, ..Query::default() };
+            let found: Vec<u64> = query::run(&reader, &query).unwrap().iter().map(|stored| stored.record.seq).collect();
+            let mut expected: Vec<(u64, u64)> = (0..)
+                .zip(&times)
+                .filter(|&(_, &time)| {
+                    since_ns.is_none_or(|since| time >= since) && until_ns.is_none_or(|until| time <= until)
+                })
+                .map(|(seq, &time)| (time, seq))
+                .collect();
+            expected.sort_unstable();
+            let expected: Vec<u64> =
+                expected.into_iter().map(|(_, seq)| seq).take(limit.unwrap_or(usize::MAX)).collect();
+            assert_eq!(found, expected, "{query:?}");
+        }
+    }
+}
+
+/// An index of another layout version is not used by readers, and a
+/// writable open replaces it.
+#[test]
+fn stale_index_version_rebuilt() {
+    let dir = TempDir::new().unwrap();
+    drop(fill_mixed(dir.path()));
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let before: Vec<_> = queries().iter().map(|query| query::run(&reader, query).unwrap()).collect();
+    drop(reader);
+
+    // Version 1 had one key per record and an empty value, which the
+    // current layout would read as an empty list.
+    let db = common::open_raw(dir.path());
+    db.put_cf(db.cf_handle("meta").unwrap(), INDEX_VERSION_KEY, [1]).unwrap();
+    let stale_key = [&[0, 0, 0, 5][..], b"coder", &7_u64.to_be_bytes()].concat();
+    db.put_cf(db.cf_handle("idx_agent").unwrap(), &stale_key, []).unwrap();
+    drop(db);
+
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    for (query, expected) in queries().iter().zip(&before) {
+        if query.limit.is_none() {
+            let mut found = query::run(&reader, query).unwrap();
+            let mut expected = expected.clone();
+            found.sort_by_key(|stored| stored.record.seq);
+            expected.sort_by_key(|stored| stored.record.seq);
+            assert_eq!(found, expected, "with a stale index: {query:?}");
+        }
+    }
+    drop(reader);
+
+    drop(Ledger::open(dir.path()).unwrap());
+    let db = raw_read_only(dir.path());
+    assert_eq!(db.get_cf(db.cf_handle("meta").unwrap(), INDEX_VERSION_KEY).unwrap(), Some(vec![index::INDEX_VERSION]));
+    assert_eq!(db.get_cf(db.cf_handle("idx_agent").unwrap(), &stale_key).unwrap(), None);
+    drop(db);
     let reader = LedgerReader::open_read_only(dir.path()).unwrap();
     for (query, expected) in queries().iter().zip(&before) {
         assert_eq!(&query::run(&reader, query).unwrap(), expected, "after the rebuild: {query:?}");
@@ -300,7 +456,8 @@ fn cli_table_and_json() {
         assert_eq!(value["rule_id"], 1);
     }
 
-    let output = cli(&["query", "--ledger", ledger, "--since", "2023-11-14T22:13:20.000010Z", "--until", "1700000000000012000"]);
+    let output =
+        cli(&["query", "--ledger", ledger, "--since", "2023-11-14T22:13:20.000010Z", "--until", "1700000000000012000"]);
     let text = String::from_utf8(output.stdout).unwrap();
     assert_eq!(text.lines().count(), 4, "header and records 10..=12: {text}");
 }
@@ -324,7 +481,8 @@ fn cli_invalid_arguments() {
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
     }
 
-    let output = cli(&["query", "--ledger", ledger, "--since", "1700000000000012000", "--until", "1700000000000010000"]);
+    let output =
+        cli(&["query", "--ledger", ledger, "--since", "1700000000000012000", "--until", "1700000000000010000"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8(output.stderr).unwrap().contains("--since is later than --until"));
 }
@@ -362,7 +520,12 @@ fn query_large_ledger_timing() {
         ("rule 7", Query { rule_id: Some(7), ..Query::default() }),
         (
             "agent-42, deny, limit 100",
-            Query { agent: Some("agent-42".into()), verdict: Some(Verdict::Deny), limit: Some(100), ..Query::default() },
+            Query {
+                agent: Some("agent-42".into()),
+                verdict: Some(Verdict::Deny),
+                limit: Some(100),
+                ..Query::default()
+            },
         ),
         (
             "agent-42, open, deny, rule 42",
@@ -374,7 +537,10 @@ fn query_large_ledger_timing() {
                 ..Query::default()
             },
         ),
-        ("1000 records by time", Query { since_ns: Some(middle), until_ns: Some(middle + 999_000), ..Query::default() }),
+        (
+            "1000 records by time",
+            Query { since_ns: Some(middle), until_ns: Some(middle + 999_000), ..Query::default() },
+        ),
         ("object, limit 1", Query { object: Some("/srv/data/file-1".into()), limit: Some(1), ..Query::default() }),
     ];
     for (name, query) in cases {
