@@ -241,6 +241,9 @@ struct Part<'db> {
     prefix: Vec<u8>,
     /// Sequence numbers of the entry last decoded, in order.
     seqs: Vec<u64>,
+    /// A `seq` from which on this prefix has no entries, once a seek found
+    /// none, so that later seeks past it read nothing.
+    exhausted_from: Option<u64>,
 }
 
 impl Cursor<'_> {
@@ -263,6 +266,9 @@ impl Part<'_> {
         if let Some(seq) = self.seek_in_entry(target) {
             return Ok(Some(seq));
         }
+        if self.exhausted_from.is_some_and(|from| target >= from) {
+            return Ok(None);
+        }
 
         // The entry that starts at or before `target` may still contain it,
         // so start there. When it ends before `target`, the next entry
@@ -281,6 +287,7 @@ impl Part<'_> {
         if self.decode_entry(name, path)? {
             return Ok(self.seek_in_entry(target));
         }
+        self.exhausted_from = Some(target);
         Ok(None)
     }
 
@@ -330,7 +337,7 @@ fn index_cursors<'db>(reader: &'db LedgerReader, query: &Query) -> Result<Vec<Cu
         let family = column_family(db, path, name)?;
         let parts = prefixes
             .into_iter()
-            .map(|prefix| Part { iterator: db.raw_iterator_cf(family), prefix, seqs: Vec::new() })
+            .map(|prefix| Part { iterator: db.raw_iterator_cf(family), prefix, seqs: Vec::new(), exhausted_from: None })
             .collect();
         Ok(Cursor { parts, name, path })
     };
