@@ -54,7 +54,7 @@ pub(crate) fn revoke(socket: &Path, lease_id: u32, by: String, reason: String) -
 }
 
 pub(crate) fn list(socket: &Path, json: bool) -> Result<()> {
-    let Reply::Leases(leases) = ask(socket, &Request::LeaseList)? else {
+    let Reply::Leases { leases } = ask(socket, &Request::LeaseList)? else {
         bail!("unexpected reply from the daemon");
     };
     if json {
@@ -81,7 +81,7 @@ fn print_lease(lease: &Lease, now: u64) {
 }
 
 pub(crate) fn pending(socket: &Path, json: bool) -> Result<()> {
-    let Reply::Requests(requests) = ask(socket, &Request::Pending)? else {
+    let Reply::Requests { requests } = ask(socket, &Request::Pending)? else {
         bail!("unexpected reply from the daemon");
     };
     if json {

@@ -180,7 +180,7 @@ fn lease_command(command: LeaseCommand) -> anyhow::Result<()> {
             let grant = protocol::LeaseGrant {
                 agent: agent.unwrap_or_default(),
                 capability: allow.unwrap_or_default(),
-                request: request.unwrap_or(0),
+                request_id: request.unwrap_or(0),
                 ttl_ns: daemon::parse_ttl(&ttl)?,
                 max_uses: uses.unwrap_or(0),
                 by: lease::person(by),

@@ -58,7 +58,7 @@ pub(crate) struct LeaseGrant {
     /// `connect ADDRESS:PORT`; empty when `request` names it.
     pub(crate) capability: String,
     /// An open request to grant, 0 for none.
-    pub(crate) request: u64,
+    pub(crate) request_id: u64,
     pub(crate) ttl_ns: u64,
     /// 0 for no limit.
     pub(crate) max_uses: u64,
@@ -89,8 +89,8 @@ pub(crate) enum Reply {
     Status(Box<StatusReport>),
     Checkpoint { note: String },
     Lease(Box<crate::daemon::Lease>),
-    Leases(Vec<crate::daemon::Lease>),
-    Requests(Vec<crate::daemon::Request>),
+    Leases { leases: Vec<crate::daemon::Lease> },
+    Requests { requests: Vec<crate::daemon::Request> },
     /// The agent runs that a mode switch or reload changed.
     Changed { agent_ids: Vec<u32> },
     Error { message: String },

@@ -67,11 +67,29 @@ pub(crate) fn create(root: &Path, name: &str) -> Result<AgentCgroup, CgroupError
             .or_else(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })
             .map_err(io("create", &slice))?;
     }
-    let path = slice.join(name);
-    fs::create_dir(&path).map_err(io("create", &path))?;
-    let id = fs::metadata(&path).map_err(io("stat", &path))?.ino();
-    Ok(AgentCgroup { path, id })
+    // A cgroup left by an earlier daemon can hold the name: an empty one is
+    // removed, one with processes in it is kept and the new run gets another
+    // name, so no run ever shares a cgroup with a process of another run.
+    let mut path = slice.join(name);
+    for attempt in 1..=MAX_NAME_ATTEMPTS {
+        match fs::create_dir(&path) {
+            Ok(()) => {
+                let id = fs::metadata(&path).map_err(io("stat", &path))?.ino();
+                return Ok(AgentCgroup { path, id });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if fs::remove_dir(&path).is_err() {
+                    path = slice.join(format!("{name}.{attempt}"));
+                }
+            }
+            Err(e) => return Err(io("create", &path)(e)),
+        }
+    }
+    Err(io("create", &path)(std::io::Error::from(std::io::ErrorKind::AlreadyExists)))
 }
+
+/// Names tried for one agent cgroup before giving up.
+const MAX_NAME_ATTEMPTS: u32 = 16;
 
 /// Returns true while any process is in the cgroup.
 pub(crate) fn is_populated(cgroup: &Path) -> Result<bool, CgroupError> {

@@ -66,8 +66,8 @@ pub(crate) fn serve(state: &State, stream: UnixStream) {
                 Ok(()) => Reply::Done,
                 Err(message) => Reply::Error { message },
             },
-            Request::LeaseList => Reply::Leases(state.book.lock().expect("book lock").leases.clone()),
-            Request::Pending => Reply::Requests(state.requests.lock().expect("requests lock").open.clone()),
+            Request::LeaseList => Reply::Leases { leases: state.book.lock().expect("book lock").leases.clone() },
+            Request::Pending => Reply::Requests { requests: state.requests.lock().expect("requests lock").open.clone() },
             Request::Mode { agent, monitor, by } => control::set_mode(state, &agent, monitor, &by),
             Request::Reload { agent, policy_path, policy_text, by } => {
                 control::reload(state, &agent, &policy_path, &policy_text, &by)
@@ -157,12 +157,12 @@ fn hash_descriptor(fd: OwnedFd) -> std::io::Result<([u8; 32], Vec<u8>)> {
 }
 
 fn grant_lease(state: &State, request: &LeaseGrant) -> Reply {
-    let (agent, capability) = if request.request == 0 {
+    let (agent, capability) = if request.request_id == 0 {
         (request.agent.clone(), request.capability.clone())
     } else {
         let requests = state.requests.lock().expect("requests lock");
-        let Some(open) = requests.get(request.request) else {
-            let message = format!("no open request has id {}; `lupid-agent pending` lists them", request.request);
+        let Some(open) = requests.get(request.request_id) else {
+            let message = format!("no open request has id {}; `lupid-agent pending` lists them", request.request_id);
             return Reply::Error { message };
         };
         (open.agent.clone(), open.capability.clone())
@@ -174,7 +174,7 @@ fn grant_lease(state: &State, request: &LeaseGrant) -> Reply {
         max_uses: request.max_uses,
         by: &request.by,
         reason: &request.reason,
-        request_id: request.request,
+        request_id: request.request_id,
     };
     match grants::grant(state, &grant) {
         Ok(lease) => Reply::Lease(Box::new(lease)),

@@ -44,19 +44,16 @@ pub(crate) fn check_exec(ctx: &LsmContext) -> i32 {
     let file = unsafe { core::ptr::read_volatile(bprm.add(offsets.binprm_file as usize).cast::<*const u8>()) };
 
     let out = event.as_mut_ptr();
-    let digest = match content_digest(file, &agent) {
-        Ok(digest) => digest,
+    let hashed = match hash_binary(out, file, &agent) {
+        Ok(hashed) => hashed,
         Err(denial) => return gate::finish(event, &agent, denial),
     };
     // Hashing reads the whole binary, and the daemon may have swapped the
     // policy meanwhile; decide with the one in force now.
-    let agent = if digest.is_some() { gate::refresh(&mut event, agent) } else { agent };
+    let agent = if hashed { gate::refresh(&mut event, agent) } else { agent };
     let decision = match resolve(out, file, offsets.file_f_path) {
         Ok(len) => {
-            let content = digest.and_then(|sha256| {
-                // SAFETY: the value is copied out before the program can sleep.
-                unsafe { EXEC_CONTENT.get(&ContentKey { policy_id: agent.policy_id, sha256 }) }.copied()
-            });
+            let content = if hashed { content_slot(out, agent.policy_id) } else { None };
             let found = scan(out, agent.policy_id, len);
             decide_exec(content.as_ref(), &found.exec, agent.default_verdict, lease::settle)
         }
@@ -96,24 +93,40 @@ pub(crate) fn check_open(ctx: &LsmContext) -> i32 {
     gate::finish(event, &agent, decision)
 }
 
-/// Returns the SHA-256 digest of the binary `file` when the agent's policy
-/// has content rules. The digest comes from IMA (`bpf_ima_file_hash`),
-/// which reads the file the kernel is about to run, so a renamed, copied or
-/// linked binary has the same digest. A binary that cannot be hashed is a
-/// denial.
-fn content_digest(file: *const u8, agent: &AgentInfo) -> Result<Option<[u8; SHA256_LEN]>, Decision> {
+/// Writes the SHA-256 digest of the binary `file` into the event's scratch
+/// space when the agent's policy has content rules, and returns whether it
+/// did. The digest comes from IMA (`bpf_ima_file_hash`), which reads the
+/// file the kernel is about to run, so a renamed, copied or linked binary
+/// has the same digest. A binary that cannot be hashed is a denial.
+fn hash_binary(out: *mut Event, file: *const u8, agent: &AgentInfo) -> Result<bool, Decision> {
     if agent.flags & agent_flags::EXEC_CONTENT == 0 {
-        return Ok(None);
+        return Ok(false);
     }
-    let mut digest = [0; SHA256_LEN];
     // SAFETY: `file` is the BTF-typed `struct file *` of the binary, and the
-    // destination is a stack buffer of exactly `SHA256_LEN` bytes.
-    let algo = unsafe { bpf_ima_file_hash(file.cast_mut().cast(), digest.as_mut_ptr().cast(), SHA256_LEN as u32) };
+    // destination is the start of the reserved event's scratch path, which
+    // holds more than `SHA256_LEN` bytes.
+    let algo = unsafe {
+        let digest = (&raw mut (*out).scratch.path).cast::<core::ffi::c_void>();
+        bpf_ima_file_hash(file.cast_mut().cast(), digest, SHA256_LEN as u32)
+    };
     if algo != HASH_ALGO_SHA256 {
         count_error(error::HASH_FAILED);
         return Err(Decision::fail_closed(reason::HASH_FAILED));
     }
-    Ok(Some(digest))
+    Ok(true)
+}
+
+/// Looks up the content rule for the digest that [`hash_binary`] wrote.
+/// Its own frame holds the key, so the stack of the path scan, which runs
+/// after it, does not add to it.
+#[inline(never)]
+fn content_slot(out: *const Event, policy_id: u32) -> Option<RuleSlot> {
+    let mut key = ContentKey { policy_id, sha256: [0; SHA256_LEN] };
+    // SAFETY: `out` is the reserved event; the digest lies in its scratch
+    // path, which holds more than `SHA256_LEN` bytes.
+    unsafe { core::ptr::copy_nonoverlapping((&raw const (*out).scratch.path).cast::<u8>(), key.sha256.as_mut_ptr(), SHA256_LEN) };
+    // SAFETY: the value is copied out before the program can sleep.
+    unsafe { EXEC_CONTENT.get(&key) }.copied()
 }
 
 /// Writes the full path of `file` into the event and returns its length

@@ -20,7 +20,7 @@ fn a_content_rule_denies_every_copy_of_a_binary() {
              no-ledger-tool: deny exec sha256:{digest}\n"
         ),
     );
-    let dir = tempfile::tempdir_in("/var/tmp").expect("a scratch folder");
+    let dir = tempfile::tempdir_in("/tmp").expect("a scratch folder");
     let copy = dir.path().join("copy");
     let hard = dir.path().join("hard");
     let link = dir.path().join("link");

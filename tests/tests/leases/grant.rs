@@ -107,7 +107,8 @@ fn a_lease_outlives_a_daemon_restart_and_a_revoked_one_stays_gone() {
     let leases = ctl_json(&daemon, &["lease", "list"]);
     let ids: Vec<_> = leases.as_array().expect("a list").iter().map(|lease| lease["id"].clone()).collect();
     assert_eq!(ids, [serde_json::json!(1)], "only the kept lease comes back: {leases}");
-    assert_eq!(connect(&daemon, "durable", &policy), 0, "the restored lease allows the connect");
+    let outcome = daemon.run_agent("durable", &policy, None, &[crate::common::PROBE_BIN, "connect", LEASED_ADDR]);
+    assert_eq!(outcome.code, 0, "the restored lease allows the connect; {outcome}\ndaemon log:\n{}", daemon.log());
 }
 
 #[test]

@@ -20,6 +20,10 @@ deny-secrets-b: deny open /srv/secrets/** read,write
 deny-curl: deny exec /usr/bin/curl
 ";
 
+/// Opens per run of the open loop; runs follow one another while the test
+/// reloads.
+const OPENS_PER_RUN: &str = "2000";
+
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
 fn reload_under_load_never_lets_a_denied_open_through() {
@@ -27,36 +31,40 @@ fn reload_under_load_never_lets_a_denied_open_through() {
     let daemon = Daemon::start();
     let policy_a = daemon.write_policy("a", DENY_SECRETS_A);
     let policy_b = daemon.write_policy("b", DENY_SECRETS_B);
-    let mut opener = daemon
-        .run_command("reloaded", &policy_a, None, &[PROBE_BIN, "open-loop", SECRET, "20000"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the open loop");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !daemon.status()["agents"].as_array().is_some_and(|a| a.iter().any(|agent| agent["agent"] == "reloaded")) {
-        assert!(std::time::Instant::now() < deadline, "the open loop did not register");
-        thread::sleep(std::time::Duration::from_millis(100));
-    }
-
-    let mut reloads = 0;
+    let _holder = Holder::start(&daemon, "reloaded", &policy_a);
+    let start_loop = || {
+        daemon
+            .run_command("reloaded", &policy_a, None, &[PROBE_BIN, "open-loop", SECRET, OPENS_PER_RUN])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the open loop")
+    };
+    let mut tallies = Vec::new();
+    let mut opener = start_loop();
     for round in 0..100 {
+        if opener.try_wait().expect("poll the open loop").is_some() {
+            tallies.push(finish(opener));
+            opener = start_loop();
+        }
         let policy = if round % 2 == 0 { &policy_b } else { &policy_a };
         let outcome = daemon.ctl(&["policy", "reload", "--agent", "reloaded", policy.to_str().expect("UTF-8"), "--by", "tester"]);
-        if outcome.code != 0 && !opener.try_wait().expect("poll the open loop").is_none() {
-            break; // the loop ended and its run was retired
-        }
         assert_eq!(outcome.code, 0, "reload {round} must succeed; {outcome}");
-        reloads += 1;
     }
-    let output = opener.wait_with_output().expect("wait for the open loop");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(reloads >= 20, "the loop must overlap many reloads, got {reloads}; {stdout}");
-    assert!(stdout.contains(": 0 ok, 20000 EPERM, 0 other"), "every open during the reloads is denied: {stdout}");
+    tallies.push(finish(opener));
 
+    let expected = format!(": 0 ok, {OPENS_PER_RUN} EPERM, 0 other");
+    assert!(tallies.iter().all(|tally| tally.contains(&expected)), "every open during the reloads is denied: {tallies:?}");
     let records = daemon.ledger().wait_for("the reload records", |records| {
-        records_of(records, "policy_loaded", "reloaded").len() >= reloads
+        records_of(records, "policy_loaded", "reloaded").len() >= 100
     });
     assert!(records_of(&records, "policy_loaded", "reloaded").iter().all(|r| r["loaded_by"] == "tester"));
+}
+
+/// Waits for one run of the open loop and returns its tally line.
+fn finish(opener: std::process::Child) -> String {
+    let output = opener.wait_with_output().expect("wait for the open loop");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 #[test]
