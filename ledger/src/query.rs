@@ -241,8 +241,8 @@ struct Part<'db> {
     prefix: Vec<u8>,
     /// Sequence numbers of the entry last decoded, in order.
     seqs: Vec<u64>,
-    /// A `seq` from which on this prefix has no entries, once a seek found
-    /// none, so that later seeks past it read nothing.
+    /// The target of a seek that found no entry at or after it. Later seeks
+    /// to a larger target return `None` without reading.
     exhausted_from: Option<u64>,
 }
 

@@ -199,10 +199,10 @@ impl LedgerReader {
     }
 }
 
-/// Read options for one pass over many records: a large readahead, because
-/// the pass reads the table files front to back, and no block cache fill,
-/// because the pass reads each block once and would only evict blocks that
-/// point reads use again.
+/// Read options for one pass over many records. The readahead is large,
+/// because the pass reads the table files front to back. The pass does not
+/// fill the block cache, because it reads each block once and would only
+/// evict blocks that point reads use again.
 fn scan_options() -> ReadOptions {
     let mut options = ReadOptions::default();
     options.set_readahead_size(SCAN_READAHEAD);

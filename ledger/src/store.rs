@@ -13,8 +13,8 @@
 //!
 //! Invariants kept by [`Ledger`]: sequence numbers start at 0 and are dense,
 //! record `n`'s `prev_hash` is the hash of record `n - 1` (all zero for
-//! record 0), `head` names the last record, `tree` holds every inner node of
-//! a stored level whose records exist, and the indexes list every record
+//! record 0), `head` names the last record, `tree` contains every inner node
+//! of a stored level whose records exist, and the indexes list every record
 //! they cover. Each append writes its records, their tree nodes, their index
 //! entries and the new head in one `WriteBatch` with `sync = true`, so they
 //! become durable together, and an acknowledged append survives a crash.
@@ -145,8 +145,8 @@ impl Ledger {
         // Checkpoints are rare, so each one also starts a flush of the
         // memtables. A read-only open then replays only the write-ahead log
         // written since, instead of everything since the daemon started.
-        // The flush runs in the background; if it fails, the log keeps the
-        // records and only that replay stays long.
+        // The flush runs in the background. If it fails, the log keeps the
+        // records, and only that replay stays long.
         let _ = self.flush_memtables(false);
 
         if let Some(sink) = &self.checkpoint_sink {
@@ -289,7 +289,7 @@ impl Ledger {
 impl Drop for Ledger {
     /// Flushes the memtables, so that the next open, read-only ones
     /// included, replays an almost empty write-ahead log. A failed flush
-    /// loses nothing, because the log still holds the records, so its
+    /// loses nothing, because the log still contains the records, so its
     /// error is ignored.
     fn drop(&mut self) {
         let _ = self.flush_memtables(true);
@@ -300,22 +300,33 @@ impl Drop for Ledger {
 const ALL_CFS: [&str; 8] =
     [RECORDS_CF, META_CF, TREE_CF, CHECKPOINTS_CF, INDEX_CFS[0], INDEX_CFS[1], INDEX_CFS[2], INDEX_CFS[3]];
 
+/// Write-ahead log size above which RocksDB flushes the column families
+/// whose data keeps the oldest log file alive.
+const MAX_TOTAL_WAL_SIZE: u64 = 128 << 20;
+
 /// Returns the database options shared by writers and readers: LZ4 for every
 /// column family, because the workspace builds RocksDB with LZ4 only.
+///
+/// The index, tree and meta column families receive a few bytes per record,
+/// so without a limit on the log their memtables would fill only after
+/// millions of records. Until then every log file stays alive: the writer's
+/// memory grows with the ledger, and a read-only open replays the whole log.
+/// [`MAX_TOTAL_WAL_SIZE`] bounds both.
 pub(crate) fn db_options() -> Options {
     let mut options = Options::default();
     options.set_compression_type(DBCompressionType::Lz4);
+    options.set_max_total_wal_size(MAX_TOTAL_WAL_SIZE);
     options
 }
 
 /// Returns the options of one column family. All use [`db_options`].
 ///
-/// Measured with `cargo xtask bench` (1 million records, 2 shared cores)
-/// and not kept: a `write_buffer_size` of 128 or 256 MiB for the records
-/// changed the append rate by less than the run-to-run noise, and raised
-/// the writer's resident memory from about 130 MB to 200 or 280 MB. Turning
-/// compression off for the tree saved nothing measurable, because it
-/// stores only one node per about 255 records.
+/// Two changes were measured with `cargo xtask bench` (1 million records,
+/// 2 shared cores) and not kept. A `write_buffer_size` of 128 or 256 MiB
+/// for the records changed the append rate by less than the run-to-run
+/// noise, and it raised the writer's resident memory from about 130 MB to
+/// 200 or 280 MB. Turning compression off for the tree saved nothing
+/// measurable, because the tree stores only one node per about 255 records.
 pub(crate) fn column_family_options(_name: &str) -> Options {
     db_options()
 }
