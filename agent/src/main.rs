@@ -248,7 +248,7 @@ fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
     let policy = policy::Policy::parse(&name, &text).map_err(|errors| join_errors(&errors))?;
     let compiled = policy::compile_with(&policy, 1, &[]).map_err(|errors| join_errors(&errors))?;
     println!(
-        "{name}: valid; {} rules, {} path entries and {} network prefixes for the kernel",
+        "{name}: valid; {} rules, {} path entries, {} network prefixes and {} content entries for the kernel",
         compiled.rule_names.len(),
         compiled.path_rules.len(),
         compiled.net_rules.len()

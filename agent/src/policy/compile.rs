@@ -18,7 +18,8 @@
 use std::collections::BTreeMap;
 
 use lupid_common::{
-    ContentKey, NET_RULES_PER_PREFIX, NetKey, NetRule, PathKey, PathRule, PortRule, RuleSlot, agent_flags,
+    ContentKey, EXEC_CONTENT_CAPACITY, NET_RULES_CAPACITY, NET_RULES_PER_PREFIX, NetKey, NetRule, PATH_RULES_CAPACITY,
+    PathKey, PathRule, PortRule, RuleSlot, agent_flags,
 };
 
 use super::{NetPattern, Policy, PolicyError, Position, Rule, Target, Verdict};
@@ -76,6 +77,24 @@ pub(crate) fn compile_with(
     let path_rules = compile_paths(numbered.clone(), policy_id);
     let content_rules = compile_contents(numbered.clone(), policy_id);
     let net_rules = compile_destinations(policy.name(), numbered, policy_id)?;
+    let capacity_errors: Vec<PolicyError> = [
+        ("path", path_rules.len(), PATH_RULES_CAPACITY),
+        ("network prefix", net_rules.len(), NET_RULES_CAPACITY),
+        ("content", content_rules.len(), EXEC_CONTENT_CAPACITY),
+    ]
+    .into_iter()
+    .filter(|(_, needed, capacity)| *needed > *capacity as usize)
+    .map(|(kind, needed, capacity)| {
+        let message = format!(
+            "the policy needs {needed} {kind} entries, but the kernel map holds {capacity} for all agents together: \
+             merge rules into subtree rules or wider prefixes"
+        );
+        PolicyError::new(policy.name(), Position { line: 1, column: 1 }, message)
+    })
+    .collect();
+    if !capacity_errors.is_empty() {
+        return Err(capacity_errors);
+    }
     Ok(CompiledPolicy {
         policy_id,
         default_verdict: policy.default_verdict().to_abi(),

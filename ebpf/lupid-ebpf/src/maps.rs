@@ -6,7 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use lupid_common::{
-    AgentInfo, ContentKey, KernelOffsets, LeaseState, MAX_LEASES, NetKey, NetRule, PathKey, PathRule, RuleSlot, error,
+    AgentInfo, ContentKey, EXEC_CONTENT_CAPACITY, KernelOffsets, LeaseState, MAX_LEASES, NET_RULES_CAPACITY, NetKey,
+    NetRule, PATH_RULES_CAPACITY, PathKey, PathRule, RuleSlot, error,
 };
 
 /// Labeled cgroups: cgroup v2 id to the agent that runs in it.
@@ -15,17 +16,18 @@ pub(crate) static AGENTS: HashMap<u64, AgentInfo> = HashMap::with_max_entries(40
 
 /// Path rules of every loaded policy, keyed by policy id and path.
 #[map]
-pub(crate) static PATH_RULES: HashMap<PathKey, PathRule> = HashMap::with_max_entries(65536, 0);
+pub(crate) static PATH_RULES: HashMap<PathKey, PathRule> = HashMap::with_max_entries(PATH_RULES_CAPACITY, 0);
 
 /// Network rules of every loaded policy: an LPM trie over the policy id and
 /// the IPv6 (or IPv4-mapped) address.
 #[map]
-pub(crate) static NET_RULES: LpmTrie<NetKey, NetRule> = LpmTrie::with_max_entries(65536, BPF_F_NO_PREALLOC);
+pub(crate) static NET_RULES: LpmTrie<NetKey, NetRule> =
+    LpmTrie::with_max_entries(NET_RULES_CAPACITY, BPF_F_NO_PREALLOC);
 
 /// Exec rules by content: policy id and SHA-256 of a binary to the rule
 /// that names it. Looked up only for agents with `agent_flags::EXEC_CONTENT`.
 #[map]
-pub(crate) static EXEC_CONTENT: HashMap<ContentKey, RuleSlot> = HashMap::with_max_entries(16384, 0);
+pub(crate) static EXEC_CONTENT: HashMap<ContentKey, RuleSlot> = HashMap::with_max_entries(EXEC_CONTENT_CAPACITY, 0);
 
 /// Granted leases, indexed by the slot numbers that `LEASED` rule slots
 /// carry. The kernel checks expiry and counts uses here at every use.

@@ -150,3 +150,11 @@ fn eight_entries_fit() {
     let policy = compiled(&with_rules(&rules));
     assert_eq!(policy.net_rules[0].2.entries[7].rule_id, 8);
 }
+
+#[test]
+fn a_policy_larger_than_the_path_map_is_refused() {
+    let rules: String =
+        (0..=lupid_common::PATH_RULES_CAPACITY).map(|i| format!("r{i}: allow open /d/f{i} read\n")).collect();
+    let errors = compile(&parse_ok(&with_rules(&rules)), 1).expect_err("more path entries than the map holds");
+    assert!(errors[0].to_string().contains("65537 path entries"), "{errors:?}");
+}
