@@ -251,7 +251,8 @@ fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
         "{name}: valid; {} rules, {} path entries, {} network prefixes and {} content entries for the kernel",
         compiled.rule_names.len(),
         compiled.path_rules.len(),
-        compiled.net_rules.len()
+        compiled.net_rules.len(),
+        compiled.content_rules.len()
     );
     Ok(())
 }
