@@ -1,5 +1,6 @@
 //! `lupid-agent lease`, `pending`, `mode` and `policy reload`: the verbs
-//! that change what a running agent may do, each naming who asked.
+//! that change what a running agent may do, each naming the person who
+//! requested the change.
 
 use std::{os::unix::net::UnixStream, path::Path};
 
@@ -10,11 +11,11 @@ use crate::{
     protocol::{Connection, LeaseGrant, Reply, Request, send},
 };
 
-/// Sends one request to the daemon and returns its reply; an error reply
+/// Sends one request to the daemon and returns its reply. An error reply
 /// becomes an error.
-fn ask(socket: &Path, request: &Request) -> Result<Reply> {
+fn call_daemon(socket: &Path, request: &Request) -> Result<Reply> {
     let stream = UnixStream::connect(socket).with_context(|| {
-        format!("failed to reach the lupid daemon at {}; is `sudo lupid-agent start` running?", socket.display())
+        format!("failed to connect to the lupid daemon at {}; start it with `sudo lupid-agent start`", socket.display())
     })?;
     send(&stream, request, None).context("failed to send the request")?;
     match Connection::new(stream).receive::<Reply>().context("failed to read the daemon's reply")? {
@@ -24,8 +25,14 @@ fn ask(socket: &Path, request: &Request) -> Result<Reply> {
     }
 }
 
-/// The person to name in the ledger: `--by`, else `$SUDO_USER`, else
-/// `$USER`, else the numeric uid.
+/// Formats the error for a reply of the wrong kind, which means that
+/// `lupid-agent` and the running daemon differ in version.
+fn unexpected(reply: &Reply) -> String {
+    format!("unexpected reply from the daemon: {reply:?}; run a `lupid-agent` of the daemon's version")
+}
+
+/// Returns the person to name in the ledger: `--by`, else `$SUDO_USER`,
+/// else `$USER`, else the numeric uid.
 pub(crate) fn person(by: Option<String>) -> String {
     by.or_else(|| std::env::var("SUDO_USER").ok())
         .or_else(|| std::env::var("USER").ok())
@@ -34,28 +41,29 @@ pub(crate) fn person(by: Option<String>) -> String {
 }
 
 pub(crate) fn grant(socket: &Path, grant: LeaseGrant) -> Result<()> {
-    match ask(socket, &Request::LeaseGrant(grant))? {
+    match call_daemon(socket, &Request::LeaseGrant(grant))? {
         Reply::Lease(lease) => {
             println!("lease {} granted to {}: {}", lease.id, lease.agent, lease.capability);
             Ok(())
         }
-        other => bail!("unexpected reply from the daemon: {other:?}"),
+        other => bail!(unexpected(&other)),
     }
 }
 
 pub(crate) fn revoke(socket: &Path, lease_id: u32, by: String, reason: String) -> Result<()> {
-    match ask(socket, &Request::LeaseRevoke { lease_id, by, reason })? {
+    match call_daemon(socket, &Request::LeaseRevoke { lease_id, by, reason })? {
         Reply::Done => {
             println!("lease {lease_id} revoked");
             Ok(())
         }
-        other => bail!("unexpected reply from the daemon: {other:?}"),
+        other => bail!(unexpected(&other)),
     }
 }
 
 pub(crate) fn list(socket: &Path, json: bool) -> Result<()> {
-    let Reply::Leases { leases } = ask(socket, &Request::LeaseList)? else {
-        bail!("unexpected reply from the daemon");
+    let leases = match call_daemon(socket, &Request::LeaseList)? {
+        Reply::Leases { leases } => leases,
+        other => bail!(unexpected(&other)),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&leases)?);
@@ -73,7 +81,11 @@ pub(crate) fn list(socket: &Path, json: bool) -> Result<()> {
 
 fn print_lease(lease: &Lease, now: u64) {
     let left = lease.expires_boot_ns.saturating_sub(now) / 1_000_000_000;
-    let uses = if lease.max_uses == 0 { format!("{} uses", lease.uses) } else { format!("{}/{} uses", lease.uses, lease.max_uses) };
+    let uses = if lease.max_uses == 0 {
+        format!("{} uses", lease.uses)
+    } else {
+        format!("{}/{} uses", lease.uses, lease.max_uses)
+    };
     println!(
         "{:<5} {:<16} {:<40} {left}s left, {uses}, granted by {} ({})",
         lease.id, lease.agent, lease.capability, lease.granted_by, lease.reason
@@ -81,8 +93,9 @@ fn print_lease(lease: &Lease, now: u64) {
 }
 
 pub(crate) fn pending(socket: &Path, json: bool) -> Result<()> {
-    let Reply::Requests { requests } = ask(socket, &Request::Pending)? else {
-        bail!("unexpected reply from the daemon");
+    let requests = match call_daemon(socket, &Request::Pending)? {
+        Reply::Requests { requests } => requests,
+        other => bail!(unexpected(&other)),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&requests)?);
@@ -106,23 +119,24 @@ fn print_request(request: &LeaseRequest) {
 
 pub(crate) fn mode(socket: &Path, agent: String, monitor: bool, by: String) -> Result<()> {
     let mode = if monitor { "monitor" } else { "enforce" };
-    match ask(socket, &Request::Mode { agent: agent.clone(), monitor, by })? {
+    match call_daemon(socket, &Request::Mode { agent: agent.clone(), monitor, by })? {
         Reply::Changed { agent_ids } => {
             println!("{agent}: {mode} mode for runs {agent_ids:?}");
             Ok(())
         }
-        other => bail!("unexpected reply from the daemon: {other:?}"),
+        other => bail!(unexpected(&other)),
     }
 }
 
 pub(crate) fn reload(socket: &Path, agent: String, file: &Path, by: String) -> Result<()> {
     let policy_text = crate::run::read_policy_file(file)?;
-    let policy_path = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned()).into_os_string().into_encoded_bytes();
-    match ask(socket, &Request::Reload { agent: agent.clone(), policy_path, policy_text, by })? {
+    let policy_path =
+        std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned()).into_os_string().into_encoded_bytes();
+    match call_daemon(socket, &Request::Reload { agent: agent.clone(), policy_path, policy_text, by })? {
         Reply::Changed { agent_ids } => {
             println!("{agent}: policy {} in force for runs {agent_ids:?}", file.display());
             Ok(())
         }
-        other => bail!("unexpected reply from the daemon: {other:?}"),
+        other => bail!(unexpected(&other)),
     }
 }

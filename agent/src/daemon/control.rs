@@ -1,5 +1,6 @@
-//! Live changes to running agents: mode switches and policy reloads. Each
-//! is recorded, naming the person behind it, before it takes effect.
+//! Live changes to running agents: mode switches and policy reloads. The
+//! daemon records each change, with the person who requested it, before the
+//! change takes effect.
 
 use lupid_ledger::{ModeChanged, PolicyLoaded, RecordBody};
 use sha2::{Digest as _, Sha256};
@@ -14,9 +15,10 @@ pub(crate) fn set_mode(state: &State, agent: &str, monitor: bool, by: &str) -> R
     let mut registry = state.registry.lock().expect("registry lock");
     let runs = registry.live_named(agent);
     if runs.is_empty() {
-        return Reply::Error { message: format!("no running agent is called {agent:?}") };
+        return Reply::Error { message: not_running(agent) };
     }
     let mode = if monitor { "monitor" } else { "enforce" };
+
     let records = runs
         .iter()
         .map(|agent_id| {
@@ -31,9 +33,11 @@ pub(crate) fn set_mode(state: &State, agent: &str, monitor: bool, by: &str) -> R
     if let Err(message) = state.writer.append_durable(records) {
         return Reply::Error { message };
     }
+
     registry.set_default_mode(agent, monitor);
     for agent_id in &runs {
         if let Err(message) = registry.set_mode(&mut kernel, *agent_id, monitor) {
+            tracing::error!(agent_id, %message, mode, "failed to switch the mode of an agent run");
             return Reply::Error { message: format!("agent run {agent_id}: {message}") };
         }
     }
@@ -51,19 +55,22 @@ pub(crate) fn reload(state: &State, agent: &str, policy_path: &[u8], policy_text
         Err(errors) => return error(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),
     };
     let sha256: [u8; 32] = Sha256::digest(policy_text).into();
+
     let mut kernel = state.kernel.lock().expect("kernel lock");
     let mut registry = state.registry.lock().expect("registry lock");
     let book = state.book.lock().expect("book lock");
     let runs = registry.live_named(agent);
     if runs.is_empty() {
-        return error(format!("no running agent is called {agent:?}"));
+        return error(not_running(agent));
     }
-    // Compile once up front, so a policy the kernel cannot hold is refused
-    // before anything is recorded.
+
+    // Compile once up front, so the daemon rejects a policy that the kernel
+    // maps cannot contain before anything is recorded.
     let extra = grants::extra_rules(&policy, agent, &book);
     if let Err(errors) = crate::policy::compile_with(&policy, 0, &extra) {
         return error(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
     }
+
     let records = runs
         .iter()
         .map(|agent_id| {
@@ -80,15 +87,23 @@ pub(crate) fn reload(state: &State, agent: &str, policy_path: &[u8], policy_text
     if let Err(message) = state.writer.append_durable(records) {
         return error(message);
     }
+
     for agent_id in &runs {
         let new = Some((policy.clone(), sha256, policy_path.to_vec()));
         if let Err(message) = registry.install(&mut kernel, *agent_id, new, &extra) {
-            // Recorded as loaded but refused by the kernel: say so loudly;
-            // the previous policy stays in force for this run.
-            tracing::error!(agent_id, %message, "the kernel refused the new policy");
-            return error(format!("agent run {agent_id}: the kernel refused the new policy: {message}"));
+            // The ledger already records the policy as loaded, but this run
+            // keeps its previous policy, so the error must reach the caller.
+            // NOTE: earlier runs keep the new policy and later ones are not
+            // tried, although the ledger records all of them as loaded.
+            tracing::error!(agent_id, %message, "failed to install the new policy");
+            return error(format!("agent run {agent_id}: failed to install the new policy: {message}"));
         }
     }
     tracing::info!(agent, by, sha256 = %hex::encode(sha256), "policy reloaded");
     Reply::Changed { agent_ids: runs }
+}
+
+/// Formats the error for an agent name with no live run.
+fn not_running(agent: &str) -> String {
+    format!("no running agent is named {agent:?}; `lupid-agent status` lists the running agents")
 }

@@ -5,14 +5,15 @@
 //! `read PATH`, `write PATH`, `read,write PATH`, `connect ADDRESS:PORT`)
 //! and is keyed on the agent's name, never on a process. The daemon compiles
 //! each live lease into the agent's policy as a rule whose slot points at a
-//! `LEASES` array slot; the kernel checks the slot's deadline on the
+//! `LEASES` array slot. The kernel checks the slot's deadline on the
 //! boot-time clock (`CLOCK_BOOTTIME`, which counts suspend and ignores
 //! changes of the wall clock) and counts uses atomically at every use.
 //!
-//! The book (`leases.json` in the state folder) holds the live leases. It is
-//! rewritten atomically after every change, and an ending lease is marked
-//! there before its end is recorded, so a lease that ended never comes back:
-//! a restart records a marked end again rather than reviving the lease.
+//! The book (`leases.json` in the state folder) contains the live leases
+//! and the ending ones. It is rewritten atomically after every change. An
+//! ending lease is marked there before its end is recorded, so a lease that
+//! ended never comes back: a restart records a marked end again rather than
+//! reviving the lease.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -28,10 +29,11 @@ use crate::policy::{Access, NetPattern, PathPattern, Position, Rule, Target, Ver
 
 /// File of the lease book in the state folder.
 pub(crate) const BOOK_FILE: &str = "leases.json";
-/// The kernel's boot id; a lease does not outlive the boot it was granted in.
+/// File with the kernel's boot id, which changes at every boot. A lease does
+/// not outlive the boot it was granted in.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
-/// What a lease allows.
+/// The action that a lease allows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Capability {
     Exec(PathPattern),
@@ -45,7 +47,10 @@ impl Capability {
     pub(crate) fn parse(text: &str) -> Result<Self> {
         let text = text.trim();
         let (verb, object) = text.split_once(' ').with_context(|| {
-            format!("invalid capability {text:?}: write `exec PATH`, `read PATH`, `write PATH` or `connect ADDRESS:PORT`")
+            format!(
+                "invalid capability {text:?}: write `exec PATH`, `read PATH`, `write PATH`, `read,write PATH` or \
+                 `connect ADDRESS:PORT`"
+            )
         })?;
         let object = object.trim();
         let path = || parse_lease_path(object).map_err(|message| anyhow::anyhow!("invalid path {object:?}: {message}"));
@@ -114,8 +119,8 @@ pub(crate) struct Lease {
     pub(crate) agent: String,
     /// Canonical capability text.
     pub(crate) capability: String,
-    /// The lease-required rule it answers, by name and by numeric id in
-    /// the policy it was granted under.
+    /// The lease-required rule that the lease satisfies, by name (`rule`)
+    /// and by numeric id (`rule_id`) in the policy it was granted under.
     pub(crate) rule: String,
     #[serde(default)]
     pub(crate) rule_id: u32,
@@ -125,9 +130,9 @@ pub(crate) struct Lease {
     /// `CLOCK_BOOTTIME` deadline, in the boot named by `boot_id`.
     pub(crate) expires_boot_ns: u64,
     pub(crate) boot_id: String,
-    /// 0 for no limit.
+    /// Maximum number of uses, 0 for no limit.
     pub(crate) max_uses: u64,
-    /// Uses the kernel counted, as last read.
+    /// Number of uses that the kernel counted, as last read from `LEASES`.
     pub(crate) uses: u64,
     pub(crate) granted_by: String,
     pub(crate) reason: String,
@@ -135,8 +140,8 @@ pub(crate) struct Lease {
     /// covered too.
     #[serde(default)]
     pub(crate) content_sha256: Option<String>,
-    /// Set once the lease is ending: why (`revoked`, `ttl`, `uses`,
-    /// `reboot`), with who revoked it.
+    /// End of the lease, set once it is ending: the cause (`revoked`,
+    /// `ttl`, `uses`, `reboot`) and who revoked it.
     #[serde(default)]
     pub(crate) ending: Option<Ending>,
     /// `LEASES` slot while installed.
@@ -144,11 +149,13 @@ pub(crate) struct Lease {
     pub(crate) slot: Option<u32>,
 }
 
-/// Why a lease ends.
+/// The end of a lease: its cause, who ended it, why and when.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct Ending {
     /// `revoked`, `ttl`, `uses` or `reboot`.
     pub(crate) cause: String,
+    /// The person who revoked the lease, or `lupid-agent` when the daemon
+    /// ended it.
     pub(crate) by: String,
     pub(crate) reason: String,
     /// Boot-time clock at the end, 0 when unknown.
@@ -156,7 +163,7 @@ pub(crate) struct Ending {
 }
 
 impl Lease {
-    /// Returns the rules that compile this lease into a policy: the
+    /// Builds the rules that compile this lease into a policy: the
     /// capability itself, and for an exec lease the binary's content.
     pub(crate) fn rules(&self, slot: u32) -> Result<Vec<Rule>> {
         let capability = Capability::parse(&self.capability)?;
@@ -166,16 +173,21 @@ impl Lease {
         let mut rules = vec![Rule { id: id.clone(), verdict, target: capability.target(), at, object_at: at }];
         if let Some(digest) = &self.content_sha256 {
             let mut sha256 = [0; 32];
-            hex::decode_to_slice(digest, &mut sha256).context("the lease book holds an invalid content digest")?;
+            hex::decode_to_slice(digest, &mut sha256).with_context(|| {
+                format!("lease {} has an invalid content digest {digest:?}; revoke it and grant it again", self.id)
+            })?;
             rules.push(Rule { id, verdict, target: Target::ExecContent(sha256), at, object_at: at });
         }
         Ok(rules)
     }
 }
 
-/// The live leases and the next lease id, persisted in [`BOOK_FILE`].
+/// The live and ending leases and the last lease id, persisted in
+/// [`BOOK_FILE`].
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Book {
+    /// The last lease id handed out, 0 for none: [`Book::take_id`]
+    /// increments it before returning it.
     pub(crate) next_id: u32,
     pub(crate) leases: Vec<Lease>,
     #[serde(skip)]
@@ -183,7 +195,7 @@ pub(crate) struct Book {
 }
 
 impl Book {
-    /// Loads the book from the state folder; a missing file is an empty book.
+    /// Loads the book from the state folder. A missing file is an empty book.
     pub(crate) fn load(state_dir: &Path) -> Result<Self> {
         let path = state_dir.join(BOOK_FILE);
         let mut book = match fs::read(&path) {
@@ -201,18 +213,23 @@ impl Book {
     pub(crate) fn save(&self) -> Result<()> {
         let staging = self.path.with_extension("json.new");
         let bytes = serde_json::to_vec_pretty(self).context("failed to encode the lease book")?;
-        let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&staging)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
+        let write = || {
+            let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&staging)?;
+            file.write_all(&bytes)?;
+            file.sync_all()
+        };
+        write().with_context(|| format!("failed to write the lease book to {}", staging.display()))?;
         fs::rename(&staging, &self.path)
             .with_context(|| format!("failed to replace the lease book {}", self.path.display()))?;
         if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
+            File::open(dir)
+                .and_then(|dir| dir.sync_all())
+                .with_context(|| format!("failed to sync the state folder {}", dir.display()))?;
         }
         Ok(())
     }
 
-    /// Returns a new lease id.
+    /// Allocates a new lease id, starting at 1.
     pub(crate) fn take_id(&mut self) -> u32 {
         self.next_id = self.next_id.saturating_add(1).max(1);
         self.next_id
@@ -222,19 +239,20 @@ impl Book {
         self.leases.iter_mut().find(|lease| lease.id == id)
     }
 
-    /// Returns the installable leases of the agent called `name`.
+    /// Returns the leases of the agent named `name` that are not ending.
     pub(crate) fn live_for<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Lease> {
         self.leases.iter().filter(move |lease| lease.agent == name && lease.ending.is_none())
     }
 }
 
-/// Returns the `LEASES` slot that no live lease uses, lowest first.
+/// Returns the lowest `LEASES` slot that no lease in the book occupies, or
+/// `None` when every slot is taken.
 pub(crate) fn free_slot(book: &Book) -> Option<u32> {
     (0..lupid_common::MAX_LEASES).find(|slot| book.leases.iter().all(|lease| lease.slot != Some(*slot)))
 }
 
 /// Returns `CLOCK_BOOTTIME` in nanoseconds, the clock of
-/// `bpf_ktime_get_boot_ns`.
+/// `bpf_ktime_get_boot_ns`, or 0 when the clock cannot be read.
 pub(crate) fn boot_ns() -> u64 {
     let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `time` is a valid, writable timespec.
@@ -246,7 +264,7 @@ pub(crate) fn boot_ns() -> u64 {
     seconds.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
-/// Returns this boot's id.
+/// Reads this boot's id, or returns an empty string when it cannot be read.
 pub(crate) fn boot_id() -> String {
     fs::read_to_string(BOOT_ID).map(|id| id.trim().to_owned()).unwrap_or_default()
 }
@@ -272,7 +290,7 @@ mod tests {
     use super::{Capability, parse_ttl};
 
     #[test]
-    fn capabilities_read_back_from_their_text() {
+    fn capability_text_round_trips() {
         for text in [
             "exec /usr/bin/curl",
             "read /srv/data/**",
@@ -286,13 +304,13 @@ mod tests {
     }
 
     #[test]
-    fn an_ipv4_mapped_address_is_its_ipv4_address() {
+    fn ipv4_mapped_address_prints_as_ipv4() {
         let mapped = Capability::parse("connect [::ffff:203.0.113.7]:443").unwrap();
         assert_eq!(mapped.text(), "connect 203.0.113.7:443");
     }
 
     #[test]
-    fn bad_capabilities_are_refused_with_the_fix() {
+    fn invalid_capabilities_are_rejected() {
         for (text, needle) in [
             ("open /etc", "invalid capability verb"),
             ("exec", "invalid capability"),
@@ -306,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_and_reject() {
+    fn parse_ttl_accepts_and_rejects() {
         assert_eq!(parse_ttl("90s").unwrap(), 90_000_000_000);
         assert_eq!(parse_ttl("10m").unwrap(), 600_000_000_000);
         for bad in ["", "10", "m", "0s", "5w", "-1s"] {

@@ -3,12 +3,14 @@
 //!
 //! Every checkpoint the daemon signs is also written to
 //! `<state-dir>/checkpoint.last` and, with `--pin-checkpoints`, appended to
-//! the pin file or folder. At start the daemon reads those notes, checks
-//! their signatures with its own key, and refuses to open a ledger that does
-//! not extend the newest one: fewer records than the checkpoint covers (a
-//! cut tail, a deleted store) or another root hash at that size (a rewritten
-//! history). A pin signed by another key means the state folder, key
-//! included, was replaced, and is refused as well.
+//! the pin file or written into the pin folder. At start the daemon reads
+//! those notes and checks their signatures with its own key.
+//!
+//! The daemon rejects a ledger that does not extend the newest checkpoint.
+//! Such a ledger has fewer records than the checkpoint covers (a cut tail,
+//! a deleted store) or another root hash at that size (a rewritten
+//! history). A pinned note signed by another key means that the state
+//! folder, key included, was replaced, so the daemon rejects it as well.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -19,7 +21,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use lupid_ledger::{Checkpoint, Ledger, VerifierKey, checkpoint::split_notes};
 
-/// File in the state folder that holds the newest checkpoint note.
+/// File in the state folder that contains the newest checkpoint note.
 pub(crate) const LAST_CHECKPOINT_FILE: &str = "checkpoint.last";
 
 /// A verified checkpoint and the file it was read from.
@@ -41,9 +43,9 @@ pub(crate) fn save_last(path: &Path, note: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Returns the checkpoint with the largest tree size among the notes in
+/// Finds the checkpoint with the largest tree size among the notes in
 /// `sources` (files of notes, or folders of note files). A missing source
-/// holds no notes. Fails when a note does not verify with `key`.
+/// contains no notes. Fails when a note does not verify with `key`.
 pub(crate) fn newest(sources: &[&Path], key: &VerifierKey) -> Result<Option<Pinned>> {
     let mut newest: Option<Pinned> = None;
     for source in sources {
@@ -52,7 +54,7 @@ pub(crate) fn newest(sources: &[&Path], key: &VerifierKey) -> Result<Option<Pinn
                 anyhow::anyhow!(
                     "{}: a checkpoint note does not verify with this daemon's key {} ({e}). The state folder, \
                      signing key included, was replaced, or the file belongs to another host. Check the old \
-                     ledger with `lupid-ledger verify --pinned {}`; to start a new ledger on purpose, move \
+                     ledger with `lupid-ledger verify --pinned {}`. To start a new ledger on purpose, move \
                      this file away first",
                     file.display(),
                     key.name(),
@@ -67,14 +69,14 @@ pub(crate) fn newest(sources: &[&Path], key: &VerifierKey) -> Result<Option<Pinn
     Ok(newest)
 }
 
-/// Fails unless `ledger` extends `pinned`: at least as many records, and
-/// the same root hash over the first `tree_size` of them.
+/// Checks that `ledger` extends `pinned`: it has at least `tree_size`
+/// records, and the first `tree_size` of them have the signed root hash.
 pub(crate) fn check_extends(ledger: &Ledger, pinned: &Pinned) -> Result<()> {
     let Pinned { checkpoint, source } = pinned;
     let size = checkpoint.tree_size;
     let advice = format!(
         "the ledger was cut, deleted or replaced since that checkpoint was signed. Keep {} for the \
-         investigation and run `lupid-ledger verify --ledger {} --pinned {}`; to start a new ledger on \
+         investigation and run `lupid-ledger verify --ledger {} --pinned {}`. To start a new ledger on \
          purpose, move the old state folder and the pinned checkpoints away",
         ledger.path().display(),
         ledger.path().display(),
@@ -82,7 +84,8 @@ pub(crate) fn check_extends(ledger: &Ledger, pinned: &Pinned) -> Result<()> {
     );
     if ledger.len() < size {
         bail!(
-            "refusing to open the ledger: it holds {} records, but the checkpoint in {} covers {size}: {advice}",
+            "the ledger does not extend the signed checkpoint: it contains {} records, but the checkpoint in {} \
+             covers {size}, so {advice}",
             ledger.len(),
             source.display()
         );
@@ -90,15 +93,15 @@ pub(crate) fn check_extends(ledger: &Ledger, pinned: &Pinned) -> Result<()> {
     let root = ledger.root_at(size).context("failed to compute the ledger's root at the pinned size")?;
     if root != checkpoint.root_hash {
         bail!(
-            "refusing to open the ledger: its first {size} records do not have the root hash that the \
-             checkpoint in {} signed: {advice}",
+            "the ledger does not extend the signed checkpoint: its first {size} records do not have the root \
+             hash that the checkpoint in {} signed, so {advice}",
             source.display()
         );
     }
     Ok(())
 }
 
-/// Returns every note in a file, or in each `checkpoint-*` file of a folder,
+/// Reads every note in a file, or in each `checkpoint-*` file of a folder,
 /// with the file it came from.
 fn read_notes(source: &Path) -> Result<Vec<(PathBuf, String)>> {
     let read = |path: &Path| {
@@ -132,7 +135,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cut_or_replaced_ledger_is_refused() {
+    fn check_extends_rejects_cut_and_rewritten() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::from_seed("lupid.test/host", &[7; 32]).unwrap();
         let last = dir.path().join(LAST_CHECKPOINT_FILE);
@@ -149,7 +152,8 @@ mod tests {
 
         let fresh = Ledger::open(&dir.path().join("replaced")).unwrap();
         let error = check_extends(&fresh, &pinned).unwrap_err().to_string();
-        assert!(error.contains("holds 0 records") && error.contains("covers 5"), "{error}");
+        assert!(error.contains("contains 0 records"), "{error}");
+        assert!(error.contains("covers 5"), "{error}");
 
         let mut rewritten = Ledger::open(&dir.path().join("rewritten")).unwrap();
         rewritten.append_batch((0..7).map(|i| (i + 100, stop())).collect()).unwrap();
@@ -158,7 +162,7 @@ mod tests {
     }
 
     #[test]
-    fn a_note_from_another_key_is_refused() {
+    fn newest_rejects_note_from_another_key() {
         let dir = tempfile::tempdir().unwrap();
         let old_key = SigningKey::from_seed("lupid.test/host", &[1; 32]).unwrap();
         let new_key = SigningKey::from_seed("lupid.test/host", &[2; 32]).unwrap();
@@ -167,12 +171,12 @@ mod tests {
         ledger.append(1, stop()).unwrap();
         save_last(&last, &ledger.checkpoint(&old_key).unwrap().note).unwrap();
 
-        let error = newest(&[last.as_path()], &new_key.verifier()).err().expect("refused").to_string();
+        let error = newest(&[last.as_path()], &new_key.verifier()).err().expect("an error").to_string();
         assert!(error.contains("does not verify with this daemon's key"), "{error}");
     }
 
     #[test]
-    fn missing_sources_hold_no_checkpoint() {
+    fn newest_of_missing_source_is_none() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::from_seed("lupid.test/host", &[3; 32]).unwrap();
         let missing = dir.path().join("nothing-here");

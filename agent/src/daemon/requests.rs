@@ -4,14 +4,15 @@
 //! The denial itself is the request's record in the ledger (a decision with
 //! reason `lease_required`). The daemon keeps the open requests in memory,
 //! one per agent and capability, so `lupid-agent pending` can list them and
-//! `lease grant --request ID` can grant exactly what was asked.
+//! `lease grant --request ID` can grant exactly what was requested.
 
 use lupid_common::{Event, access, hook};
 use serde::{Deserialize, Serialize};
 
 use super::leases::Capability;
 
-/// Most open requests kept; the oldest goes first.
+/// Maximum number of open requests kept. When it is reached, the oldest
+/// request is dropped.
 const MAX_OPEN: usize = 1024;
 
 /// One open request.
@@ -19,13 +20,13 @@ const MAX_OPEN: usize = 1024;
 pub(crate) struct Request {
     pub(crate) id: u64,
     pub(crate) agent: String,
-    /// What a grant would allow, in `lease grant --allow` form.
+    /// The capability that a grant would allow, in `lease grant --allow` form.
     pub(crate) capability: String,
     /// The lease-required rule that denied it.
     pub(crate) rule: String,
     /// Kernel sequence number of the first denial.
     pub(crate) first_kernel_seq: u64,
-    /// Denied attempts so far.
+    /// Number of denied attempts so far.
     pub(crate) attempts: u64,
 }
 
@@ -37,10 +38,18 @@ pub(crate) struct Requests {
 }
 
 impl Requests {
-    /// Notes a denial under a lease-required rule.
+    /// Adds a denial under a lease-required rule as an open request, or
+    /// counts it as another attempt of the open request for the same agent
+    /// and capability.
     pub(crate) fn note(&mut self, event: &Event, agent: &str, rule: String) {
         let Some(capability) = capability_of(event) else {
-            tracing::warn!(seq = event.seq, "a lease request names an object that a lease cannot express");
+            tracing::warn!(
+                seq = event.seq,
+                agent,
+                rule = %rule,
+                hook = event.hook,
+                "no lease request opened: a lease cannot express the denied object"
+            );
             return;
         };
         if let Some(open) = self.open.iter_mut().find(|r| r.agent == agent && r.capability == capability) {
@@ -49,7 +58,12 @@ impl Requests {
         }
         if self.open.len() >= MAX_OPEN {
             let dropped = self.open.remove(0);
-            tracing::warn!(request = dropped.id, "too many open lease requests; dropping the oldest");
+            tracing::warn!(
+                request = dropped.id,
+                agent = %dropped.agent,
+                max = MAX_OPEN,
+                "too many open lease requests, so the oldest is dropped"
+            );
         }
         self.next_id += 1;
         let request = Request {
@@ -67,8 +81,8 @@ impl Requests {
         self.open.iter().find(|r| r.id == id)
     }
 
-    /// Closes the request `id` and any other open request that a grant of
-    /// `capability` to `agent` answers.
+    /// Closes the request `id` and every other open request that a grant of
+    /// `capability` to `agent` satisfies.
     pub(crate) fn answered(&mut self, id: u64, agent: &str, capability: &str) {
         self.open.retain(|r| r.id != id && !(r.agent == agent && r.capability == capability));
     }

@@ -9,7 +9,7 @@ use crate::common::{Daemon, LEDGER_BIN, PROBE_BIN, require_bpf_lsm};
 
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
-fn a_content_rule_denies_every_copy_of_a_binary() {
+fn content_rule_denies_every_copy() {
     require_bpf_lsm();
     let daemon = Daemon::start();
     let digest = sha256_file(std::path::Path::new(LEDGER_BIN));
@@ -46,5 +46,5 @@ fn a_content_rule_denies_every_copy_of_a_binary() {
             .count()
             >= 5
     });
-    assert!(!records.is_empty());
+    assert!(!records.is_empty(), "the ledger contains the content denials");
 }

@@ -1,22 +1,23 @@
-//! Capability leases, modes and policy reloads (issue 4).
+//! Capability leases, modes and policy reloads.
 //!
-//! An agent keeps a lease by its name, so each test starts a holder run
-//! (`busybox sleep`) that keeps the agent alive while the test grants,
-//! revokes and checks, and runs the probe as further runs of the same agent.
+//! A lease is keyed on the agent's name, and the daemon accepts a grant
+//! only for a running agent. So each test starts a holder run (`busybox
+//! sleep`) that keeps the agent alive while the test grants, revokes and
+//! checks. The probe then runs as further runs of the same agent.
 
 mod content;
 mod grant;
 mod reload;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Child;
 
 use serde_json::Value;
 
 use crate::common::{Daemon, PROBE_BIN};
 
-/// Address and port the lease tests connect to; the VM puts 203.0.113.7 on
-/// `lo`.
+/// Address and port that the lease tests connect to. The VM puts
+/// 203.0.113.7 on `lo`.
 pub(crate) const LEASED_ADDR: &str = "203.0.113.7:8443";
 
 /// A policy under which connecting to [`LEASED_ADDR`] needs a lease.
@@ -29,14 +30,14 @@ read-all:     allow open    /**  read
 need-lease:   lease connect 203.0.113.7:8443
 ";
 
-/// The holder run of an agent; killed when dropped.
+/// The holder run of an agent, killed when dropped.
 pub(crate) struct Holder(Child);
 
 impl Holder {
-    pub(crate) fn start(daemon: &Daemon, agent: &str, policy: &PathBuf) -> Self {
+    /// Starts a holder run of `agent` and waits until the daemon lists it.
+    pub(crate) fn start(daemon: &Daemon, agent: &str, policy: &Path) -> Self {
         let child = daemon.spawn_agent(agent, policy, &["/bin/busybox", "sleep", "600"]);
         let holder = Self(child);
-        // The run is registered once the daemon lists it.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while !daemon.status()["agents"].as_array().is_some_and(|agents| agents.iter().any(|a| a["agent"] == agent)) {
             assert!(std::time::Instant::now() < deadline, "agent {agent} did not register within 30 s");
@@ -61,7 +62,7 @@ pub(crate) fn ctl_ok(daemon: &Daemon, args: &[&str]) -> String {
     outcome.stdout
 }
 
-/// Parses the JSON that `lupid-agent ARGS --json` prints.
+/// Runs `lupid-agent ARGS --json` and parses the JSON that it prints.
 pub(crate) fn ctl_json(daemon: &Daemon, args: &[&str]) -> Value {
     let mut with_json = args.to_vec();
     with_json.push("--json");
@@ -71,6 +72,6 @@ pub(crate) fn ctl_json(daemon: &Daemon, args: &[&str]) -> Value {
 
 /// Runs the probe's connect to [`LEASED_ADDR`] as `agent` and returns its
 /// exit code: 0 allowed, 1 denied.
-pub(crate) fn connect(daemon: &Daemon, agent: &str, policy: &PathBuf) -> i32 {
+pub(crate) fn connect(daemon: &Daemon, agent: &str, policy: &Path) -> i32 {
     daemon.run_agent(agent, policy, None, &[PROBE_BIN, "connect", LEASED_ADDR]).code
 }

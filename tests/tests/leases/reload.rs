@@ -1,6 +1,4 @@
-//! Policy reload and modes.
-
-use std::thread;
+//! Policy reloads and mode switches of running agents.
 
 use crate::common::ledger::records_of;
 use crate::common::{Daemon, PROBE_BIN, SECRET, require_bpf_lsm};
@@ -20,13 +18,13 @@ deny-secrets-b: deny open /srv/secrets/** read,write
 deny-curl: deny exec /usr/bin/curl
 ";
 
-/// Opens per run of the open loop; runs follow one another while the test
-/// reloads.
+/// Number of opens in each run of the open loop. The test starts runs one
+/// after another while it reloads.
 const OPENS_PER_RUN: &str = "2000";
 
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
-fn reload_under_load_never_lets_a_denied_open_through() {
+fn reload_under_load_denies_every_open() {
     require_bpf_lsm();
     let daemon = Daemon::start();
     let policy_a = daemon.write_policy("a", DENY_SECRETS_A);
@@ -54,11 +52,15 @@ fn reload_under_load_never_lets_a_denied_open_through() {
     tallies.push(finish(opener));
 
     let expected = format!(": 0 ok, {OPENS_PER_RUN} EPERM, 0 other");
-    assert!(tallies.iter().all(|tally| tally.contains(&expected)), "every open during the reloads is denied: {tallies:?}");
+    for tally in &tallies {
+        assert!(tally.contains(&expected), "every open during the reloads is denied: {tally}");
+    }
     let records = daemon.ledger().wait_for("the reload records", |records| {
         records_of(records, "policy_loaded", "reloaded").len() >= 100
     });
-    assert!(records_of(&records, "policy_loaded", "reloaded").iter().all(|r| r["loaded_by"] == "tester"));
+    for loaded in records_of(&records, "policy_loaded", "reloaded") {
+        assert_eq!(loaded["loaded_by"], "tester", "{loaded}");
+    }
 }
 
 /// Waits for one run of the open loop and returns its tally line.
@@ -69,7 +71,7 @@ fn finish(opener: std::process::Child) -> String {
 
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
-fn a_broken_reload_changes_nothing() {
+fn broken_reload_changes_nothing() {
     require_bpf_lsm();
     let daemon = Daemon::start();
     let policy = daemon.write_policy("a", DENY_SECRETS_A);
@@ -77,7 +79,7 @@ fn a_broken_reload_changes_nothing() {
     let _holder = Holder::start(&daemon, "steady", &policy);
 
     let outcome = daemon.ctl(&["policy", "reload", "--agent", "steady", broken.to_str().expect("UTF-8")]);
-    assert_eq!(outcome.code, 2, "a broken policy is refused; {outcome}");
+    assert_eq!(outcome.code, 2, "a broken policy is rejected; {outcome}");
     assert!(outcome.stderr.contains("broken.policy:3:"), "the error names the file and line; {outcome}");
     let open = daemon.run_agent("steady", &policy, None, &[PROBE_BIN, "open", SECRET, "read"]);
     assert_eq!(open.code, 1, "the running policy stays in force; {open}");
@@ -87,7 +89,7 @@ fn a_broken_reload_changes_nothing() {
 
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
-fn monitor_mode_allows_and_records_what_enforce_denies() {
+fn monitor_mode_allows_and_records_denials() {
     require_bpf_lsm();
     let daemon = Daemon::start();
     let policy = daemon.write_policy("a", DENY_SECRETS_A);
