@@ -85,8 +85,9 @@ enum Verb {
 
 #[derive(Args, Clone, Copy)]
 struct VmArgs {
-    /// Seconds the VM may run before xtask stops it and fails.
-    #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 1200)]
+    /// Seconds the VM may run before xtask stops it and fails. The whole VM
+    /// suite takes about 15 minutes under TCG on two idle cores.
+    #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 2400)]
     timeout_secs: u64,
 }
 
