@@ -77,21 +77,23 @@ impl Query {
                 let has_decision_filter = self.hook.is_some() || self.verdict.is_some() || self.rule_id.is_some();
                 self.agent.as_deref() == Some(identity.agent.as_str())
                     && !has_decision_filter
-                    && self.object_matches(&String::from_utf8_lossy(&identity.exe_path))
+                    && self.object_matches(|| String::from_utf8_lossy(&identity.exe_path).into_owned())
             }
             RecordBody::Decision(decision) => {
                 self.agent.as_ref().is_none_or(|agent| *agent == decision.agent)
                     && self.hook.is_none_or(|hook| hook == decision.hook)
                     && self.verdict.is_none_or(|verdict| verdict == decision.verdict)
                     && self.rule_id.is_none_or(|rule_id| rule_id == decision.rule_id)
-                    && self.object_matches(&object_text(&decision.object))
+                    && self.object_matches(|| object_text(&decision.object))
             }
             _ => false,
         }
     }
 
-    fn object_matches(&self, text: &str) -> bool {
-        self.object.as_ref().is_none_or(|needle| text.contains(needle.as_str()))
+    /// Checks the object filter against the text that `text` formats, which
+    /// is formatted only when the query has an object filter.
+    fn object_matches(&self, text: impl FnOnce() -> String) -> bool {
+        self.object.as_ref().is_none_or(|needle| text().contains(needle.as_str()))
     }
 }
 
