@@ -142,9 +142,11 @@ impl Ledger {
         let body = RecordBody::Checkpoint(CheckpointRecord { tree_size, root_hash });
         let note = (CHECKPOINTS_CF, tree_size.to_be_bytes().to_vec(), checkpoint.note.clone().into_bytes());
         self.write(vec![(time_ns, body)], Some(note))?;
-        // Checkpoints are rare, so each one also starts a flush of the
-        // memtables. A read-only open then replays only the write-ahead log
-        // written since, instead of everything since the daemon started.
+        // Checkpoints are infrequent (the daemon's default is one a minute),
+        // so each one also starts a flush of the memtables. A read-only open
+        // then replays only the write-ahead log written since.
+        // NOTE: checkpoints every second would write small table files at
+        // that rate, which RocksDB's compactions then merge.
         // The flush runs in the background. If it fails, the log keeps the
         // records, and only that replay stays long.
         let _ = self.flush_memtables(false);
