@@ -7,3 +7,4 @@
 
 pub mod errno;
 pub mod probe;
+pub mod uring;

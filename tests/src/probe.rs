@@ -30,6 +30,14 @@ usage: lupid-probe exec PATH [ARG...]
        lupid-probe listen ADDR:PORT
        lupid-probe connect-unix PATH
        lupid-probe open-loop PATH COUNT
+       lupid-probe openat DIR NAME | openat2 DIR NAME | open-fd-path DIR NAME
+       lupid-probe open-in DIR PATH | open-walk PATH
+       lupid-probe openat-race WORK-DIR SECRET-DIR NAME COUNT
+       lupid-probe open-mix ALLOWED DENIED COUNT EVERY
+       lupid-probe memfd-exec SOURCE fexecve|procfd|execveat [ARG...] | memfd-script
+       lupid-probe sendmsg ADDR:PORT | sendmmsg ADDR:PORT ADDR:PORT | udp-redirect ADDR:PORT ADDR:PORT
+       lupid-probe fastopen ADDR:PORT | ping ADDR | connect-abstract NAME
+       lupid-probe uring-open PATH [async] | uring-connect ADDR:PORT [async] | uring-sendmsg ADDR:PORT [async]
 ADDR is an IPv4 address or a bracketed IPv6 address: 127.0.0.1:8080, [::1]:8080.";
 
 /// Exit code when the kernel allowed the action.
@@ -55,6 +63,64 @@ pub enum Action {
     /// `count` read-only opens of `path`, each closed at once, summed up in
     /// one [`LoopTally`] line.
     OpenLoop { path: OsString, count: u64 },
+    /// `openat(dirfd, name)` read-only, with `dirfd` an `O_PATH` descriptor
+    /// of `dir`. `O_PATH` opens do not reach the `file_open` hook, so only
+    /// the open of `name` is decided.
+    OpenAt { dir: OsString, name: OsString },
+    /// As [`Action::OpenAt`], with `openat2` and `RESOLVE_BENEATH |
+    /// RESOLVE_NO_MAGICLINKS`.
+    OpenAt2 { dir: OsString, name: OsString },
+    /// `open("/proc/self/fd/N/name")` read-only, with N an `O_PATH`
+    /// descriptor of `dir`.
+    OpenFdPath { dir: OsString, name: OsString },
+    /// `chdir(dir)`, then `open(path)` read-only.
+    OpenIn { dir: OsString, path: OsString },
+    /// Opens `path` read-only one component at a time: an `O_PATH` descriptor
+    /// per directory, then `openat` of the last component, so a path longer
+    /// than `PATH_MAX` can be reached.
+    OpenWalk { path: OsString },
+    /// `count` reads of `openat(7, name)` while a second thread keeps
+    /// pointing descriptor 7 at `work` and at `secrets` with `dup2`.
+    OpenatRace { work: OsString, secrets: OsString, name: OsString, count: u64 },
+    /// `count` read-only opens of `allowed`, with one open of `denied` in
+    /// place of every `every`-th, each closed at once.
+    OpenMix { allowed: OsString, denied: OsString, count: u64, every: u64 },
+    /// Copies `source` into a `memfd_create("kworker", MFD_CLOEXEC)` file
+    /// and executes it with `args` as its whole argv (`kworker` when empty).
+    MemfdExec { source: OsString, how: MemfdExec, args: Vec<OsString> },
+    /// Writes a `#!/bin/sh` script into a `memfd_create("kworker", 0)`
+    /// file and executes it with `execveat(fd, "", AT_EMPTY_PATH)`.
+    MemfdScript,
+    /// One `sendmsg` with `msg_name` set on an unconnected UDP socket.
+    SendMsg { addr: SocketAddr },
+    /// One `sendmmsg` of two datagrams, to `first` and to `second`.
+    SendMmsg { first: SocketAddr, second: SocketAddr },
+    /// A UDP `connect` to `connected`, then a `sendto` to `destination`.
+    UdpRedirect { connected: SocketAddr, destination: SocketAddr },
+    /// A `sendto` with `MSG_FASTOPEN` on a new TCP socket.
+    FastOpen { addr: SocketAddr },
+    /// One ICMP echo request sent with `sendto` on an unprivileged ICMP
+    /// datagram socket (`net.ipv4.ping_group_range`).
+    Ping { addr: std::net::Ipv4Addr },
+    /// A stream `connect` to the abstract Unix socket `name`.
+    ConnectAbstract { name: OsString },
+    /// An `IORING_OP_OPENAT` of `path` read-only, then an `IORING_OP_READ`.
+    UringOpen { path: OsString, force_async: bool },
+    /// An `IORING_OP_CONNECT` of a TCP socket to `addr`.
+    UringConnect { addr: SocketAddr, force_async: bool },
+    /// An `IORING_OP_SENDMSG` of one UDP datagram to `addr`.
+    UringSendMsg { addr: SocketAddr, force_async: bool },
+}
+
+/// How [`Action::MemfdExec`] executes the memfd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemfdExec {
+    /// glibc's `fexecve`, which is `execveat(fd, "", AT_EMPTY_PATH)`.
+    Fexecve,
+    /// `execve("/proc/self/fd/N")`.
+    ProcFd,
+    /// `syscall(SYS_execveat, fd, "", argv, envp, AT_EMPTY_PATH)`.
+    Execveat,
 }
 
 /// Access mode of [`Action::Open`].
@@ -125,9 +191,78 @@ where
             let count = args.next().ok_or_else(|| usage_error("open-loop: missing COUNT"))?;
             Action::OpenLoop { path, count: parse_count(&count)? }
         }
+        b"openat" | b"openat2" | b"open-fd-path" | b"open-in" => {
+            let name = action.to_string_lossy().into_owned();
+            let dir = args.next().ok_or_else(|| usage_error(format!("{name}: missing DIR")))?;
+            let path = args.next().ok_or_else(|| usage_error(format!("{name}: missing NAME")))?;
+            match action.as_bytes() {
+                b"openat" => Action::OpenAt { dir, name: path },
+                b"openat2" => Action::OpenAt2 { dir, name: path },
+                b"open-fd-path" => Action::OpenFdPath { dir, name: path },
+                _ => Action::OpenIn { dir, path },
+            }
+        }
+        b"open-walk" => Action::OpenWalk { path: args.next().ok_or_else(|| usage_error("open-walk: missing PATH"))? },
+        b"openat-race" => {
+            let mut next = |what: &str| args.next().ok_or_else(|| usage_error(format!("openat-race: missing {what}")));
+            let (work, secrets, name) = (next("WORK-DIR")?, next("SECRET-DIR")?, next("NAME")?);
+            Action::OpenatRace { work, secrets, name, count: parse_count(&next("COUNT")?)? }
+        }
+        b"open-mix" => {
+            let mut next = |what: &str| args.next().ok_or_else(|| usage_error(format!("open-mix: missing {what}")));
+            let (allowed, denied) = (next("ALLOWED")?, next("DENIED")?);
+            let (count, every) = (parse_count(&next("COUNT")?)?, parse_count(&next("EVERY")?)?);
+            Action::OpenMix { allowed, denied, count, every }
+        }
+        b"memfd-exec" => {
+            let source = args.next().ok_or_else(|| usage_error("memfd-exec: missing SOURCE"))?;
+            let how = match args.next().as_deref().map(OsStr::as_bytes) {
+                Some(b"fexecve") => MemfdExec::Fexecve,
+                Some(b"procfd") => MemfdExec::ProcFd,
+                Some(b"execveat") => MemfdExec::Execveat,
+                _ => return Err(usage_error("memfd-exec: expected fexecve, procfd or execveat after SOURCE")),
+            };
+            Action::MemfdExec { source, how, args: args.by_ref().collect() }
+        }
+        b"memfd-script" => Action::MemfdScript,
+        b"sendmsg" | b"fastopen" => {
+            let text = args.next().ok_or_else(|| usage_error("missing ADDR:PORT"))?;
+            let addr = parse_socket_addr(&text)?;
+            if action.as_bytes() == b"sendmsg" { Action::SendMsg { addr } } else { Action::FastOpen { addr } }
+        }
+        b"sendmmsg" | b"udp-redirect" => {
+            let first = parse_socket_addr(&args.next().ok_or_else(|| usage_error("missing first ADDR:PORT"))?)?;
+            let second = parse_socket_addr(&args.next().ok_or_else(|| usage_error("missing second ADDR:PORT"))?)?;
+            if action.as_bytes() == b"sendmmsg" {
+                Action::SendMmsg { first, second }
+            } else {
+                Action::UdpRedirect { connected: first, destination: second }
+            }
+        }
+        b"ping" => {
+            let text = args.next().ok_or_else(|| usage_error("ping: missing ADDR"))?;
+            let addr = text.to_str().and_then(|text| text.parse().ok());
+            Action::Ping { addr: addr.ok_or_else(|| usage_error(format!("ping: invalid IPv4 address {text:?}")))? }
+        }
+        b"connect-abstract" => {
+            Action::ConnectAbstract { name: args.next().ok_or_else(|| usage_error("connect-abstract: missing NAME"))? }
+        }
+        b"uring-open" | b"uring-connect" | b"uring-sendmsg" => {
+            let object = args.next().ok_or_else(|| usage_error("missing PATH or ADDR:PORT"))?;
+            let force_async = match args.next() {
+                None => false,
+                Some(word) if word == "async" => true,
+                Some(word) => return Err(usage_error(format!("invalid argument {word:?}: expected async or no argument"))),
+            };
+            match action.as_bytes() {
+                b"uring-open" => Action::UringOpen { path: object, force_async },
+                b"uring-connect" => Action::UringConnect { addr: parse_socket_addr(&object)?, force_async },
+                _ => Action::UringSendMsg { addr: parse_socket_addr(&object)?, force_async },
+            }
+        }
         _ => {
             return Err(usage_error(format!(
-                "unknown action {:?}: expected exec, open, connect, listen, connect-unix or open-loop",
+                "unknown action {:?}: expected an action of the usage text below",
                 action.to_string_lossy()
             )));
         }
@@ -469,6 +604,54 @@ mod tests {
         assert_eq!(LoopTally { ok: 2, eperm: 0, other: 0 }.exit_code(), EXIT_OK);
         assert_eq!(LoopTally { ok: 1, eperm: 1, other: 0 }.exit_code(), EXIT_DENIED);
         assert_eq!(LoopTally { ok: 0, eperm: 1, other: 1 }.exit_code(), EXIT_OTHER);
+    }
+
+    #[test]
+    fn openat_takes_dir_and_name() {
+        let action = parse_args(args(&["openat", "/srv", "secrets/token"])).unwrap();
+        assert_eq!(action, Action::OpenAt { dir: "/srv".into(), name: "secrets/token".into() });
+        assert!(parse_args(args(&["openat2", "/srv"])).is_err());
+    }
+
+    #[test]
+    fn openat_race_parses() {
+        let action = parse_args(args(&["openat-race", "/w", "/s", "token", "20"])).unwrap();
+        let expected = Action::OpenatRace { work: "/w".into(), secrets: "/s".into(), name: "token".into(), count: 20 };
+        assert_eq!(action, expected);
+    }
+
+    #[test]
+    fn open_mix_rejects_zero_interval() {
+        assert!(parse_args(args(&["open-mix", "/a", "/b", "10", "0"])).is_err());
+    }
+
+    #[test]
+    fn memfd_exec_keeps_argv() {
+        let action = parse_args(args(&["memfd-exec", "/usr/bin/curl", "execveat", "curl", "-V"])).unwrap();
+        let expected =
+            Action::MemfdExec { source: "/usr/bin/curl".into(), how: MemfdExec::Execveat, args: args(&["curl", "-V"]) };
+        assert_eq!(action, expected);
+        assert!(parse_args(args(&["memfd-exec", "/usr/bin/curl", "spawn"])).is_err());
+    }
+
+    #[test]
+    fn sendmmsg_takes_two_addresses() {
+        let action = parse_args(args(&["sendmmsg", "127.0.0.1:8080", "203.0.113.7:53"])).unwrap();
+        let expected =
+            Action::SendMmsg { first: addr("127.0.0.1:8080").unwrap(), second: addr("203.0.113.7:53").unwrap() };
+        assert_eq!(action, expected);
+    }
+
+    #[test]
+    fn ping_rejects_port() {
+        assert!(parse_args(args(&["ping", "203.0.113.7:0"])).is_err());
+    }
+
+    #[test]
+    fn uring_async_word_parses() {
+        let action = parse_args(args(&["uring-open", "/x", "async"])).unwrap();
+        assert_eq!(action, Action::UringOpen { path: "/x".into(), force_async: true });
+        assert!(parse_args(args(&["uring-connect", "127.0.0.1:1", "later"])).is_err());
     }
 
     #[test]

@@ -18,6 +18,10 @@ use std::time::Duration;
 
 use lupid_tests::probe::{self, Action, LoopTally, OpenMode, Outcome, Transport};
 
+// A folder without main.rs, so cargo does not take it for another binary.
+#[path = "lupid-probe/bypass.rs"]
+mod bypass;
+
 /// Time a TCP connect may take before the probe reports `ETIMEDOUT`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Bytes an allowed read-only open reads from the file.
@@ -42,6 +46,24 @@ fn main() -> ExitCode {
         Action::Listen { addr } => listen(addr),
         Action::ConnectUnix { path } => connect_unix(&path),
         Action::OpenLoop { path, count } => open_loop(&path, count),
+        Action::OpenAt { dir, name } => bypass::open_at(&dir, &name, false),
+        Action::OpenAt2 { dir, name } => bypass::open_at(&dir, &name, true),
+        Action::OpenFdPath { dir, name } => bypass::open_fd_path(&dir, &name),
+        Action::OpenIn { dir, path } => bypass::open_in(&dir, &path),
+        Action::OpenWalk { path } => bypass::open_walk(&path),
+        Action::OpenatRace { work, secrets, name, count } => bypass::openat_race(&work, &secrets, &name, count),
+        Action::OpenMix { allowed, denied, count, every } => bypass::open_mix(&allowed, &denied, count, every),
+        Action::MemfdExec { source, how, args } => bypass::memfd_exec(&source, how, &args),
+        Action::MemfdScript => bypass::memfd_script(),
+        Action::SendMsg { addr } => bypass::send_msg(addr),
+        Action::SendMmsg { first, second } => bypass::send_mmsg(first, second),
+        Action::UdpRedirect { connected, destination } => bypass::udp_redirect(connected, destination),
+        Action::FastOpen { addr } => bypass::fast_open(addr),
+        Action::Ping { addr } => bypass::ping(addr),
+        Action::ConnectAbstract { name } => bypass::connect_abstract(&name),
+        Action::UringOpen { path, force_async } => bypass::uring_open(&path, force_async),
+        Action::UringConnect { addr, force_async } => bypass::uring_connect(addr, force_async),
+        Action::UringSendMsg { addr, force_async } => bypass::uring_sendmsg(addr, force_async),
     }
 }
 
