@@ -44,6 +44,14 @@ enum Command {
         #[arg(long)]
         pin_checkpoints: Option<PathBuf>,
     },
+    /// Remove the pinned kernel programs and maps while no daemon runs. They
+    /// stay in force after the daemon stops; labeled agents still running
+    /// are no longer mediated once they are removed.
+    Unload {
+        /// The daemon's socket, to check that no daemon is listening.
+        #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Ask the daemon to sign a checkpoint now and print it.
     Checkpoint {
         #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
@@ -219,6 +227,10 @@ fn main() -> ExitCode {
             .map(|()| 0)
         }
         Command::Checkpoint { socket } => status::checkpoint(&socket).map(|()| 0),
+        Command::Unload { socket } => daemon::unload(&socket).map(|removed| {
+            println!("removed {removed} pins from {}", daemon::PIN_DIR);
+            0
+        }),
         Command::Run { agent, policy, delegated_by, user, socket, command } => {
             run::run(&run::RunOptions { agent, policy, delegated_by, user, socket, command })
         }

@@ -102,8 +102,21 @@ pub(crate) struct StatusReport {
     pub(crate) programs: Vec<ProgramStatus>,
     /// Labeled cgroups, read back from the kernel's `AGENTS` map.
     pub(crate) agents: Vec<AgentStatus>,
+    /// lupid's LSM links that the kernel lists right now, each with the
+    /// program it runs.
+    #[serde(default)]
+    pub(crate) links: Vec<LinkStatus>,
     /// Entries in the kernel's `PATH_RULES` map.
     pub(crate) path_rules: usize,
+    /// Entries in the kernel's `NET_RULES` map.
+    #[serde(default)]
+    pub(crate) net_rules: usize,
+    /// Entries in the kernel's `EXEC_CONTENT` map.
+    #[serde(default)]
+    pub(crate) content_rules: usize,
+    /// `LEASES` slots that hold a lease.
+    #[serde(default)]
+    pub(crate) leases: usize,
     /// Next kernel sequence number.
     pub(crate) kernel_sequence: u64,
     /// Denials caused by internal failures, by cause.
@@ -116,6 +129,13 @@ pub(crate) struct StatusReport {
 pub(crate) struct ProgramStatus {
     pub(crate) name: String,
     pub(crate) id: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct LinkStatus {
+    pub(crate) id: u32,
+    pub(crate) program_id: u32,
+    pub(crate) program: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -22,6 +22,13 @@ pub(crate) fn status(socket: &Path, json: bool) -> Result<()> {
     } else {
         print_report(&report);
     }
+    if report.links.len() < crate::daemon::HOOK_COUNT {
+        bail!(
+            "only {} of {} lupid programs are attached in the kernel",
+            report.links.len(),
+            crate::daemon::HOOK_COUNT
+        );
+    }
     if report.programs.len() < crate::daemon::HOOK_COUNT {
         bail!(
             "only {} of {} lupid programs are loaded in the kernel",
@@ -49,7 +56,14 @@ fn print_report(report: &StatusReport) {
             &agent.policy_sha256[..agent.policy_sha256.len().min(16)]
         );
     }
-    println!("path rule entries in the kernel: {}", report.path_rules);
+    println!("links attaching them: {}", report.links.len());
+    for link in &report.links {
+        println!("  link {:<6} program {:<6} {}", link.id, link.program_id, link.program);
+    }
+    println!(
+        "rule entries in the kernel: {} path, {} network, {} content; leases in force: {}",
+        report.path_rules, report.net_rules, report.content_rules, report.leases
+    );
     println!("next kernel sequence number: {}", report.kernel_sequence);
     let failures: Vec<String> =
         report.failures.iter().filter(|(_, n)| *n > 0).map(|(name, n)| format!("{name}={n}")).collect();

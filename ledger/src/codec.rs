@@ -60,7 +60,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::record::{
-    AgentExit, CheckpointRecord, DaemonStart, DaemonStop, Decision, EventsLost, HASH_LEN, Hash, Hook, Identity, Kind,
+    AgentExit, CheckpointRecord, DaemonGap, DaemonStart, DaemonStop, Decision, EventsLost, HASH_LEN, Hash, Hook, Identity, Kind,
     LeaseExpired, LeaseGranted, LeaseRevoked, ModeChanged, Object, PolicyLoaded, Reason, Record, RecordBody, Verdict,
 };
 
@@ -232,6 +232,14 @@ fn encode_body(out: &mut Writer, body: &RecordBody) -> Result<(), EncodeError> {
             out.bytes("mode", changed.mode.as_bytes())?;
             out.bytes("changed_by", changed.changed_by.as_bytes())?;
         }
+        RecordBody::DaemonGap(gap) => {
+            out.u64(gap.from_ns);
+            out.u64(gap.to_ns);
+            out.u64(gap.first_kernel_seq);
+            out.u64(gap.next_kernel_seq);
+            out.u64(gap.kernel_drop_counter);
+            out.bytes("programs", gap.programs.as_bytes())?;
+        }
     }
     Ok(())
 }
@@ -364,6 +372,14 @@ fn decode_body(input: &mut Reader<'_>, kind: Kind, version: u8) -> Result<Record
             agent: input.string("agent")?,
             mode: input.string("mode")?,
             changed_by: input.string("changed_by")?,
+        }),
+        Kind::DaemonGap => RecordBody::DaemonGap(DaemonGap {
+            from_ns: input.u64("from_ns")?,
+            to_ns: input.u64("to_ns")?,
+            first_kernel_seq: input.u64("first_kernel_seq")?,
+            next_kernel_seq: input.u64("next_kernel_seq")?,
+            kernel_drop_counter: input.u64("kernel_drop_counter")?,
+            programs: input.string("programs")?,
         }),
     };
     Ok(body)

@@ -128,6 +128,14 @@ pub fn record_json(stored: &StoredRecord) -> String {
             object.put("mode", json!(changed.mode));
             object.put("changed_by", json!(changed.changed_by));
         }
+        RecordBody::DaemonGap(gap) => {
+            object.put("from_ns", json!(gap.from_ns));
+            object.put("to_ns", json!(gap.to_ns));
+            object.put("first_kernel_seq", json!(gap.first_kernel_seq));
+            object.put("next_kernel_seq", json!(gap.next_kernel_seq));
+            object.put("kernel_drop_counter", json!(gap.kernel_drop_counter));
+            object.put("programs", json!(gap.programs));
+        }
     }
     object.to_ascii_json()
 }

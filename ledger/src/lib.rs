@@ -43,7 +43,7 @@ pub use note::NoteError;
 pub use proof::{CheckError, InclusionProof, ProveError};
 pub use reader::{LedgerReader, StoredRecord};
 pub use record::{
-    AgentExit, CheckpointRecord, DaemonStart, DaemonStop, Decision, EventsLost, Hash, Hook, Identity, Kind,
+    AgentExit, CheckpointRecord, DaemonGap, DaemonStart, DaemonStop, Decision, EventsLost, Hash, Hook, Identity, Kind,
     LeaseExpired, LeaseGranted, LeaseRevoked, ModeChanged, Object, PolicyLoaded, Reason, Record, RecordBody, Verdict,
     ZERO_HASH,
 };

@@ -46,6 +46,7 @@ pub enum RecordBody {
     LeaseExpired(LeaseExpired),
     PolicyLoaded(PolicyLoaded),
     ModeChanged(ModeChanged),
+    DaemonGap(DaemonGap),
 }
 
 impl RecordBody {
@@ -64,6 +65,7 @@ impl RecordBody {
             Self::LeaseExpired(_) => Kind::LeaseExpired,
             Self::PolicyLoaded(_) => Kind::PolicyLoaded,
             Self::ModeChanged(_) => Kind::ModeChanged,
+            Self::DaemonGap(_) => Kind::DaemonGap,
         }
     }
 }
@@ -85,6 +87,7 @@ pub enum Kind {
     LeaseExpired = 10,
     PolicyLoaded = 11,
     ModeChanged = 12,
+    DaemonGap = 13,
 }
 
 impl Kind {
@@ -103,6 +106,7 @@ impl Kind {
             10 => Some(Self::LeaseExpired),
             11 => Some(Self::PolicyLoaded),
             12 => Some(Self::ModeChanged),
+            13 => Some(Self::DaemonGap),
             _ => None,
         }
     }
@@ -122,6 +126,7 @@ impl Kind {
             Self::LeaseExpired => "lease_expired",
             Self::PolicyLoaded => "policy_loaded",
             Self::ModeChanged => "mode_changed",
+            Self::DaemonGap => "daemon_gap",
         }
     }
 }
@@ -489,4 +494,29 @@ pub struct ModeChanged {
     pub mode: String,
     /// The person, or the daemon, that switched the mode.
     pub changed_by: String,
+}
+
+/// The time a daemon was away while the kernel programs it left pinned went
+/// on deciding. The daemon that takes over the pins writes it. Every event
+/// the kernel numbered from `first_kernel_seq` up to `next_kernel_seq`
+/// (exclusive) follows as a decision drained from the ring buffer, or is
+/// covered by an [`EventsLost`] record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonGap {
+    /// Wall time of the last record before the gap, in nanoseconds since
+    /// the Unix epoch; 0 when the ledger had no record.
+    pub from_ns: u64,
+    /// Wall time at which the new daemon took over the programs.
+    pub to_ns: u64,
+    /// First kernel sequence number that no record accounted for when the
+    /// new daemon took over.
+    pub first_kernel_seq: u64,
+    /// The kernel's next sequence number when the new daemon took over.
+    pub next_kernel_seq: u64,
+    /// The kernel's count of events that found the ring buffer full, at the
+    /// takeover.
+    pub kernel_drop_counter: u64,
+    /// `kept` when the new daemon reused the pinned programs, `replaced`
+    /// when it attached programs of its own build in their place.
+    pub programs: String,
 }

@@ -19,6 +19,21 @@ fn roundtrip_every_kind() {
 }
 
 #[test]
+fn roundtrip_daemon_gap() {
+    let original = record(RecordBody::DaemonGap(lupid_ledger::DaemonGap {
+        from_ns: 1_700_000_000_000_000_000,
+        to_ns: 1_700_000_009_000_000_000,
+        first_kernel_seq: 120,
+        next_kernel_seq: 4_215,
+        kernel_drop_counter: 3,
+        programs: "kept".into(),
+    }));
+    let bytes = original.encode().unwrap();
+    assert_eq!(bytes[17], 13, "daemon_gap has kind code 13");
+    assert_eq!(Record::decode(&bytes).unwrap(), original);
+}
+
+#[test]
 fn roundtrip_hostile_bytes() {
     let original = record(common::open_decision());
     let decoded = Record::decode(&original.encode().unwrap()).unwrap();
@@ -194,6 +209,7 @@ fn kind_codes_and_names() {
         (10, "lease_expired"),
         (11, "policy_loaded"),
         (12, "mode_changed"),
+        (13, "daemon_gap"),
     ];
     for (code, name) in expected {
         let kind = Kind::from_code(code).unwrap();
@@ -201,7 +217,7 @@ fn kind_codes_and_names() {
         assert_eq!(kind.name(), name);
     }
     assert_eq!(Kind::from_code(0), None);
-    assert_eq!(Kind::from_code(13), None);
+    assert_eq!(Kind::from_code(14), None);
 }
 
 #[test]

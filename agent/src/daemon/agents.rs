@@ -8,13 +8,22 @@
 //! policy or the new one, never a mix and never none. The old entries are
 //! removed only after [`SWAP_GRACE`], because a hook that read the old id
 //! just before the swap may still be looking them up.
+//!
+//! The live runs are saved in [`RUNS_FILE`] after every change. The kernel
+//! maps are pinned and outlive the daemon, so the next daemon adopts each
+//! run whose label it finds there ([`Registry::adopt`]) and keeps every
+//! other labeled cgroup denied by default.
 
 use std::{
     collections::BTreeMap,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
+use anyhow::Context as _;
 use lupid_common::{AgentInfo, ContentKey, NetKey, PathKey, agent_flags, verdict};
+use serde::{Deserialize, Serialize};
 
 use super::{cgroup, kernel::Kernel};
 use crate::policy::{self, Rule};
@@ -56,6 +65,8 @@ pub(crate) struct AgentEntry {
     pub(crate) policy: policy::Policy,
     pub(crate) policy_sha256: [u8; 32],
     pub(crate) policy_path: Vec<u8>,
+    /// The policy file as loaded, so the next daemon can parse it again.
+    pub(crate) policy_text: Vec<u8>,
     pub(crate) cgroup: cgroup::AgentCgroup,
     pub(crate) monitor: bool,
     /// The policy id in force.
@@ -98,7 +109,40 @@ pub(crate) struct Registry {
     replaced: Vec<(Instant, Installed)>,
     /// Agents switched to monitor mode, by name; new runs start in it.
     monitored: std::collections::BTreeSet<String>,
+    /// Where the live runs are saved; `None` keeps them in memory only.
+    runs_file: Option<PathBuf>,
 }
+
+/// File of the live agent runs in the state folder.
+pub(crate) const RUNS_FILE: &str = "agents.json";
+
+/// One live run as [`RUNS_FILE`] stores it. Byte strings are hex.
+#[derive(Serialize, Deserialize)]
+struct SavedRun {
+    agent_id: u32,
+    name: String,
+    policy_text: String,
+    policy_path: String,
+    policy_sha256: String,
+    cgroup_path: PathBuf,
+    cgroup_id: u64,
+    policy_id: u32,
+    /// Every policy id of the run: (id, policy SHA-256, rule names).
+    versions: Vec<(u32, String, Vec<String>)>,
+}
+
+/// The contents of [`RUNS_FILE`].
+#[derive(Default, Serialize, Deserialize)]
+struct SavedRegistry {
+    next_id: u32,
+    next_policy_id: u32,
+    monitored: Vec<String>,
+    runs: Vec<SavedRun>,
+}
+
+/// The policy of a labeled cgroup that no saved run describes: no rules,
+/// so the deny default decides every action.
+const DENY_ALL_POLICY: &str = "lupid-policy 1\ndefault deny\n";
 
 /// What an agent run starts with.
 pub(crate) struct NewAgent<'a> {
@@ -106,9 +150,146 @@ pub(crate) struct NewAgent<'a> {
     pub(crate) policy: &'a policy::Policy,
     pub(crate) policy_sha256: [u8; 32],
     pub(crate) policy_path: &'a [u8],
+    pub(crate) policy_text: &'a [u8],
+}
+
+/// A policy that replaces an agent's own in [`Registry::install`].
+pub(crate) struct Replacement {
+    pub(crate) policy: policy::Policy,
+    pub(crate) sha256: [u8; 32],
+    pub(crate) path: Vec<u8>,
+    pub(crate) text: Vec<u8>,
 }
 
 impl Registry {
+    /// Builds the registry at start from [`RUNS_FILE`] in `state_dir` and
+    /// the labels in the kernel's `AGENTS` map, which an earlier daemon may
+    /// have left pinned.
+    ///
+    /// A label that matches a saved run (same cgroup id, agent id and
+    /// cgroup folder) is adopted with its rules as the kernel holds them.
+    /// Any other label whose cgroup still exists is switched to deny every
+    /// action and kept for the sweeper to retire once the cgroup is empty.
+    /// A label whose cgroup is gone is removed. Rules that no label points
+    /// at are removed after [`SWAP_GRACE`]. Saved runs without a label are
+    /// kept as retired runs, so their events still in the ring buffer get
+    /// their names.
+    pub(crate) fn adopt(kernel: &mut Kernel, state_dir: &Path, cgroup_root: &Path) -> anyhow::Result<Self> {
+        let runs_file = state_dir.join(RUNS_FILE);
+        let saved: SavedRegistry = match std::fs::read(&runs_file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::error!(file = %runs_file.display(), error = %e, "the saved agent runs are damaged; labeled cgroups are denied by default");
+                SavedRegistry::default()
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SavedRegistry::default(),
+            Err(e) => return Err(e).with_context(|| format!("failed to read {}", runs_file.display())),
+        };
+        let mut registry = Self {
+            next_id: saved.next_id,
+            next_policy_id: saved.next_policy_id,
+            monitored: saved.monitored.into_iter().collect(),
+            runs_file: Some(runs_file),
+            ..Self::default()
+        };
+        let (path_keys, net_keys, content_keys) = (kernel.path_keys(), kernel.net_keys(), kernel.content_keys());
+        let installed_for = |policy_id: u32| Installed {
+            path_keys: path_keys.iter().filter(|key| key.policy_id == policy_id).copied().collect(),
+            net_keys: net_keys.iter().filter(|(_, key)| key.policy_id_be == policy_id.to_be_bytes()).copied().collect(),
+            content_keys: content_keys.iter().filter(|key| key.policy_id == policy_id).copied().collect(),
+        };
+        let mut runs: BTreeMap<u32, SavedRun> = saved.runs.into_iter().map(|run| (run.agent_id, run)).collect();
+
+        for (cgroup_id, info) in kernel.agents_in_kernel() {
+            registry.next_id = registry.next_id.max(info.agent_id);
+            registry.next_policy_id = registry.next_policy_id.max(info.policy_id);
+            let run = runs.remove(&info.agent_id).filter(|run| run.cgroup_id == cgroup_id);
+            let adopted = run.and_then(|run| {
+                let entry = adopted_entry(&run, info, installed_for(info.policy_id));
+                if entry.is_none() {
+                    tracing::error!(agent_id = info.agent_id, "failed to adopt a saved agent run; it is denied by default");
+                }
+                entry.filter(|entry| cgroup_inode(&entry.cgroup.path) == Some(cgroup_id))
+            });
+            let entry = match adopted {
+                Some(entry) => {
+                    tracing::info!(agent_id = entry.agent_id, agent = %entry.name, cgroup = %entry.cgroup.path.display(), "adopted a running agent");
+                    entry
+                }
+                None => match find_cgroup(cgroup_root, cgroup_id) {
+                    Some(path) => {
+                        let entry = denied_entry(info.agent_id, cgroup::AgentCgroup { path, id: cgroup_id });
+                        kernel.insert_agent(cgroup_id, &entry.info()).context("failed to deny an unknown labeled cgroup")?;
+                        tracing::warn!(agent_id = info.agent_id, cgroup = %entry.cgroup.path.display(), "a labeled cgroup has no saved run; every action of it is denied until it is empty");
+                        entry
+                    }
+                    None => {
+                        kernel.remove_agent(cgroup_id).context("failed to remove the label of a removed cgroup")?;
+                        tracing::info!(agent_id = info.agent_id, cgroup_id, "removed the label of a cgroup that no longer exists");
+                        continue;
+                    }
+                },
+            };
+            registry.agents.insert(entry.agent_id, entry);
+        }
+        for run in runs.into_values() {
+            let Some(mut entry) = adopted_entry(&run, AgentInfo::default(), Installed::default()) else { continue };
+            entry.retired = true;
+            registry.next_id = registry.next_id.max(entry.agent_id);
+            registry.agents.insert(entry.agent_id, entry);
+        }
+
+        // Rules that no label points at: left by a swap or retire the
+        // earlier daemon did not finish, or by runs whose labels are gone.
+        let referenced: std::collections::BTreeSet<u32> =
+            registry.agents.values().filter(|entry| !entry.retired).map(|entry| entry.policy_id).collect();
+        let mut orphans = Installed::default();
+        for key in &path_keys {
+            registry.next_policy_id = registry.next_policy_id.max(key.policy_id);
+            if !referenced.contains(&key.policy_id) {
+                orphans.path_keys.push(*key);
+            }
+        }
+        for (prefix_len, key) in &net_keys {
+            let policy_id = u32::from_be_bytes(key.policy_id_be);
+            registry.next_policy_id = registry.next_policy_id.max(policy_id);
+            if !referenced.contains(&policy_id) {
+                orphans.net_keys.push((*prefix_len, *key));
+            }
+        }
+        for key in &content_keys {
+            registry.next_policy_id = registry.next_policy_id.max(key.policy_id);
+            if !referenced.contains(&key.policy_id) {
+                orphans.content_keys.push(*key);
+            }
+        }
+        registry.replaced.push((Instant::now() + SWAP_GRACE, orphans));
+        registry.save();
+        Ok(registry)
+    }
+
+    /// Writes the live runs to [`RUNS_FILE`]: a new file, synced, renamed
+    /// into place. A failure is logged, and the next daemon then denies the
+    /// runs it cannot adopt.
+    fn save(&self) {
+        let Some(path) = &self.runs_file else { return };
+        let saved = SavedRegistry {
+            next_id: self.next_id,
+            next_policy_id: self.next_policy_id,
+            monitored: self.monitored.iter().cloned().collect(),
+            runs: self.agents.values().filter(|entry| !entry.retired).map(saved_run).collect(),
+        };
+        let result = serde_json::to_vec(&saved).map_err(std::io::Error::other).and_then(|bytes| {
+            let staging = path.with_extension("json.new");
+            let mut file = std::fs::File::create(&staging)?;
+            std::io::Write::write_all(&mut file, &bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&staging, path)
+        });
+        if let Err(e) = result {
+            tracing::error!(file = %path.display(), error = %e, "failed to save the agent runs; a restarted daemon will deny the runs it cannot adopt");
+        }
+    }
+
     /// Creates the agent's cgroup, compiles its policy with `extra` rules
     /// (granted leases) under a new policy id, writes it into
     /// the kernel and labels the cgroup. On any failure everything written
@@ -130,6 +311,7 @@ impl Registry {
             policy: agent.policy.clone(),
             policy_sha256: agent.policy_sha256,
             policy_path: agent.policy_path.to_vec(),
+            policy_text: agent.policy_text.to_vec(),
             cgroup,
             monitor: self.monitored.contains(agent.name),
             policy_id: 0,
@@ -146,6 +328,7 @@ impl Registry {
             let _ = cgroup::remove(&entry.cgroup.path);
             return Err(e);
         }
+        self.save();
         Ok(self.agents[&agent_id].clone())
     }
 
@@ -157,13 +340,13 @@ impl Registry {
         &mut self,
         kernel: &mut Kernel,
         agent_id: u32,
-        policy: Option<(policy::Policy, [u8; 32], Vec<u8>)>,
+        policy: Option<Replacement>,
         extra: &[Rule],
     ) -> Result<(), String> {
         self.next_policy_id = self.next_policy_id.checked_add(1).ok_or("policy ids are exhausted; restart the daemon")?;
         let policy_id = self.next_policy_id;
         let entry = self.agents.get_mut(&agent_id).ok_or_else(|| format!("no agent with id {agent_id}"))?;
-        let source = policy.as_ref().map_or(&entry.policy, |(policy, _, _)| policy);
+        let source = policy.as_ref().map_or(&entry.policy, |replacement| &replacement.policy);
         let compiled = policy::compile_with(source, policy_id, extra)
             .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
 
@@ -181,15 +364,17 @@ impl Registry {
             remove_rules(kernel, agent_id, &installed);
             return Err(e.to_string());
         }
-        if let Some((policy, sha256, path)) = policy {
-            entry.policy = policy;
-            entry.policy_sha256 = sha256;
-            entry.policy_path = path;
+        if let Some(replacement) = policy {
+            entry.policy = replacement.policy;
+            entry.policy_sha256 = replacement.sha256;
+            entry.policy_path = replacement.path;
+            entry.policy_text = replacement.text;
         }
         let version = PolicyVersion { policy_sha256: entry.policy_sha256, rule_names: compiled.rule_names };
         entry.versions.insert(policy_id, version);
         let old = std::mem::replace(&mut entry.installed, installed);
         self.replaced.push((Instant::now() + SWAP_GRACE, old));
+        self.save();
         Ok(())
     }
 
@@ -200,6 +385,7 @@ impl Registry {
         } else {
             self.monitored.remove(name);
         }
+        self.save();
     }
 
     /// Switches a live agent between enforce and monitor mode.
@@ -211,6 +397,7 @@ impl Registry {
             entry.monitor = before;
             return Err(e.to_string());
         }
+        self.save();
         Ok(())
     }
 
@@ -245,6 +432,7 @@ impl Registry {
         remove_rules(kernel, agent_id, &std::mem::take(&mut entry.installed));
         cgroup::remove(&entry.cgroup.path).map_err(|e| e.to_string())?;
         entry.retired = true;
+        self.save();
         Ok(())
     }
 
@@ -260,6 +448,95 @@ impl Registry {
             }
         }
     }
+}
+
+fn saved_run(entry: &AgentEntry) -> SavedRun {
+    SavedRun {
+        agent_id: entry.agent_id,
+        name: entry.name.clone(),
+        policy_text: hex::encode(&entry.policy_text),
+        policy_path: hex::encode(&entry.policy_path),
+        policy_sha256: hex::encode(entry.policy_sha256),
+        cgroup_path: entry.cgroup.path.clone(),
+        cgroup_id: entry.cgroup.id,
+        policy_id: entry.policy_id,
+        versions: entry
+            .versions
+            .iter()
+            .map(|(id, version)| (*id, hex::encode(version.policy_sha256), version.rule_names.clone()))
+            .collect(),
+    }
+}
+
+/// Rebuilds a saved run with the label `info` the kernel holds for it.
+/// Returns `None` when the saved policy no longer parses.
+fn adopted_entry(run: &SavedRun, info: AgentInfo, installed: Installed) -> Option<AgentEntry> {
+    let policy_text = hex::decode(&run.policy_text).ok()?;
+    let policy_path = hex::decode(&run.policy_path).ok()?;
+    let mut policy_sha256 = [0; 32];
+    hex::decode_to_slice(&run.policy_sha256, &mut policy_sha256).ok()?;
+    let policy = policy::Policy::parse(&String::from_utf8_lossy(&policy_path), &policy_text).ok()?;
+    let mut versions = BTreeMap::new();
+    for (id, sha256, rule_names) in &run.versions {
+        let mut policy_sha256 = [0; 32];
+        hex::decode_to_slice(sha256, &mut policy_sha256).ok()?;
+        versions.insert(*id, PolicyVersion { policy_sha256, rule_names: rule_names.clone() });
+    }
+    Some(AgentEntry {
+        agent_id: run.agent_id,
+        name: run.name.clone(),
+        policy,
+        policy_sha256,
+        policy_path,
+        policy_text,
+        cgroup: cgroup::AgentCgroup { path: run.cgroup_path.clone(), id: run.cgroup_id },
+        monitor: info.flags & agent_flags::MONITOR != 0,
+        policy_id: info.policy_id,
+        versions,
+        installed,
+        default_verdict: info.default_verdict,
+        policy_flags: info.flags & !agent_flags::MONITOR,
+        registered_at: Instant::now(),
+        retired: false,
+    })
+}
+
+/// Returns the entry of a labeled cgroup that no saved run describes: no
+/// name, no rules, every action denied.
+fn denied_entry(agent_id: u32, cgroup: cgroup::AgentCgroup) -> AgentEntry {
+    let policy = policy::Policy::parse("deny-all", DENY_ALL_POLICY.as_bytes()).expect("the deny-all policy parses");
+    AgentEntry {
+        agent_id,
+        name: String::new(),
+        policy,
+        policy_sha256: [0; 32],
+        policy_path: Vec::new(),
+        policy_text: DENY_ALL_POLICY.as_bytes().to_vec(),
+        cgroup,
+        monitor: false,
+        policy_id: 0,
+        versions: BTreeMap::new(),
+        installed: Installed::default(),
+        default_verdict: verdict::DENY,
+        policy_flags: 0,
+        registered_at: Instant::now(),
+        retired: false,
+    }
+}
+
+/// Returns the inode number of a folder, which is a cgroup's id.
+fn cgroup_inode(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|metadata| metadata.ino())
+}
+
+/// Returns the agent cgroup below `lupid.slice` whose id is `cgroup_id`.
+fn find_cgroup(cgroup_root: &Path, cgroup_id: u64) -> Option<PathBuf> {
+    let slice = cgroup_root.join(cgroup::SLICE);
+    std::fs::read_dir(slice)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| cgroup_inode(path) == Some(cgroup_id))
 }
 
 fn write_rules(kernel: &mut Kernel, compiled: &policy::CompiledPolicy, installed: &mut Installed) -> Result<(), String> {

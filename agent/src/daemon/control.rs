@@ -5,7 +5,7 @@
 use lupid_ledger::{ModeChanged, PolicyLoaded, RecordBody};
 use sha2::{Digest as _, Sha256};
 
-use super::{State, grants};
+use super::{State, agents::Replacement, grants};
 use crate::{policy::Policy, protocol::Reply};
 
 /// Switches every live run of `agent` to monitor mode (`monitor`) or back
@@ -89,7 +89,12 @@ pub(crate) fn reload(state: &State, agent: &str, policy_path: &[u8], policy_text
     }
 
     for agent_id in &runs {
-        let new = Some((policy.clone(), sha256, policy_path.to_vec()));
+        let new = Some(Replacement {
+            policy: policy.clone(),
+            sha256,
+            path: policy_path.to_vec(),
+            text: policy_text.to_vec(),
+        });
         if let Err(message) = registry.install(&mut kernel, *agent_id, new, &extra) {
             // The ledger already records the policy as loaded, but this run
             // keeps its previous policy, so the error must reach the caller.

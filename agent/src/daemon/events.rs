@@ -106,6 +106,9 @@ pub(crate) struct SequenceTracker {
     /// Readings of the kernel's sequence counter, oldest first, each taken
     /// just before a drain of the ring buffer.
     readings: VecDeque<(Instant, u64)>,
+    /// A counter reading below which every number still missing once
+    /// [`SETTLE`] has passed is lost, whatever the drop counter shows.
+    missing_below: Option<(Instant, u64)>,
 }
 
 /// Minimum age of a reading of the kernel's sequence counter before every
@@ -118,6 +121,48 @@ impl SequenceTracker {
     /// Starts after the events that were in flight before the daemon began.
     pub(crate) fn starting_at(next: u64, drops: u64) -> Self {
         Self { next, drops_recorded: drops, ..Self::default() }
+    }
+
+    /// Starts at `first` with the inclusive ranges the ledger already contains
+    /// and the drop count they account for, after a daemon that was away.
+    pub(crate) fn resuming(first: u64, recorded: &[(u64, u64)], drops: u64) -> Self {
+        let mut tracker = Self::starting_at(first, drops);
+        let mut ranges = recorded.to_vec();
+        ranges.sort_unstable();
+        for (low, high) in ranges {
+            for seq in low.max(first)..=high {
+                tracker.saw(seq);
+            }
+        }
+        tracker
+    }
+
+    /// Returns the lowest number that has neither arrived nor been declared
+    /// lost.
+    pub(crate) fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// Notes that every number below `bound` still missing [`SETTLE`] after
+    /// `at` is lost. Used at a takeover: a killed daemon may have read
+    /// events from the ring buffer that it never recorded, and the kernel
+    /// did not count those as dropped.
+    pub(crate) fn declare_missing_below(&mut self, at: Instant, bound: u64) {
+        self.missing_below = Some((at, bound));
+    }
+
+    /// Returns gap records for the numbers [`Self::declare_missing_below`]
+    /// named, once they had time to arrive.
+    pub(crate) fn missing_gaps(&mut self, drop_counter: u64, now: Instant) -> Vec<RecordBody> {
+        match self.missing_below {
+            Some((at, bound)) if now.duration_since(at) >= SETTLE => {
+                self.missing_below = None;
+                let gaps = self.declare_lost_below(bound, drop_counter);
+                self.drops_recorded = self.drops_recorded.max(drop_counter);
+                gaps
+            }
+            _ => Vec::new(),
+        }
     }
 
     pub(crate) fn saw(&mut self, seq: u64) {
@@ -180,8 +225,15 @@ impl SequenceTracker {
                     kernel_drop_counter: drop_counter,
                 }));
             }
-            let arrived = self.next;
-            self.saw(arrived);
+            // The bound itself is not declared: it is a number that
+            // arrived, or a counter reading that no event has taken yet.
+            if self.next < bound {
+                let arrived = self.next;
+                self.saw(arrived);
+            }
+        }
+        while self.ahead.remove(&self.next) {
+            self.next += 1;
         }
         gaps
     }
@@ -280,6 +332,32 @@ mod tests {
         let mut tracker = SequenceTracker::default();
         tracker.saw(0);
         assert_eq!(lost(&tracker.gaps_at_stop(0, 4)), vec![(1, 3)]);
+    }
+
+    #[test]
+    fn tracker_resumes_after_recorded_numbers() {
+        let tracker = SequenceTracker::resuming(10, &[(12, 12), (10, 11), (3, 4)], 0);
+        assert_eq!(tracker.next(), 13);
+    }
+
+    #[test]
+    fn tracker_resumes_at_first_hole() {
+        let mut tracker = SequenceTracker::resuming(10, &[(10, 10), (12, 15)], 0);
+        assert_eq!(tracker.next(), 11);
+        tracker.saw(11);
+        assert_eq!(tracker.next(), 16);
+    }
+
+    #[test]
+    fn tracker_declares_missing_after_settle() {
+        let start = Instant::now();
+        let mut tracker = SequenceTracker::resuming(10, &[(10, 11)], 0);
+        tracker.declare_missing_below(start, 20);
+        tracker.saw(14);
+        assert!(tracker.missing_gaps(0, start).is_empty(), "numbers may still arrive before SETTLE");
+        assert_eq!(lost(&tracker.missing_gaps(0, start + SETTLE)), vec![(12, 13), (15, 19)]);
+        assert!(tracker.missing_gaps(0, start + SETTLE).is_empty(), "declared once");
+        assert_eq!(tracker.next(), 20);
     }
 
     #[test]

@@ -371,12 +371,38 @@ pub(crate) fn sweep(state: &State) {
 
 /// At start: records the ends that happened while the daemon was away and
 /// puts the other leases back in force, with their deadlines and uses.
+///
+/// The `LEASES` map is pinned, so a lease may still be in force in the slot
+/// the book names, counted by the kernel while the daemon was away. Such a
+/// lease keeps its slot, because adopted agents' rules point at it, and
+/// takes the kernel's use count. A lease the kernel does not hold gets a
+/// free slot. Slots that hold no live lease of the book are cleared, and the
+/// agents with leases are compiled again so their rules name these slots.
 pub(crate) fn restore(state: &State) -> Result<(), String> {
     let mut kernel = state.kernel.lock().expect("kernel lock");
     let mut registry = state.registry.lock().expect("registry lock");
     let mut book = state.book.lock().expect("book lock");
     let (now, boot) = (leases::boot_ns(), leases::boot_id());
     let ids: Vec<u32> = book.leases.iter().map(|lease| lease.id).collect();
+
+    // Keep only the slots the kernel holds for the same lease; the others
+    // are free for the leases that need one.
+    for lease_id in &ids {
+        let lease = book.get_mut(*lease_id).expect("listed above");
+        let in_kernel = lease.slot.and_then(|slot| kernel.lease(slot)).filter(|state| state.lease_id == *lease_id);
+        match in_kernel {
+            Some(state) => lease.uses = lease.uses.max(state.uses),
+            None => lease.slot = None,
+        }
+    }
+    for slot in 0..lupid_common::MAX_LEASES {
+        let in_book = book.leases.iter().any(|lease| lease.slot == Some(slot));
+        if !in_book && kernel.lease(slot).is_some_and(|state| state != LeaseState::default()) {
+            tracing::warn!(slot, "clearing a lease slot that no lease of the book uses");
+            kernel.set_lease(slot, &LeaseState::default()).map_err(|e| e.to_string())?;
+        }
+    }
+
     for lease_id in ids {
         let lease = book.get_mut(lease_id).expect("listed above");
         let ending = if lease.ending.is_some() {
@@ -398,7 +424,11 @@ pub(crate) fn restore(state: &State) -> Result<(), String> {
             end(state, &mut kernel, &mut registry, &mut book, lease_id, true)?;
             continue;
         }
-        let slot = leases::free_slot(&book).ok_or("the lease book holds more leases than the kernel has slots")?;
+        let kept_slot = book.get_mut(lease_id).expect("listed above").slot;
+        let slot = match kept_slot {
+            Some(slot) => slot,
+            None => leases::free_slot(&book).ok_or("the lease book holds more leases than the kernel has slots")?,
+        };
         let lease = book.get_mut(lease_id).expect("listed above");
         lease.slot = Some(slot);
         let kernel_state = LeaseState {
@@ -408,8 +438,17 @@ pub(crate) fn restore(state: &State) -> Result<(), String> {
             lease_id,
             rule_id: lease.rule_id,
         };
-        kernel.set_lease(slot, &kernel_state).map_err(|e| e.to_string())?;
-        tracing::info!(lease = lease_id, agent = %lease.agent, capability = %lease.capability, "lease restored");
+        if kept_slot.is_none() {
+            kernel.set_lease(slot, &kernel_state).map_err(|e| e.to_string())?;
+        }
+        tracing::info!(lease = lease_id, slot, kept_slot = kept_slot.is_some(), agent = %lease.agent, capability = %lease.capability, "lease restored");
+    }
+    if let Err(e) = book.save() {
+        tracing::error!(error = %e, "failed to save the lease book");
+    }
+    let names: std::collections::BTreeSet<String> = book.leases.iter().map(|lease| lease.agent.clone()).collect();
+    for name in names {
+        recompile(&mut kernel, &mut registry, &book, &name);
     }
     Ok(())
 }

@@ -144,8 +144,10 @@ pub(crate) struct Lease {
     /// `ttl`, `uses`, `reboot`) and who revoked it.
     #[serde(default)]
     pub(crate) ending: Option<Ending>,
-    /// `LEASES` slot while installed.
-    #[serde(skip)]
+    /// `LEASES` slot while installed. It is saved because the `LEASES` map
+    /// is pinned: a restarted daemon finds the lease in this slot and
+    /// keeps it there, where the rules of running agents point.
+    #[serde(default)]
     pub(crate) slot: Option<u32>,
 }
 

@@ -4,9 +4,18 @@
 //! recorded is not allowed), then the kernel programs load and attach, then
 //! the event reader starts, and only then does the socket accept agents.
 //! On SIGINT or SIGTERM the daemon stops accepting, drains the ring buffer,
-//! writes a stop record and exits; the programs detach when it exits.
+//! writes a stop record and exits.
+//!
+//! The programs' links and maps are pinned, so they stay in force after the
+//! daemon exits, is killed or stops: labeled actions are still decided, and
+//! their events wait in the ring buffer, or are denied once it is full. The
+//! next daemon takes the pins over, adopts the agent runs it finds labeled
+//! ([`agents::Registry::adopt`]), writes a `daemon_gap` record and drains
+//! the waiting events first ([`resume`]). `lupid-agent unload` removes the
+//! pins while no daemon runs.
 
 mod agents;
+mod bpffs;
 mod btf;
 mod cgroup;
 mod control;
@@ -16,10 +25,12 @@ mod kernel;
 mod leases;
 mod pins;
 mod requests;
+mod resume;
 mod server;
 mod writer;
 
 pub(crate) use self::{
+    bpffs::PIN_DIR,
     leases::{Lease, boot_ns, parse_ttl},
     requests::Request,
 };
@@ -56,6 +67,11 @@ pub(crate) struct State {
     ledger_dir: PathBuf,
 }
 
+/// How long a stopping daemon waits between reading the kernel's sequence
+/// counter and its last drain, so events numbered before the reading are
+/// in the ring buffer by then.
+const STOP_SETTLE: Duration = Duration::from_millis(200);
+
 /// Options of `lupid-agent start`.
 pub(crate) struct StartOptions {
     pub(crate) state_dir: PathBuf,
@@ -78,6 +94,10 @@ pub(crate) fn start(options: &StartOptions) -> Result<()> {
     // Check the kernel before touching any state, so a host that cannot
     // enforce leaves nothing behind.
     kernel::check_bpf_lsm()?;
+    // A second daemon must not take over the pins of a running one.
+    if std::os::unix::net::UnixStream::connect(&options.socket).is_ok() {
+        anyhow::bail!("another daemon is listening on {}; stop it first", options.socket.display());
+    }
     let cgroup_root = cgroup::cgroup2_root()?;
 
     std::fs::create_dir_all(&options.state_dir)
@@ -101,15 +121,18 @@ pub(crate) fn start(options: &StartOptions) -> Result<()> {
         tracing::info!(tree_size = pinned.checkpoint.tree_size, source = %pinned.source.display(), "the ledger extends the newest signed checkpoint");
     }
     ledger.set_checkpoint_sink(options.pin_checkpoints.clone());
+    let previous = resume::scan(&ledger_dir)
+        .with_context(|| format!("failed to read the end of the ledger at {}", ledger_dir.display()))?;
     let (writer, writer_thread) =
         LedgerWriter::spawn(ledger, writer::Checkpoints { key, interval: options.checkpoint_interval, last_note });
 
-    let (kernel, ring) = Kernel::load()?;
-    let tracker = SequenceTracker::starting_at(kernel.next_sequence(), kernel.dropped_events());
+    let (mut kernel, ring, takeover) = Kernel::load()?;
+    let (tracker, gap) = resume::resume(&kernel, takeover, &previous);
+    let registry = Registry::adopt(&mut kernel, &options.state_dir, &cgroup_root)?;
     let book = leases::Book::load(&options.state_dir)?;
     let state = Arc::new(State {
         kernel: Mutex::new(kernel),
-        registry: Mutex::default(),
+        registry: Mutex::new(registry),
         book: Mutex::new(book),
         requests: Mutex::default(),
         writer,
@@ -122,7 +145,16 @@ pub(crate) fn start(options: &StartOptions) -> Result<()> {
         kernel: kernel_release(),
         pid: std::process::id(),
     });
-    state.writer.append_durable(vec![start_record]).map_err(anyhow::Error::msg)?;
+    if let Some(RecordBody::DaemonGap(gap)) = &gap {
+        tracing::warn!(
+            from_ns = gap.from_ns,
+            first_kernel_seq = gap.first_kernel_seq,
+            next_kernel_seq = gap.next_kernel_seq,
+            programs = %gap.programs,
+            "took over pinned programs that went on deciding while no daemon ran; recording the gap"
+        );
+    }
+    state.writer.append_durable([start_record].into_iter().chain(gap).collect()).map_err(anyhow::Error::msg)?;
     grants::restore(&state).map_err(|message| anyhow::anyhow!("failed to restore the leases: {message}"))?;
     tracing::info!(ledger = %state.ledger_dir.display(), cgroups = %state.cgroup_root.display(), "kernel programs attached");
 
@@ -221,14 +253,15 @@ async fn read_events(
                 continue;
             }
             _ = stopping.changed() => {
-                // Last drain: events already in the buffer get their records.
+                // Every number below the counter read now belongs to an event
+                // that is in the buffer, or was dropped, once the programs
+                // that took the numbers have submitted: they do so
+                // microseconds later. Events numbered after the reading wait
+                // in the pinned buffer for the next daemon.
+                let bound = state.kernel.lock().expect("kernel lock").next_sequence();
+                tokio::time::sleep(STOP_SETTLE).await;
                 let mut records = drain(&state, ring.get_mut(), &mut tracker);
-                // Numbers still missing now will never be read: the buffer
-                // goes away with the daemon.
-                let (drops, bound) = {
-                    let kernel = state.kernel.lock().expect("kernel lock");
-                    (kernel.dropped_events(), kernel.next_sequence())
-                };
+                let drops = state.kernel.lock().expect("kernel lock").dropped_events();
                 let lost = tracker.gaps_at_stop(drops, bound);
                 if !lost.is_empty() {
                     tracing::warn!(gaps = lost.len(), "recording kernel events the daemon will not read");
@@ -283,7 +316,9 @@ fn drain(state: &State, ring: &mut RingBuf<MapData>, tracker: &mut SequenceTrack
 
 fn record_gaps(state: &State, tracker: &mut SequenceTracker) {
     let drops = state.kernel.lock().expect("kernel lock").dropped_events();
-    let gaps = tracker.gaps(drops, std::time::Instant::now());
+    let now = std::time::Instant::now();
+    let mut gaps = tracker.missing_gaps(drops, now);
+    gaps.extend(tracker.gaps(drops, now));
     if !gaps.is_empty() {
         tracing::warn!(gaps = gaps.len(), dropped = drops, "the kernel dropped events; recording the gap");
         if let Err(e) = state.writer.append(gaps) {
@@ -331,6 +366,18 @@ pub(crate) fn retire_when_empty(state: &State, agent_id: u32) {
     if let Err(message) = registry.retire(&mut kernel, agent_id) {
         tracing::debug!(agent_id, %message, "agent not retired yet");
     }
+}
+
+/// `lupid-agent unload`: removes the pinned programs and maps while no
+/// daemon runs. Returns the number of pins removed.
+pub(crate) fn unload(socket: &Path) -> Result<usize> {
+    if !nix::unistd::Uid::effective().is_root() {
+        anyhow::bail!("lupid-agent unload must run as root (it removes pins from the BPF file system); run it with sudo");
+    }
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        anyhow::bail!("a daemon is listening on {}; stop it first", socket.display());
+    }
+    Ok(kernel::unload()?)
 }
 
 fn kernel_release() -> String {

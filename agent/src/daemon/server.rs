@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::{State, agents::NewAgent, control, grants, kernel::HOOKS};
 use crate::{
     policy::Policy,
-    protocol::{AgentStatus, Connection, LeaseGrant, ProgramStatus, Register, Reply, Request, StatusReport, send},
+    protocol::{AgentStatus, Connection, LeaseGrant, LinkStatus, ProgramStatus, Register, Reply, Request, StatusReport, send},
 };
 
 /// Serves one client until it hangs up.
@@ -105,7 +105,13 @@ fn register_agent(state: &State, request: &Register, exe: Option<OwnedFd>) -> Re
         let book = state.book.lock().expect("book lock");
         let extra = grants::extra_rules(&policy, &request.agent, &book);
         let agent =
-            NewAgent { name: &request.agent, policy: &policy, policy_sha256, policy_path: &request.policy_path };
+            NewAgent {
+                name: &request.agent,
+                policy: &policy,
+                policy_sha256,
+                policy_path: &request.policy_path,
+                policy_text: &request.policy_text,
+            };
         match registry.register(&mut kernel, &state.cgroup_root, &agent, &extra) {
             Ok(entry) => entry,
             Err(message) => return error(message),
@@ -208,6 +214,14 @@ fn status(state: &State) -> StatusReport {
         }
     }
 
+    // Links as the kernel lists them: a loaded program counts only while a
+    // link attaches it.
+    for link in aya::programs::loaded_links().filter_map(Result::ok) {
+        if let Some(program) = report.programs.iter().find(|program| program.id == link.program_id()) {
+            report.links.push(LinkStatus { id: link.id(), program_id: program.id, program: program.name.clone() });
+        }
+    }
+
     let kernel = state.kernel.lock().expect("kernel lock");
     let registry = state.registry.lock().expect("registry lock");
     for (cgroup_id, info) in kernel.agents_in_kernel() {
@@ -224,6 +238,9 @@ fn status(state: &State) -> StatusReport {
     }
 
     report.path_rules = kernel.path_rules_in_kernel();
+    report.net_rules = kernel.net_keys().len();
+    report.content_rules = kernel.content_keys().len();
+    report.leases = kernel.leases_in_kernel();
     report.kernel_sequence = kernel.next_sequence();
     for (name, slot) in [
         ("ring_buffer_full", lupid_common::error::RINGBUF_FULL),

@@ -12,12 +12,13 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use super::ledger::Ledger;
-use super::process::{self, Outcome};
+use super::process::{self, Outcome, exit_code};
 use super::{AGENT_BIN, PROBE_BIN, fixture};
 
 /// How long the daemon may take before `status` exits 0 after it starts. Loading
-/// and verifying the BPF programs under TCG emulation takes tens of seconds.
-const START_TIMEOUT: Duration = Duration::from_mins(1);
+/// and verifying the BPF programs under TCG emulation takes tens of seconds,
+/// and more than a minute for 14 programs.
+const START_TIMEOUT: Duration = Duration::from_mins(4);
 /// How long the daemon may take to drain its events and exit on SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one `lupid-agent run` may take, the probe's 3 s connect
@@ -55,8 +56,36 @@ impl Daemon {
         let state_dir = root.path().join("state");
         let socket = root.path().join("agent.sock");
         let mut daemon = Self { root: Some(root), child: None, socket, state_dir };
+        // The programs of an earlier test's daemon stay pinned only when
+        // that test did not end cleanly; this test starts without them.
+        daemon.unload();
         daemon.spawn();
         daemon
+    }
+
+    /// Starts the daemon again on the same state after [`Daemon::kill`].
+    /// It takes over the programs and maps the killed daemon left pinned.
+    pub(crate) fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the daemon is still running; kill or stop it first");
+        self.spawn();
+    }
+
+    /// Sends SIGKILL and reaps the daemon. It writes nothing more, and its
+    /// pinned programs go on deciding.
+    pub(crate) fn kill(&mut self) {
+        let mut child = self.child.take().expect("the daemon was already stopped");
+        child.kill().unwrap_or_else(|error| panic!("failed to send SIGKILL to the daemon: {error}"));
+        let status = child.wait().unwrap_or_else(|error| panic!("failed to reap the killed daemon: {error}"));
+        assert_eq!(exit_code(status), 128 + libc::SIGKILL, "the daemon must die of SIGKILL");
+    }
+
+    /// Runs `lupid-agent unload`, which removes the pinned programs and
+    /// maps. Panics when it fails; no daemon may be running.
+    pub(crate) fn unload(&self) {
+        let mut command = Command::new(AGENT_BIN);
+        command.arg("unload").arg("--socket").arg(&self.socket);
+        let outcome = process::run(&mut command, RUN_TIMEOUT);
+        assert_eq!(outcome.code, 0, "lupid-agent unload must exit 0 with no daemon running; {outcome}");
     }
 
     /// Starts `lupid-agent start` on this daemon's state and waits until it
@@ -243,6 +272,13 @@ impl Drop for Daemon {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+        // Each test starts without pins, and its programs go with it.
+        let mut command = Command::new(AGENT_BIN);
+        command.arg("unload").arg("--socket").arg(&self.socket);
+        let unloaded = process::run(&mut command, RUN_TIMEOUT);
+        if unloaded.code != 0 {
+            eprintln!("lupid-agent unload failed after the test; {unloaded}");
         }
         if thread::panicking()
             && let Some(root) = self.root.take()

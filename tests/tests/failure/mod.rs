@@ -2,5 +2,6 @@
 //! cannot record is denied with EPERM and counted in the `failures` of
 //! `lupid-agent status`, and never allowed.
 
+mod daemon_gone;
 mod ring;
 mod unix;

@@ -38,21 +38,21 @@ const LOOP_TIMEOUT: Duration = Duration::from_mins(3);
 const DRAIN_TIMEOUT: Duration = Duration::from_mins(3);
 
 /// Returns how many events fit in the empty ring buffer.
-fn ring_capacity() -> u64 {
+pub(crate) fn ring_capacity() -> u64 {
     let event = u64::try_from(size_of::<Event>()).expect("the event size fits in u64");
     RING_BYTES / (event + RECORD_HEADER).next_multiple_of(8)
 }
 
 /// Counts of an `open-loop PATH: N ok, M EPERM, K other` line.
 #[derive(Debug, PartialEq, Eq)]
-struct Tally {
-    ok: u64,
-    eperm: u64,
-    other: u64,
+pub(crate) struct Tally {
+    pub(crate) ok: u64,
+    pub(crate) eperm: u64,
+    pub(crate) other: u64,
 }
 
 /// Parses the probe's `open-loop` line, or returns `None` for another line.
-fn parse_tally(line: &str) -> Option<Tally> {
+pub(crate) fn parse_tally(line: &str) -> Option<Tally> {
     let (_, counts) = line.strip_prefix("open-loop ")?.rsplit_once(": ")?;
     let mut numbers = counts.split(", ").map(|part| part.split_once(' ').and_then(|(n, _)| n.parse::<u64>().ok()));
     let tally = Tally { ok: numbers.next()??, eperm: numbers.next()??, other: numbers.next()?? };
