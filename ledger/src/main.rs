@@ -168,6 +168,19 @@ enum HookArg {
     Open,
     Connect,
     Send,
+    Clone,
+    #[value(name = "userns_create")]
+    UsernsCreate,
+    Mount,
+    #[value(name = "move_mount")]
+    MoveMount,
+    Umount,
+    Kill,
+    Ptrace,
+    Bpf,
+    #[value(name = "socket_create")]
+    SocketCreate,
+    Link,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -413,6 +426,16 @@ fn run_query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
             HookArg::Open => Hook::Open,
             HookArg::Connect => Hook::Connect,
             HookArg::Send => Hook::Send,
+            HookArg::Clone => Hook::Clone,
+            HookArg::UsernsCreate => Hook::UsernsCreate,
+            HookArg::Mount => Hook::Mount,
+            HookArg::MoveMount => Hook::MoveMount,
+            HookArg::Umount => Hook::Umount,
+            HookArg::Kill => Hook::Kill,
+            HookArg::Ptrace => Hook::Ptrace,
+            HookArg::Bpf => Hook::Bpf,
+            HookArg::SocketCreate => Hook::SocketCreate,
+            HookArg::Link => Hook::Link,
         }),
         verdict: args.verdict.map(|verdict| match verdict {
             VerdictArg::Allow => Verdict::Allow,

@@ -10,6 +10,20 @@
 //! | open | File System Activity | 1001 | Open | 14 | `file.path` |
 //! | connect | Network Activity | 4001 | Open | 1 | `dst_endpoint.ip`, `.port` |
 //! | send | Network Activity | 4001 | Traffic | 6 | `dst_endpoint.ip`, `.port` |
+//! | clone | Process Activity | 1007 | Launch | 1 | none |
+//! | kill | Process Activity | 1007 | Terminate | 2 | none |
+//! | ptrace | Process Activity | 1007 | Open | 3 | none |
+//! | userns_create, bpf | Process Activity | 1007 | Other | 99 | none |
+//! | mount, move_mount | File System Activity | 1001 | Mount | 12 | none |
+//! | umount | File System Activity | 1001 | Unmount | 13 | none |
+//! | link | File System Activity | 1001 | Create | 1 | none |
+//! | socket_create | Network Activity | 4001 | Other | 99 | none |
+//!
+//! The hooks from clone on record only denials by lupid's built-in
+//! protections, and their decisions name no object, so the event carries
+//! no `file`, `process.file` or `dst_endpoint`. A signal is mapped to
+//! Terminate and a ptrace access to Open (of a process), the nearest OCSF
+//! activities.
 //!
 //! `type_uid` is `class_uid * 100 + activity_id`. An allowed decision is
 //! `action_id` 1 (Allowed), `disposition_id` 1 (Allowed) and `severity_id` 1
@@ -77,6 +91,18 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
         Hook::Open => (1001, "File System Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 14, "Open"),
         Hook::Connect => (4001, "Network Activity", NETWORK_ACTIVITY_CATEGORY, "Network Activity", 1, "Open"),
         Hook::Send => (4001, "Network Activity", NETWORK_ACTIVITY_CATEGORY, "Network Activity", 6, "Traffic"),
+        Hook::Clone => (1007, "Process Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 1, "Launch"),
+        Hook::Kill => (1007, "Process Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 2, "Terminate"),
+        Hook::Ptrace => (1007, "Process Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 3, "Open"),
+        Hook::UsernsCreate | Hook::Bpf => {
+            (1007, "Process Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 99, "Other")
+        }
+        Hook::Mount | Hook::MoveMount => {
+            (1001, "File System Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 12, "Mount")
+        }
+        Hook::Umount => (1001, "File System Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 13, "Unmount"),
+        Hook::Link => (1001, "File System Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 1, "Create"),
+        Hook::SocketCreate => (4001, "Network Activity", NETWORK_ACTIVITY_CATEGORY, "Network Activity", 99, "Other"),
     };
     let (action, disposition, severity_id, severity) = match decision.verdict {
         Verdict::Allow => ("Allowed", "Allowed", 1, "Informational"),
@@ -124,6 +150,7 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
             event.insert("dst_endpoint".into(), json!({ "ip": ip, "port": port }));
             event.insert("connection_info".into(), json!({ "direction_id": 2, "direction": "Outbound" }));
         }
+        (Object::Path { path, .. }, _) if path.is_empty() && !matches!(decision.hook, Hook::Exec | Hook::Open) => {}
         (object, Hook::Exec) => {
             event.insert("process".into(), json!({ "file": file(object) }));
         }

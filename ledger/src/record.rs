@@ -211,6 +211,29 @@ pub enum Hook {
     Connect,
     /// A send that names its destination: unconnected UDP, TCP Fast Open.
     Send,
+    /// A clone with `CLONE_INTO_CGROUP` or a new user, mount or cgroup
+    /// namespace (`task_alloc`). This hook and the ones below record only
+    /// denials by built-in protections ([`Reason::Protected`]).
+    Clone,
+    /// A new user namespace (`userns_create`).
+    UsernsCreate,
+    /// `mount(2)` (`sb_mount`).
+    Mount,
+    /// `move_mount(2)` (`move_mount`).
+    MoveMount,
+    /// `umount(2)` (`sb_umount`).
+    Umount,
+    /// A signal to the daemon (`task_kill`).
+    Kill,
+    /// ptrace access to the daemon or to a process outside the agent's
+    /// cgroup (`ptrace_access_check`).
+    Ptrace,
+    /// The `bpf(2)` system call (`bpf`).
+    Bpf,
+    /// A packet or raw socket (`socket_create`).
+    SocketCreate,
+    /// A hard link (`path_link`).
+    Link,
 }
 
 impl Hook {
@@ -221,6 +244,16 @@ impl Hook {
             Self::Open => hook::OPEN,
             Self::Connect => hook::CONNECT,
             Self::Send => hook::SEND,
+            Self::Clone => hook::CLONE,
+            Self::UsernsCreate => hook::USERNS_CREATE,
+            Self::Mount => hook::MOUNT,
+            Self::MoveMount => hook::MOVE_MOUNT,
+            Self::Umount => hook::UMOUNT,
+            Self::Kill => hook::KILL,
+            Self::Ptrace => hook::PTRACE,
+            Self::Bpf => hook::BPF,
+            Self::SocketCreate => hook::SOCKET_CREATE,
+            Self::Link => hook::LINK,
         }
     }
 
@@ -231,6 +264,16 @@ impl Hook {
             hook::OPEN => Some(Self::Open),
             hook::CONNECT => Some(Self::Connect),
             hook::SEND => Some(Self::Send),
+            hook::CLONE => Some(Self::Clone),
+            hook::USERNS_CREATE => Some(Self::UsernsCreate),
+            hook::MOUNT => Some(Self::Mount),
+            hook::MOVE_MOUNT => Some(Self::MoveMount),
+            hook::UMOUNT => Some(Self::Umount),
+            hook::KILL => Some(Self::Kill),
+            hook::PTRACE => Some(Self::Ptrace),
+            hook::BPF => Some(Self::Bpf),
+            hook::SOCKET_CREATE => Some(Self::SocketCreate),
+            hook::LINK => Some(Self::Link),
             _ => None,
         }
     }
@@ -242,6 +285,16 @@ impl Hook {
             Self::Open => "open",
             Self::Connect => "connect",
             Self::Send => "send",
+            Self::Clone => "clone",
+            Self::UsernsCreate => "userns_create",
+            Self::Mount => "mount",
+            Self::MoveMount => "move_mount",
+            Self::Umount => "umount",
+            Self::Kill => "kill",
+            Self::Ptrace => "ptrace",
+            Self::Bpf => "bpf",
+            Self::SocketCreate => "socket_create",
+            Self::Link => "link",
         }
     }
 }
@@ -305,6 +358,10 @@ pub enum Reason {
     /// The binary's content could not be hashed for the content rules, so
     /// the exec was denied.
     HashFailed,
+    /// A built-in protection denied the action: it would let the agent
+    /// leave its cgroup, hide from the hooks or reach the daemon. No rule
+    /// and no mode allows it.
+    Protected,
     Other(u32),
 }
 
@@ -323,6 +380,7 @@ impl Reason {
             Self::LeaseRequired => reason::LEASE_REQUIRED,
             Self::Monitor => reason::MONITOR,
             Self::HashFailed => reason::HASH_FAILED,
+            Self::Protected => reason::PROTECTED,
             Self::Other(code) => code,
         }
     }
@@ -341,6 +399,7 @@ impl Reason {
             reason::LEASE_REQUIRED => Self::LeaseRequired,
             reason::MONITOR => Self::Monitor,
             reason::HASH_FAILED => Self::HashFailed,
+            reason::PROTECTED => Self::Protected,
             other => Self::Other(other),
         }
     }
@@ -359,6 +418,7 @@ impl Reason {
             Self::LeaseRequired => Some("lease_required"),
             Self::Monitor => Some("monitor"),
             Self::HashFailed => Some("hash_failed"),
+            Self::Protected => Some("protected"),
             Self::Other(_) => None,
         }
     }

@@ -161,3 +161,61 @@ fn ocsf_cli_one_event_per_line() {
         assert!(matches!(event["class_uid"].as_u64(), Some(1001 | 4001)));
     }
 }
+
+/// Exports one protected denial on `hook`, with no object, as OCSF.
+fn protected_event(hook: Hook) -> Value {
+    let RecordBody::Decision(template) = common::open_decision() else { unreachable!() };
+    let body = RecordBody::Decision(Decision {
+        hook,
+        verdict: Verdict::Deny,
+        reason: Reason::Protected,
+        rule_id: 0,
+        rule: String::new(),
+        access: 0,
+        object: Object::Path { path: Vec::new(), truncated: false },
+        ..template
+    });
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    ledger.append_batch(vec![(TIME_NS, body)]).unwrap();
+    drop(ledger);
+
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let mut out = Vec::new();
+    ocsf::export_ocsf(&reader, &mut out).unwrap();
+    serde_json::from_str(String::from_utf8(out).unwrap().trim()).unwrap()
+}
+
+#[test]
+fn ocsf_protected_denials() {
+    let expected = [
+        (Hook::Clone, 1007, 1),
+        (Hook::Kill, 1007, 2),
+        (Hook::Ptrace, 1007, 3),
+        (Hook::UsernsCreate, 1007, 99),
+        (Hook::Bpf, 1007, 99),
+        (Hook::Mount, 1001, 12),
+        (Hook::MoveMount, 1001, 12),
+        (Hook::Umount, 1001, 13),
+        (Hook::Link, 1001, 1),
+        (Hook::SocketCreate, 4001, 99),
+    ];
+    for (hook, class_uid, activity_id) in expected {
+        let event = protected_event(hook);
+        assert_eq!(event["class_uid"], class_uid, "{hook:?}: {event}");
+        assert_eq!(event["activity_id"], activity_id, "{hook:?}: {event}");
+        assert_eq!(event["action"], "Denied", "{hook:?}: {event}");
+        assert_eq!(event["unmapped"]["reason"], "protected", "{hook:?}: {event}");
+        assert!(event.get("file").is_none(), "{hook:?} names no file: {event}");
+    }
+}
+
+#[test]
+fn protected_hook_codes_round_trip() {
+    for code in 5..=14 {
+        let hook = Hook::from_code(code).unwrap_or_else(|| panic!("hook code {code} is known"));
+        assert_eq!(hook.code(), code);
+    }
+    assert_eq!(Reason::from_code(12), Reason::Protected);
+    assert_eq!(Reason::Protected.name(), Some("protected"));
+}

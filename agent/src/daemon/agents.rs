@@ -26,7 +26,10 @@ use lupid_common::{AgentInfo, ContentKey, NetKey, PathKey, agent_flags, verdict}
 use serde::{Deserialize, Serialize};
 
 use super::{cgroup, kernel::Kernel};
-use crate::policy::{self, Rule};
+use crate::policy::{
+    self, Rule,
+    protected::{self, ProtectedFolder},
+};
 
 /// How long the entries of a replaced policy stay in the maps. A hook reads
 /// the policy id before its lookups, and the exec hook reads it again after
@@ -109,6 +112,9 @@ pub(crate) struct Registry {
     replaced: Vec<(Instant, Installed)>,
     /// Agents switched to monitor mode, by name; new runs start in it.
     monitored: std::collections::BTreeSet<String>,
+    /// The daemon's folders, denied to every agent by rules compiled into
+    /// every policy.
+    protected: Vec<ProtectedFolder>,
     /// Where the live runs are saved; `None` keeps them in memory only.
     runs_file: Option<PathBuf>,
 }
@@ -290,6 +296,12 @@ impl Registry {
         }
     }
 
+    /// Sets the daemon's folders, which every policy compiled from now on
+    /// denies to its agent.
+    pub(crate) fn protect(&mut self, folders: Vec<ProtectedFolder>) {
+        self.protected = folders;
+    }
+
     /// Creates the agent's cgroup, compiles its policy with `extra` rules
     /// (granted leases) under a new policy id, writes it into
     /// the kernel and labels the cgroup. On any failure everything written
@@ -347,8 +359,14 @@ impl Registry {
         let policy_id = self.next_policy_id;
         let entry = self.agents.get_mut(&agent_id).ok_or_else(|| format!("no agent with id {agent_id}"))?;
         let source = policy.as_ref().map_or(&entry.policy, |replacement| &replacement.policy);
-        let compiled = policy::compile_with(source, policy_id, extra)
-            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+        let join =
+            |errors: Vec<policy::PolicyError>| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        protected::check(source, extra, &self.protected).map_err(join)?;
+        // The protection rules come last, so they take the rule ids after
+        // the policy's own rules and the leases.
+        let mut rules = extra.to_vec();
+        rules.extend(protected::rules(&self.protected));
+        let compiled = policy::compile_with(source, policy_id, &rules).map_err(join)?;
 
         let mut installed = Installed::default();
         if let Err(e) = write_rules(kernel, &compiled, &mut installed) {

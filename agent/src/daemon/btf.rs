@@ -173,7 +173,14 @@ pub(crate) fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         file_f_mode: btf.member_offset("file", "f_mode")?,
         msghdr_msg_name: btf.member_offset("msghdr", "msg_name")?,
         msghdr_msg_namelen: btf.member_offset("msghdr", "msg_namelen")?,
-        _reserved: 0,
+        file_f_inode: btf.member_offset("file", "f_inode")?,
+        inode_i_sb: btf.member_offset("inode", "i_sb")?,
+        super_block_s_magic: btf.member_offset("super_block", "s_magic")?,
+        task_tgid: btf.member_offset("task_struct", "tgid")?,
+        task_cgroups: btf.member_offset("task_struct", "cgroups")?,
+        css_set_dfl_cgrp: btf.member_offset("css_set", "dfl_cgrp")?,
+        cgroup_kn: btf.member_offset("cgroup", "kn")?,
+        kernfs_node_id: btf.member_offset("kernfs_node", "id")?,
     })
 }
 

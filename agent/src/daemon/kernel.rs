@@ -27,11 +27,21 @@ use super::{bpffs, btf};
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lupid.bpf.o"));
 
 /// The LSM hooks lupid attaches, as (program name, hook name).
-pub(crate) const HOOKS: [(&str, &str); 4] = [
+pub(crate) const HOOKS: [(&str, &str); 14] = [
     ("bprm_check_security", "bprm_check_security"),
     ("file_open", "file_open"),
     ("socket_connect", "socket_connect"),
     ("socket_sendmsg", "socket_sendmsg"),
+    ("task_alloc", "task_alloc"),
+    ("userns_create", "userns_create"),
+    ("sb_mount", "sb_mount"),
+    ("move_mount", "move_mount"),
+    ("sb_umount", "sb_umount"),
+    ("task_kill", "task_kill"),
+    ("ptrace_access_check", "ptrace_access_check"),
+    ("bpf_syscall", "bpf"),
+    ("socket_create", "socket_create"),
+    ("path_link", "path_link"),
 ];
 
 /// File in which the kernel lists its active LSMs.

@@ -24,6 +24,7 @@ mod grants;
 mod kernel;
 mod leases;
 mod pins;
+mod protect;
 mod requests;
 mod resume;
 mod server;
@@ -127,6 +128,7 @@ pub(crate) fn start(options: &StartOptions) -> Result<()> {
         LedgerWriter::spawn(ledger, writer::Checkpoints { key, interval: options.checkpoint_interval, last_note });
 
     let (mut kernel, ring, takeover) = Kernel::load()?;
+    protect::register_daemon()?;
     let (tracker, gap) = resume::resume(&kernel, takeover, &previous);
     let registry = Registry::adopt(&mut kernel, &options.state_dir, &cgroup_root)?;
     let book = leases::Book::load(&options.state_dir)?;
@@ -139,6 +141,10 @@ pub(crate) fn start(options: &StartOptions) -> Result<()> {
         cgroup_root,
         ledger_dir,
     });
+
+    let protected =
+        crate::policy::protected::folders(&options.state_dir, &options.socket).map_err(anyhow::Error::msg)?;
+    state.registry.lock().expect("registry lock").protect(protected);
 
     let start_record = RecordBody::DaemonStart(DaemonStart {
         version: env!("CARGO_PKG_VERSION").into(),

@@ -22,6 +22,7 @@
 mod check;
 mod compile;
 mod parse;
+pub(crate) mod protected;
 pub(crate) mod reference;
 #[cfg(test)]
 mod tests;
@@ -48,6 +49,9 @@ pub(crate) enum Verdict {
     /// A granted lease, compiled in by the daemon; never parsed from a file.
     /// `slot` is its index in the kernel's `LEASES` array.
     Leased { slot: u32 },
+    /// A built-in protection of the daemon's folders, compiled in by the
+    /// daemon; never parsed from a file. Denies in monitor mode too.
+    Protected,
 }
 
 impl Verdict {
@@ -59,6 +63,7 @@ impl Verdict {
             Self::Audit => verdict::AUDIT,
             Self::Lease => verdict::LEASE_REQUIRED,
             Self::Leased { .. } => verdict::LEASED,
+            Self::Protected => verdict::PROTECTED,
         }
     }
 }
@@ -71,6 +76,7 @@ impl fmt::Display for Verdict {
             Self::Audit => "audit",
             Self::Lease => "lease",
             Self::Leased { .. } => "leased",
+            Self::Protected => "protected",
         })
     }
 }

@@ -34,6 +34,12 @@ impl Decision {
         Self { verdict: verdict::DENY, rule_id: 0, reason, lease_id: 0 }
     }
 
+    /// A denial by a built-in protection, which no rule and no mode can
+    /// turn into an allow.
+    pub const fn protected() -> Self {
+        Self { verdict: verdict::DENY, rule_id: 0, reason: reason::PROTECTED, lease_id: 0 }
+    }
+
     /// Returns whether the action may go ahead.
     pub const fn allows(&self) -> bool {
         self.verdict == verdict::ALLOW
@@ -74,6 +80,7 @@ impl Decision {
             verdict::AUDIT => (verdict::ALLOW, reason::AUDIT),
             verdict::LEASE_REQUIRED => (verdict::DENY, reason::LEASE_REQUIRED),
             verdict::LEASED => (verdict::LEASED, reason::LEASE),
+            verdict::PROTECTED => (verdict::DENY, reason::PROTECTED),
             _ => (verdict::DENY, reason::RULE),
         };
         Self { verdict, rule_id, reason, lease_id: 0 }

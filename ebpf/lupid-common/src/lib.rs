@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod decide;
+pub mod protect;
 
 /// Longest path the kernel hands back from `bpf_d_path`, NUL included.
 pub const PATH_MAX: usize = 4096;
@@ -39,6 +40,28 @@ pub mod hook {
     /// A datagram or Fast Open send to an explicit address
     /// (`socket_sendmsg` with `msg_name` set).
     pub const SEND: u32 = 4;
+    /// `task_alloc`: a clone with protected flags
+    /// (`protect::PROTECTED_CLONE_FLAGS`).
+    pub const CLONE: u32 = 5;
+    /// `userns_create`: a new user namespace (`unshare`, `clone`).
+    pub const USERNS_CREATE: u32 = 6;
+    /// `sb_mount`: `mount(2)`.
+    pub const MOUNT: u32 = 7;
+    /// `move_mount`: attaching or moving a mount with `move_mount(2)`.
+    pub const MOVE_MOUNT: u32 = 8;
+    /// `sb_umount`: `umount(2)`.
+    pub const UMOUNT: u32 = 9;
+    /// `task_kill`: a signal to the daemon.
+    pub const KILL: u32 = 10;
+    /// `ptrace_access_check`: ptrace or `/proc/PID/mem` access to the daemon
+    /// or to a process outside the caller's cgroup.
+    pub const PTRACE: u32 = 11;
+    /// `bpf`: the `bpf(2)` system call.
+    pub const BPF: u32 = 12;
+    /// `socket_create`: a packet or raw socket.
+    pub const SOCKET_CREATE: u32 = 13;
+    /// `path_link`: a hard link.
+    pub const LINK: u32 = 14;
 }
 
 /// Verdicts, as stored in rule slots, agents and events. Zero in a rule slot
@@ -58,6 +81,10 @@ pub mod verdict {
     /// A granted lease: the slot's `rule_id` field holds the index of the
     /// lease in the `LEASES` array, whose state decides.
     pub const LEASED: u32 = 5;
+    /// A built-in protection rule that the daemon adds to every policy (the
+    /// daemon's own folders): deny, with `reason::PROTECTED`, in monitor
+    /// mode too.
+    pub const PROTECTED: u32 = 6;
 }
 
 /// Bits of `AgentInfo::flags`.
@@ -105,6 +132,9 @@ pub mod reason {
     /// The binary's content could not be hashed for the content rules.
     /// Denied.
     pub const HASH_FAILED: u32 = 11;
+    /// A built-in protection denied the action (`protect`, or a rule with
+    /// `verdict::PROTECTED`). Monitor mode does not allow it.
+    pub const PROTECTED: u32 = 12;
 }
 
 /// Indexes into the per-CPU `ERRORS` counter array. Each counts a failure
@@ -302,7 +332,22 @@ pub struct KernelOffsets {
     pub msghdr_msg_name: u32,
     /// `struct msghdr`, field `msg_namelen`.
     pub msghdr_msg_namelen: u32,
-    pub _reserved: u32,
+    /// `struct file`, field `f_inode`.
+    pub file_f_inode: u32,
+    /// `struct inode`, field `i_sb`.
+    pub inode_i_sb: u32,
+    /// `struct super_block`, field `s_magic`.
+    pub super_block_s_magic: u32,
+    /// `struct task_struct`, field `tgid`.
+    pub task_tgid: u32,
+    /// `struct task_struct`, field `cgroups`.
+    pub task_cgroups: u32,
+    /// `struct css_set`, field `dfl_cgrp`.
+    pub css_set_dfl_cgrp: u32,
+    /// `struct cgroup`, field `kn`.
+    pub cgroup_kn: u32,
+    /// `struct kernfs_node`, field `id`.
+    pub kernfs_node_id: u32,
 }
 
 #[cfg(feature = "user")]
@@ -329,7 +374,7 @@ const _: () = {
     assert!(core::mem::size_of::<NetKey>() == 20);
     assert!(core::mem::size_of::<PortRule>() == 12);
     assert!(core::mem::size_of::<NetRule>() == 12 * NET_RULES_PER_PREFIX);
-    assert!(core::mem::size_of::<KernelOffsets>() == 24);
+    assert!(core::mem::size_of::<KernelOffsets>() == 52);
     assert!(core::mem::size_of::<ContentKey>() == 36);
     assert!(core::mem::size_of::<LeaseState>() == 32);
     assert!(core::mem::offset_of!(Event, addr) == 84);

@@ -1,4 +1,6 @@
-//! lupid's kernel programs: BPF LSM hooks on exec, file open and connect.
+//! lupid's kernel programs: BPF LSM hooks on exec, file open and connect,
+//! and the built-in protections that keep an agent in its cgroup and away
+//! from the daemon (`protect`).
 //!
 //! Each hook is a thin adapter: it finds the caller's agent in `AGENTS`
 //! (one map lookup, and processes outside a labeled cgroup stop there),
@@ -20,8 +22,10 @@ mod lease;
 mod maps;
 mod net;
 mod path;
+mod protect;
 
 use aya_ebpf::{macros::lsm, programs::LsmContext};
+use lupid_common::hook;
 
 /// `bprm_check_security(struct linux_binprm *bprm)`: decides an exec on the
 /// file the kernel opened for it, so symlinks and relative names are
@@ -69,6 +73,123 @@ pub(crate) fn socket_sendmsg(ctx: LsmContext) -> i32 {
         return previous;
     }
     net::check_sendmsg(&ctx)
+}
+
+/// `task_alloc(struct task_struct *task, unsigned long clone_flags)`:
+/// denies a labeled caller's `clone`/`clone3` with `CLONE_INTO_CGROUP` or
+/// a new user, mount or cgroup namespace.
+#[lsm(hook = "task_alloc")]
+pub(crate) fn task_alloc(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(2);
+    if previous != 0 {
+        return previous;
+    }
+    protect::check_clone(&ctx)
+}
+
+/// `userns_create(const struct cred *cred)`: denies a labeled caller a new
+/// user namespace, by `unshare` as well as by `clone`.
+#[lsm(hook = "userns_create")]
+pub(crate) fn userns_create(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(1);
+    if previous != 0 {
+        return previous;
+    }
+    protect::check_always(hook::USERNS_CREATE)
+}
+
+/// `sb_mount(const char *dev_name, const struct path *path, const char
+/// *type, unsigned long flags, void *data)`: denies a labeled caller's
+/// `mount(2)`, remounts and bind mounts included.
+#[lsm(hook = "sb_mount")]
+pub(crate) fn sb_mount(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(5);
+    if previous != 0 {
+        return previous;
+    }
+    protect::check_always(hook::MOUNT)
+}
+
+/// `move_mount(const struct path *from_path, const struct path *to_path)`:
+/// denies a labeled caller's `move_mount(2)`.
+#[lsm(hook = "move_mount")]
+pub(crate) fn move_mount(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(2);
+    if previous != 0 {
+        return previous;
+    }
+    protect::check_always(hook::MOVE_MOUNT)
+}
+
+/// `sb_umount(struct vfsmount *mnt, int flags)`: denies a labeled caller's
+/// `umount(2)`.
+#[lsm(hook = "sb_umount")]
+pub(crate) fn sb_umount(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(2);
+    if previous != 0 {
+        return previous;
+    }
+    protect::check_always(hook::UMOUNT)
+}
+
+/// `task_kill(struct task_struct *p, struct kernel_siginfo *info, int sig,
+/// const struct cred *cred)`: denies a labeled caller's signal to the
+/// daemon.
+#[lsm(hook = "task_kill")]
+pub(crate) fn task_kill(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(4);
+    if previous != 0 {
+        return previous;
+    }
+    protect::check_kill(&ctx)
+}
+
+/// `ptrace_access_check(struct task_struct *child, unsigned int mode)`:
+/// denies a labeled caller ptrace access to the daemon, and attach-mode
+/// access to processes outside its cgroup.
+#[lsm(hook = "ptrace_access_check")]
+pub(crate) fn ptrace_access_check(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(2);
+    if previous != 0 {
+        return previous;
+    }
+    protect::check_ptrace(&ctx)
+}
+
+/// `bpf(int cmd, union bpf_attr *attr, unsigned int size)`: denies a
+/// labeled caller every `bpf(2)` command, so it can neither detach nor
+/// inspect lupid's programs and maps.
+#[lsm(hook = "bpf")]
+pub(crate) fn bpf_syscall(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(3);
+    if previous != 0 {
+        return previous;
+    }
+    protect::check_always(hook::BPF)
+}
+
+/// `socket_create(int family, int type, int protocol, int kern)`: denies a
+/// labeled caller packet and raw sockets.
+#[lsm(hook = "socket_create")]
+pub(crate) fn socket_create(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(4);
+    if previous != 0 {
+        return previous;
+    }
+    protect::check_socket_create(&ctx)
+}
+
+/// `path_link(struct dentry *old_dentry, const struct path *new_dir, struct
+/// dentry *new_dentry)`: denies a labeled caller every hard link, because a
+/// second name for a file escapes the path rules of the first. Needs
+/// `CONFIG_SECURITY_PATH`, which Debian's kernels set.
+#[lsm(hook = "path_link")]
+pub(crate) fn path_link(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(3);
+    if previous != 0 {
+        return previous;
+    }
+    protect::check_always(hook::LINK)
 }
 
 #[cfg(not(test))]

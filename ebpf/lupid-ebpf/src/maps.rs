@@ -51,8 +51,21 @@ pub(crate) static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(error
 /// BTF and written here before the programs load. The `.rodata` map is
 /// frozen, so the verifier treats these as constants.
 #[unsafe(no_mangle)]
-static KERNEL_OFFSETS: KernelOffsets =
-    KernelOffsets { binprm_file: 0, file_f_path: 0, file_f_mode: 0, msghdr_msg_name: 0, msghdr_msg_namelen: 0, _reserved: 0 };
+static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
+    binprm_file: 0,
+    file_f_path: 0,
+    file_f_mode: 0,
+    msghdr_msg_name: 0,
+    msghdr_msg_namelen: 0,
+    file_f_inode: 0,
+    inode_i_sb: 0,
+    super_block_s_magic: 0,
+    task_tgid: 0,
+    task_cgroups: 0,
+    css_set_dfl_cgrp: 0,
+    cgroup_kn: 0,
+    kernfs_node_id: 0,
+};
 
 const EVENTS_BYTES: u32 = 32 << 20;
 const BPF_F_NO_PREALLOC: u32 = 1;

@@ -15,6 +15,7 @@ use lupid_common::{
 use crate::{
     gate::{self, DENIED, Entry},
     lease,
+    protect,
     maps::{EXEC_CONTENT, PATH_RULES, count_error, kernel_offsets},
 };
 
@@ -83,7 +84,17 @@ pub(crate) fn check_open(ctx: &LsmContext) -> i32 {
     let out = event.as_mut_ptr();
     // SAFETY: `out` is the reserved event, see `gate::enter`.
     unsafe { (&raw mut (*out).access).write(wanted) };
+    // SAFETY: `out` is the reserved event; `path` lies inside it.
+    let path = unsafe { (&raw const (*out).path).cast::<u8>() };
     let decision = match resolve(out, file, offsets.file_f_path) {
+        // A write to a cgroup control file is denied before the policy is
+        // consulted: it would move the agent out of its labeled cgroup.
+        Ok(len)
+            if wanted & access::WRITE != 0
+                && protect::is_cgroup_control(file, path, len, &offsets) =>
+        {
+            Decision::protected()
+        }
         Ok(len) => {
             let found = scan(out, agent.policy_id, len);
             decide_open(wanted, &found.read, &found.write, agent.default_verdict, lease::settle)

@@ -1,0 +1,149 @@
+//! Built-in protections: actions a labeled agent may never take, whatever
+//! rules its policy contains, because they would let it leave its cgroup, hide from
+//! the hooks or stop the daemon.
+//!
+//! The kernel programs call these predicates at the hook and the host unit
+//! tests call the same functions. Each denial is recorded with
+//! `reason::PROTECTED`, and monitor mode does not turn it into an allow.
+//! No policy rule can allow these actions yet.
+
+/// `CLONE_NEWNS`: a new mount namespace.
+pub const CLONE_NEWNS: u64 = 0x0002_0000;
+/// `CLONE_NEWCGROUP`: a new cgroup namespace.
+pub const CLONE_NEWCGROUP: u64 = 0x0200_0000;
+/// `CLONE_NEWUSER`: a new user namespace.
+pub const CLONE_NEWUSER: u64 = 0x1000_0000;
+/// `CLONE_INTO_CGROUP` (`clone3` only): start the child in another cgroup.
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// `AF_PACKET`: raw link-layer sockets.
+pub const AF_PACKET: i32 = 17;
+/// `SOCK_RAW`: raw network-layer sockets.
+pub const SOCK_RAW: i32 = 3;
+/// Bits of a socket type that name the type. The other bits are flags such
+/// as `SOCK_CLOEXEC`.
+const SOCK_TYPE_MASK: i32 = 0xf;
+/// `CGROUP2_SUPER_MAGIC`: `s_magic` of a cgroup v2 file system.
+pub const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+/// `PTRACE_MODE_ATTACH`: the access a debugger or a write to
+/// `/proc/PID/mem` needs, as opposed to reading a process's status.
+pub const PTRACE_MODE_ATTACH: u32 = 0x02;
+
+/// Clone flags a labeled agent may not use: a child in another cgroup, or
+/// new user, mount or cgroup namespaces, in which the agent's view of paths
+/// and cgroups no longer matches its policy.
+pub const PROTECTED_CLONE_FLAGS: u64 = CLONE_INTO_CGROUP | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWCGROUP;
+
+/// cgroup v2 interface files whose write moves, kills or freezes processes,
+/// or hands controllers to child cgroups: a write to any of them could take
+/// an agent out of its labeled cgroup or stop the daemon.
+pub const CGROUP_CONTROL_FILES: [&[u8]; 5] =
+    [b"cgroup.procs", b"cgroup.threads", b"cgroup.subtree_control", b"cgroup.kill", b"cgroup.freeze"];
+
+/// Returns whether a clone with `flags` is denied to a labeled caller.
+#[inline(always)]
+pub const fn clone_denied(flags: u64) -> bool {
+    flags & PROTECTED_CLONE_FLAGS != 0
+}
+
+/// Returns whether `socket(family, type, ...)` is denied to a labeled
+/// caller: packet sockets and raw sockets see and forge traffic that the
+/// connect and send hooks never decide. Sockets the kernel creates for
+/// itself (`kern` not 0) are not the caller's.
+#[inline(always)]
+pub const fn socket_denied(family: i32, socket_type: i32, kern: i32) -> bool {
+    kern == 0 && (family == AF_PACKET || socket_type & SOCK_TYPE_MASK == SOCK_RAW)
+}
+
+/// Returns whether the resolved path of `len` bytes names a cgroup control
+/// file, by its last component. `byte_at(i)` returns byte `i` of the path,
+/// for `i < len`. The caller checks the file system's magic as well,
+/// because a regular file may carry the same name.
+#[inline(always)]
+pub fn is_cgroup_control_file(len: usize, byte_at: impl Fn(usize) -> u8) -> bool {
+    let mut n = 0;
+    while n < CGROUP_CONTROL_FILES.len() {
+        if ends_with_component(len, &byte_at, CGROUP_CONTROL_FILES[n]) {
+            return true;
+        }
+        n += 1;
+    }
+    false
+}
+
+/// Returns whether the path ends with `/` followed by `name`.
+#[inline(always)]
+fn ends_with_component(len: usize, byte_at: &impl Fn(usize) -> u8, name: &[u8]) -> bool {
+    if len < name.len() + 1 {
+        return false;
+    }
+    let start = len - name.len();
+    if byte_at(start - 1) != b'/' {
+        return false;
+    }
+    let mut i = 0;
+    while i < name.len() {
+        if byte_at(start + i) != name[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control(path: &[u8]) -> bool {
+        is_cgroup_control_file(path.len(), |i| path[i])
+    }
+
+    #[test]
+    fn clone_flags_denied() {
+        assert!(clone_denied(CLONE_INTO_CGROUP));
+        assert!(clone_denied(CLONE_NEWUSER | 0x11));
+        assert!(clone_denied(CLONE_NEWNS));
+        assert!(clone_denied(CLONE_NEWCGROUP));
+    }
+
+    #[test]
+    fn plain_fork_and_thread_allowed() {
+        // SIGCHLD for fork, and the flags glibc passes for a new thread.
+        assert!(!clone_denied(17));
+        assert!(!clone_denied(0x003d_0f00));
+    }
+
+    #[test]
+    fn raw_and_packet_sockets_denied() {
+        assert!(socket_denied(AF_PACKET, SOCK_RAW, 0));
+        assert!(socket_denied(AF_PACKET, 2, 0));
+        assert!(socket_denied(2, SOCK_RAW, 0));
+        // SOCK_RAW | SOCK_CLOEXEC
+        assert!(socket_denied(10, SOCK_RAW | 0o2_000_000, 0));
+    }
+
+    #[test]
+    fn ordinary_and_kernel_sockets_allowed() {
+        assert!(!socket_denied(2, 1, 0));
+        assert!(!socket_denied(1, 2, 0));
+        assert!(!socket_denied(AF_PACKET, SOCK_RAW, 1));
+    }
+
+    #[test]
+    fn control_files_matched() {
+        assert!(control(b"/sys/fs/cgroup/cgroup.procs"));
+        assert!(control(b"/sys/fs/cgroup/lupid/a-1/cgroup.threads"));
+        assert!(control(b"/x/cgroup.subtree_control"));
+        assert!(control(b"/x/cgroup.kill"));
+        assert!(control(b"/x/cgroup.freeze"));
+    }
+
+    #[test]
+    fn other_files_not_matched() {
+        assert!(!control(b"/sys/fs/cgroup/memory.max"));
+        assert!(!control(b"/x/mycgroup.procs"));
+        assert!(!control(b"/x/cgroup.procs.bak"));
+        assert!(!control(b"cgroup.procs"));
+        assert!(!control(b""));
+    }
+}
