@@ -5,6 +5,7 @@
 //! line format and the exit codes. The VM tests live in `tests/vm.rs` and
 //! drive the real `lupid-agent` and `lupid-ledger` binaries.
 
+pub mod cage;
 pub mod errno;
 pub mod probe;
 pub mod uring;

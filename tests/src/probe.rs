@@ -38,6 +38,11 @@ usage: lupid-probe exec PATH [ARG...]
        lupid-probe sendmsg ADDR:PORT | sendmmsg ADDR:PORT ADDR:PORT | udp-redirect ADDR:PORT ADDR:PORT
        lupid-probe fastopen ADDR:PORT | ping ADDR | connect-abstract NAME
        lupid-probe uring-open PATH [async] | uring-connect ADDR:PORT [async] | uring-sendmsg ADDR:PORT [async]
+       lupid-probe clone FLAGS [CGROUP-DIR] | unshare FLAGS
+       lupid-probe mount TARGET | move-mount SOURCE TARGET | umount TARGET
+       lupid-probe kill PID SIGNAL | ptrace-attach PID | bpf
+       lupid-probe socket FAMILY TYPE PROTOCOL | link OLD NEW
+FLAGS are clone flags in hexadecimal (0x10000000); FAMILY, TYPE, PROTOCOL and SIGNAL are decimal numbers.
 ADDR is an IPv4 address or a bracketed IPv6 address: 127.0.0.1:8080, [::1]:8080.";
 
 /// Exit code when the kernel allowed the action.
@@ -110,6 +115,8 @@ pub enum Action {
     UringConnect { addr: SocketAddr, force_async: bool },
     /// An `IORING_OP_SENDMSG` of one UDP datagram to `addr`.
     UringSendMsg { addr: SocketAddr, force_async: bool },
+    /// An action against a built-in protection, see `crate::cage`.
+    Cage(crate::cage::CageAction),
 }
 
 /// How [`Action::MemfdExec`] executes the memfd.
@@ -260,6 +267,7 @@ where
                 _ => Action::UringSendMsg { addr: parse_socket_addr(&object)?, force_async },
             }
         }
+        name if crate::cage::is_action(name) => Action::Cage(crate::cage::parse(name, &mut args).map_err(usage_error)?),
         _ => {
             return Err(usage_error(format!(
                 "unknown action {:?}: expected an action of the usage text below",

@@ -21,6 +21,8 @@ use lupid_tests::probe::{self, Action, LoopTally, OpenMode, Outcome, Transport};
 // A folder without main.rs, so cargo does not take it for another binary.
 #[path = "lupid-probe/bypass.rs"]
 mod bypass;
+#[path = "lupid-probe/cage.rs"]
+mod cage;
 
 /// Time a TCP connect may take before the probe reports `ETIMEDOUT`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Action::UringOpen { path, force_async } => bypass::uring_open(&path, force_async),
         Action::UringConnect { addr, force_async } => bypass::uring_connect(addr, force_async),
         Action::UringSendMsg { addr, force_async } => bypass::uring_sendmsg(addr, force_async),
+        Action::Cage(action) => cage::run(action),
     }
 }
 
