@@ -34,8 +34,8 @@ impl Decision {
         Self { verdict: verdict::DENY, rule_id: 0, reason, lease_id: 0 }
     }
 
-    /// A denial by a built-in protection, which no rule and no mode can
-    /// turn into an allow.
+    /// Returns a denial by a built-in protection, which no rule and no mode
+    /// can turn into an allow.
     pub const fn protected() -> Self {
         Self { verdict: verdict::DENY, rule_id: 0, reason: reason::PROTECTED, lease_id: 0 }
     }
