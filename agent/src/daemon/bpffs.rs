@@ -54,8 +54,7 @@ pub(crate) fn build_id(object: &[u8]) -> String {
 /// Mounts bpffs on [`BPFFS`] unless a BPF file system is there already, and
 /// creates the pin folders.
 pub(crate) fn prepare(build: &str) -> Result<(), PinError> {
-    let mounted =
-        nix::sys::statfs::statfs(BPFFS).is_ok_and(|stat| i64::from(stat.filesystem_type().0) == BPF_FS_MAGIC);
+    let mounted = nix::sys::statfs::statfs(BPFFS).is_ok_and(|stat| i64::from(stat.filesystem_type().0) == BPF_FS_MAGIC);
     if !mounted {
         nix::mount::mount(Some("bpf"), BPFFS, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
             .map_err(PinError::Mount)?;

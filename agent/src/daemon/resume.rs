@@ -47,8 +47,11 @@ pub(crate) fn scan(ledger_dir: &Path) -> Result<Previous, LedgerError> {
     let mut seq = head;
     for scanned in 0..SCAN_LIMIT {
         let Some(bytes) = reader.raw_record(seq)? else { break };
-        let record = Record::decode(&bytes)
-            .map_err(|source| LedgerError::Decode { path: ledger_dir.to_owned(), seq, source })?;
+        let record = Record::decode(&bytes).map_err(|source| LedgerError::Decode {
+            path: ledger_dir.to_owned(),
+            seq,
+            source,
+        })?;
         if scanned == 0 {
             previous.last_time_ns = record.time_ns;
         }
@@ -84,7 +87,11 @@ pub(crate) fn scan(ledger_dir: &Path) -> Result<Previous, LedgerError> {
 
 /// Builds the tracker of a new session, and on a takeover of pinned maps
 /// the `daemon_gap` record for the time the daemon was away.
-pub(crate) fn resume(kernel: &Kernel, takeover: Takeover, previous: &Previous) -> (SequenceTracker, Option<RecordBody>) {
+pub(crate) fn resume(
+    kernel: &Kernel,
+    takeover: Takeover,
+    previous: &Previous,
+) -> (SequenceTracker, Option<RecordBody>) {
     let next_kernel_seq = kernel.next_sequence();
     let drops = kernel.dropped_events();
     if takeover == Takeover::Fresh {

@@ -26,6 +26,10 @@ use crate::common::{Daemon, OK_FILE, PROBE_BIN, SECRET, require_bpf_lsm};
 const STEP_TIMEOUT: Duration = Duration::from_mins(2);
 /// How long the restarted daemon may take to record the waiting events.
 const DRAIN_TIMEOUT: Duration = Duration::from_mins(3);
+/// Most events a daemon killed right after the agent registered can have
+/// read from the ring buffer without recording them: the agent's shell
+/// makes a handful of opens and execs before the flood.
+const UNRECORDED_MAX: u64 = 64;
 /// A destination that policy P0 denies (its default verdict).
 const DENIED_DESTINATION: &str = "203.0.113.7:443";
 
@@ -134,20 +138,22 @@ fn killed_daemon_keeps_enforcing() {
 
     daemon.start_again();
     let status = daemon.status();
-    let adopted = status["agents"].as_array().expect("status lists agents").iter().any(|agent| agent["agent"] == "gone");
+    let adopted =
+        status["agents"].as_array().expect("status lists agents").iter().any(|agent| agent["agent"] == "gone");
     assert!(adopted, "the restarted daemon adopts the running agent by name: {status}");
     assert_eq!(
         status["links"].as_array().map(Vec::len),
         status["programs"].as_array().map(Vec::len),
         "every program the kernel lists is attached by a link: {status}"
     );
-    let records = daemon.ledger().wait_for_within(DRAIN_TIMEOUT, "the decisions made while the daemon was away", |records| {
-        let opens = decisions(records, "gone", "open");
-        let denied_secret = opens.iter().any(|r| r["path"] == SECRET && r["verdict"] == "deny");
-        let allowed_ok = opens.iter().any(|r| r["path"] == OK_FILE && r["verdict"] == "allow");
-        let denied_connect = decisions(records, "gone", "connect").iter().any(|r| r["verdict"] == "deny");
-        denied_secret && allowed_ok && denied_connect
-    });
+    let records =
+        daemon.ledger().wait_for_within(DRAIN_TIMEOUT, "the decisions made while the daemon was away", |records| {
+            let opens = decisions(records, "gone", "open");
+            let denied_secret = opens.iter().any(|r| r["path"] == SECRET && r["verdict"] == "deny");
+            let allowed_ok = opens.iter().any(|r| r["path"] == OK_FILE && r["verdict"] == "allow");
+            let denied_connect = decisions(records, "gone", "connect").iter().any(|r| r["verdict"] == "deny");
+            denied_secret && allowed_ok && denied_connect
+        });
     let gap = check_cover_and_gap(&records);
     let gap_index = records.iter().position(|record| record == &gap).expect("the gap is among the records");
     let drained = records[gap_index..]
@@ -240,7 +246,17 @@ fn killed_while_full_records_loss() {
         .filter(|record| record["kind"] == "events_lost")
         .map(|record| u64_field(record, "last_kernel_seq") - u64_field(record, "first_kernel_seq") + 1)
         .sum();
-    assert_eq!(lost_total, ring_full, "events_lost ranges hold exactly the events the kernel could not queue");
+    // The killed daemon may have taken a few of the agent's first events
+    // out of the ring buffer without recording them. Those are lost too,
+    // and the kernel's drop counter does not count them.
+    assert!(
+        lost_total >= ring_full,
+        "events_lost ranges cover every event the kernel could not queue ({ring_full}), but cover {lost_total}"
+    );
+    assert!(
+        lost_total <= ring_full + UNRECORDED_MAX,
+        "events_lost ranges cover {lost_total} events: the {ring_full} the kernel could not queue, and at most {UNRECORDED_MAX} the killed daemon read without recording"
+    );
     check_cover_and_gap(&records);
     let _ = process::wait_until(&mut child, STEP_TIMEOUT);
 
