@@ -85,9 +85,10 @@ enum Verb {
 
 #[derive(Args, Clone, Copy)]
 struct VmArgs {
-    /// Seconds the VM may run before xtask stops it and fails. The whole VM
-    /// suite takes about 15 minutes under TCG on two idle cores.
-    #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 2400)]
+    /// Seconds the VM may run before xtask stops it and fails. Each VM test
+    /// starts its own daemon, which loads and verifies every program under
+    /// TCG, so the whole suite takes tens of minutes.
+    #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 3000)]
     timeout_secs: u64,
 }
 
