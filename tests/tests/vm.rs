@@ -10,6 +10,7 @@
 //! 203.0.113.7/32 on `lo`. `common` describes the fixture.
 
 mod cage;
+mod bypass;
 mod common;
 mod failure;
 mod leases;

@@ -3,5 +3,5 @@
 //! `lupid-agent status`, and never allowed.
 
 mod daemon_gone;
-mod ring;
+pub(crate) mod ring;
 mod unix;

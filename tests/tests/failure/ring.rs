@@ -89,23 +89,17 @@ fn kernel_seq_ranges(records: &[Value]) -> Vec<(u64, u64)> {
     ranges
 }
 
-/// Runs the agent `agent` with the daemon stopped until the ring buffer is
-/// full and beyond, checks the probe's results, lets the daemon write what
-/// the ring buffer held, and returns the daemon's `ring_buffer_full`
-/// count and its status report.
-fn overflow_ring(daemon: &Daemon, agent: &str) -> (u64, Value) {
+/// Runs `probe_args` as agent `agent` and stops the daemon while the
+/// probe runs, until the probe prints its one line. Continues the daemon
+/// and returns that line, the run's exit code and its stderr.
+pub(crate) fn run_while_stopped(daemon: &Daemon, agent: &str, probe_args: &str) -> (String, i32, String) {
     let policy = daemon.policy_p0();
-    let capacity = ring_capacity();
-    // Half as many again as fit, so about a third of the opens find the
-    // ring buffer full.
-    let count = capacity * 3 / 2;
-
     // The agent must be registered before the daemon stops, because a
     // stopped daemon cannot answer `run`. So the agent first writes a marker
     // file and then sleeps, and the test stops the daemon during the sleep.
     let folder = tempfile::tempdir().expect("failed to create a folder for the marker file");
     let marker = folder.path().join("registered");
-    let script = format!("echo > {}; sleep 3; exec {PROBE_BIN} open-loop {OK_FILE} {count}", marker.display());
+    let script = format!("echo > {}; sleep 3; exec {PROBE_BIN} {probe_args}", marker.display());
     let mut run = daemon.run_command(agent, &policy, None, &["/bin/sh", "-c", &script]);
     let mut child = run
         .process_group(0)
@@ -140,9 +134,22 @@ fn overflow_ring(daemon: &Daemon, agent: &str) -> (u64, Value) {
     let status =
         process::wait_until(&mut child, START_TIMEOUT).expect("lupid-agent run exits once the daemon continues");
     let stderr_text = stderr_reader.join().expect("stderr reader thread panicked");
+    (line, exit_code(status), stderr_text)
+}
+
+/// Runs the agent `agent` with the daemon stopped until the ring buffer is
+/// full and beyond, checks the probe's results, lets the daemon write what
+/// the ring buffer held, and returns the daemon's `ring_buffer_full`
+/// count and its status report.
+fn overflow_ring(daemon: &Daemon, agent: &str) -> (u64, Value) {
+    let capacity = ring_capacity();
+    // Half as many again as fit, so about a third of the opens find the
+    // ring buffer full.
+    let count = capacity * 3 / 2;
+    let (line, code, stderr_text) = run_while_stopped(daemon, agent, &format!("open-loop {OK_FILE} {count}"));
     let tally = parse_tally(&line)
         .unwrap_or_else(|| panic!("expected an open-loop line, got {line:?}; stderr:\n{stderr_text}"));
-    assert_eq!(exit_code(status), 1, "the probe exits 1 when some opens got EPERM: {line}; stderr:\n{stderr_text}");
+    assert_eq!(code, 1, "the probe exits 1 when some opens got EPERM: {line}; stderr:\n{stderr_text}");
     assert!(
         tally.eperm > 0,
         "with the daemon stopped, opens beyond the {capacity} events that fit must get EPERM: {line}"
@@ -169,7 +176,7 @@ fn overflow_ring(daemon: &Daemon, agent: &str) -> (u64, Value) {
 /// Stops the daemon and checks that its ledger records the `ring_full`
 /// dropped events as `events_lost` ranges which, with the decisions, cover
 /// every kernel sequence number once, and that the ledger verifies.
-fn check_gap_recorded(daemon: &mut Daemon, ring_full: u64, report: &Value) {
+pub(crate) fn check_gap_recorded(daemon: &mut Daemon, ring_full: u64, report: &Value) {
     let stop = daemon.stop();
     assert!(stop.success(), "the daemon must exit 0 on SIGTERM, but exited with {stop}; its log:\n{}", daemon.log());
     let ledger = daemon.ledger();
