@@ -19,13 +19,13 @@ pub const RULE_PATH_MAX: usize = 256;
 pub const COMM_LEN: usize = 16;
 /// Most port rules one network prefix can carry, inherited rules included.
 pub const NET_RULES_PER_PREFIX: usize = 8;
-/// Slots of the `LEASES` array: the most leases in force at once.
 /// Capacity of the `PATH_RULES` map, shared by every loaded policy.
 pub const PATH_RULES_CAPACITY: u32 = 65536;
 /// Capacity of the `NET_RULES` trie, shared by every loaded policy.
 pub const NET_RULES_CAPACITY: u32 = 65536;
 /// Capacity of the `EXEC_CONTENT` map, shared by every loaded policy.
 pub const EXEC_CONTENT_CAPACITY: u32 = 16384;
+/// Slots of the `LEASES` array: the most leases in force at once.
 pub const MAX_LEASES: u32 = 1024;
 /// Length of a SHA-256 digest.
 pub const SHA256_LEN: usize = 32;
