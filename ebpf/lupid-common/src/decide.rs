@@ -9,8 +9,8 @@
 //! A slot that holds a lease (`verdict::LEASED`) cannot be decided from the
 //! rule tables alone: the lease's expiry and use count live in the `LEASES`
 //! map. So every `decide_*` function takes `lease`, which turns such a
-//! pending decision into a final one; the kernel passes a function that
-//! reads and counts the lease, the host tests pass a model of it.
+//! pending decision into a final one. The kernel passes a function that
+//! reads and counts the lease, and the host tests pass a model of it.
 
 use crate::{NetRule, RuleSlot, reason, verdict};
 
@@ -86,7 +86,8 @@ impl Decision {
         Self { verdict, rule_id, reason, lease_id: 0 }
     }
 
-    /// Settles a `LEASED` decision with `lease`; others pass unchanged.
+    /// Settles a `LEASED` decision with `lease`. Other decisions pass
+    /// unchanged.
     #[inline(always)]
     fn settle(self, lease: impl Fn(u32) -> Self) -> Self {
         if self.verdict == verdict::LEASED { lease(self.rule_id) } else { self }
@@ -126,9 +127,9 @@ pub fn decide_exec(
 ///
 /// `access` contains `access::READ` and/or `access::WRITE`; an open with
 /// neither is judged as a read. A denial of any requested access wins.
-/// A lease is settled (and counted) only for an access the open asks
-/// for, and only once the other requested access is known not to be
-/// denied outright, so an open denied for another reason uses up no lease.
+/// A lease is settled (and counted) only for a requested access, and only
+/// once the other requested access is known not to be denied outright, so
+/// an open denied for another reason uses up no lease.
 #[inline(always)]
 pub fn decide_open(
     access: u32,

@@ -67,8 +67,8 @@ pub mod hook {
 /// Verdicts, as stored in rule slots, agents and events. Zero in a rule slot
 /// means "this rule has no opinion on this access".
 ///
-/// Events carry only `ALLOW` or `DENY`; the reason says which rule verdict
-/// led there. `AUDIT`, `LEASE_REQUIRED` and `LEASED` appear only in rule
+/// Events carry only `ALLOW` or `DENY`, and the reason names the rule
+/// verdict that led there. `AUDIT`, `LEASE_REQUIRED` and `LEASED` appear only in rule
 /// slots and port rules.
 pub mod verdict {
     pub const NONE: u32 = 0;
@@ -78,7 +78,7 @@ pub mod verdict {
     pub const AUDIT: u32 = 3;
     /// Deny until a person grants a lease; the denial is a lease request.
     pub const LEASE_REQUIRED: u32 = 4;
-    /// A granted lease: the slot's `rule_id` field holds the index of the
+    /// A granted lease: the slot's `rule_id` field contains the index of the
     /// lease in the `LEASES` array, whose state decides.
     pub const LEASED: u32 = 5;
     /// A built-in protection rule that the daemon adds to every policy (the
@@ -275,7 +275,7 @@ pub struct LeaseState {
     pub max_uses: u64,
     /// Daemon-assigned lease id, for events and the ledger.
     pub lease_id: u32,
-    /// The lease-required rule this lease answers, for events.
+    /// The lease-required rule this lease satisfies, for events.
     pub rule_id: u32,
 }
 

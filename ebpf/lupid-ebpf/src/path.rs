@@ -115,7 +115,7 @@ fn hash_binary(out: *mut Event, file: *const u8, agent: &AgentInfo) -> Result<bo
     }
     // SAFETY: `file` is the BTF-typed `struct file *` of the binary, and the
     // destination is the start of the reserved event's scratch path, which
-    // holds more than `SHA256_LEN` bytes.
+    // is longer than `SHA256_LEN` bytes.
     let algo = unsafe {
         let digest = (&raw mut (*out).scratch.path).cast::<core::ffi::c_void>();
         bpf_ima_file_hash(file.cast_mut().cast(), digest, SHA256_LEN as u32)
@@ -128,13 +128,13 @@ fn hash_binary(out: *mut Event, file: *const u8, agent: &AgentInfo) -> Result<bo
 }
 
 /// Looks up the content rule for the digest that [`hash_binary`] wrote.
-/// Its own frame holds the key, so the stack of the path scan, which runs
-/// after it, does not add to it.
+/// The key lives in this function's own frame, so it does not add to the
+/// stack of the path scan, which runs after it.
 #[inline(never)]
 fn content_slot(out: *const Event, policy_id: u32) -> Option<RuleSlot> {
     let mut key = ContentKey { policy_id, sha256: [0; SHA256_LEN] };
     // SAFETY: `out` is the reserved event; the digest lies in its scratch
-    // path, which holds more than `SHA256_LEN` bytes.
+    // path, which is longer than `SHA256_LEN` bytes.
     unsafe { core::ptr::copy_nonoverlapping((&raw const (*out).scratch.path).cast::<u8>(), key.sha256.as_mut_ptr(), SHA256_LEN) };
     // SAFETY: the value is copied out before the program can sleep.
     unsafe { EXEC_CONTENT.get(&key) }.copied()
