@@ -25,7 +25,7 @@ use anyhow::Context as _;
 use lupid_common::{AgentInfo, ContentKey, NetKey, PathKey, agent_flags, verdict};
 use serde::{Deserialize, Serialize};
 
-use super::{cgroup, kernel::Kernel};
+use super::{cgroup, files, kernel::Kernel};
 use crate::policy::{
     self, Rule,
     protected::{self, ProtectedFolder},
@@ -284,13 +284,8 @@ impl Registry {
             monitored: self.monitored.iter().cloned().collect(),
             runs: self.agents.values().filter(|entry| !entry.retired).map(saved_run).collect(),
         };
-        let result = serde_json::to_vec(&saved).map_err(std::io::Error::other).and_then(|bytes| {
-            let staging = path.with_extension("json.new");
-            let mut file = std::fs::File::create(&staging)?;
-            std::io::Write::write_all(&mut file, &bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&staging, path)
-        });
+        let result =
+            serde_json::to_vec(&saved).map_err(std::io::Error::other).and_then(|bytes| files::write_atomic(path, &bytes));
         if let Err(e) = result {
             tracing::error!(file = %path.display(), error = %e, "failed to save the agent runs; a restarted daemon will deny the runs it cannot adopt");
         }

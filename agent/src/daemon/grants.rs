@@ -13,15 +13,15 @@
 //!
 //! Lock order, as everywhere in the daemon: kernel, registry, book, requests.
 
-use std::{fs::File, io::Read as _, path::Path};
+use std::path::Path;
 
 use lupid_common::{LeaseState, access, reason};
 use lupid_ledger::{LeaseExpired, LeaseGranted, LeaseRevoked, RecordBody};
-use sha2::{Digest as _, Sha256};
 
 use super::{
     State,
     agents::Registry,
+    files,
     kernel::Kernel,
     leases::{self, Book, Capability, Ending, Lease},
 };
@@ -75,26 +75,8 @@ fn leased_content(policy: &Policy, capability: &Capability) -> Option<[u8; 32]> 
     if pattern.subtree {
         return None;
     }
-    let digest = hash_regular_file(Path::new(&pattern.path))?;
+    let digest = files::sha256_regular_file(Path::new(&pattern.path))?;
     policy.rules().iter().any(|rule| rule.target == Target::ExecContent(digest)).then_some(digest)
-}
-
-/// Hashes a regular file that is not a symbolic link.
-pub(crate) fn hash_regular_file(path: &Path) -> Option<[u8; 32]> {
-    let metadata = std::fs::symlink_metadata(path).ok()?;
-    if !metadata.file_type().is_file() {
-        return None;
-    }
-    let mut file = File::open(path).ok()?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0; 64 * 1024];
-    loop {
-        let read = file.read(&mut buffer).ok()?;
-        if read == 0 {
-            return Some(hasher.finalize().into());
-        }
-        hasher.update(&buffer[..read]);
-    }
 }
 
 /// Returns the lease-required rule of `policy` that decides `capability`,

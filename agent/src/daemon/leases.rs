@@ -16,8 +16,7 @@
 //! reviving the lease.
 
 use std::{
-    fs::{self, File, OpenOptions},
-    io::Write as _,
+    fs,
     net::{IpAddr, Ipv6Addr},
     path::{Path, PathBuf},
 };
@@ -213,22 +212,9 @@ impl Book {
 
     /// Writes the book to a new file, syncs it and renames it into place.
     pub(crate) fn save(&self) -> Result<()> {
-        let staging = self.path.with_extension("json.new");
         let bytes = serde_json::to_vec_pretty(self).context("failed to encode the lease book")?;
-        let write = || {
-            let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&staging)?;
-            file.write_all(&bytes)?;
-            file.sync_all()
-        };
-        write().with_context(|| format!("failed to write the lease book to {}", staging.display()))?;
-        fs::rename(&staging, &self.path)
-            .with_context(|| format!("failed to replace the lease book {}", self.path.display()))?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)
-                .and_then(|dir| dir.sync_all())
-                .with_context(|| format!("failed to sync the state folder {}", dir.display()))?;
-        }
-        Ok(())
+        super::files::write_atomic(&self.path, &bytes)
+            .with_context(|| format!("failed to save the lease book {}", self.path.display()))
     }
 
     /// Allocates a new lease id, starting at 1.

@@ -20,6 +20,7 @@ mod btf;
 mod cgroup;
 mod control;
 mod events;
+mod files;
 mod grants;
 mod kernel;
 mod leases;

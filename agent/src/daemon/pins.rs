@@ -13,8 +13,7 @@
 //! folder, key included, was replaced, so the daemon rejects it as well.
 
 use std::{
-    fs::{self, File, OpenOptions},
-    io::Write as _,
+    fs,
     path::{Path, PathBuf},
 };
 
@@ -32,15 +31,7 @@ pub(crate) struct Pinned {
 
 /// Replaces `path` with `note` and makes the change durable.
 pub(crate) fn save_last(path: &Path, note: &str) -> std::io::Result<()> {
-    let staging = path.with_extension("last.new");
-    let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&staging)?;
-    file.write_all(note.as_bytes())?;
-    file.sync_all()?;
-    fs::rename(&staging, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    super::files::write_atomic(path, note.as_bytes())
 }
 
 /// Finds the checkpoint with the largest tree size among the notes in

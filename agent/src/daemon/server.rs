@@ -3,7 +3,6 @@
 
 use std::{
     fs::File,
-    io::Read,
     os::{
         fd::{AsRawFd, OwnedFd},
         unix::net::UnixStream,
@@ -15,7 +14,7 @@ use lupid_ledger::{Identity, RecordBody};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use sha2::{Digest, Sha256};
 
-use super::{State, agents::NewAgent, control, grants, kernel::HOOKS};
+use super::{State, agents::NewAgent, control, files, grants, kernel::HOOKS};
 use crate::{
     policy::Policy,
     protocol::{AgentStatus, Connection, LeaseGrant, LinkStatus, ProgramStatus, Register, Reply, Request, StatusReport, send},
@@ -149,17 +148,7 @@ fn hash_descriptor(fd: OwnedFd) -> std::io::Result<([u8; 32], Vec<u8>)> {
     let name = std::fs::read_link(Path::new("/proc/self/fd").join(fd.as_raw_fd().to_string()))
         .map(|p| p.into_os_string().into_encoded_bytes())
         .unwrap_or_default();
-    let mut file = File::from(fd);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let read = file.read(&mut buf)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buf[..read]);
-    }
-    Ok((hasher.finalize().into(), name))
+    Ok((files::sha256(File::from(fd))?, name))
 }
 
 fn grant_lease(state: &State, request: &LeaseGrant) -> Reply {
