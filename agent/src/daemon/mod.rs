@@ -296,8 +296,11 @@ fn drain(state: &State, ring: &mut RingBuf<MapData>, tracker: &mut SequenceTrack
     let next_sequence = state.kernel.lock().expect("kernel lock").next_sequence();
     tracker.reading(std::time::Instant::now(), next_sequence);
     let registry = state.registry.lock().expect("registry lock");
-    let book = state.book.lock().expect("book lock");
-    let mut requests = state.requests.lock().expect("requests lock");
+    // Most batches hold no lease event, so the book and the requests are
+    // locked only at the first event that needs them, book first as the
+    // daemon's lock order requires.
+    let mut book = None;
+    let mut requests = None;
     let mut records = Vec::new();
     while let Some(item) = ring.next() {
         let Some(event) = events::decode(&item) else {
@@ -309,11 +312,18 @@ fn drain(state: &State, ring: &mut RingBuf<MapData>, tracker: &mut SequenceTrack
         };
         tracker.saw(event.seq);
         let agent = registry.agents.get(&event.agent_id);
-        let lease_rule = book.leases.iter().find(|lease| lease.id == event.lease_id).map(|lease| lease.rule.as_str());
-        let record = events::to_record(&event, agent, lease_rule);
+        let lease_rule = if event.reason == lupid_common::reason::LEASE {
+            let book = book.get_or_insert_with(|| state.book.lock().expect("book lock"));
+            book.leases.iter().find(|lease| lease.id == event.lease_id).map(|lease| lease.rule.clone())
+        } else {
+            None
+        };
+        let record = events::to_record(&event, agent, lease_rule.as_deref());
         if event.reason == lupid_common::reason::LEASE_REQUIRED
             && let (Some(agent), RecordBody::Decision(decision)) = (agent, &record)
         {
+            book.get_or_insert_with(|| state.book.lock().expect("book lock"));
+            let requests = requests.get_or_insert_with(|| state.requests.lock().expect("requests lock"));
             requests.note(&event, &agent.name, decision.rule.clone());
         }
         records.push(record);
