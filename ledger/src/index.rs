@@ -40,7 +40,7 @@ use rocksdb::{DB, IteratorMode, WriteBatch};
 use crate::{
     error::LedgerError,
     record::{Hook, Record, RecordBody, Verdict},
-    store::{META_CF, RECORDS_CF, column_family, column_family_options, decode_stored},
+    store::{META_CF, RECORDS_CF, column_family, db_options, decode_stored},
 };
 
 /// Column family of the agent-name index.
@@ -270,7 +270,7 @@ pub(crate) fn build_if_stale(db: &mut DB, path: &Path) -> Result<(), LedgerError
         if db.cf_handle(name).is_some() {
             db.drop_cf(name).map_err(write_error)?;
         }
-        db.create_cf(name, &column_family_options(name)).map_err(write_error)?;
+        db.create_cf(name, &db_options()).map_err(write_error)?;
     }
 
     let db = &*db;

@@ -314,6 +314,14 @@ const MAX_TOTAL_WAL_SIZE: u64 = 128 << 20;
 /// millions of records. Until then every log file stays alive: the writer's
 /// memory grows with the ledger, and a read-only open replays the whole log.
 /// [`MAX_TOTAL_WAL_SIZE`] bounds both.
+///
+/// Every column family uses these options. Two changes were measured with
+/// `cargo xtask bench` (1 million records, 2 shared cores) and not kept. A
+/// `write_buffer_size` of 128 or 256 MiB for the records changed the append
+/// rate by less than the run-to-run noise, and it raised the writer's
+/// resident memory from about 130 MB to 200 or 280 MB. Turning compression
+/// off for the tree saved nothing measurable, because the tree stores only
+/// one node per about 255 records.
 pub(crate) fn db_options() -> Options {
     let mut options = Options::default();
     options.set_compression_type(DBCompressionType::Lz4);
@@ -321,20 +329,8 @@ pub(crate) fn db_options() -> Options {
     options
 }
 
-/// Returns the options of one column family. All use [`db_options`].
-///
-/// Two changes were measured with `cargo xtask bench` (1 million records,
-/// 2 shared cores) and not kept. A `write_buffer_size` of 128 or 256 MiB
-/// for the records changed the append rate by less than the run-to-run
-/// noise, and it raised the writer's resident memory from about 130 MB to
-/// 200 or 280 MB. Turning compression off for the tree saved nothing
-/// measurable, because the tree stores only one node per about 255 records.
-pub(crate) fn column_family_options(_name: &str) -> Options {
-    db_options()
-}
-
 pub(crate) fn column_families() -> Vec<ColumnFamilyDescriptor> {
-    ALL_CFS.into_iter().map(|name| ColumnFamilyDescriptor::new(name, column_family_options(name))).collect()
+    ALL_CFS.into_iter().map(|name| ColumnFamilyDescriptor::new(name, db_options())).collect()
 }
 
 pub(crate) fn column_family<'db>(
