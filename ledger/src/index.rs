@@ -55,6 +55,12 @@ pub const TIME_INDEX_CF: &str = "idx_time";
 /// Every index column family.
 pub const INDEX_CFS: [&str; 4] = [AGENT_INDEX_CF, RULE_INDEX_CF, VERDICT_HOOK_INDEX_CF, TIME_INDEX_CF];
 
+// Positions of the indexes in [`INDEX_CFS`].
+const AGENT_SLOT: usize = 0;
+const RULE_SLOT: usize = 1;
+const VERDICT_HOOK_SLOT: usize = 2;
+const TIME_SLOT: usize = 3;
+
 /// Key in `meta` whose value names the layout of complete indexes.
 pub const INDEX_VERSION_KEY: &[u8] = b"index_version";
 /// Version of the index layout above, stored under [`INDEX_VERSION_KEY`].
@@ -88,10 +94,15 @@ pub(crate) fn rule_prefix(rule_id: u32) -> Vec<u8> {
 
 /// Returns the prefix of the verdict-and-hook index.
 pub(crate) fn verdict_hook_prefix(verdict: Verdict, hook: Hook) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(2);
+    put_verdict_hook_prefix(&mut prefix, verdict, hook);
+    prefix
+}
+
+fn put_verdict_hook_prefix(out: &mut Vec<u8>, verdict: Verdict, hook: Hook) {
     // Records store both codes in one byte too.
-    let verdict = u8::try_from(verdict.code()).expect("verdict codes fit one byte");
-    let hook = u8::try_from(hook.code()).expect("hook codes fit one byte");
-    vec![verdict, hook]
+    out.push(u8::try_from(verdict.code()).expect("verdict codes fit one byte"));
+    out.push(u8::try_from(hook.code()).expect("hook codes fit one byte"));
 }
 
 /// Returns the `idx_time` bucket of a wall time.
@@ -102,17 +113,35 @@ pub fn time_bucket(time_ns: u64) -> u64 {
 /// Returns `(column family, prefix)` of every index entry that contains
 /// `record`.
 pub fn prefixes(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
-    let time = (TIME_INDEX_CF, time_bucket(record.time_ns).to_be_bytes().to_vec());
-    match &record.body {
-        RecordBody::Identity(identity) => vec![(AGENT_INDEX_CF, agent_prefix(&identity.agent)), time],
-        RecordBody::Decision(decision) => vec![
-            (AGENT_INDEX_CF, agent_prefix(&decision.agent)),
-            (RULE_INDEX_CF, rule_prefix(decision.rule_id)),
-            (VERDICT_HOOK_INDEX_CF, verdict_hook_prefix(decision.verdict, decision.hook)),
-            time,
-        ],
-        _ => Vec::new(),
+    let mut prefixes = Vec::new();
+    let mut buffer = Vec::new();
+    for_each_prefix(record, &mut buffer, |slot, prefix| prefixes.push((INDEX_CFS[slot], prefix.to_vec())));
+    prefixes
+}
+
+/// Calls `visit` with the slot in [`INDEX_CFS`] and the prefix of every
+/// index entry that contains `record`, building each prefix in `buffer`.
+fn for_each_prefix(record: &Record, buffer: &mut Vec<u8>, mut visit: impl FnMut(usize, &[u8])) {
+    let (agent, decision) = match &record.body {
+        RecordBody::Identity(identity) => (&identity.agent, None),
+        RecordBody::Decision(decision) => (&decision.agent, Some(decision)),
+        _ => return,
+    };
+
+    buffer.clear();
+    put_agent_prefix(buffer, agent);
+    visit(AGENT_SLOT, buffer);
+    if let Some(decision) = decision {
+        buffer.clear();
+        buffer.extend_from_slice(&decision.rule_id.to_be_bytes());
+        visit(RULE_SLOT, buffer);
+        buffer.clear();
+        put_verdict_hook_prefix(buffer, decision.verdict, decision.hook);
+        visit(VERDICT_HOOK_SLOT, buffer);
     }
+    buffer.clear();
+    buffer.extend_from_slice(&time_bucket(record.time_ns).to_be_bytes());
+    visit(TIME_SLOT, buffer);
 }
 
 /// The postings lists of one batch of records, by index and prefix.
@@ -137,41 +166,20 @@ impl Postings {
     /// increasing `seq` order.
     pub(crate) fn add(&mut self, record: &Record) {
         let seq = record.seq;
-        let (agent, decision) = match &record.body {
-            RecordBody::Identity(identity) => (&identity.agent, None),
-            RecordBody::Decision(decision) => (&decision.agent, Some(decision)),
-            _ => return,
-        };
-
-        self.prefix.clear();
-        put_agent_prefix(&mut self.prefix, agent);
-        self.push(0, seq, None);
-        if let Some(decision) = decision {
-            self.prefix.clear();
-            self.prefix.extend_from_slice(&decision.rule_id.to_be_bytes());
-            self.push(1, seq, None);
-            self.prefix.clear();
-            self.prefix.extend_from_slice(&verdict_hook_prefix(decision.verdict, decision.hook));
-            self.push(2, seq, None);
-        }
-        self.prefix.clear();
-        self.prefix.extend_from_slice(&time_bucket(record.time_ns).to_be_bytes());
-        self.push(3, seq, Some(record.time_ns & ((1 << TIME_BUCKET_BITS) - 1)));
-    }
-
-    /// Appends `seq`, and in `idx_time` its offset in the bucket, to the
-    /// list of index `slot` under the prefix in `self.prefix`.
-    fn push(&mut self, slot: usize, seq: u64, time_offset: Option<u64>) {
-        let lists = &mut self.lists[slot];
-        let list = match lists.get_mut(self.prefix.as_slice()) {
-            Some(list) => list,
-            None => lists.entry(self.prefix.clone()).or_insert(List { first: seq, last: seq, value: Vec::new() }),
-        };
-        put_varint(&mut list.value, seq - list.last);
-        if let Some(offset) = time_offset {
-            put_varint(&mut list.value, offset);
-        }
-        list.last = seq;
+        let time_offset = record.time_ns & ((1 << TIME_BUCKET_BITS) - 1);
+        let Self { lists, prefix } = self;
+        for_each_prefix(record, prefix, |slot, prefix| {
+            let lists = &mut lists[slot];
+            let list = match lists.get_mut(prefix) {
+                Some(list) => list,
+                None => lists.entry(prefix.to_vec()).or_insert(List { first: seq, last: seq, value: Vec::new() }),
+            };
+            put_varint(&mut list.value, seq - list.last);
+            if slot == TIME_SLOT {
+                put_varint(&mut list.value, time_offset);
+            }
+            list.last = seq;
+        });
     }
 
     /// Adds one entry per list to `batch`.
