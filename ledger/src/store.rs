@@ -206,6 +206,7 @@ impl Ledger {
             .ok_or_else(|| LedgerError::SeqExhausted { path: self.path.clone() })?;
 
         let records = self.cf(RECORDS_CF)?;
+        let tree_cf = self.cf(TREE_CF)?;
         let mut batch = WriteBatch::default();
         let mut appended = Vec::with_capacity(bodies.len());
         let mut prev_hash = self.head.map_or(ZERO_HASH, |(_, hash)| hash);
@@ -217,7 +218,7 @@ impl Ledger {
             let hash = leaf_hash(&bytes);
             batch.put_cf(records, seq.to_be_bytes(), bytes);
             postings.add(&record);
-            tree::push_leaf(&self.db, &self.path, &mut frontier, hash, &mut batch)?;
+            tree::push_leaf(tree_cf, &mut frontier, hash, &mut batch);
             appended.push(Appended { seq, hash });
             prev_hash = hash;
         }

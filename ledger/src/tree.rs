@@ -25,7 +25,7 @@
 
 use std::path::Path;
 
-use rocksdb::{DB, DBRawIterator, ReadOptions, WriteBatch};
+use rocksdb::{ColumnFamily, DB, DBRawIterator, ReadOptions, WriteBatch};
 
 use crate::{
     codec::leaf_hash,
@@ -145,22 +145,14 @@ impl SubtreeSource for StoredTree<'_> {
     }
 }
 
-/// Adds the stored-level nodes that `leaf` completes to `batch` and
-/// advances `frontier`.
-pub(crate) fn push_leaf(
-    db: &DB,
-    path: &Path,
-    frontier: &mut Frontier,
-    leaf: Hash,
-    batch: &mut WriteBatch,
-) -> Result<(), LedgerError> {
-    let tree = column_family(db, path, TREE_CF)?;
+/// Adds the stored-level nodes that `leaf` completes to `batch`, in the
+/// [`TREE_CF`] column family `tree`, and advances `frontier`.
+pub(crate) fn push_leaf(tree: &ColumnFamily, frontier: &mut Frontier, leaf: Hash, batch: &mut WriteBatch) {
     frontier.push_each(leaf, |level, index, hash| {
         if is_stored_level(level) {
             batch.put_cf(tree, node_key(level, index), hash);
         }
     });
-    Ok(())
 }
 
 /// Loads the frontier of the stored tree of `size` records, rebuilding the
@@ -177,6 +169,7 @@ pub(crate) fn load_frontier(db: &DB, path: &Path, size: u64) -> Result<Frontier,
 /// writes them.
 fn rebuild(db: &DB, path: &Path, size: u64) -> Result<Frontier, LedgerError> {
     let records = column_family(db, path, RECORDS_CF)?;
+    let tree = column_family(db, path, TREE_CF)?;
     let mut frontier = Frontier::default();
     let mut batch = WriteBatch::default();
     let write =
@@ -186,7 +179,7 @@ fn rebuild(db: &DB, path: &Path, size: u64) -> Result<Frontier, LedgerError> {
             break;
         }
         let (_, value) = entry.map_err(|source| LedgerError::ReadRecords { path: path.to_owned(), source })?;
-        push_leaf(db, path, &mut frontier, leaf_hash(&value), &mut batch)?;
+        push_leaf(tree, &mut frontier, leaf_hash(&value), &mut batch);
         if batch.len() >= REBUILD_BATCH {
             write(std::mem::take(&mut batch))?;
         }
