@@ -14,9 +14,12 @@ use std::{
 };
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{
+    Parser, Subcommand, ValueEnum,
+    builder::{PossibleValuesParser, TypedValueParser},
+};
 use lupid_ledger::{
-    Checkpoint, ExportError, Hook, LedgerReader, RecordBody, StoredRecord, VerifierKey, Verdict, audit,
+    Checkpoint, ExportError, Hook, LedgerReader, RecordBody, StoredRecord, Verdict, VerifierKey, audit,
     bundle::{self, KEY_FILE},
     checkpoint::split_notes,
     export_jsonl, keys, leaf_hash,
@@ -135,11 +138,11 @@ struct QueryArgs {
     #[arg(long, value_name = "NAME")]
     agent: Option<String>,
     /// LSM hook of the decision.
-    #[arg(long, value_enum)]
-    hook: Option<HookArg>,
+    #[arg(long, value_parser = name_parser(Hook::ALL, Hook::name))]
+    hook: Option<Hook>,
     /// Verdict of the decision.
-    #[arg(long, value_enum)]
-    verdict: Option<VerdictArg>,
+    #[arg(long, value_parser = name_parser(Verdict::ALL, Verdict::name))]
+    verdict: Option<Verdict>,
     /// Numeric id of the matching rule; 0 is the default verdict.
     #[arg(long, value_name = "ID")]
     rule: Option<u32>,
@@ -163,39 +166,22 @@ struct QueryArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum HookArg {
-    Exec,
-    Open,
-    Connect,
-    Send,
-    Clone,
-    #[value(name = "userns_create")]
-    UsernsCreate,
-    Mount,
-    #[value(name = "move_mount")]
-    MoveMount,
-    Umount,
-    Kill,
-    Ptrace,
-    Bpf,
-    #[value(name = "socket_create")]
-    SocketCreate,
-    Link,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum VerdictArg {
-    Allow,
-    Deny,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
 enum QueryFormat {
     /// Aligned columns: seq, time, agent, hook, verdict (with the lease id
     /// when a lease allowed the action), rule, object.
     Table,
     /// JSON Lines, in the form of `export --format jsonl`.
     Json,
+}
+
+/// Returns a parser that accepts the export name of each value in `values`.
+fn name_parser<T: Copy + Send + Sync + 'static, const N: usize>(
+    values: [T; N],
+    name: fn(T) -> &'static str,
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(values.map(name)).map(move |parsed| {
+        values.into_iter().find(|value| name(*value) == parsed).expect("the parser accepts only these names")
+    })
 }
 
 fn parse_time(value: &str) -> Result<u64, String> {
@@ -206,9 +192,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Verify { bundle: Some(bundle), key, .. } => run_verify_bundle(&bundle, key.as_deref()),
-        Command::Verify { ledger, pinned, key, bundle: None } => {
-            run_verify(&ledger, pinned.as_deref(), key.as_deref())
-        }
+        Command::Verify { ledger, pinned, key, bundle: None } => run_verify(&ledger, pinned.as_deref(), key.as_deref()),
         Command::Query(args) => run_query(&args),
         Command::Checkpoint { ledger } => run_checkpoint(&ledger),
         Command::Prove { seq, ledger, checkpoint } => run_prove(&ledger, seq, checkpoint.as_deref()),
@@ -421,26 +405,8 @@ fn run_query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
     }
     let query = Query {
         agent: args.agent.clone(),
-        hook: args.hook.map(|hook| match hook {
-            HookArg::Exec => Hook::Exec,
-            HookArg::Open => Hook::Open,
-            HookArg::Connect => Hook::Connect,
-            HookArg::Send => Hook::Send,
-            HookArg::Clone => Hook::Clone,
-            HookArg::UsernsCreate => Hook::UsernsCreate,
-            HookArg::Mount => Hook::Mount,
-            HookArg::MoveMount => Hook::MoveMount,
-            HookArg::Umount => Hook::Umount,
-            HookArg::Kill => Hook::Kill,
-            HookArg::Ptrace => Hook::Ptrace,
-            HookArg::Bpf => Hook::Bpf,
-            HookArg::SocketCreate => Hook::SocketCreate,
-            HookArg::Link => Hook::Link,
-        }),
-        verdict: args.verdict.map(|verdict| match verdict {
-            VerdictArg::Allow => Verdict::Allow,
-            VerdictArg::Deny => Verdict::Deny,
-        }),
+        hook: args.hook,
+        verdict: args.verdict,
         rule_id: args.rule,
         object: args.object.clone(),
         since_ns: args.since,
@@ -456,7 +422,9 @@ fn run_query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         QueryFormat::Table => write_table(&mut out, &found),
     };
     match result.and_then(|()| out.flush()) {
-        Err(error) if error.kind() != io::ErrorKind::BrokenPipe => Err(error).context("failed to write the query output"),
+        Err(error) if error.kind() != io::ErrorKind::BrokenPipe => {
+            Err(error).context("failed to write the query output")
+        }
         _ => Ok(ExitCode::SUCCESS),
     }
 }
@@ -523,8 +491,10 @@ fn write_table(out: &mut impl Write, found: &[StoredRecord]) -> io::Result<()> {
 
 fn escape_controls(text: &str) -> String {
     text.chars()
-        .map(|character| {
-            if character.is_control() { character.escape_default().to_string() } else { character.to_string() }
-        })
+        .map(
+            |character| {
+                if character.is_control() { character.escape_default().to_string() } else { character.to_string() }
+            },
+        )
         .collect()
 }

@@ -91,24 +91,26 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in code order.
+    pub const ALL: [Self; 13] = [
+        Self::DaemonStart,
+        Self::DaemonStop,
+        Self::Identity,
+        Self::Decision,
+        Self::AgentExit,
+        Self::EventsLost,
+        Self::Checkpoint,
+        Self::LeaseGranted,
+        Self::LeaseRevoked,
+        Self::LeaseExpired,
+        Self::PolicyLoaded,
+        Self::ModeChanged,
+        Self::DaemonGap,
+    ];
+
     /// Returns the kind with this header code, or `None` for an unknown code.
     pub fn from_code(code: u8) -> Option<Self> {
-        match code {
-            1 => Some(Self::DaemonStart),
-            2 => Some(Self::DaemonStop),
-            3 => Some(Self::Identity),
-            4 => Some(Self::Decision),
-            5 => Some(Self::AgentExit),
-            6 => Some(Self::EventsLost),
-            7 => Some(Self::Checkpoint),
-            8 => Some(Self::LeaseGranted),
-            9 => Some(Self::LeaseRevoked),
-            10 => Some(Self::LeaseExpired),
-            11 => Some(Self::PolicyLoaded),
-            12 => Some(Self::ModeChanged),
-            13 => Some(Self::DaemonGap),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|kind| *kind as u8 == code)
     }
 
     /// Returns the `snake_case` name used in exports.
@@ -237,6 +239,24 @@ pub enum Hook {
 }
 
 impl Hook {
+    /// Every hook, in code order.
+    pub const ALL: [Self; 14] = [
+        Self::Exec,
+        Self::Open,
+        Self::Connect,
+        Self::Send,
+        Self::Clone,
+        Self::UsernsCreate,
+        Self::Mount,
+        Self::MoveMount,
+        Self::Umount,
+        Self::Kill,
+        Self::Ptrace,
+        Self::Bpf,
+        Self::SocketCreate,
+        Self::Link,
+    ];
+
     /// Returns the `lupid_common::hook` code.
     pub fn code(self) -> u32 {
         match self {
@@ -259,23 +279,7 @@ impl Hook {
 
     /// Returns the hook with this `lupid_common::hook` code.
     pub fn from_code(code: u32) -> Option<Self> {
-        match code {
-            hook::EXEC => Some(Self::Exec),
-            hook::OPEN => Some(Self::Open),
-            hook::CONNECT => Some(Self::Connect),
-            hook::SEND => Some(Self::Send),
-            hook::CLONE => Some(Self::Clone),
-            hook::USERNS_CREATE => Some(Self::UsernsCreate),
-            hook::MOUNT => Some(Self::Mount),
-            hook::MOVE_MOUNT => Some(Self::MoveMount),
-            hook::UMOUNT => Some(Self::Umount),
-            hook::KILL => Some(Self::Kill),
-            hook::PTRACE => Some(Self::Ptrace),
-            hook::BPF => Some(Self::Bpf),
-            hook::SOCKET_CREATE => Some(Self::SocketCreate),
-            hook::LINK => Some(Self::Link),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|hook| hook.code() == code)
     }
 
     /// Returns the lowercase name used in exports.
@@ -306,6 +310,9 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Every verdict.
+    pub const ALL: [Self; 2] = [Self::Allow, Self::Deny];
+
     /// Returns the `lupid_common::verdict` code.
     pub fn code(self) -> u32 {
         match self {
