@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use crate::{
     error::LedgerError,
     reader::{LedgerReader, StoredRecord},
-    record::{Decision, HASH_LEN, Identity, LeaseGranted, Object, RecordBody},
+    record::{Decision, Identity, LeaseGranted, Object, RecordBody, ZERO_HASH},
 };
 
 /// A failed export.
@@ -114,7 +114,7 @@ pub fn record_json(stored: &StoredRecord) -> String {
             object.put("agent_id", json!(loaded.agent_id));
             object.put("policy_sha256", json!(hex::encode(loaded.policy_sha256)));
             object.put_bytes("policy_path", &loaded.policy_path);
-            let previous = if loaded.previous_sha256 == [0; HASH_LEN] {
+            let previous = if loaded.previous_sha256 == ZERO_HASH {
                 Value::Null
             } else {
                 json!(hex::encode(loaded.previous_sha256))

@@ -13,11 +13,11 @@
 //! | clone | Process Activity | 1007 | Launch | 1 | none |
 //! | kill | Process Activity | 1007 | Terminate | 2 | none |
 //! | ptrace | Process Activity | 1007 | Open | 3 | none |
-//! | userns_create, bpf | Process Activity | 1007 | Other | 99 | none |
-//! | mount, move_mount | File System Activity | 1001 | Mount | 12 | none |
+//! | `userns_create`, bpf | Process Activity | 1007 | Other | 99 | none |
+//! | mount, `move_mount` | File System Activity | 1001 | Mount | 12 | none |
 //! | umount | File System Activity | 1001 | Unmount | 13 | none |
 //! | link | File System Activity | 1001 | Create | 1 | none |
-//! | socket_create | Network Activity | 4001 | Other | 99 | none |
+//! | `socket_create` | Network Activity | 4001 | Other | 99 | none |
 //!
 //! The hooks from clone on record only denials by lupid's built-in
 //! protections, and their decisions name no object, so the event carries
@@ -61,8 +61,20 @@ use crate::{
 /// OCSF schema version of the exported events.
 pub const OCSF_VERSION: &str = "1.7.0";
 
-const SYSTEM_ACTIVITY_CATEGORY: u32 = 1;
-const NETWORK_ACTIVITY_CATEGORY: u32 = 4;
+/// An OCSF event class and the category it belongs to.
+struct OcsfClass {
+    uid: u32,
+    name: &'static str,
+    category_uid: u32,
+    category_name: &'static str,
+}
+
+const PROCESS_ACTIVITY: OcsfClass =
+    OcsfClass { uid: 1007, name: "Process Activity", category_uid: 1, category_name: "System Activity" };
+const FILE_SYSTEM_ACTIVITY: OcsfClass =
+    OcsfClass { uid: 1001, name: "File System Activity", category_uid: 1, category_name: "System Activity" };
+const NETWORK_ACTIVITY: OcsfClass =
+    OcsfClass { uid: 4001, name: "Network Activity", category_uid: 4, category_name: "Network Activity" };
 
 /// Writes every decision record of the ledger as one OCSF event per line.
 /// Returns the number of events written.
@@ -86,31 +98,23 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
         return None;
     };
     let record = &stored.record;
-    let (class_uid, class_name, category_uid, category_name, activity_id, activity_name) = match decision.hook {
-        Hook::Exec => (1007, "Process Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 1, "Launch"),
-        Hook::Open => (1001, "File System Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 14, "Open"),
-        Hook::Connect => (4001, "Network Activity", NETWORK_ACTIVITY_CATEGORY, "Network Activity", 1, "Open"),
-        Hook::Send => (4001, "Network Activity", NETWORK_ACTIVITY_CATEGORY, "Network Activity", 6, "Traffic"),
-        Hook::Clone => (1007, "Process Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 1, "Launch"),
-        Hook::Kill => (1007, "Process Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 2, "Terminate"),
-        Hook::Ptrace => (1007, "Process Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 3, "Open"),
-        Hook::UsernsCreate | Hook::Bpf => {
-            (1007, "Process Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 99, "Other")
-        }
-        Hook::Mount | Hook::MoveMount => {
-            (1001, "File System Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 12, "Mount")
-        }
-        Hook::Umount => (1001, "File System Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 13, "Unmount"),
-        Hook::Link => (1001, "File System Activity", SYSTEM_ACTIVITY_CATEGORY, "System Activity", 1, "Create"),
-        Hook::SocketCreate => (4001, "Network Activity", NETWORK_ACTIVITY_CATEGORY, "Network Activity", 99, "Other"),
+    let (class, activity_id, activity_name) = match decision.hook {
+        Hook::Exec | Hook::Clone => (PROCESS_ACTIVITY, 1, "Launch"),
+        Hook::Kill => (PROCESS_ACTIVITY, 2, "Terminate"),
+        Hook::Ptrace => (PROCESS_ACTIVITY, 3, "Open"),
+        Hook::UsernsCreate | Hook::Bpf => (PROCESS_ACTIVITY, 99, "Other"),
+        Hook::Open => (FILE_SYSTEM_ACTIVITY, 14, "Open"),
+        Hook::Mount | Hook::MoveMount => (FILE_SYSTEM_ACTIVITY, 12, "Mount"),
+        Hook::Umount => (FILE_SYSTEM_ACTIVITY, 13, "Unmount"),
+        Hook::Link => (FILE_SYSTEM_ACTIVITY, 1, "Create"),
+        Hook::Connect => (NETWORK_ACTIVITY, 1, "Open"),
+        Hook::Send => (NETWORK_ACTIVITY, 6, "Traffic"),
+        Hook::SocketCreate => (NETWORK_ACTIVITY, 99, "Other"),
     };
-    let (action, disposition, severity_id, severity) = match decision.verdict {
-        Verdict::Allow => ("Allowed", "Allowed", 1, "Informational"),
-        Verdict::Deny => ("Denied", "Blocked", 3, "Medium"),
-    };
-    let id = match decision.verdict {
-        Verdict::Allow => 1,
-        Verdict::Deny => 2,
+    let OcsfClass { uid: class_uid, name: class_name, category_uid, category_name } = class;
+    let (id, action, disposition, severity_id, severity) = match decision.verdict {
+        Verdict::Allow => (1, "Allowed", "Allowed", 1, "Informational"),
+        Verdict::Deny => (2, "Denied", "Blocked", 3, "Medium"),
     };
 
     let mut event = Map::new();
