@@ -496,7 +496,7 @@ pub struct LeaseGranted {
     /// `/proc/sys/kernel/random/boot_id` of the boot whose clock
     /// `expires_boot_ns` counts. A lease never outlives that boot.
     pub boot_id: String,
-    /// Most uses allowed; 0 for no limit.
+    /// Maximum number of uses; 0 for no limit.
     pub max_uses: u64,
     /// The person, or the daemon, that granted the lease.
     pub granted_by: String,

@@ -138,7 +138,7 @@ fn assert_records_numbered(dir: &Path, count: u64) {
     for stored in reader.records().expect("iterate records") {
         let stored = stored.expect("read record");
         assert_eq!(stored.record.seq, seen, "records are dense");
-        assert_eq!(stored.record.body, numbered(seen), "record {seen} holds what was appended there");
+        assert_eq!(stored.record.body, numbered(seen), "record {seen} contains what was appended there");
         seen += 1;
     }
     assert_eq!(seen, count, "reader sees every verified record");
