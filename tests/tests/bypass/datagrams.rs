@@ -9,9 +9,9 @@
 //! and a batch that starts with the denied one fails with `EPERM` and
 //! sends nothing.
 
-use crate::common::{Daemon, Listener, require_bpf_lsm};
+use crate::common::{Daemon, Listener, Receiver, require_bpf_lsm};
 
-use super::{Receiver, assert_denied, probe_str, wait_decision, wait_decision_where};
+use super::{assert_denied, probe_str, wait_decision};
 
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
@@ -77,6 +77,6 @@ fn bypass_fast_open_denied() {
     let outcome = probe_str(&daemon, "fastopen-local", &policy, None, &["fastopen", "127.0.0.1:8080"]);
     assert_eq!(outcome.code, 0, "allow-local covers a Fast Open send to 127.0.0.1:8080; {outcome}");
     assert_eq!(local.accepted(), 1, "the allowed connection must arrive");
-    let (allowed, _) = wait_decision_where(&daemon.ledger(), "fastopen-local", "send", "allow", |_| true);
+    let (allowed, _) = wait_decision(&daemon.ledger(), "fastopen-local", "send", "allow");
     assert_eq!(allowed["rule"], "allow-local", "{allowed}");
 }

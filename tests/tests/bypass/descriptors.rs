@@ -4,9 +4,10 @@
 //! opened file, so no spelling of the name and no race reaches the secret.
 
 use crate::common::ledger::decisions;
+use crate::common::process::numbers_in;
 use crate::common::{Daemon, SECRET, require_bpf_lsm};
 
-use super::{USERS, agent_name, assert_denied, probe_str, wait_decision_where};
+use super::{USERS, agent_name, assert_denied, probe_str, wait_decision, wait_decision_where};
 
 /// P0 with an explicit read rule for the dynamic loader's libraries.
 const POLICY: &str = "\
@@ -27,12 +28,7 @@ const RACE_OPENS: u32 = 2000;
 /// Parses `openat-race NAME: N opened (B bytes), M EPERM, K ENOENT, L other`.
 fn parse_race(line: &str) -> Option<[u64; 5]> {
     let (_, counts) = line.strip_prefix("openat-race ")?.rsplit_once(": ")?;
-    let numbers: Vec<u64> = counts
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|word| !word.is_empty())
-        .map(|word| word.parse().ok())
-        .collect::<Option<_>>()?;
-    numbers.try_into().ok()
+    numbers_in(counts)
 }
 
 #[test]
@@ -53,7 +49,7 @@ fn bypass_relative_names_denied() {
             let agent = agent_name(&format!("relative-{step}"), user);
             let outcome = probe_str(&daemon, &agent, &policy, user, &args);
             assert_denied(&outcome, line, &format!("{args:?} opens {SECRET}"));
-            let (denial, _) = wait_decision_where(&ledger, &agent, "open", "deny", |_| true);
+            let (denial, _) = wait_decision(&ledger, &agent, "open", "deny");
             assert_eq!(denial["path"], SECRET, "the ledger names the kernel-resolved path: {denial}");
             assert_eq!(denial["rule"], "deny-secrets", "{denial}");
         }

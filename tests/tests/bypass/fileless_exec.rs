@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crate::common::{CURL, Daemon, require_bpf_lsm};
 
-use super::{POLICY_ALLOWLIST, USERS, agent_name, assert_denied, copy_busybox, make_dir, probe_str, wait_decision_where};
+use super::{POLICY_ALLOWLIST, USERS, agent_name, assert_denied, copy_busybox, make_dir, probe_str, wait_decision, wait_decision_where};
 
 /// The copy in `/dev/shm`.
 const SHM_COPY: &str = "/dev/shm/lupid-bypass-x";
@@ -45,7 +45,7 @@ fn bypass_fileless_exec_denied() {
             let agent = agent_name(&format!("memfd-{how}"), user);
             let outcome = probe_str(&daemon, &agent, &policy, user, &["memfd-exec", CURL, how, "curl"]);
             assert_denied(&outcome, &format!("exec memfd:kworker via {how}"), "no exec rule covers a memfd");
-            let (denial, _) = wait_decision_where(&ledger, &agent, "exec", "deny", |_| true);
+            let (denial, _) = wait_decision(&ledger, &agent, "exec", "deny");
             let path = denial["path"].as_str().unwrap_or_default();
             assert!(path.starts_with("/memfd:kworker"), "the ledger names the memfd: {denial}");
             assert_eq!(denial["reason"], "default", "the allowlist's default denies: {denial}");
@@ -55,13 +55,13 @@ fn bypass_fileless_exec_denied() {
         let agent = agent_name("memfd-script", user);
         let outcome = probe_str(&daemon, &agent, &policy, user, &["memfd-script"]);
         assert_denied(&outcome, "exec memfd:kworker script", "a script in a memfd is judged as the memfd");
-        let (denial, _) = wait_decision_where(&ledger, &agent, "exec", "deny", |_| true);
+        let (denial, _) = wait_decision(&ledger, &agent, "exec", "deny");
         assert!(denial["path"].as_str().unwrap_or_default().starts_with("/memfd:kworker"), "{denial}");
 
         let agent = agent_name("shm-copy", user);
         let outcome = probe_str(&daemon, &agent, &policy, user, &["exec", SHM_COPY, "id"]);
         assert_denied(&outcome, &format!("exec {SHM_COPY}"), "no exec rule covers /dev/shm");
-        let (denial, _) = wait_decision_where(&ledger, &agent, "exec", "deny", |_| true);
+        let (denial, _) = wait_decision(&ledger, &agent, "exec", "deny");
         assert_eq!(denial["path"], SHM_COPY, "{denial}");
     }
 }

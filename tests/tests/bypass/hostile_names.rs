@@ -8,6 +8,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use crate::common::fixture::hex;
 use crate::common::ledger::{records_of, u64_field};
 use crate::common::{Daemon, require_bpf_lsm};
 
@@ -24,10 +25,6 @@ const MISSING_SECRET: &[u8] = b"/srv/secrets/\x81";
 const HOSTILE_ALLOWED: &[u8] = b"/home/agent/work/\xc3\x28";
 /// Bytes of the long argument.
 const LONG_ARGUMENT: usize = 100_000;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
 
 /// Returns `len` bytes without NUL from a fixed linear congruential
 /// sequence, so a failure can be reproduced.

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::common::{Daemon, require_bpf_lsm};
 
-use super::{POLICY_ALLOWLIST, USERS, agent_name, assert_denied, copy_busybox, make_dir, probe, probe_str, wait_decision_where};
+use super::{POLICY_ALLOWLIST, USERS, agent_name, assert_denied, copy_busybox, make_dir, probe, probe_str, wait_decision};
 
 /// Bytes of the long components of the near-`PATH_MAX` cases.
 const COMPONENT: usize = 200;
@@ -95,7 +95,7 @@ fn bypass_long_exec_path_denied() {
         let agent = agent_name("long-exec", user);
         let outcome = probe_str(&daemon, &agent, &policy, user, &["exec", &binary, "id"]);
         assert_denied(&outcome, "exec /home/agent/work/aaa", "no exec rule covers /home/agent/work");
-        let (denial, _) = wait_decision_where(&ledger, &agent, "exec", "deny", |_| true);
+        let (denial, _) = wait_decision(&ledger, &agent, "exec", "deny");
         assert_eq!(denial["path"], binary.as_str(), "the ledger keeps the whole path: {denial}");
         assert_eq!(denial["path_truncated"], false, "{denial}");
         assert_eq!(denial["reason"], "default", "{denial}");
@@ -130,7 +130,7 @@ fn bypass_deep_trees_denied() {
             let agent = agent_name(&format!("deep-{step}"), user);
             let outcome = probe_str(&daemon, &agent, &policy, user, &["open", path, "read"]);
             assert_denied(&outcome, "open /home/agent/work/deep/", "deny-deep covers the whole subtree");
-            let (denial, _) = wait_decision_where(&ledger, &agent, "open", "deny", |_| true);
+            let (denial, _) = wait_decision(&ledger, &agent, "open", "deny");
             assert_eq!(denial["path"], path.as_str(), "the ledger keeps the whole path: {denial}");
             assert_eq!(denial["rule"], "deny-deep", "{denial}");
             assert_eq!(denial["path_truncated"], false, "{denial}");
@@ -156,7 +156,7 @@ fn bypass_path_beyond_max_fails_closed() {
         let agent = agent_name("beyond-max", user);
         let outcome = probe(&daemon, &agent, &policy, user, &[OsStr::new("open-walk"), OsStr::from_bytes(path.as_bytes())]);
         assert_denied(&outcome, "open /home/agent/work/long/", "a path the kernel cannot build is denied");
-        let (denial, _) = wait_decision_where(&ledger, &agent, "open", "deny", |_| true);
+        let (denial, _) = wait_decision(&ledger, &agent, "open", "deny");
         assert_eq!(denial["reason"], "path_unresolved", "{denial}");
         assert_eq!(denial["path_truncated"], true, "the record marks the truncation: {denial}");
         assert_eq!(denial["path"], "", "the record must not hold a shortened path: {denial}");

@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use crate::common::{CURL, Daemon, SECRET, require_bpf_lsm};
 
-use super::{USERS, agent_name, assert_denied, make_dir, probe_str, run, wait_decision_where};
+use super::{USERS, agent_name, assert_denied, make_dir, probe_str, run, wait_decision};
 
 /// A variable only the agent's environment holds.
 const MARKER: &str = "LUPID_BYPASS_MARKER=agent-environment";
@@ -31,7 +31,7 @@ fn bypass_magic_links_resolve() {
             let agent = agent_name(&format!("magic-{step}"), user);
             let outcome = probe_str(&daemon, &agent, &policy, user, &args);
             assert_denied(&outcome, line, &format!("{args:?} resolves to {SECRET}"));
-            let (denial, _) = wait_decision_where(&ledger, &agent, "open", "deny", |_| true);
+            let (denial, _) = wait_decision(&ledger, &agent, "open", "deny");
             assert_eq!(denial["path"], SECRET, "the ledger names the resolved file: {denial}");
             assert_eq!(denial["rule"], "deny-secrets", "{denial}");
         }
@@ -40,7 +40,7 @@ fn bypass_magic_links_resolve() {
         let via_root_exec = format!("/proc/self/root{CURL}");
         let outcome = probe_str(&daemon, &agent, &policy, user, &["exec", &via_root_exec]);
         assert_denied(&outcome, &format!("exec {via_root_exec}"), "the binary is /usr/bin/curl");
-        let (denial, _) = wait_decision_where(&ledger, &agent, "exec", "deny", |_| true);
+        let (denial, _) = wait_decision(&ledger, &agent, "exec", "deny");
         assert_eq!(denial["path"], CURL, "{denial}");
         assert_eq!(denial["rule"], "deny-curl", "{denial}");
     }

@@ -2,28 +2,20 @@
 //! the IPv4 address, and the NAT64 form of a denied address is an IPv6
 //! address that only the default covers.
 
-use crate::common::{Daemon, Listener, require_bpf_lsm};
+use crate::common::fixture::POLICY_P0;
+use crate::common::{Daemon, Listener, Receiver, require_bpf_lsm};
 
-use super::{Receiver, assert_denied, probe_str, wait_decision};
+use super::{assert_denied, probe_str, wait_decision};
 
-/// P0 with an explicit denial of the metadata address.
-const POLICY: &str = "\
-lupid-policy 1
-default deny
-deny-secrets: deny  open    /srv/secrets/**  read,write
-allow-open:   allow open    /**              read,write
-deny-curl:    deny  exec    /usr/bin/curl
-allow-exec:   allow exec    /**
-allow-local:  allow connect 127.0.0.1/32:8080
-deny-meta:    deny  connect 169.254.169.254/32:*
-";
+/// The rule added to P0: an explicit denial of the metadata address.
+const DENY_METADATA: &str = "deny-meta:    deny  connect 169.254.169.254/32:*\n";
 
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
 fn bypass_mapped_addresses_judged_as_ipv4() {
     require_bpf_lsm();
     let daemon = Daemon::start();
-    let policy = daemon.write_policy("mapped", POLICY);
+    let policy = daemon.write_policy("mapped", &format!("{POLICY_P0}{DENY_METADATA}"));
     let ledger = daemon.ledger();
     let metadata = Listener::bind("169.254.169.254:80");
     let outside = Listener::bind("203.0.113.7:443");

@@ -33,15 +33,13 @@ mod symlinks;
 
 use std::ffi::OsStr;
 use std::fs;
-use std::net::UdpSocket;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::common::fixture::hex;
 use crate::common::ledger::decisions;
 use crate::common::process;
 use crate::common::{Daemon, Ledger, Outcome, PROBE_BIN};
@@ -135,16 +133,6 @@ pub(crate) fn wait_decision_where(
     (find(&records).expect("wait_for found it"), records)
 }
 
-/// Replaces the symlink at `link` with one to `target`. Panics when
-/// something other than a symlink is there.
-pub(crate) fn replace_symlink(target: &str, link: &str) {
-    if let Ok(metadata) = fs::symlink_metadata(link) {
-        assert!(metadata.file_type().is_symlink(), "{link} exists and is not a symlink; not replacing it");
-        fs::remove_file(link).unwrap_or_else(|error| panic!("failed to remove the old link {link}: {error}"));
-    }
-    symlink(target, link).unwrap_or_else(|error| panic!("failed to link {link} to {target}: {error}"));
-}
-
 /// Creates the folder `path` and its parents with mode 0755, so uid 1001
 /// can reach what lies inside.
 pub(crate) fn make_dir(path: &Path) {
@@ -166,33 +154,10 @@ pub(crate) fn copy_busybox(path: &Path) -> PathBuf {
     path.to_owned()
 }
 
-/// A UDP socket the test binds before running an agent, so a datagram
-/// that lupid wrongly allows is seen.
-pub(crate) struct Receiver(UdpSocket);
-
-impl Receiver {
-    pub(crate) fn bind(addr: &str) -> Self {
-        let socket = UdpSocket::bind(addr).unwrap_or_else(|error| panic!("failed to bind UDP {addr}: {error}"));
-        socket.set_nonblocking(true).expect("failed to make the UDP socket non-blocking");
-        Self(socket)
-    }
-
-    /// Returns how many datagrams arrived, after a short settle time.
-    pub(crate) fn received(&self) -> usize {
-        thread::sleep(Duration::from_millis(300));
-        let mut buffer = [0u8; 256];
-        let mut count = 0;
-        while self.0.recv(&mut buffer).is_ok() {
-            count += 1;
-        }
-        count
-    }
-}
-
 /// Returns the decisions of `agent` on `hook` whose `path_hex` (for a
 /// name that is not UTF-8) or `path` names exactly `path`.
 pub(crate) fn decisions_on_path<'a>(records: &'a [Value], agent: &str, hook: &str, path: &[u8]) -> Vec<&'a Value> {
-    let hex: String = path.iter().map(|byte| format!("{byte:02x}")).collect();
+    let hex = hex(path);
     decisions(records, agent, hook)
         .into_iter()
         .filter(|record| match record.get("path_hex") {

@@ -6,6 +6,7 @@
 
 use crate::common::daemon::failure_count;
 use crate::common::ledger::decisions;
+use crate::common::process::numbers_in;
 use crate::common::{Daemon, OK_FILE, SECRET, require_bpf_lsm};
 use crate::failure::ring::{check_gap_recorded, ring_capacity, run_while_stopped};
 
@@ -16,12 +17,7 @@ const DENIED_EVERY: u64 = 50;
 /// EPERM, other.
 fn parse_mix(line: &str) -> Option<[u64; 6]> {
     let (_, counts) = line.strip_prefix("open-mix ")?.rsplit_once(": allowed ")?;
-    let numbers: Vec<u64> = counts
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|word| !word.is_empty())
-        .map(|word| word.parse().ok())
-        .collect::<Option<_>>()?;
-    numbers.try_into().ok()
+    numbers_in(counts)
 }
 
 #[test]

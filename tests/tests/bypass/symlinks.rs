@@ -5,9 +5,10 @@
 //! NOTE: the hooks see the resolved file only, so the ledger keeps no
 //! record of the name the agent asked for (`/tmp/s/token`).
 
+use crate::common::fixture::replace_symlink;
 use crate::common::{CURL, Daemon, OK_FILE, SECRET, SECRETS_LINK, TOOL_LINK, require_bpf_lsm};
 
-use super::{USERS, agent_name, assert_denied, make_dir, probe_str, replace_symlink, wait_decision_where};
+use super::{USERS, agent_name, assert_denied, make_dir, probe_str, wait_decision, wait_decision_where};
 
 /// A symlink to `/srv/secrets/sub`, whose `..` is `/srv/secrets`.
 const SUB_LINK: &str = "/tmp/lupid-bypass-d";
@@ -32,7 +33,7 @@ fn bypass_symlinks_meet_target_rules() {
             let outcome = probe_str(&daemon, &agent, &policy, user, &["open", path, "read"]);
             assert_denied(&outcome, &format!("open {path}"), &format!("{path} resolves to {SECRET}"));
             assert!(!outcome.stdout.contains("bytes"), "no byte of the secret may be read; {outcome}");
-            let (denial, _) = wait_decision_where(&ledger, &agent, "open", "deny", |_| true);
+            let (denial, _) = wait_decision(&ledger, &agent, "open", "deny");
             assert_eq!(denial["path"], SECRET, "the ledger names the resolved file: {denial}");
             assert_eq!(denial["rule"], "deny-secrets", "{denial}");
         }
@@ -40,7 +41,7 @@ fn bypass_symlinks_meet_target_rules() {
         let agent = agent_name("symlink-exec", user);
         let outcome = probe_str(&daemon, &agent, &policy, user, &["exec", TOOL_LINK]);
         assert_denied(&outcome, &format!("exec {TOOL_LINK}"), &format!("{TOOL_LINK} points at {CURL}"));
-        let (denial, _) = wait_decision_where(&ledger, &agent, "exec", "deny", |_| true);
+        let (denial, _) = wait_decision(&ledger, &agent, "exec", "deny");
         assert_eq!(denial["path"], CURL, "the ledger names the binary, not the link: {denial}");
         assert_eq!(denial["rule"], "deny-curl", "{denial}");
 

@@ -82,9 +82,7 @@ impl Daemon {
     /// Runs `lupid-agent unload`, which removes the pinned programs and
     /// maps. Panics when it fails; no daemon may be running.
     pub(crate) fn unload(&self) {
-        let mut command = Command::new(AGENT_BIN);
-        command.arg("unload").arg("--socket").arg(&self.socket);
-        let outcome = process::run(&mut command, RUN_TIMEOUT);
+        let outcome = self.ctl(&["unload"]);
         assert_eq!(outcome.code, 0, "lupid-agent unload must exit 0 with no daemon running; {outcome}");
     }
 
@@ -115,8 +113,7 @@ impl Daemon {
 
     /// Stops the daemon with SIGTERM and starts it again on the same state.
     pub(crate) fn restart(&mut self) {
-        let status = self.stop();
-        assert!(status.success(), "the daemon must stop cleanly before a restart: {status}; its log:\n{}", self.log());
+        self.stop_cleanly();
         self.spawn();
     }
 
@@ -137,6 +134,16 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| panic!("failed to start agent {agent}: {error}"))
+    }
+
+    /// Waits until `lupid-agent status` lists agent `agent`, for at most
+    /// `timeout`.
+    pub(crate) fn wait_for_agent(&self, agent: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !lists_agent(&self.status(), agent) {
+            assert!(Instant::now() < deadline, "agent {agent} did not register within {timeout:?}");
+            thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn wait_ready(&mut self) {
@@ -242,9 +249,7 @@ impl Daemon {
 
     /// Runs `lupid-agent status --json` and returns the report it printed.
     pub(crate) fn status(&self) -> Value {
-        let mut command = Command::new(AGENT_BIN);
-        command.arg("status").arg("--json").arg("--socket").arg(&self.socket);
-        let outcome = process::run(&mut command, RUN_TIMEOUT);
+        let outcome = self.ctl(&["status", "--json"]);
         assert_eq!(outcome.code, 0, "lupid-agent status --json must exit 0; {outcome}");
         serde_json::from_str(&outcome.stdout)
             .unwrap_or_else(|error| panic!("lupid-agent status --json printed invalid JSON ({error}); {outcome}"))
@@ -262,6 +267,13 @@ impl Daemon {
         let _ = child.wait();
         panic!("the daemon did not exit within {STOP_TIMEOUT:?} of SIGTERM; its log:\n{}", self.log());
     }
+
+    /// Stops the daemon as [`Daemon::stop`] does and panics, with its log,
+    /// unless it exits 0.
+    pub(crate) fn stop_cleanly(&mut self) {
+        let stop = self.stop();
+        assert!(stop.success(), "the daemon must exit 0 on SIGTERM, but exited with {stop}; its log:\n{}", self.log());
+    }
 }
 
 impl Drop for Daemon {
@@ -274,9 +286,7 @@ impl Drop for Daemon {
             }
         }
         // Each test starts without pins, and its programs go with it.
-        let mut command = Command::new(AGENT_BIN);
-        command.arg("unload").arg("--socket").arg(&self.socket);
-        let unloaded = process::run(&mut command, RUN_TIMEOUT);
+        let unloaded = self.ctl(&["unload"]);
         if unloaded.code != 0 {
             eprintln!("lupid-agent unload failed after the test; {unloaded}");
         }
@@ -298,6 +308,11 @@ pub(crate) fn failure_count(status: &Value, name: &str) -> u64 {
         .find(|pair| pair[0] == name)
         .and_then(|pair| pair[1].as_u64())
         .unwrap_or_else(|| panic!("status has no failures entry {name:?} with a count: {status}"))
+}
+
+/// Returns whether a `status --json` report lists agent `agent`.
+pub(crate) fn lists_agent(status: &Value, agent: &str) -> bool {
+    status["agents"].as_array().is_some_and(|agents| agents.iter().any(|entry| entry["agent"] == agent))
 }
 
 /// Sends SIGTERM to `child`.

@@ -83,7 +83,8 @@ fn install_curl() {
 }
 
 /// Points the symlink `link` at `target`, replacing an older symlink.
-fn replace_symlink(target: &str, link: &str) {
+/// Panics when something other than a symlink is there.
+pub(crate) fn replace_symlink(target: &str, link: &str) {
     if let Ok(metadata) = fs::symlink_metadata(link) {
         assert!(metadata.file_type().is_symlink(), "{link} exists and is not a symlink; not replacing it");
         fs::remove_file(link).unwrap_or_else(|error| panic!("failed to remove {link}: {error}"));
@@ -91,13 +92,18 @@ fn replace_symlink(target: &str, link: &str) {
     symlink(target, link).unwrap_or_else(|error| panic!("failed to link {link} to {target}: {error}"));
 }
 
-/// Returns the SHA-256 of `bytes` as lowercase hex.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    let mut hex = String::with_capacity(64);
-    for byte in Sha256::digest(bytes) {
+/// Returns `bytes` as lowercase hex, two digits a byte.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
         write!(hex, "{byte:02x}").expect("writing to a String cannot fail");
     }
     hex
+}
+
+/// Returns the SHA-256 of `bytes` as lowercase hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 /// Returns the SHA-256 of the file at `path` as lowercase hex.

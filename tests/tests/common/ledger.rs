@@ -115,3 +115,21 @@ pub(crate) fn find_decision<'a>(records: &'a [Value], agent: &str, hook: &str, v
 pub(crate) fn u64_field(record: &Value, key: &str) -> u64 {
     record[key].as_u64().unwrap_or_else(|| panic!("record has no unsigned integer {key:?}: {record}"))
 }
+
+/// Returns the inclusive `kernel_seq` ranges of the decision records and
+/// the `events_lost` records, sorted by their first number.
+pub(crate) fn kernel_seq_ranges(records: &[Value]) -> Vec<(u64, u64)> {
+    let mut ranges: Vec<(u64, u64)> = records
+        .iter()
+        .filter_map(|record| match record["kind"].as_str() {
+            Some("decision") => {
+                let seq = u64_field(record, "kernel_seq");
+                Some((seq, seq))
+            }
+            Some("events_lost") => Some((u64_field(record, "first_kernel_seq"), u64_field(record, "last_kernel_seq"))),
+            _ => None,
+        })
+        .collect();
+    ranges.sort_unstable();
+    ranges
+}

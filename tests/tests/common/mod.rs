@@ -22,7 +22,7 @@ use std::path::Path;
 pub(crate) use daemon::Daemon;
 pub(crate) use fixture::{CURL, OK_FILE, SECRET, SECRETS_LINK, TOOL_LINK};
 pub(crate) use ledger::Ledger;
-pub(crate) use net::{Listener, UnixSocketListener};
+pub(crate) use net::{Listener, Receiver, UnixSocketListener};
 pub(crate) use process::Outcome;
 
 /// The daemon and agent launcher, as the VM image installs it.

@@ -1,8 +1,8 @@
 //! TCP and Unix socket listeners that count the connections that reached
-//! them.
+//! them, and a UDP socket that counts the datagrams.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -80,5 +80,30 @@ fn count_accepts(name: &str, accept: impl Fn() -> io::Result<()>) -> usize {
             }
             Err(error) => panic!("accept on {name} failed: {error}"),
         }
+    }
+}
+
+/// A UDP socket the test binds before running an agent, so a datagram
+/// that lupid wrongly allows is counted.
+pub(crate) struct Receiver(UdpSocket);
+
+impl Receiver {
+    /// Binds `addr`, which is `IPV4:PORT` or `[IPV6]:PORT`, for
+    /// non-blocking reads.
+    pub(crate) fn bind(addr: &str) -> Self {
+        let socket = UdpSocket::bind(addr).unwrap_or_else(|error| panic!("failed to bind UDP {addr}: {error}"));
+        socket.set_nonblocking(true).expect("failed to make the UDP socket non-blocking");
+        Self(socket)
+    }
+
+    /// Returns how many datagrams arrived, after a short settle time.
+    pub(crate) fn received(&self) -> usize {
+        thread::sleep(Duration::from_millis(300));
+        let mut buffer = [0u8; 256];
+        let mut count = 0;
+        while self.0.recv(&mut buffer).is_ok() {
+            count += 1;
+        }
+        count
     }
 }

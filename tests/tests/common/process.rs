@@ -1,9 +1,11 @@
 //! Running a command with a deadline and capturing what it printed.
 
 use std::fmt;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -84,6 +86,44 @@ pub(crate) fn wait_until(child: &mut Child, timeout: Duration) -> Option<ExitSta
             Err(error) => panic!("failed to wait for process {}: {error}", child.id()),
         }
     }
+}
+
+/// Waits until `path` exists, for at most `timeout`. Panics early when
+/// `child`, the `lupid-agent run` that should create it, exits first.
+pub(crate) fn wait_for_file(path: &Path, child: &mut Child, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !path.exists() {
+        if let Some(status) = child.try_wait().expect("failed to poll lupid-agent run") {
+            panic!("lupid-agent run exited with {status} before the agent wrote {}", path.display());
+        }
+        assert!(Instant::now() < deadline, "the agent did not write {} within {timeout:?}", path.display());
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads `stdout` on a thread of its own and sends each line on the
+/// returned channel, so a test can wait for a line with a timeout.
+pub(crate) fn lines_in_background(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (lines, received) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    received
+}
+
+/// Returns the `N` unsigned numbers in `text`, in order, or `None` when it
+/// contains another count of numbers.
+pub(crate) fn numbers_in<const N: usize>(text: &str) -> Option<[u64; N]> {
+    let numbers: Vec<u64> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|word| !word.is_empty())
+        .map(|word| word.parse().ok())
+        .collect::<Option<_>>()?;
+    numbers.try_into().ok()
 }
 
 /// Sends SIGKILL to the process group that `child` leads.

@@ -6,19 +6,16 @@
 //! decisions and every event the kernel could not queue as `events_lost`.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::common::daemon::failure_count;
-use crate::common::ledger::{decisions, u64_field};
+use crate::common::daemon::{failure_count, lists_agent};
+use crate::common::ledger::{decisions, kernel_seq_ranges, u64_field};
 use crate::common::process;
 use crate::common::{Daemon, OK_FILE, PROBE_BIN, SECRET, require_bpf_lsm};
 
@@ -33,42 +30,12 @@ const UNRECORDED_MAX: u64 = 64;
 /// A destination that policy P0 denies (its default verdict).
 const DENIED_DESTINATION: &str = "203.0.113.7:443";
 
-/// Waits until `path` exists, failing early when `child` exits first.
-fn wait_for_file(path: &Path, child: &mut Child) {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while !path.exists() {
-        if let Some(status) = child.try_wait().expect("failed to poll lupid-agent run") {
-            panic!("lupid-agent run exited with {status} before the agent wrote {}", path.display());
-        }
-        assert!(Instant::now() < deadline, "the agent did not write {} within {STEP_TIMEOUT:?}", path.display());
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Returns the exit code the agent's script wrote for `step` in `results`.
 fn step_code(results: &str, step: &str) -> i32 {
     results
         .lines()
         .find_map(|line| line.strip_prefix(step)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or_else(|| panic!("the agent wrote no result for {step:?}; its results:\n{results}"))
-}
-
-/// Returns the inclusive `kernel_seq` ranges of the decision records and
-/// the `events_lost` records, sorted by their first number.
-fn kernel_seq_ranges(records: &[Value]) -> Vec<(u64, u64)> {
-    let mut ranges: Vec<(u64, u64)> = records
-        .iter()
-        .filter_map(|record| match record["kind"].as_str() {
-            Some("decision") => {
-                let seq = u64_field(record, "kernel_seq");
-                Some((seq, seq))
-            }
-            Some("events_lost") => Some((u64_field(record, "first_kernel_seq"), u64_field(record, "last_kernel_seq"))),
-            _ => None,
-        })
-        .collect();
-    ranges.sort_unstable();
-    ranges
 }
 
 /// Checks that the decisions and `events_lost` ranges cover every kernel
@@ -126,11 +93,11 @@ fn killed_daemon_keeps_enforcing() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|error| panic!("failed to start lupid-agent run: {error}"));
-    wait_for_file(&folder.path().join("registered"), &mut child);
+    process::wait_for_file(&folder.path().join("registered"), &mut child, STEP_TIMEOUT);
 
     daemon.kill();
     fs::write(folder.path().join("go"), b"").expect("failed to write the go file");
-    wait_for_file(&folder.path().join("done"), &mut child);
+    process::wait_for_file(&folder.path().join("done"), &mut child, STEP_TIMEOUT);
     let results = fs::read_to_string(folder.path().join("results")).expect("the agent wrote its results");
     assert_eq!(step_code(&results, "secret"), 1, "with the daemon killed, the secret stays denied: {results}");
     assert_eq!(step_code(&results, "connect"), 1, "with the daemon killed, the connect stays denied: {results}");
@@ -138,9 +105,7 @@ fn killed_daemon_keeps_enforcing() {
 
     daemon.start_again();
     let status = daemon.status();
-    let adopted =
-        status["agents"].as_array().expect("status lists agents").iter().any(|agent| agent["agent"] == "gone");
-    assert!(adopted, "the restarted daemon adopts the running agent by name: {status}");
+    assert!(lists_agent(&status, "gone"), "the restarted daemon adopts the running agent by name: {status}");
     assert_eq!(
         status["links"].as_array().map(Vec::len),
         status["programs"].as_array().map(Vec::len),
@@ -163,14 +128,13 @@ fn killed_daemon_keeps_enforcing() {
     assert!(drained >= 1, "the denied secret is recorded after the gap record, by the restarted daemon");
 
     fs::write(folder.path().join("again"), b"").expect("failed to write the again file");
-    wait_for_file(&folder.path().join("finished"), &mut child);
+    process::wait_for_file(&folder.path().join("finished"), &mut child, STEP_TIMEOUT);
     let results = fs::read_to_string(folder.path().join("results")).expect("the agent wrote its results");
     assert_eq!(step_code(&results, "secret-again"), 1, "the adopted agent's secret stays denied: {results}");
     assert_eq!(step_code(&results, "ok-again"), 0, "the adopted agent's allowed open works: {results}");
     let _ = process::wait_until(&mut child, STEP_TIMEOUT);
 
-    let stop = daemon.stop();
-    assert!(stop.success(), "the daemon must exit 0 on SIGTERM, but exited with {stop}; its log:\n{}", daemon.log());
+    daemon.stop_cleanly();
     let ledger = daemon.ledger();
     let records = ledger.export();
     check_cover_and_gap(&records);
@@ -209,16 +173,8 @@ fn killed_while_full_records_loss() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|error| panic!("failed to start lupid-agent run: {error}"));
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (lines, received) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    wait_for_file(&marker, &mut child);
+    let received = process::lines_in_background(child.stdout.take().expect("stdout is piped"));
+    process::wait_for_file(&marker, &mut child, STEP_TIMEOUT);
     daemon.signal(Signal::SIGSTOP);
     let line = received
         .recv_timeout(STEP_TIMEOUT)
@@ -260,8 +216,7 @@ fn killed_while_full_records_loss() {
     check_cover_and_gap(&records);
     let _ = process::wait_until(&mut child, STEP_TIMEOUT);
 
-    let stop = daemon.stop();
-    assert!(stop.success(), "the daemon must exit 0 on SIGTERM, but exited with {stop}; its log:\n{}", daemon.log());
+    daemon.stop_cleanly();
     let verify = daemon.ledger().verify();
     assert_eq!(verify.code, 0, "lupid-ledger verify must accept the ledger with its gap; {verify}");
 }
@@ -272,8 +227,7 @@ fn killed_while_full_records_loss() {
 fn stop_keeps_pins_until_unload() {
     require_bpf_lsm();
     let mut daemon = Daemon::start();
-    let stop = daemon.stop();
-    assert!(stop.success(), "the daemon must exit 0 on SIGTERM, but exited with {stop}; its log:\n{}", daemon.log());
+    daemon.stop_cleanly();
     let links = Path::new("/sys/fs/bpf/lupid/links");
     let builds = fs::read_dir(links).map(Iterator::count).unwrap_or(0);
     assert_eq!(builds, 1, "a clean stop leaves the links of one build pinned under {}", links.display());

@@ -5,21 +5,19 @@
 //! denied event before the reservation failed, and the daemon must record
 //! those numbers as an explicit `events_lost` gap.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::mem::size_of;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lupid_common::Event;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::common::daemon::failure_count;
-use crate::common::ledger::{decisions, u64_field};
+use crate::common::ledger::{decisions, kernel_seq_ranges, u64_field};
 use crate::common::process::{self, exit_code};
 use crate::common::{Daemon, OK_FILE, PROBE_BIN, require_bpf_lsm};
 
@@ -59,36 +57,6 @@ pub(crate) fn parse_tally(line: &str) -> Option<Tally> {
     numbers.next().is_none().then_some(tally)
 }
 
-/// Waits until `path` exists, failing early when `child` exits first.
-fn wait_for_file(path: &Path, child: &mut Child) {
-    let deadline = Instant::now() + START_TIMEOUT;
-    while !path.exists() {
-        if let Some(status) = child.try_wait().expect("failed to poll lupid-agent run") {
-            panic!("lupid-agent run exited with {status} before the agent wrote {}", path.display());
-        }
-        assert!(Instant::now() < deadline, "the agent did not write {} within {START_TIMEOUT:?}", path.display());
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Returns the inclusive `kernel_seq` ranges of the decision records and
-/// the `events_lost` records, sorted by their first number.
-fn kernel_seq_ranges(records: &[Value]) -> Vec<(u64, u64)> {
-    let mut ranges: Vec<(u64, u64)> = records
-        .iter()
-        .filter_map(|record| match record["kind"].as_str() {
-            Some("decision") => {
-                let seq = u64_field(record, "kernel_seq");
-                Some((seq, seq))
-            }
-            Some("events_lost") => Some((u64_field(record, "first_kernel_seq"), u64_field(record, "last_kernel_seq"))),
-            _ => None,
-        })
-        .collect();
-    ranges.sort_unstable();
-    ranges
-}
-
 /// Runs `probe_args` as agent `agent` and stops the daemon while the
 /// probe runs, until the probe prints its one line. Continues the daemon
 /// and returns that line, the run's exit code and its stderr.
@@ -108,23 +76,15 @@ pub(crate) fn run_while_stopped(daemon: &Daemon, agent: &str, probe_args: &str) 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|error| panic!("failed to start lupid-agent run: {error}"));
-    let stdout = child.stdout.take().expect("stdout is piped");
+    let received = process::lines_in_background(child.stdout.take().expect("stdout is piped"));
     let mut stderr = child.stderr.take().expect("stderr is piped");
-    let (lines, received) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                return;
-            }
-        }
-    });
     let stderr_reader = thread::spawn(move || {
         let mut text = String::new();
         let _ = stderr.read_to_string(&mut text);
         text
     });
 
-    wait_for_file(&marker, &mut child);
+    process::wait_for_file(&marker, &mut child, START_TIMEOUT);
     daemon.signal(Signal::SIGSTOP);
     let line = received
         .recv_timeout(LOOP_TIMEOUT)
@@ -177,8 +137,7 @@ fn overflow_ring(daemon: &Daemon, agent: &str) -> (u64, Value) {
 /// dropped events as `events_lost` ranges which, with the decisions, cover
 /// every kernel sequence number once, and that the ledger verifies.
 pub(crate) fn check_gap_recorded(daemon: &mut Daemon, ring_full: u64, report: &Value) {
-    let stop = daemon.stop();
-    assert!(stop.success(), "the daemon must exit 0 on SIGTERM, but exited with {stop}; its log:\n{}", daemon.log());
+    daemon.stop_cleanly();
     let ledger = daemon.ledger();
     let records = ledger.export();
     let lost: Vec<&Value> = records.iter().filter(|record| record["kind"] == "events_lost").collect();

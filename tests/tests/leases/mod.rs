@@ -11,6 +11,7 @@ mod reload;
 
 use std::path::Path;
 use std::process::Child;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -30,6 +31,9 @@ read-all:     allow open    /**  read
 need-lease:   lease connect 203.0.113.7:8443
 ";
 
+/// How long a holder run may take to show up in `lupid-agent status`.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The holder run of an agent, killed when dropped.
 pub(crate) struct Holder(Child);
 
@@ -38,11 +42,7 @@ impl Holder {
     pub(crate) fn start(daemon: &Daemon, agent: &str, policy: &Path) -> Self {
         let child = daemon.spawn_agent(agent, policy, &["/bin/busybox", "sleep", "600"]);
         let holder = Self(child);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !daemon.status()["agents"].as_array().is_some_and(|agents| agents.iter().any(|a| a["agent"] == agent)) {
-            assert!(std::time::Instant::now() < deadline, "agent {agent} did not register within 30 s");
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
+        daemon.wait_for_agent(agent, REGISTER_TIMEOUT);
         holder
     }
 }

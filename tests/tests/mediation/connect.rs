@@ -3,7 +3,7 @@
 //! connection rather than as ECONNREFUSED.
 
 use crate::common::ledger::find_decision;
-use crate::common::{Daemon, Listener, require_bpf_lsm};
+use crate::common::{Daemon, Listener, Receiver, require_bpf_lsm};
 
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
@@ -82,29 +82,18 @@ fn ipv6_loopback_default_denied() {
     assert_eq!(denial["addr"], "::1", "the record names the address: {denial}");
 }
 
-/// Counts the datagrams waiting on a bound UDP socket without blocking.
-fn datagrams_waiting(socket: &std::net::UdpSocket) -> usize {
-    socket.set_nonblocking(true).expect("a non-blocking UDP socket");
-    let mut buf = [0u8; 64];
-    let mut count = 0;
-    while socket.recv(&mut buf).is_ok() {
-        count += 1;
-    }
-    count
-}
-
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
 fn udp_send_denied() {
     require_bpf_lsm();
     let daemon = Daemon::start();
     let policy = daemon.policy_p0();
-    let receiver = std::net::UdpSocket::bind("203.0.113.7:53").expect("bind UDP 203.0.113.7:53");
+    let receiver = Receiver::bind("203.0.113.7:53");
 
     let outcome = daemon.run_probe("udp-denied", &policy, &["connect", "203.0.113.7:53", "udp"]);
 
     assert_eq!(outcome.code, 1, "an unconnected sendto is judged like a connect to 203.0.113.7:53; {outcome}");
-    assert_eq!(datagrams_waiting(&receiver), 0, "a denied send must never reach the receiver");
+    assert_eq!(receiver.received(), 0, "a denied send must never reach the receiver");
 
     let records = daemon.ledger().wait_for("a denied send of udp-denied", |records| {
         find_decision(records, "udp-denied", "send", "deny").is_some()
@@ -120,12 +109,12 @@ fn udp_send_allowed() {
     require_bpf_lsm();
     let daemon = Daemon::start();
     let policy = daemon.policy_p0();
-    let receiver = std::net::UdpSocket::bind("127.0.0.1:8080").expect("bind UDP 127.0.0.1:8080");
+    let receiver = Receiver::bind("127.0.0.1:8080");
 
     let outcome = daemon.run_probe("udp-allowed", &policy, &["connect", "127.0.0.1:8080", "udp"]);
 
     assert_eq!(outcome.code, 0, "allow-local covers 127.0.0.1:8080 for sends too; {outcome}");
-    assert_eq!(datagrams_waiting(&receiver), 1, "the allowed datagram must arrive");
+    assert_eq!(receiver.received(), 1, "the allowed datagram must arrive");
 
     let records = daemon.ledger().wait_for("an allowed send of udp-allowed", |records| {
         find_decision(records, "udp-allowed", "send", "allow").is_some()
