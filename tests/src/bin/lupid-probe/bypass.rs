@@ -519,6 +519,15 @@ fn failed(res: i32) -> Option<Outcome> {
     (res < 0).then(|| Outcome::Failed(-res))
 }
 
+/// Submits `sqe` and waits for it. Returns a failure for a negative `res`,
+/// or else `Ok` with the text `describe` makes of `res`.
+fn run_sqe(ring: &mut Ring, sqe: Sqe, describe: impl FnOnce(i32) -> String) -> Outcome {
+    match ring.run(sqe) {
+        Ok(res) => failed(res).unwrap_or_else(|| Outcome::Ok(describe(res))),
+        Err(error) => Outcome::from_error(&error),
+    }
+}
+
 /// Opens `path` read-only with `IORING_OP_OPENAT` and reads it with
 /// `IORING_OP_READ`.
 pub(crate) fn uring_open(path: &OsStr, force_async: bool) -> ExitCode {
@@ -553,10 +562,7 @@ pub(crate) fn uring_open(path: &OsStr, force_async: bool) -> ExitCode {
         len: 64,
         ..Sqe::default()
     };
-    let outcome = match ring.run(read) {
-        Ok(res) => failed(res).unwrap_or_else(|| Outcome::Ok(format!("{res} bytes"))),
-        Err(error) => Outcome::from_error(&error),
-    };
+    let outcome = run_sqe(&mut ring, read, |res| format!("{res} bytes"));
     report("uring-open", path.as_bytes(), &outcome)
 }
 
@@ -611,9 +617,6 @@ pub(crate) fn uring_sendmsg(addr: SocketAddr, force_async: bool) -> ExitCode {
         len: 1,
         ..Sqe::default()
     };
-    let outcome = match ring.run(send) {
-        Ok(res) => failed(res).unwrap_or_else(|| Outcome::Ok(format!("{res} bytes sent"))),
-        Err(error) => Outcome::from_error(&error),
-    };
+    let outcome = run_sqe(&mut ring, send, |res| format!("{res} bytes sent"));
     report("uring-sendmsg", reported.as_bytes(), &outcome)
 }
