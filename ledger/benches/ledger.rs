@@ -6,11 +6,11 @@
 //! Usage: `ledger [--records N] [--batch N] [--dir DIR]`. Progress goes to
 //! stderr and the Markdown tables to stdout.
 //!
-//! Every measurement uses the same record bodies: decisions of about 240
+//! Every measurement uses the same record bodies: decisions of about 220
 //! encoded bytes, spread deterministically over 8 agents, 64 rule ids, the
 //! exec, open and connect hooks and both verdicts, 100 µs of wall time
-//! apart. Only the measured call is timed. Building the record bodies, for
-//! one, is left out of the append figure.
+//! apart. Only the measured call is timed, so building the record bodies
+//! is not part of the append figure.
 
 use std::{
     fmt::Write as _,
