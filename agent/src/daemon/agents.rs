@@ -332,11 +332,34 @@ impl Registry {
         self.agents.insert(agent_id, entry);
         if let Err(e) = self.install(kernel, agent_id, None, extra) {
             let entry = self.agents.remove(&agent_id).expect("inserted above");
-            let _ = cgroup::remove(&entry.cgroup.path);
+            if let Err(remove_error) = cgroup::remove(&entry.cgroup.path) {
+                tracing::error!(agent_id, cgroup = %entry.cgroup.path.display(), error = %remove_error, "failed to remove the cgroup of an agent that did not start");
+            }
             return Err(e);
         }
         self.save();
         Ok(self.agents[&agent_id].clone())
+    }
+
+    /// Compiles `policy` with `extra` rules and the protection rules of the
+    /// daemon's folders, after rejecting any rule on a path inside those
+    /// folders. [`Registry::install`] compiles with it, and a caller that
+    /// records a change before installing it runs it first with policy id 0,
+    /// so nothing is recorded that the install would reject.
+    pub(crate) fn compile(
+        &self,
+        policy: &policy::Policy,
+        policy_id: u32,
+        extra: &[Rule],
+    ) -> Result<policy::CompiledPolicy, String> {
+        let join =
+            |errors: Vec<policy::PolicyError>| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        protected::check(policy, extra, &self.protected).map_err(join)?;
+        // The protection rules come last, so they take the rule ids after
+        // the policy's own rules and the leases.
+        let mut rules = extra.to_vec();
+        rules.extend(protected::rules(&self.protected));
+        policy::compile_with(policy, policy_id, &rules).map_err(join)
     }
 
     /// Compiles a policy for a live agent under a new policy id and swaps
@@ -352,17 +375,11 @@ impl Registry {
     ) -> Result<(), String> {
         self.next_policy_id = self.next_policy_id.checked_add(1).ok_or("policy ids are exhausted; restart the daemon")?;
         let policy_id = self.next_policy_id;
-        let entry = self.agents.get_mut(&agent_id).ok_or_else(|| format!("no agent with id {agent_id}"))?;
+        let entry = self.agents.get(&agent_id).ok_or_else(|| format!("no agent with id {agent_id}"))?;
         let source = policy.as_ref().map_or(&entry.policy, |replacement| &replacement.policy);
-        let join =
-            |errors: Vec<policy::PolicyError>| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
-        protected::check(source, extra, &self.protected).map_err(join)?;
-        // The protection rules come last, so they take the rule ids after
-        // the policy's own rules and the leases.
-        let mut rules = extra.to_vec();
-        rules.extend(protected::rules(&self.protected));
-        let compiled = policy::compile_with(source, policy_id, &rules).map_err(join)?;
+        let compiled = self.compile(source, policy_id, extra)?;
 
+        let entry = self.agents.get_mut(&agent_id).expect("looked up above");
         let mut installed = Installed::default();
         if let Err(e) = write_rules(kernel, &compiled, &mut installed) {
             remove_rules(kernel, agent_id, &installed);
@@ -614,5 +631,21 @@ mod tests {
     #[test]
     fn cgroup_name_of_empty() {
         assert_eq!(cgroup_name(""), "agent");
+    }
+
+    #[test]
+    fn registry_compile_rejects_protected_paths() {
+        let mut registry = super::Registry::default();
+        let folder = super::ProtectedFolder { rule: "lupid-protected-state", path: "/var/lib/lupid".into() };
+        registry.protect(vec![folder]);
+        let text = "lupid-policy 1\ndefault deny\nall: allow open /** read\nledger: allow open /var/lib/lupid/** read\n";
+        let policy = crate::policy::Policy::parse("t.lp", text.as_bytes()).expect("a valid policy");
+        let error = registry.compile(&policy, 0, &[]).expect_err("a rule inside a protected folder");
+        assert!(error.contains("ledger"), "{error}");
+
+        let text = "lupid-policy 1\ndefault deny\nall: allow open /** read\n";
+        let policy = crate::policy::Policy::parse("t.lp", text.as_bytes()).expect("a valid policy");
+        let compiled = registry.compile(&policy, 0, &[]).expect("no rule inside a protected folder");
+        assert_eq!(compiled.rule_names, ["all", "lupid-protected-state"]);
     }
 }

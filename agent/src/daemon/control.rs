@@ -64,11 +64,12 @@ pub(crate) fn reload(state: &State, agent: &str, policy_path: &[u8], policy_text
         return error(not_running(agent));
     }
 
-    // Compile once up front, so the daemon rejects a policy that the kernel
-    // maps cannot contain before anything is recorded.
+    // Compile once up front with the checks the install runs, so a policy
+    // that names a protected folder or does not fit the kernel maps is
+    // rejected before anything is recorded.
     let extra = grants::extra_rules(&policy, agent, &book);
-    if let Err(errors) = crate::policy::compile_with(&policy, 0, &extra) {
-        return error(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+    if let Err(message) = registry.compile(&policy, 0, &extra) {
+        return error(message);
     }
 
     let records = runs

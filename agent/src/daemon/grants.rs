@@ -156,12 +156,13 @@ pub(crate) fn grant(state: &State, grant: &Grant<'_>) -> Result<Lease, String> {
     let rule = lease_rule(&policy, &capability, content.as_ref())?;
     let rule_id = policy.rules().iter().position(|r| r.id == rule).map_or(0, |i| u32::try_from(i + 1).unwrap_or(0));
     let slot = leases::free_slot(&book).ok_or("every lease slot is in use; revoke a lease first")?;
-    // Compile with the new lease before anything is recorded, so a lease the
-    // kernel maps cannot hold (a prefix past its port rules) is refused.
+    // Compile with the new lease and the install's checks before anything is
+    // recorded, so a lease the kernel maps cannot hold (a prefix past its
+    // port rules) or one inside a protected folder is rejected.
     let mut trial = extra_rules(&policy, grant.agent, &book);
     trial.extend(trial_lease(&capability, content, slot)?);
-    policy::compile_with(&policy, 0, &trial)
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+    registry.compile(&policy, 0, &trial)?;
+    let boot_id = leases::boot_id().map_err(|e| format!("{e:#}; no lease is granted without the boot it belongs to"))?;
 
     let lease = Lease {
         id: book.take_id(),
@@ -172,7 +173,7 @@ pub(crate) fn grant(state: &State, grant: &Grant<'_>) -> Result<Lease, String> {
         request_id: grant.request_id,
         ttl_ns: grant.ttl_ns,
         expires_boot_ns: leases::boot_ns().saturating_add(grant.ttl_ns),
-        boot_id: leases::boot_id(),
+        boot_id,
         max_uses: grant.max_uses,
         uses: 0,
         granted_by: grant.by.to_owned(),
@@ -193,7 +194,17 @@ pub(crate) fn grant(state: &State, grant: &Grant<'_>) -> Result<Lease, String> {
         lease_id: lease.id,
         rule_id,
     };
-    kernel.set_lease(slot, &kernel_state).map_err(|e| e.to_string())?;
+    if let Err(e) = kernel.set_lease(slot, &kernel_state) {
+        // The grant is on record, so its end must be too: revoke it at once.
+        let message = format!("failed to write lease {} into the kernel's LEASES map, so it is revoked: {e}", lease.id);
+        tracing::error!(lease = lease.id, %message, "lease revoked");
+        let ending = Ending::by_daemon("revoked", leases::boot_ns());
+        book.get_mut(lease.id).expect("pushed above").ending = Some(Ending { reason: message.clone(), ..ending });
+        if let Err(end_error) = end(state, &mut kernel, &mut registry, &mut book, lease.id, false) {
+            tracing::error!(lease = lease.id, message = %end_error, "failed to end the lease; the next sweep retries");
+        }
+        return Err(message);
+    }
     recompile(&mut kernel, &mut registry, &book, grant.agent);
     state.requests.lock().expect("requests lock").answered(grant.request_id, &lease.agent, &lease.capability);
     Ok(lease)
@@ -364,7 +375,10 @@ pub(crate) fn restore(state: &State) -> Result<(), String> {
     let mut kernel = state.kernel.lock().expect("kernel lock");
     let mut registry = state.registry.lock().expect("registry lock");
     let mut book = state.book.lock().expect("book lock");
-    let (now, boot) = (leases::boot_ns(), leases::boot_id());
+    // Without this boot's id no lease can be shown to belong to it, so the
+    // start fails rather than revive leases of an earlier boot.
+    let boot = leases::boot_id().map_err(|e| format!("{e:#}"))?;
+    let now = leases::boot_ns();
     let ids: Vec<u32> = book.leases.iter().map(|lease| lease.id).collect();
 
     // Keep only the slots the kernel holds for the same lease; the others

@@ -79,6 +79,8 @@ pub(crate) enum KernelError {
         "the pinned map {map} differs from this build's (pinned type, key, value, entries, flags: {pinned}; this build: {wanted}); the pinned programs go on enforcing. Stop the agents, then run `lupid-agent unload` and start again"
     )]
     Incompatible { map: String, pinned: String, wanted: String },
+    #[error("failed to read the kernel's description of this build's map {map}: {source}")]
+    Describe { map: String, source: aya::maps::MapError },
     #[error("failed to update map {map}: {source}")]
     Update { map: &'static str, source: Box<aya::maps::MapError> },
 }
@@ -390,7 +392,9 @@ fn check_compatible(offsets: &lupid_common::KernelOffsets, pinned_maps: &[String
         }
         let path = bpffs::maps_dir().join(name);
         let pinned = aya::maps::MapInfo::from_pin(&path).map_err(|source| KernelError::Pinned { path, source })?;
-        let Some(wanted) = map_info(map) else { continue };
+        // A map this build cannot describe cannot be compared, so the start
+        // fails rather than reuse a pinned map that may differ.
+        let wanted = map_info(map).map_err(|source| KernelError::Describe { map: name.to_owned(), source })?;
         let shape = |info: &aya::maps::MapInfo| {
             (info.map_type().ok(), info.key_size(), info.value_size(), info.max_entries(), info.map_flags())
         };
@@ -406,7 +410,7 @@ fn check_compatible(offsets: &lupid_common::KernelOffsets, pinned_maps: &[String
 }
 
 /// Returns the kernel's description of a map of a loaded object.
-fn map_info(map: &aya::maps::Map) -> Option<aya::maps::MapInfo> {
+fn map_info(map: &aya::maps::Map) -> Result<aya::maps::MapInfo, aya::maps::MapError> {
     use aya::maps::Map;
     let data = match map {
         Map::Array(data)
@@ -440,7 +444,7 @@ fn map_info(map: &aya::maps::Map) -> Option<aya::maps::MapInfo> {
         | Map::Unsupported(data)
         | Map::XskMap(data) => data,
     };
-    data.info().ok()
+    data.info()
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, KernelError> {

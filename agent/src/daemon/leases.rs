@@ -163,6 +163,13 @@ pub(crate) struct Ending {
     pub(crate) at_boot_ns: u64,
 }
 
+impl Ending {
+    /// Returns an end that the daemon caused, with no reason.
+    pub(crate) fn by_daemon(cause: &str, at_boot_ns: u64) -> Self {
+        Self { cause: cause.to_owned(), by: "lupid-agent".to_owned(), reason: String::new(), at_boot_ns }
+    }
+}
+
 impl Lease {
     /// Builds the rules that compile this lease into a policy: the
     /// capability itself, and for an exec lease the binary's content.
@@ -252,9 +259,15 @@ pub(crate) fn boot_ns() -> u64 {
     seconds.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
-/// Reads this boot's id, or returns an empty string when it cannot be read.
-pub(crate) fn boot_id() -> String {
-    fs::read_to_string(BOOT_ID).map(|id| id.trim().to_owned()).unwrap_or_default()
+/// Reads this boot's id. A lease names the boot it was granted in, so a
+/// missing or empty id is an error rather than an id that every boot shares.
+pub(crate) fn boot_id() -> Result<String> {
+    let id = fs::read_to_string(BOOT_ID).with_context(|| format!("failed to read the boot id from {BOOT_ID}"))?;
+    let id = id.trim();
+    if id.is_empty() {
+        bail!("the boot id in {BOOT_ID} is empty");
+    }
+    Ok(id.to_owned())
 }
 
 /// Parses a duration such as `90s`, `10m`, `2h` or `1d` into nanoseconds.

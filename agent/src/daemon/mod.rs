@@ -355,7 +355,9 @@ async fn sweep(state: Arc<State>) {
     for tick in 1_u64.. {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let lease_state = state.clone();
-        let _ = tokio::task::spawn_blocking(move || grants::sweep(&lease_state)).await;
+        if let Err(e) = tokio::task::spawn_blocking(move || grants::sweep(&lease_state)).await {
+            tracing::error!(error = %e, "the lease sweep failed; the kernel still enforces lease deadlines and use limits");
+        }
         if !tick.is_multiple_of(5) {
             continue;
         }

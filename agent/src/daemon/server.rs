@@ -134,7 +134,9 @@ fn register_agent(state: &State, request: &Register, exe: Option<OwnedFd>) -> Re
     // The agent may start only once its identity is durable.
     if let Err(message) = state.writer.append_durable(vec![identity]) {
         let mut kernel = state.kernel.lock().expect("kernel lock");
-        let _ = state.registry.lock().expect("registry lock").retire(&mut kernel, entry.agent_id);
+        if let Err(retire_error) = state.registry.lock().expect("registry lock").retire(&mut kernel, entry.agent_id) {
+            tracing::error!(agent_id = entry.agent_id, error = %retire_error, "failed to retire an agent whose identity was not recorded; the sweeper retries");
+        }
         return error(message);
     }
     tracing::info!(agent_id = entry.agent_id, agent = ?request.agent, cgroup = %entry.cgroup.path.display(), "agent registered");
