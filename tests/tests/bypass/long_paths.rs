@@ -61,7 +61,8 @@ fn write_file_walk(path: &[u8], contents: &[u8]) {
     assert!(fd >= 0, "creating the file failed: {}", std::io::Error::last_os_error());
     // SAFETY: `contents` outlives the call; `fd` and `dirfd` are ours.
     unsafe {
-        assert_eq!(libc::write(fd, contents.as_ptr().cast(), contents.len()), contents.len() as isize);
+        let written = libc::write(fd, contents.as_ptr().cast(), contents.len());
+        assert_eq!(usize::try_from(written).ok(), Some(contents.len()), "write failed: {}", std::io::Error::last_os_error());
         libc::close(fd);
         libc::close(dirfd);
     }

@@ -229,7 +229,7 @@ fn stop_keeps_pins_until_unload() {
     let mut daemon = Daemon::start();
     daemon.stop_cleanly();
     let links = Path::new("/sys/fs/bpf/lupid/links");
-    let builds = fs::read_dir(links).map(Iterator::count).unwrap_or(0);
+    let builds = fs::read_dir(links).map_or(0, Iterator::count);
     assert_eq!(builds, 1, "a clean stop leaves the links of one build pinned under {}", links.display());
     assert!(Path::new("/sys/fs/bpf/lupid/maps/AGENTS").exists(), "a clean stop leaves the maps pinned");
     daemon.unload();

@@ -275,9 +275,9 @@ fn execveat_empty_path(fd: RawFd, argv: &[*const c_char], envp: &[*const c_char]
     }
 }
 
-/// Copies `source` into a memfd and executes it. `args` is the whole argv,
+/// Copies `source` into a memfd and executes it. `words` is the whole argv,
 /// `kworker` when empty. The environment is empty.
-pub(crate) fn memfd_exec(source: &OsStr, how: MemfdExec, args: &[OsString]) -> ExitCode {
+pub(crate) fn memfd_exec(source: &OsStr, how: MemfdExec, words: &[OsString]) -> ExitCode {
     let how_name = match how {
         MemfdExec::Fexecve => "fexecve",
         MemfdExec::ProcFd => "procfd",
@@ -288,7 +288,7 @@ pub(crate) fn memfd_exec(source: &OsStr, how: MemfdExec, args: &[OsString]) -> E
         Ok(file) => file,
         Err(error) => return report("memfd", source.as_bytes(), &Outcome::from_error(&error)),
     };
-    let argv_words = if args.is_empty() { vec![OsString::from("kworker")] } else { args.to_vec() };
+    let argv_words = if words.is_empty() { vec![OsString::from("kworker")] } else { words.to_vec() };
     let (_strings, argv) = c_array(&argv_words);
     let envp = [std::ptr::null::<c_char>()];
     let fd = memfd.as_raw_fd();
@@ -329,7 +329,7 @@ fn raw_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         SocketAddr::V4(v4) => {
             // SAFETY: `sockaddr_storage` is larger than and aligned for `sockaddr_in`.
             let sin = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_in>() };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_family = libc::sa_family_t::try_from(libc::AF_INET).expect("AF_INET fits in sa_family_t");
             sin.sin_port = v4.port().to_be();
             sin.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
             size_of::<libc::sockaddr_in>()
@@ -337,7 +337,7 @@ fn raw_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         SocketAddr::V6(v6) => {
             // SAFETY: as above, for `sockaddr_in6`.
             let sin6 = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_in6>() };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_family = libc::sa_family_t::try_from(libc::AF_INET6).expect("AF_INET6 fits in sa_family_t");
             sin6.sin6_port = v6.port().to_be();
             sin6.sin6_addr.s6_addr = v6.ip().octets();
             sin6.sin6_flowinfo = v6.flowinfo();
@@ -447,7 +447,7 @@ pub(crate) fn fast_open(addr: SocketAddr) -> ExitCode {
             libc::SOL_SOCKET,
             libc::SO_SNDTIMEO,
             (&raw const timeout).cast(),
-            size_of::<libc::timeval>() as libc::socklen_t,
+            libc::socklen_t::try_from(size_of::<libc::timeval>()).expect("a timeval fits in socklen_t"),
         );
     }
     let (name, len) = raw_sockaddr(addr);
