@@ -60,8 +60,9 @@
 use sha2::{Digest, Sha256};
 
 use crate::record::{
-    AgentExit, CheckpointRecord, DaemonGap, DaemonStart, DaemonStop, Decision, EventsLost, HASH_LEN, Hash, Hook, Identity, Kind,
-    LeaseExpired, LeaseGranted, LeaseRevoked, ModeChanged, Object, PolicyLoaded, Reason, Record, RecordBody, Verdict,
+    AgentExit, CheckpointRecord, DaemonGap, DaemonStart, DaemonStop, Decision, EventsLost, HASH_LEN, Hash, Hook,
+    Identity, Kind, LeaseExpired, LeaseGranted, LeaseRevoked, ModeChanged, Object, PolicyLoaded, Reason, Record,
+    RecordBody, Verdict,
 };
 
 /// Format version of every record that has no version 2 content.
@@ -125,14 +126,29 @@ pub fn leaf_hash(canonical: &[u8]) -> Hash {
 impl Record {
     /// Encodes the record into its canonical bytes.
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        let mut out = Writer(Vec::with_capacity(HEADER_LEN + 128));
+        let mut out = Vec::with_capacity(HEADER_LEN + 128);
+        self.encode_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Replaces the contents of `out` with the record's canonical bytes, so
+    /// that a caller encoding many records can reuse one buffer. On error,
+    /// `out` contains a partial encoding.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let mut writer = Writer(std::mem::take(out));
+        writer.0.clear();
+        let result = self.write_to(&mut writer);
+        *out = writer.0;
+        result
+    }
+
+    fn write_to(&self, out: &mut Writer) -> Result<(), EncodeError> {
         out.u8(format_version(&self.body));
         out.u64(self.seq);
         out.u64(self.time_ns);
         out.u8(self.body.kind() as u8);
         out.raw(&self.prev_hash);
-        encode_body(&mut out, &self.body)?;
-        Ok(out.0)
+        encode_body(out, &self.body)
     }
 
     /// Decodes canonical bytes produced by [`Record::encode`].

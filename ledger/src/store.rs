@@ -212,11 +212,14 @@ impl Ledger {
         let mut prev_hash = self.head.map_or(ZERO_HASH, |(_, hash)| hash);
         let mut frontier = self.frontier.clone();
         let mut postings = Postings::default();
+        // `put_cf` copies the bytes into the batch, so one buffer serves
+        // every record.
+        let mut bytes = Vec::new();
         for (seq, (time_ns, body)) in (first..=last).zip(bodies) {
             let record = Record { seq, time_ns, prev_hash, body };
-            let bytes = record.encode().map_err(|source| LedgerError::Encode { seq, source })?;
+            record.encode_into(&mut bytes).map_err(|source| LedgerError::Encode { seq, source })?;
             let hash = leaf_hash(&bytes);
-            batch.put_cf(records, seq.to_be_bytes(), bytes);
+            batch.put_cf(records, seq.to_be_bytes(), &bytes);
             postings.add(&record);
             tree::push_leaf(tree_cf, &mut frontier, hash, &mut batch);
             appended.push(Appended { seq, hash });

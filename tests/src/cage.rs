@@ -125,6 +125,6 @@ mod tests {
     #[test]
     fn missing_argument_named() {
         let error = parse_words(&["kill", "12"]).unwrap_err();
-        assert!(error.to_string().contains("SIGNAL"), "{error}");
+        assert!(error.contains("SIGNAL"), "{error}");
     }
 }

@@ -209,7 +209,8 @@ impl Ring {
             let mask = *self.sq.at::<u32>(offsets.ring_mask);
             let position = tail.load(Ordering::Acquire);
             let index = position & mask;
-            self.sqes.at::<Sqe>(index * size_of::<Sqe>() as u32).write(sqe);
+            let sqe_bytes = u32::try_from(size_of::<Sqe>()).expect("an SQE is 64 bytes");
+            self.sqes.at::<Sqe>(index * sqe_bytes).write(sqe);
             self.sq.at::<u32>(offsets.array + index * 4).write(index);
             tail.store(position.wrapping_add(1), Ordering::Release);
         }
@@ -247,7 +248,8 @@ impl Ring {
             if position == tail.load(Ordering::Acquire) {
                 return Err(io::Error::other("io_uring_enter returned without a completion"));
             }
-            let cqe = cq.at::<Cqe>(offsets.cqes + (position & mask) * size_of::<Cqe>() as u32).read();
+            let cqe_bytes = u32::try_from(size_of::<Cqe>()).expect("a CQE is 16 bytes");
+            let cqe = cq.at::<Cqe>(offsets.cqes + (position & mask) * cqe_bytes).read();
             head.store(position.wrapping_add(1), Ordering::Release);
             Ok(cqe.res)
         }
