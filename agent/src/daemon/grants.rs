@@ -45,25 +45,39 @@ pub(crate) struct Grant<'a> {
 /// its name's live leases that answer a lease-required rule of `policy`. A
 /// lease that does not is left out and logged.
 pub(crate) fn extra_rules(policy: &Policy, name: &str, book: &Book) -> Vec<Rule> {
+    let mut leases = book.live_for(name).filter_map(|lease| Some((lease, lease.slot?))).peekable();
+    if leases.peek().is_none() {
+        return Vec::new();
+    }
+    // One compile serves every lease's check.
+    let compiled = match compile_unleased(policy) {
+        Ok(compiled) => compiled,
+        Err(message) => {
+            tracing::warn!(agent = name, %message, "the agent's leases are left out of a policy that does not compile");
+            return Vec::new();
+        }
+    };
     let mut rules = Vec::new();
-    for lease in book.live_for(name) {
-        let Some(slot) = lease.slot else { continue };
-        let Ok(capability) = Capability::parse(&lease.capability) else { continue };
-        match lease_rule(policy, &capability, lease_digest(lease).as_ref()) {
-            Ok(_) => match lease.rules(slot) {
-                Ok(lease_rules) => rules.extend(lease_rules),
-                Err(e) => tracing::error!(lease = lease.id, error = %e, "lease left out of the policy"),
-            },
+    for (lease, slot) in leases {
+        let (capability, content) = match lease.parsed() {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                tracing::error!(lease = lease.id, error = %e, "lease left out of the policy");
+                continue;
+            }
+        };
+        match answered_rule(policy, &compiled, &capability, content.as_ref()) {
+            Ok(_) => rules.extend(leases::lease_rules(lease.id, &capability, content, slot)),
             Err(message) => tracing::warn!(lease = lease.id, %message, "lease left out of the policy"),
         }
     }
     rules
 }
 
-fn lease_digest(lease: &Lease) -> Option<[u8; 32]> {
-    let mut digest = [0; 32];
-    hex::decode_to_slice(lease.content_sha256.as_ref()?, &mut digest).ok()?;
-    Some(digest)
+/// Compiles `policy` alone, for the host model of its decisions.
+fn compile_unleased(policy: &Policy) -> Result<policy::CompiledPolicy, String> {
+    policy::compile_with(policy, 0, &[])
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
 }
 
 /// Returns the digest of the binary an exec lease names when `policy` has a
@@ -89,15 +103,24 @@ fn leased_content(policy: &Policy, capability: &Capability) -> Option<[u8; 32]> 
 /// subtree lease rule (else that rule would stop covering the subtree).
 /// Read and write are checked one by one.
 pub(crate) fn lease_rule(policy: &Policy, capability: &Capability, content: Option<&[u8; 32]>) -> Result<String, String> {
-    let compiled = policy::compile_with(policy, 0, &[])
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+    answered_rule(policy, &compile_unleased(policy)?, capability, content)
+}
+
+/// Does the work of [`lease_rule`] with `compiled`, the compile of `policy`
+/// alone.
+fn answered_rule(
+    policy: &Policy,
+    compiled: &policy::CompiledPolicy,
+    capability: &Capability,
+    content: Option<&[u8; 32]>,
+) -> Result<String, String> {
     let (pattern, decisions) = match capability {
         Capability::Exec(pattern) => {
-            let decision = decide_path_with(&compiled, PathHook::Exec, pattern.path.as_bytes(), 0, content, unleased);
+            let decision = decide_path_with(compiled, PathHook::Exec, pattern.path.as_bytes(), 0, content, unleased);
             (Some(pattern), vec![decision])
         }
         Capability::Open(pattern, wanted) => {
-            let decide = |bits| decide_path_with(&compiled, PathHook::Open, pattern.path.as_bytes(), bits, None, unleased);
+            let decide = |bits| decide_path_with(compiled, PathHook::Open, pattern.path.as_bytes(), bits, None, unleased);
             let mut decisions = Vec::new();
             if wanted.read {
                 decisions.push(decide(access::READ));
@@ -107,7 +130,7 @@ pub(crate) fn lease_rule(policy: &Policy, capability: &Capability, content: Opti
             }
             (Some(pattern), decisions)
         }
-        Capability::Connect { addr, port } => (None, vec![decide_connect_reference(&compiled, (*addr).into(), *port)]),
+        Capability::Connect { addr, port } => (None, vec![decide_connect_reference(compiled, (*addr).into(), *port)]),
     };
     let refuse = |why: String| format!("policy {}: a lease cannot grant `{}`: {why}", policy.name(), capability.text());
     let mut answered = None;
@@ -160,7 +183,7 @@ pub(crate) fn grant(state: &State, grant: &Grant<'_>) -> Result<Lease, String> {
     // recorded, so a lease the kernel maps cannot hold (a prefix past its
     // port rules) or one inside a protected folder is rejected.
     let mut trial = extra_rules(&policy, grant.agent, &book);
-    trial.extend(trial_lease(&capability, content, slot)?);
+    trial.extend(leases::lease_rules(0, &capability, content, slot));
     registry.compile(&policy, 0, &trial)?;
     let boot_id = leases::boot_id().map_err(|e| format!("{e:#}; no lease is granted without the boot it belongs to"))?;
 
@@ -208,29 +231,6 @@ pub(crate) fn grant(state: &State, grant: &Grant<'_>) -> Result<Lease, String> {
     recompile(&mut kernel, &mut registry, &book, grant.agent);
     state.requests.lock().expect("requests lock").answered(grant.request_id, &lease.agent, &lease.capability);
     Ok(lease)
-}
-
-/// The rules a lease on `capability` compiles to, for the trial compile.
-fn trial_lease(capability: &Capability, content: Option<[u8; 32]>, slot: u32) -> Result<Vec<Rule>, String> {
-    let trial = Lease {
-        id: 0,
-        agent: String::new(),
-        capability: capability.text(),
-        rule: String::new(),
-        rule_id: 0,
-        request_id: 0,
-        ttl_ns: 0,
-        expires_boot_ns: 0,
-        boot_id: String::new(),
-        max_uses: 0,
-        uses: 0,
-        granted_by: String::new(),
-        reason: String::new(),
-        content_sha256: content.map(hex::encode),
-        ending: None,
-        slot: None,
-    };
-    trial.rules(slot).map_err(|e| e.to_string())
 }
 
 fn granted_record(lease: &Lease) -> RecordBody {
@@ -293,12 +293,7 @@ fn end(
         kernel.set_lease(slot, &LeaseState::default()).map_err(|e| e.to_string())?;
     }
     let lease = lease.clone();
-    let ending = lease.ending.clone().unwrap_or_else(|| Ending {
-        cause: "revoked".into(),
-        by: "lupid-agent".into(),
-        reason: String::new(),
-        at_boot_ns: 0,
-    });
+    let ending = lease.ending.clone().unwrap_or_else(|| Ending::by_daemon("revoked", 0));
     let record = if ending.cause == "revoked" {
         RecordBody::LeaseRevoked(LeaseRevoked {
             lease_id,
@@ -348,7 +343,7 @@ pub(crate) fn sweep(state: &State) {
                 None
             };
             if let Some((cause, at_boot_ns)) = cause {
-                lease.ending = Some(Ending { cause: cause.into(), by: "lupid-agent".into(), reason: String::new(), at_boot_ns });
+                lease.ending = Some(Ending::by_daemon(cause, at_boot_ns));
             }
         }
         if lease.ending.is_some() {
@@ -404,12 +399,11 @@ pub(crate) fn restore(state: &State) -> Result<(), String> {
         let ending = if lease.ending.is_some() {
             None
         } else if lease.boot_id != boot {
-            Some(Ending { cause: "reboot".into(), by: "lupid-agent".into(), reason: String::new(), at_boot_ns: 0 })
+            Some(Ending::by_daemon("reboot", 0))
         } else if now >= lease.expires_boot_ns {
-            let at_boot_ns = lease.expires_boot_ns;
-            Some(Ending { cause: "ttl".into(), by: "lupid-agent".into(), reason: String::new(), at_boot_ns })
+            Some(Ending::by_daemon("ttl", lease.expires_boot_ns))
         } else if lease.max_uses != 0 && lease.uses >= lease.max_uses {
-            Some(Ending { cause: "uses".into(), by: "lupid-agent".into(), reason: String::new(), at_boot_ns: 0 })
+            Some(Ending::by_daemon("uses", 0))
         } else {
             None
         };

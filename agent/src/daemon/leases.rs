@@ -171,23 +171,29 @@ impl Ending {
 }
 
 impl Lease {
-    /// Builds the rules that compile this lease into a policy: the
-    /// capability itself, and for an exec lease the binary's content.
-    pub(crate) fn rules(&self, slot: u32) -> Result<Vec<Rule>> {
+    /// Parses the stored capability text and content digest.
+    pub(crate) fn parsed(&self) -> Result<(Capability, Option<[u8; 32]>)> {
         let capability = Capability::parse(&self.capability)?;
-        let at = Position { line: 0, column: 0 };
-        let verdict = Verdict::Leased { slot };
-        let id = format!("lease-{}", self.id);
-        let mut rules = vec![Rule { id: id.clone(), verdict, target: capability.target(), at, object_at: at }];
-        if let Some(digest) = &self.content_sha256 {
-            let mut sha256 = [0; 32];
-            hex::decode_to_slice(digest, &mut sha256).with_context(|| {
-                format!("lease {} has an invalid content digest {digest:?}; revoke it and grant it again", self.id)
-            })?;
-            rules.push(Rule { id, verdict, target: Target::ExecContent(sha256), at, object_at: at });
-        }
-        Ok(rules)
+        let Some(digest) = &self.content_sha256 else { return Ok((capability, None)) };
+        let mut sha256 = [0; 32];
+        hex::decode_to_slice(digest, &mut sha256).with_context(|| {
+            format!("lease {} has an invalid content digest {digest:?}; revoke it and grant it again", self.id)
+        })?;
+        Ok((capability, Some(sha256)))
     }
+}
+
+/// Builds the rules that compile lease `lease_id` into a policy: the
+/// capability itself, and with `content` an exec of that binary's content.
+pub(crate) fn lease_rules(lease_id: u32, capability: &Capability, content: Option<[u8; 32]>, slot: u32) -> Vec<Rule> {
+    let at = Position { line: 0, column: 0 };
+    let verdict = Verdict::Leased { slot };
+    let id = format!("lease-{lease_id}");
+    let mut rules = vec![Rule { id: id.clone(), verdict, target: capability.target(), at, object_at: at }];
+    if let Some(sha256) = content {
+        rules.push(Rule { id, verdict, target: Target::ExecContent(sha256), at, object_at: at });
+    }
+    rules
 }
 
 /// The live and ending leases and the last lease id, persisted in
