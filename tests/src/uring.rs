@@ -110,10 +110,15 @@ struct Cqe {
     flags: u32,
 }
 
+/// Bytes of one submission queue entry, `struct io_uring_sqe`.
+const SQE_BYTES: u32 = 64;
+/// Bytes of one completion queue entry, `struct io_uring_cqe`.
+const CQE_BYTES: u32 = 16;
+
 const _: () = {
     assert!(size_of::<Params>() == 120);
-    assert!(size_of::<Sqe>() == 64);
-    assert!(size_of::<Cqe>() == 16);
+    assert!(size_of::<Sqe>() == SQE_BYTES as usize);
+    assert!(size_of::<Cqe>() == CQE_BYTES as usize);
 };
 
 /// A shared memory mapping of the ring file, unmapped on drop.
@@ -209,8 +214,7 @@ impl Ring {
             let mask = *self.sq.at::<u32>(offsets.ring_mask);
             let position = tail.load(Ordering::Acquire);
             let index = position & mask;
-            let sqe_bytes = u32::try_from(size_of::<Sqe>()).expect("an SQE is 64 bytes");
-            self.sqes.at::<Sqe>(index * sqe_bytes).write(sqe);
+            self.sqes.at::<Sqe>(index * SQE_BYTES).write(sqe);
             self.sq.at::<u32>(offsets.array + index * 4).write(index);
             tail.store(position.wrapping_add(1), Ordering::Release);
         }
@@ -248,8 +252,7 @@ impl Ring {
             if position == tail.load(Ordering::Acquire) {
                 return Err(io::Error::other("io_uring_enter returned without a completion"));
             }
-            let cqe_bytes = u32::try_from(size_of::<Cqe>()).expect("a CQE is 16 bytes");
-            let cqe = cq.at::<Cqe>(offsets.cqes + (position & mask) * cqe_bytes).read();
+            let cqe = cq.at::<Cqe>(offsets.cqes + (position & mask) * CQE_BYTES).read();
             head.store(position.wrapping_add(1), Ordering::Release);
             Ok(cqe.res)
         }
