@@ -199,8 +199,8 @@ pub struct Decision {
     /// `lupid_common::access` bits: 1 read, 2 write. 0 for exec and connect.
     pub access: u32,
     pub object: Object,
-    /// The lease that allowed the action when `reason` is [`Reason::Lease`],
-    /// 0 otherwise. A decision with a lease id is written as format
+    /// Id of the lease that allowed the action when `reason` is
+    /// [`Reason::Lease`], 0 otherwise. A decision with a lease id is written as format
     /// version 2 ([`crate::codec`]).
     pub lease_id: u32,
 }
@@ -353,7 +353,7 @@ pub enum Reason {
     NoPolicy,
     /// An audit rule matched: allowed and marked.
     Audit,
-    /// A lease allowed the action; [`Decision::lease_id`] names it.
+    /// A lease allowed the action. [`Decision::lease_id`] names it.
     Lease,
     /// A lease-required rule matched and no valid lease covered the action,
     /// so it was denied. The denial is a lease request.
@@ -477,7 +477,7 @@ pub struct CheckpointRecord {
 /// exception to a lease-required rule, checked by the kernel at every use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseGranted {
-    /// Daemon-assigned id; decisions allowed by the lease carry it.
+    /// Id that the daemon assigned. Decisions allowed by the lease carry it.
     pub lease_id: u32,
     pub agent: String,
     /// The action the lease allows, as text: `connect 203.0.113.7:443`,
@@ -490,7 +490,7 @@ pub struct LeaseGranted {
     pub request_id: u64,
     /// Lifetime of the lease in nanoseconds.
     pub ttl_ns: u64,
-    /// `bpf_ktime_get_boot_ns()` value from which the lease no longer holds,
+    /// `bpf_ktime_get_boot_ns()` value at which the lease expires,
     /// on the boot named by `boot_id`.
     pub expires_boot_ns: u64,
     /// `/proc/sys/kernel/random/boot_id` of the boot whose clock
@@ -523,10 +523,10 @@ pub struct LeaseRevoked {
 pub struct LeaseExpired {
     pub lease_id: u32,
     pub agent: String,
-    /// `ttl`, `uses`, `reboot` or `policy`.
+    /// Cause of the expiry: `ttl`, `uses`, `reboot` or `policy`.
     pub cause: String,
-    /// `bpf_ktime_get_boot_ns()` at the expiry; 0 when unknown, as after a
-    /// reboot.
+    /// `bpf_ktime_get_boot_ns()` at the expiry, or 0 when unknown, as after
+    /// a reboot.
     pub expired_boot_ns: u64,
     /// Uses the kernel counted before the expiry.
     pub uses: u64,
@@ -544,7 +544,7 @@ pub struct PolicyLoaded {
     /// SHA-256 of the policy file as loaded.
     pub policy_sha256: Hash,
     pub policy_path: Vec<u8>,
-    /// SHA-256 of the policy it replaced; all zero when there was none.
+    /// SHA-256 of the policy it replaced, or all zero when there was none.
     pub previous_sha256: Hash,
     /// The person, or the daemon, that loaded the policy.
     pub loaded_by: String,
@@ -571,7 +571,7 @@ pub struct ModeChanged {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonGap {
     /// Wall time of the last record before the gap, in nanoseconds since
-    /// the Unix epoch; 0 when the ledger had no record.
+    /// the Unix epoch, or 0 when the ledger had no record.
     pub from_ns: u64,
     /// Wall time at which the new daemon took over the programs.
     pub to_ns: u64,
