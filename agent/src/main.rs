@@ -109,7 +109,7 @@ enum Command {
         agent: String,
         #[arg(value_parser = ["enforce", "monitor"])]
         mode: String,
-        /// Who asks, for the ledger (default: `$SUDO_USER`, else `$USER`).
+        /// Person named in the ledger (default: `$SUDO_USER`, else `$USER`).
         #[arg(long)]
         by: Option<String>,
         #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
@@ -126,7 +126,7 @@ enum PolicyCommand {
         #[arg(long)]
         agent: String,
         file: PathBuf,
-        /// Who asks, for the ledger (default: `$SUDO_USER`, else `$USER`).
+        /// Person named in the ledger (default: `$SUDO_USER`, else `$USER`).
         #[arg(long)]
         by: Option<String>,
         #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
@@ -141,20 +141,21 @@ enum LeaseCommand {
         /// The agent, by name. Not with --request.
         #[arg(long, required_unless_present = "request", conflicts_with = "request")]
         agent: Option<String>,
-        /// What to allow: `exec PATH`, `read PATH`, `write PATH`,
+        /// Capability to allow: `exec PATH`, `read PATH`, `write PATH`,
         /// `read,write PATH` or `connect ADDRESS:PORT`.
         #[arg(long, required_unless_present = "request", conflicts_with = "request")]
         allow: Option<String>,
         /// Grant exactly what an open request asked for (`lupid-agent pending`).
         #[arg(long)]
         request: Option<u64>,
-        /// How long the lease holds: 90s, 10m, 2h, 1d.
+        /// Lifetime of the lease: 90s, 10m, 2h, 1d.
         #[arg(long)]
         ttl: String,
-        /// Most uses; unlimited when left out.
+        /// Maximum number of uses; unlimited when left out.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         uses: Option<u64>,
-        /// Who grants it, for the ledger (default: `$SUDO_USER`, else `$USER`).
+        /// Person named in the ledger as the granter (default: `$SUDO_USER`,
+        /// else `$USER`).
         #[arg(long)]
         by: Option<String>,
         /// Why, for the ledger.

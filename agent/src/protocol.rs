@@ -114,7 +114,7 @@ pub(crate) struct StatusReport {
     /// Entries in the kernel's `EXEC_CONTENT` map.
     #[serde(default)]
     pub(crate) content_rules: usize,
-    /// `LEASES` slots that hold a lease.
+    /// Number of `LEASES` slots that contain a lease.
     #[serde(default)]
     pub(crate) leases: usize,
     /// Next kernel sequence number.

@@ -36,7 +36,7 @@ use crate::policy::{
 /// hashing the binary, so this needs to cover one path scan, not a hash.
 const SWAP_GRACE: Duration = Duration::from_secs(2);
 
-/// One compiled policy as the kernel holds it.
+/// Hash and rule names of one compiled policy id, for labeling its events.
 #[derive(Clone, Debug)]
 pub(crate) struct PolicyVersion {
     pub(crate) policy_sha256: [u8; 32],
@@ -115,7 +115,7 @@ pub(crate) struct Registry {
     /// The daemon's folders, denied to every agent by rules compiled into
     /// every policy.
     protected: Vec<ProtectedFolder>,
-    /// Where the live runs are saved; `None` keeps them in memory only.
+    /// Path of [`RUNS_FILE`], or `None` to keep the live runs in memory only.
     runs_file: Option<PathBuf>,
 }
 
@@ -150,7 +150,7 @@ struct SavedRegistry {
 /// so the deny default decides every action.
 const DENY_ALL_POLICY: &str = "lupid-policy 1\ndefault deny\n";
 
-/// What an agent run starts with.
+/// Name and policy of a new agent run.
 pub(crate) struct NewAgent<'a> {
     pub(crate) name: &'a str,
     pub(crate) policy: &'a policy::Policy,
@@ -173,7 +173,7 @@ impl Registry {
     /// have left pinned.
     ///
     /// A label that matches a saved run (same cgroup id, agent id and
-    /// cgroup folder) is adopted with its rules as the kernel holds them.
+    /// cgroup folder) is adopted with the rules that the kernel maps contain for it.
     /// Any other label whose cgroup still exists is switched to deny every
     /// action and kept for the sweeper to retire once the cgroup is empty.
     /// A label whose cgroup is gone is removed. Rules that no label points
@@ -498,7 +498,7 @@ fn saved_run(entry: &AgentEntry) -> SavedRun {
     }
 }
 
-/// Rebuilds a saved run with the label `info` the kernel holds for it.
+/// Rebuilds a saved run with its label `info` from the kernel.
 /// Returns `None` when the saved policy no longer parses.
 fn adopted_entry(run: &SavedRun, info: AgentInfo, installed: Installed) -> Option<AgentEntry> {
     let policy_text = hex::decode(&run.policy_text).ok()?;

@@ -8,7 +8,7 @@
 //! - `links/BUILD/PROGRAM`: the LSM link of each program in `HOOKS`, where
 //!   `BUILD` names the object that contains the programs ([`build_id`]).
 //!
-//! bpffs holds only BPF objects and folders, so the build id is a folder
+//! bpffs contains only BPF objects and folders, so the build id is a folder
 //! name rather than a file. The pins last until they are removed or the
 //! host reboots.
 
@@ -93,7 +93,7 @@ pub(crate) fn names_in(dir: &Path) -> Result<Vec<String>, PinError> {
 }
 
 /// Removes the links folder of `build`. Removing a link's last pin detaches
-/// its program, unless a process still holds the link open.
+/// its program, unless a process still has the link open.
 pub(crate) fn remove_build(build: &str) -> Result<(), PinError> {
     let dir = links_dir(build);
     for name in names_in(&dir)? {
@@ -104,7 +104,7 @@ pub(crate) fn remove_build(build: &str) -> Result<(), PinError> {
 }
 
 /// Removes every pin and folder below [`PIN_DIR`]: the programs detach and
-/// the maps go away once no process holds them. Returns the number of pins
+/// the maps go away once no process has them open. Returns the number of pins
 /// removed.
 pub(crate) fn remove_all() -> Result<usize, PinError> {
     let mut removed = 0;

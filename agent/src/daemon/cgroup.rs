@@ -67,9 +67,9 @@ pub(crate) fn create(root: &Path, name: &str) -> Result<AgentCgroup, CgroupError
             .or_else(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })
             .map_err(io("create", &slice))?;
     }
-    // A cgroup left by an earlier daemon can hold the name: an empty one is
-    // removed, one with processes in it is kept and the new run gets another
-    // name, so no run ever shares a cgroup with a process of another run.
+    // A cgroup left by an earlier daemon can have this name. An empty one is
+    // removed. One with processes in it is kept and the new run gets another
+    // name, so no run shares a cgroup with a process of another run.
     let mut path = slice.join(name);
     for attempt in 1..=MAX_NAME_ATTEMPTS {
         match fs::create_dir(&path) {

@@ -27,8 +27,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Event> {
 /// Builds the decision record of one event. `agent` is `None` when the
 /// event names an agent id the daemon never registered. The policy hash and
 /// rule name come from the policy version the event names, which may be an
-/// older one than the agent's current policy. `lease_rule` names the rule a
-/// lease answers, for an event that a lease allowed.
+/// older one than the agent's current policy. `lease_rule` is the name of the
+/// lease-required rule that the lease satisfies, for an event that a lease
+/// allowed.
 pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>, lease_rule: Option<&str>) -> RecordBody {
     let version = agent.and_then(|a| a.version(event.policy_id));
     let name = agent.map(|a| a.name.clone()).unwrap_or_default();

@@ -42,7 +42,7 @@ pub(crate) struct Grant<'a> {
 }
 
 /// Returns the rules an agent's policy is compiled with besides its own:
-/// its name's live leases that answer a lease-required rule of `policy`. A
+/// its name's live leases that satisfy a lease-required rule of `policy`. A
 /// lease that does not is left out and logged.
 pub(crate) fn extra_rules(policy: &Policy, name: &str, book: &Book) -> Vec<Rule> {
     let mut leases = book.live_for(name).filter_map(|lease| Some((lease, lease.slot?))).peekable();
@@ -81,7 +81,7 @@ fn compile_unleased(policy: &Policy) -> Result<policy::CompiledPolicy, String> {
 }
 
 /// Returns the digest of the binary an exec lease names when `policy` has a
-/// content rule for it, so the lease answers that rule (a content rule
+/// content rule for it, so the lease satisfies that rule (a content rule
 /// decides before any path rule). `None` otherwise: a lease on a path never
 /// reaches other copies of the binary.
 fn leased_content(policy: &Policy, capability: &Capability) -> Option<[u8; 32]> {
@@ -97,7 +97,7 @@ fn leased_content(policy: &Policy, capability: &Capability) -> Option<[u8; 32]> 
 /// or why a lease cannot grant it.
 ///
 /// A path lease is compiled into the slot of its own path, so it must not
-/// change what that slot means for other paths: a subtree lease must answer
+/// change what that slot means for other paths: a subtree lease must satisfy
 /// a subtree lease rule (else it would reach below an exact rule into paths
 /// another rule decides), and an exact lease must not sit on the path of a
 /// subtree lease rule (else that rule would stop covering the subtree).
@@ -376,7 +376,7 @@ pub(crate) fn restore(state: &State) -> Result<(), String> {
     let now = leases::boot_ns();
     let ids: Vec<u32> = book.leases.iter().map(|lease| lease.id).collect();
 
-    // Keep only the slots the kernel holds for the same lease; the others
+    // Keep only the slots that contain the same lease in the kernel; the others
     // are free for the leases that need one.
     for lease_id in &ids {
         let lease = book.get_mut(*lease_id).expect("listed above");
@@ -417,7 +417,7 @@ pub(crate) fn restore(state: &State) -> Result<(), String> {
         let kept_slot = book.get_mut(lease_id).expect("listed above").slot;
         let slot = match kept_slot {
             Some(slot) => slot,
-            None => leases::free_slot(&book).ok_or("the lease book holds more leases than the kernel has slots")?,
+            None => leases::free_slot(&book).ok_or("the lease book contains more leases than the kernel has slots")?,
         };
         let lease = book.get_mut(lease_id).expect("listed above");
         lease.slot = Some(slot);
@@ -458,7 +458,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lease_answers_only_a_lease_rule() {
+    fn lease_rule_requires_lease_verdict() {
         assert_eq!(check("ask: lease connect 203.0.113.0/24:*\n", "connect 203.0.113.7:443"), Ok("ask".into()));
         let error = check("ok: allow connect 203.0.113.0/24:*\n", "connect 203.0.113.7:443").unwrap_err();
         assert!(error.contains("decided by rule \"ok\""), "{error}");
@@ -467,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn an_exact_lease_cannot_take_the_place_of_a_subtree_rule() {
+    fn lease_rule_rejects_exact_under_subtree() {
         let rules = "all: allow open /** read\ndocs: lease open /home/a/docs/** read\n";
         let error = check(rules, "read /home/a/docs").unwrap_err();
         assert!(error.contains("grant /home/a/docs/** instead"), "{error}");
@@ -475,7 +475,7 @@ mod tests {
     }
 
     #[test]
-    fn a_subtree_lease_cannot_answer_an_exact_rule() {
+    fn lease_rule_rejects_subtree_over_exact() {
         let rules = "srv: deny open /srv/** read\nreport: lease open /srv/report read\n";
         let error = check(rules, "read /srv/report/**").unwrap_err();
         assert!(error.contains("names one file"), "{error}");
@@ -483,7 +483,7 @@ mod tests {
     }
 
     #[test]
-    fn read_and_write_must_both_need_a_lease() {
+    fn lease_rule_checks_read_and_write() {
         let rules = "r: lease open /data/** read\nw: deny open /data/** write\n";
         let error = check(rules, "read,write /data/x").unwrap_err();
         assert!(error.contains("rule \"w\""), "{error}");

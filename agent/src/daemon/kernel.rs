@@ -111,7 +111,7 @@ pub(crate) fn check_bpf_lsm() -> Result<(), KernelError> {
 /// Maps the daemon reads or writes, each pinned under `maps/`.
 const MAPS: [&str; 8] = ["AGENTS", "PATH_RULES", "NET_RULES", "EXEC_CONTENT", "LEASES", "EVENTS", "SEQUENCE", "ERRORS"];
 
-/// How the daemon came by the programs that enforce.
+/// Origin of the programs that enforce after a start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Takeover {
     /// No pinned maps existed, so the programs and maps are new.
@@ -299,7 +299,7 @@ impl Kernel {
         self.exec_content.keys().filter_map(Result::ok).collect()
     }
 
-    /// Number of `LEASES` slots the kernel holds a lease in now.
+    /// Number of `LEASES` slots that contain a lease now.
     pub(crate) fn leases_in_kernel(&self) -> usize {
         self.leases.iter().filter_map(Result::ok).filter(|state| state.expires_boot_ns != 0).count()
     }

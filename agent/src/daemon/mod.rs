@@ -296,7 +296,7 @@ fn drain(state: &State, ring: &mut RingBuf<MapData>, tracker: &mut SequenceTrack
     let next_sequence = state.kernel.lock().expect("kernel lock").next_sequence();
     tracker.reading(std::time::Instant::now(), next_sequence);
     let registry = state.registry.lock().expect("registry lock");
-    // Most batches hold no lease event, so the book and the requests are
+    // Most batches contain no lease event, so the book and the requests are
     // locked only at the first event that needs them, book first as the
     // daemon's lock order requires.
     let mut book = None;

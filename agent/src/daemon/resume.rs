@@ -5,7 +5,7 @@
 //! recorded: as decisions, or inside `events_lost` ranges. The new daemon
 //! starts its [`SequenceTracker`] there, so the events that waited in the
 //! pinned ring buffer become decisions and every number that neither the
-//! ledger nor the ring buffer holds becomes an `events_lost` range.
+//! ledger nor the ring buffer contains becomes an `events_lost` range.
 
 use std::{path::Path, time::Instant};
 
@@ -29,7 +29,7 @@ pub(crate) struct Previous {
     pub(crate) last_time_ns: u64,
     /// The first kernel sequence number of the session: 0 after a start on
     /// new maps, the `daemon_gap` record's first number after a takeover.
-    /// `None` when the ledger holds no session start.
+    /// `None` when the ledger contains no session start.
     pub(crate) first_kernel_seq: Option<u64>,
     /// Inclusive ranges of kernel sequence numbers the session recorded.
     pub(crate) recorded: Vec<(u64, u64)>,
@@ -97,7 +97,7 @@ pub(crate) fn resume(
     if takeover == Takeover::Fresh {
         return (SequenceTracker::starting_at(next_kernel_seq, drops), None);
     }
-    // NOTE: when this ledger holds no earlier session, the pins came from a
+    // NOTE: when this ledger contains no earlier session, the pins came from a
     // daemon with another state folder, and only numbers from the kernel's
     // counter on are tracked here; the events waiting in the ring buffer
     // are still recorded.

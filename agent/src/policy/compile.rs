@@ -9,7 +9,7 @@
 //! `EXEC_CONTENT` gets one entry per content digest.
 //!
 //! Granted leases are compiled as extra rules with the verdict
-//! [`Verdict::Leased`], after the policy's own rules: on the same path and
+//! [`Verdict::Leased`], after the policy's own rules. On the same path and
 //! access a lease takes the slot, and on the same prefix a lease's port
 //! range comes before an equally wide rule. The daemon grants a lease only
 //! for an action that the policy decides with a lease-required rule, so a
@@ -86,7 +86,7 @@ pub(crate) fn compile_with(
     .filter(|(_, needed, capacity)| *needed > *capacity as usize)
     .map(|(kind, needed, capacity)| {
         let message = format!(
-            "the policy needs {needed} {kind} entries, but the kernel map holds {capacity} for all agents together: \
+            "the policy needs {needed} {kind} entries, but the kernel map has room for {capacity} for all agents together: \
              merge rules into subtree rules or wider prefixes"
         );
         PolicyError::new(policy.name(), Position { line: 1, column: 1 }, message)
@@ -106,8 +106,9 @@ pub(crate) fn compile_with(
     })
 }
 
-/// One rule per digest: the policy's own rule, or a lease on the same
-/// content, which comes later and replaces a lease-required rule.
+/// Returns one `EXEC_CONTENT` entry per digest: the policy's own rule, or a
+/// lease on the same content, which comes later and replaces a
+/// lease-required rule.
 fn compile_contents<'a>(rules: impl Iterator<Item = (&'a Rule, u32)>, policy_id: u32) -> Vec<(ContentKey, RuleSlot)> {
     let mut by_digest: BTreeMap<[u8; 32], RuleSlot> = BTreeMap::new();
     for (rule, rule_id) in rules {

@@ -1,6 +1,6 @@
 //! Host models of the kernel's rule lookups: unit tests check the compiler
-//! with them, and the daemon asks them whether a lease would answer a
-//! lease-required rule before it grants one.
+//! with them, and the daemon uses them to check that a lease would satisfy
+//! a lease-required rule before it grants one.
 //!
 //! They read only a [`CompiledPolicy`], the data the daemon writes into the
 //! maps, and call the same `lupid_common::decide` functions as the kernel

@@ -12,7 +12,8 @@ use crate::policy::{Position, Rule, Target, Verdict, compile_with, parse_lease_p
 
 const DIGEST: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
-/// A lease model: slot 0 holds, every other slot has expired. Counts calls.
+/// Returns a lease model that counts its calls: slot 0 is valid, every
+/// other slot has expired.
 fn lease_model(calls: &Cell<u32>) -> impl Fn(u32) -> Decision + '_ {
     move |slot| {
         calls.set(calls.get() + 1);
@@ -30,7 +31,7 @@ fn lease_rule(slot: u32, target: Target) -> Rule {
 }
 
 #[test]
-fn audit_allows_and_lease_denies_as_a_request() {
+fn audit_allows_lease_denies() {
     let compiled = compiled(&with_rules(
         "watch: audit exec /usr/bin/**\nask: lease open /srv/data/** read\n",
     ));
@@ -43,7 +44,7 @@ fn audit_allows_and_lease_denies_as_a_request() {
 }
 
 #[test]
-fn a_default_verdict_cannot_be_audit_or_lease() {
+fn default_rejects_audit_and_lease() {
     for verdict in ["audit", "lease"] {
         let errors = parse_errors(&format!("lupid-policy 1\ndefault {verdict}\n"));
         assert!(errors[0].contains("invalid default verdict"), "{errors:?}");
@@ -51,7 +52,7 @@ fn a_default_verdict_cannot_be_audit_or_lease() {
 }
 
 #[test]
-fn content_rules_parse_and_reject_bad_digests() {
+fn content_rule_rejects_bad_digests() {
     let policy = parse_ok(&with_rules(&format!("no-tool: deny exec sha256:{DIGEST}\n")));
     assert!(matches!(policy.rules()[0].target, Target::ExecContent(digest) if digest == [0xaa; 32]));
     let errors = parse_errors(&with_rules("no-tool: deny exec sha256:abc\n"));
@@ -61,9 +62,9 @@ fn content_rules_parse_and_reject_bad_digests() {
 }
 
 #[test]
-fn a_content_rule_decides_before_any_path_rule() {
+fn content_rule_precedes_path_rules() {
     let compiled = compiled(&with_rules(&format!("run-all: allow exec /**\nno-tool: deny exec sha256:{DIGEST}\n")));
-    assert_ne!(compiled.flags, 0, "a policy with content rules asks the kernel to hash");
+    assert_ne!(compiled.flags, 0, "a policy with content rules makes the kernel hash");
     let calls = Cell::new(0);
     let digest = [0xaa; 32];
     let denied = decide_path_with(&compiled, PathHook::Exec, b"/tmp/renamed", 0, Some(&digest), lease_model(&calls));
@@ -73,7 +74,7 @@ fn a_content_rule_decides_before_any_path_rule() {
 }
 
 #[test]
-fn a_lease_takes_the_slot_of_the_lease_rule_it_answers() {
+fn leased_slot_replaces_lease_rule() {
     let policy = parse_ok(&with_rules("ask: lease open /srv/data/** read,write\nrun: allow exec /**\n"));
     let target = Target::Open(parse_lease_path("/srv/data/report").unwrap(), crate::policy::Access { read: true, write: false });
     let compiled = compile_with(&policy, 3, &[lease_rule(0, target)]).expect("compiles");
@@ -95,7 +96,7 @@ fn a_lease_takes_the_slot_of_the_lease_rule_it_answers() {
 }
 
 #[test]
-fn an_expired_lease_denies_as_a_request() {
+fn expired_lease_denies_as_request() {
     let policy = parse_ok(&with_rules("ask: lease connect 203.0.113.0/24:*\n"));
     let target = Target::Connect(crate::policy::NetPattern {
         network: "::ffff:203.0.113.7".parse().unwrap(),
@@ -115,7 +116,7 @@ fn an_expired_lease_denies_as_a_request() {
 }
 
 #[test]
-fn monitor_mode_allows_policy_denials_but_not_failures() {
+fn monitor_allows_denials_not_failures() {
     let denial = Decision { verdict: verdict::DENY, rule_id: 3, reason: reason::RULE, lease_id: 0 };
     let monitored = denial.monitored();
     assert_eq!((monitored.verdict, monitored.reason, monitored.rule_id), (verdict::ALLOW, reason::MONITOR, 3));

@@ -152,7 +152,7 @@ fn eight_entries_fit() {
 }
 
 #[test]
-fn a_policy_larger_than_the_path_map_is_refused() {
+fn compile_rejects_path_map_overflow() {
     let rules: String =
         (0..=lupid_common::PATH_RULES_CAPACITY).map(|i| format!("r{i}: allow open /d/f{i} read\n")).collect();
     let errors = compile(&parse_ok(&with_rules(&rules)), 1).expect_err("more path entries than the map holds");
