@@ -112,7 +112,7 @@ mod tests {
     }
 
     #[test]
-    fn socket_numbers() {
+    fn socket_numbers_parsed() {
         let action = parse_words(&["socket", "17", "3", "768"]).unwrap();
         assert_eq!(action, CageAction::Socket { family: 17, socket_type: 3, protocol: 768 });
     }

@@ -2,7 +2,7 @@
 //! `lupid-probe` can submit single operations that no ordinary system call
 //! of the probe performs.
 //!
-//! A [`Ring`] holds one submission and one completion queue. Each
+//! A [`Ring`] owns one submission and one completion queue. Each
 //! [`Ring::run`] call submits one entry, waits for its completion and
 //! returns the completion's `res`: a non-negative result or a negated
 //! `errno`. The layouts below follow `include/uapi/linux/io_uring.h` of
@@ -30,7 +30,7 @@ const IORING_ENTER_GETEVENTS: u32 = 1;
 const IORING_OFF_SQ_RING: i64 = 0;
 const IORING_OFF_CQ_RING: i64 = 0x800_0000;
 const IORING_OFF_SQES: i64 = 0x1000_0000;
-/// Entries of each queue; one operation is in flight at a time.
+/// Entries of each queue. One operation is in flight at a time.
 const ENTRIES: u32 = 4;
 
 #[repr(C)]
@@ -207,7 +207,7 @@ impl Ring {
         let offsets = &self.params.sq_off;
         // SAFETY: the offsets come from the kernel and `Mapping::at` checks
         // them against the mapping. The head and tail words are shared with
-        // the kernel, so they are accessed atomically; this process is the
+        // the kernel, so they are accessed atomically. This process is the
         // only producer of submissions and the only consumer of completions.
         unsafe {
             let tail = AtomicU32::from_ptr(self.sq.at(offsets.tail));

@@ -79,7 +79,7 @@ fn bypass_dup2_race_reads_nothing() {
         assert_eq!(eperm + enoent, u64::from(RACE_OPENS), "{outcome}");
         assert!(eperm > 0, "some opens must have met /srv/secrets and been denied; {outcome}");
 
-        // Each denial is one record naming the secret; an open of the
+        // Each denial is one record naming the secret. An open of the
         // missing work/token fails in the lookup and reaches no hook.
         let records = ledger.wait_for(&format!("{eperm} denied opens of {agent}"), |records| {
             decisions(records, &agent, "open").iter().filter(|r| r["verdict"] == "deny").count() as u64 >= eperm

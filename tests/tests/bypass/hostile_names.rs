@@ -1,4 +1,4 @@
-//! Names that are not UTF-8 or that hold JSON and terminal syntax. Each
+//! Names that are not UTF-8 or that contain JSON and terminal syntax. Each
 //! decision must give exactly one record, the export must keep the raw
 //! bytes (`path_hex` next to the lossy `path`), the chain must verify,
 //! and the daemon must still reply to `status`.

@@ -160,6 +160,6 @@ fn bypass_path_beyond_max_fails_closed() {
         let (denial, _) = wait_decision(&ledger, &agent, "open", "deny");
         assert_eq!(denial["reason"], "path_unresolved", "{denial}");
         assert_eq!(denial["path_truncated"], true, "the record marks the truncation: {denial}");
-        assert_eq!(denial["path"], "", "the record must not hold a shortened path: {denial}");
+        assert_eq!(denial["path"], "", "the record must not contain a shortened path: {denial}");
     }
 }

@@ -8,7 +8,7 @@ use crate::common::{CURL, Daemon, SECRET, require_bpf_lsm};
 
 use super::{USERS, agent_name, assert_denied, make_dir, probe_str, run, wait_decision};
 
-/// A variable only the agent's environment holds.
+/// A variable that only the agent's environment contains.
 const MARKER: &str = "LUPID_BYPASS_MARKER=agent-environment";
 
 #[test]

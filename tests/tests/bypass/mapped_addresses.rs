@@ -37,7 +37,7 @@ fn bypass_mapped_addresses_judged_as_ipv4() {
         let hook = if transport == "udp" { "send" } else { "connect" };
         let (denial, _) = wait_decision(&ledger, agent, hook, "deny");
         assert_eq!(denial["family"], "inet6", "the record keeps the socket's family: {denial}");
-        assert_eq!(denial["addr"], canonical, "the record holds the canonical address: {denial}");
+        assert_eq!(denial["addr"], canonical, "the record contains the canonical address: {denial}");
         assert_eq!(denial["port"], port, "{denial}");
         match rule {
             Some(rule) => assert_eq!(denial["rule"], rule, "{denial}"),

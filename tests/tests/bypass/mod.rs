@@ -6,7 +6,7 @@
 //! the ledger record of the decision (rule, verdict, resolved object).
 //!
 //! File cases run as root and as uid 1001 (`--user`), the unprivileged
-//! agent; the secret is world-readable, so only lupid can deny it.
+//! agent. The secret is world-readable, so only lupid can deny it.
 //!
 //! The ledger's resistance to cut, deleted and re-chained records is
 //! tested where the ledger is built, and this folder adds only what those

@@ -2,8 +2,8 @@
 //! `..` applied to a link's target, and an exec through a link with a
 //! harmless name all meet the rule of the target.
 //!
-//! NOTE: the hooks see the resolved file only, so the ledger keeps no
-//! record of the name the agent asked for (`/tmp/s/token`).
+//! NOTE: the hooks get only the resolved file, so the ledger keeps no
+//! record of the name the agent requested (`/tmp/s/token`).
 
 use crate::common::fixture::replace_symlink;
 use crate::common::{CURL, Daemon, OK_FILE, SECRET, SECRETS_LINK, TOOL_LINK, require_bpf_lsm};

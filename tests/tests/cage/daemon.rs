@@ -27,7 +27,7 @@ fn daemon_signals_denied() {
     }
     // `status` gets a reply only while the daemon runs and is not stopped.
     let status = daemon.status();
-    assert!(status.is_object(), "the daemon must still answer after the signals: {status}");
+    assert!(status.is_object(), "the daemon must still reply to status after the signals: {status}");
 }
 
 #[test]
@@ -51,7 +51,7 @@ fn daemon_ptrace_denied() {
     protected_denial(&daemon, "mem-daemon", "ptrace");
 
     let status = daemon.status();
-    assert!(status.is_object(), "the daemon must still answer: {status}");
+    assert!(status.is_object(), "the daemon must still reply to status: {status}");
 }
 
 #[test]

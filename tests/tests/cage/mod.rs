@@ -2,7 +2,7 @@
 //! namespaces or mounts, reach the daemon, call `bpf(2)`, open raw sockets,
 //! make hard links or open the daemon's folders, whatever rules its policy
 //! contains.
-//! Each test checks the errno the agent sees, that the action had no
+//! Each test checks the errno the agent gets, that the action had no
 //! effect, and the ledger's denial with reason `protected`.
 //!
 //! The agent runs as root unless a test passes a user, so the kernel's own

@@ -44,7 +44,7 @@ impl Drop for TestMount {
 
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
-fn mount_denied() {
+fn mount_syscall_denied() {
     let daemon = Daemon::start();
     let policy = daemon.policy_p0();
     let target = tempfile::tempdir().expect("failed to create a mount point");
@@ -60,7 +60,7 @@ fn mount_denied() {
 
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
-fn umount_denied() {
+fn umount_syscall_denied() {
     let daemon = Daemon::start();
     let policy = daemon.policy_p0();
     let mount = TestMount::new();

@@ -57,7 +57,7 @@ impl Daemon {
         let socket = root.path().join("agent.sock");
         let mut daemon = Self { root: Some(root), child: None, socket, state_dir };
         // The programs of an earlier test's daemon stay pinned only when
-        // that test did not end cleanly; this test starts without them.
+        // that test did not end cleanly, and this test starts without them.
         daemon.unload();
         daemon.spawn();
         daemon
@@ -80,7 +80,7 @@ impl Daemon {
     }
 
     /// Runs `lupid-agent unload`, which removes the pinned programs and
-    /// maps. Panics when it fails; no daemon may be running.
+    /// maps. Panics when it fails. Call it only while no daemon runs.
     pub(crate) fn unload(&self) {
         let outcome = self.ctl(&["unload"]);
         assert_eq!(outcome.code, 0, "lupid-agent unload must exit 0 with no daemon running; {outcome}");

@@ -56,7 +56,7 @@ fn check_cover_and_gap(records: &[Value]) -> Value {
     assert!(from <= to, "the gap ends at the takeover, after it starts: {gap}");
     let (first, next) = (u64_field(&gap, "first_kernel_seq"), u64_field(&gap, "next_kernel_seq"));
     assert!(first <= next, "the gap's kernel_seq range must not be reversed: {gap}");
-    let last = ranges.last().expect("the ledger holds decisions").1;
+    let last = ranges.last().expect("the ledger contains decisions").1;
     assert!(next <= last + 1, "every number below next_kernel_seq must be accounted for: {gap}, last {last}");
     gap
 }

@@ -72,8 +72,9 @@ fn report_opened(action: &str, object: &[u8], fd: RawFd) -> ExitCode {
     }
 }
 
-/// `openat(dirfd, name)`, or `openat2` with `RESOLVE_BENEATH |
-/// RESOLVE_NO_MAGICLINKS` when `openat2` is set, read-only.
+/// Opens `name` read-only relative to `dir` with `openat`, or with
+/// `openat2` and `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS` when `openat2`
+/// is set.
 pub(crate) fn open_at(dir: &OsStr, name: &OsStr, openat2: bool) -> ExitCode {
     let action = if openat2 { "openat2" } else { "openat" };
     let reported = object(&[dir.as_bytes(), name.as_bytes()]);
@@ -99,7 +100,7 @@ pub(crate) fn open_at(dir: &OsStr, name: &OsStr, openat2: bool) -> ExitCode {
     report_opened(action, &reported, fd)
 }
 
-/// `open("/proc/self/fd/N/name")` with N an `O_PATH` descriptor of `dir`.
+/// Opens `/proc/self/fd/N/name`, with N an `O_PATH` descriptor of `dir`.
 pub(crate) fn open_fd_path(dir: &OsStr, name: &OsStr) -> ExitCode {
     let dirfd = match path_descriptor(dir) {
         Ok(fd) => fd,
@@ -113,7 +114,7 @@ pub(crate) fn open_fd_path(dir: &OsStr, name: &OsStr) -> ExitCode {
     report_opened("open", &path, fd)
 }
 
-/// `chdir(dir)`, then `open(path)` read-only.
+/// Changes to `dir` with `chdir`, then opens `path` read-only.
 pub(crate) fn open_in(dir: &OsStr, path: &OsStr) -> ExitCode {
     if let Err(error) = std::env::set_current_dir(dir) {
         return report("chdir", dir.as_bytes(), &Outcome::from_error(&error));
@@ -265,8 +266,8 @@ fn memfd_with(contents: &[u8], flags: libc::c_uint) -> io::Result<File> {
     Ok(file)
 }
 
-/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)` as a raw system call.
-/// Returns only on failure.
+/// Calls `execveat(fd, "", argv, envp, AT_EMPTY_PATH)` as a raw system
+/// call. Returns only on failure.
 fn execveat_empty_path(fd: RawFd, argv: &[*const c_char], envp: &[*const c_char]) {
     // SAFETY: `argv` and `envp` are null-terminated arrays of pointers to
     // C strings that outlive the call, and the path is an empty C string.

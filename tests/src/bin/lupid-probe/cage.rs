@@ -89,7 +89,7 @@ pub(crate) fn run(action: CageAction) -> ExitCode {
     }
 }
 
-/// Clones with `clone3`; the child exits at once and the parent reaps it.
+/// Clones with `clone3`. The child exits at once and the parent reaps it.
 fn clone(flags: u64, cgroup: Option<&OsStr>) -> ExitCode {
     let object = format!("{flags:#x}");
     let mut args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..CloneArgs::default() };
