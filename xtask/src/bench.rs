@@ -24,9 +24,9 @@ pub(crate) struct BenchArgs {
     /// Records per synced append batch.
     #[arg(long, value_name = "COUNT", default_value_t = 4096)]
     batch: u64,
-    /// Folder in which the benchmark creates its temporary databases;
-    /// default: the system's temporary folder. About 0.5 GB per million
-    /// records.
+    /// Folder in which the benchmark creates its temporary databases
+    /// (default: the system's temporary folder). They take about 0.5 GB
+    /// per million records.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
 }
