@@ -43,8 +43,11 @@ pub(crate) fn run(action: CageAction) -> ExitCode {
     match action {
         CageAction::Clone { flags, cgroup } => clone(flags, cgroup.as_deref()),
         CageAction::Unshare { flags } => {
+            let Ok(flags_int) = libc::c_int::try_from(flags) else {
+                return report("unshare", format!("{flags:#x}").as_bytes(), &Outcome::Failed(libc::EINVAL));
+            };
             // SAFETY: unshare has no memory-safety preconditions.
-            let result = unsafe { libc::unshare(flags as libc::c_int) };
+            let result = unsafe { libc::unshare(flags_int) };
             report("unshare", format!("{flags:#x}").as_bytes(), &outcome(result.into(), "unshared"))
         }
         CageAction::Mount { target } => {
@@ -92,13 +95,13 @@ pub(crate) fn run(action: CageAction) -> ExitCode {
 /// Clones with `clone3`. The child exits at once and the parent reaps it.
 fn clone(flags: u64, cgroup: Option<&OsStr>) -> ExitCode {
     let object = format!("{flags:#x}");
-    let mut args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..CloneArgs::default() };
+    let mut args = CloneArgs { flags, exit_signal: u64::from(libc::SIGCHLD.unsigned_abs()), ..CloneArgs::default() };
     // Kept open until the clone returns.
     let _cgroup_dir = match cgroup {
         Some(dir) => match std::fs::File::open(dir) {
             Ok(file) => {
                 args.flags |= CLONE_INTO_CGROUP;
-                args.cgroup = file.as_raw_fd() as u64;
+                args.cgroup = u64::from(file.as_raw_fd().unsigned_abs());
                 Some(file)
             }
             Err(error) => return report("clone", dir.as_bytes(), &Outcome::from_error(&error)),
@@ -115,8 +118,9 @@ fn clone(flags: u64, cgroup: Option<&OsStr>) -> ExitCode {
     }
     if pid > 0 {
         let mut status = 0;
-        // SAFETY: `status` is a valid out pointer; `pid` is our child.
-        unsafe { libc::waitpid(pid as libc::pid_t, &raw mut status, 0) };
+        let child = libc::pid_t::try_from(pid).expect("a process id fits in pid_t");
+        // SAFETY: `status` is a valid out pointer, and `child` is our child.
+        unsafe { libc::waitpid(child, &raw mut status, 0) };
     }
     report("clone", object.as_bytes(), &outcome(pid.min(0), "cloned"))
 }
@@ -129,7 +133,7 @@ fn move_mount(source: &OsStr, target: &OsStr) -> ExitCode {
         return report("open_tree", source.as_bytes(), &Outcome::from_error(&io::Error::last_os_error()));
     }
     // SAFETY: `tree` is a new descriptor that nothing else owns.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
+    let tree = unsafe { OwnedFd::from_raw_fd(libc::c_int::try_from(tree).expect("a descriptor fits in c_int")) };
     // SAFETY: both paths are NUL-terminated strings that outlive the call.
     let result = unsafe {
         libc::syscall(
@@ -169,7 +173,7 @@ fn bpf() -> ExitCode {
     let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_CREATE, attr.as_ptr(), size_of_val(&attr)) };
     if fd >= 0 {
         // SAFETY: `fd` is a new descriptor that nothing else owns.
-        drop(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) });
+        drop(unsafe { OwnedFd::from_raw_fd(libc::c_int::try_from(fd).expect("a descriptor fits in c_int")) });
     }
     report("bpf", b"map_create", &outcome(fd.min(0), "created"))
 }
