@@ -122,9 +122,7 @@ pub fn run(reader: &LedgerReader, query: &Query) -> Result<Vec<StoredRecord>, Le
         return Ok(found);
     }
     let mut accept = |seq: u64| -> Result<bool, LedgerError> {
-        let Some(stored) = read(reader, seq)? else {
-            return Ok(true);
-        };
+        let stored = read(reader, seq)?;
         if query.matches(&stored.record) {
             found.push(stored);
         }
@@ -155,13 +153,13 @@ pub fn run(reader: &LedgerReader, query: &Query) -> Result<Vec<StoredRecord>, Le
     Ok(found)
 }
 
-fn read(reader: &LedgerReader, seq: u64) -> Result<Option<StoredRecord>, LedgerError> {
-    let Some(bytes) = reader.raw_record(seq)? else {
-        return Ok(None);
-    };
-    let record =
-        Record::decode(&bytes).map_err(|source| LedgerError::Decode { path: reader.path().to_owned(), seq, source })?;
-    Ok(Some(StoredRecord { hash: crate::leaf_hash(&bytes), record }))
+/// Reads record `seq`. A record that an index lists but the ledger lacks
+/// is an error, so a query never hides a deleted record.
+fn read(reader: &LedgerReader, seq: u64) -> Result<StoredRecord, LedgerError> {
+    let path = || reader.path().to_owned();
+    let bytes = reader.raw_record(seq)?.ok_or_else(|| LedgerError::MissingRecord { path: path(), seq })?;
+    let record = Record::decode(&bytes).map_err(|source| LedgerError::Decode { path: path(), seq, source })?;
+    Ok(StoredRecord { hash: crate::leaf_hash(&bytes), record })
 }
 
 fn scan_all(reader: &LedgerReader) -> Result<impl Iterator<Item = Result<u64, LedgerError>> + '_, LedgerError> {

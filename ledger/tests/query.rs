@@ -550,3 +550,24 @@ fn query_large_ledger_timing() {
         assert!(!found.is_empty(), "{name}");
     }
 }
+
+#[test]
+fn query_deleted_record_is_error() {
+    let dir = TempDir::new().unwrap();
+    drop(fill_mixed(dir.path()));
+    let query = Query { agent: Some("coder".into()), hook: Some(Hook::Open), ..Query::default() };
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let deleted = query::run(&reader, &query).unwrap()[0].record.seq;
+    drop(reader);
+
+    let db = common::open_raw(dir.path());
+    db.delete_cf(db.cf_handle("records").unwrap(), deleted.to_be_bytes()).unwrap();
+    drop(db);
+
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let error = query::run(&reader, &query).unwrap_err();
+    assert!(
+        matches!(error, lupid_ledger::LedgerError::MissingRecord { seq, .. } if seq == deleted),
+        "the index lists record {deleted}, so its absence is an error: {error}"
+    );
+}
