@@ -117,9 +117,9 @@ fn print_request(request: &LeaseRequest) {
     );
 }
 
-pub(crate) fn mode(socket: &Path, agent: String, monitor: bool, by: String) -> Result<()> {
+pub(crate) fn mode(socket: &Path, agent: &str, monitor: bool, by: String) -> Result<()> {
     let mode = if monitor { "monitor" } else { "enforce" };
-    match call_daemon(socket, &Request::Mode { agent: agent.clone(), monitor, by })? {
+    match call_daemon(socket, &Request::Mode { agent: agent.to_owned(), monitor, by })? {
         Reply::Changed { agent_ids } => {
             println!("{agent}: {mode} mode for runs {agent_ids:?}");
             Ok(())
@@ -128,11 +128,11 @@ pub(crate) fn mode(socket: &Path, agent: String, monitor: bool, by: String) -> R
     }
 }
 
-pub(crate) fn reload(socket: &Path, agent: String, file: &Path, by: String) -> Result<()> {
+pub(crate) fn reload(socket: &Path, agent: &str, file: &Path, by: String) -> Result<()> {
     let policy_text = crate::run::read_policy_file(file)?;
     let policy_path =
         std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned()).into_os_string().into_encoded_bytes();
-    match call_daemon(socket, &Request::Reload { agent: agent.clone(), policy_path, policy_text, by })? {
+    match call_daemon(socket, &Request::Reload { agent: agent.to_owned(), policy_path, policy_text, by })? {
         Reply::Changed { agent_ids } => {
             println!("{agent}: policy {} in force for runs {agent_ids:?}", file.display());
             Ok(())

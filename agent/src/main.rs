@@ -238,12 +238,12 @@ fn main() -> ExitCode {
         Command::Status { socket, json } => status::status(&socket, json).map(|()| 0),
         Command::Policy { command: PolicyCommand::Check { file } } => policy_check(&file).map(|()| 0),
         Command::Policy { command: PolicyCommand::Reload { agent, file, by, socket } } => {
-            lease::reload(&socket, agent, &file, lease::person(by)).map(|()| 0)
+            lease::reload(&socket, &agent, &file, lease::person(by)).map(|()| 0)
         }
         Command::Lease { command } => lease_command(command).map(|()| 0),
         Command::Pending { socket, json } => lease::pending(&socket, json).map(|()| 0),
         Command::Mode { agent, mode, by, socket } => {
-            lease::mode(&socket, agent, mode == "monitor", lease::person(by)).map(|()| 0)
+            lease::mode(&socket, &agent, mode == "monitor", lease::person(by)).map(|()| 0)
         }
     };
     match result {

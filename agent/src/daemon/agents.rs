@@ -54,6 +54,7 @@ impl PolicyVersion {
 
 /// Map keys written for one policy id, to remove when it is replaced.
 #[derive(Clone, Debug, Default)]
+#[expect(clippy::struct_field_names, reason = "each field lists the keys of one map")]
 struct Installed {
     path_keys: Vec<PathKey>,
     net_keys: Vec<(u32, NetKey)>,
@@ -216,24 +217,19 @@ impl Registry {
                 }
                 entry.filter(|entry| cgroup_inode(&entry.cgroup.path) == Some(cgroup_id))
             });
-            let entry = match adopted {
-                Some(entry) => {
-                    tracing::info!(agent_id = entry.agent_id, agent = %entry.name, cgroup = %entry.cgroup.path.display(), "adopted a running agent");
-                    entry
-                }
-                None => match find_cgroup(cgroup_root, cgroup_id) {
-                    Some(path) => {
-                        let entry = denied_entry(info.agent_id, cgroup::AgentCgroup { path, id: cgroup_id });
-                        kernel.insert_agent(cgroup_id, &entry.info()).context("failed to deny an unknown labeled cgroup")?;
-                        tracing::warn!(agent_id = info.agent_id, cgroup = %entry.cgroup.path.display(), "a labeled cgroup has no saved run; every action of it is denied until it is empty");
-                        entry
-                    }
-                    None => {
-                        kernel.remove_agent(cgroup_id).context("failed to remove the label of a removed cgroup")?;
-                        tracing::info!(agent_id = info.agent_id, cgroup_id, "removed the label of a cgroup that no longer exists");
-                        continue;
-                    }
-                },
+            let entry = if let Some(entry) = adopted {
+                tracing::info!(agent_id = entry.agent_id, agent = %entry.name, cgroup = %entry.cgroup.path.display(), "adopted a running agent");
+                entry
+            } else {
+                let Some(path) = find_cgroup(cgroup_root, cgroup_id) else {
+                    kernel.remove_agent(cgroup_id).context("failed to remove the label of a removed cgroup")?;
+                    tracing::info!(agent_id = info.agent_id, cgroup_id, "removed the label of a cgroup that no longer exists");
+                    continue;
+                };
+                let entry = denied_entry(info.agent_id, cgroup::AgentCgroup { path, id: cgroup_id });
+                kernel.insert_agent(cgroup_id, &entry.info()).context("failed to deny an unknown labeled cgroup")?;
+                tracing::warn!(agent_id = info.agent_id, cgroup = %entry.cgroup.path.display(), "a labeled cgroup has no saved run; every action of it is denied until it is empty");
+                entry
             };
             registry.agents.insert(entry.agent_id, entry);
         }
@@ -579,7 +575,7 @@ fn write_rules(kernel: &mut Kernel, compiled: &policy::CompiledPolicy, installed
         installed.net_keys.push((*prefix_len, *key));
     }
     for (key, rule) in &compiled.content_rules {
-        kernel.insert_content_rule(key, rule).map_err(|e| e.to_string())?;
+        kernel.insert_content_rule(key, *rule).map_err(|e| e.to_string())?;
         installed.content_keys.push(*key);
     }
     Ok(())

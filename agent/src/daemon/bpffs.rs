@@ -24,8 +24,6 @@ use sha2::{Digest as _, Sha256};
 pub(crate) const BPFFS: &str = "/sys/fs/bpf";
 /// Folder of lupid's pins.
 pub(crate) const PIN_DIR: &str = "/sys/fs/bpf/lupid";
-/// `f_type` of a BPF file system in `statfs`.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PinError {
@@ -54,7 +52,7 @@ pub(crate) fn build_id(object: &[u8]) -> String {
 /// Mounts bpffs on [`BPFFS`] unless a BPF file system is there already, and
 /// creates the pin folders.
 pub(crate) fn prepare(build: &str) -> Result<(), PinError> {
-    let mounted = nix::sys::statfs::statfs(BPFFS).is_ok_and(|stat| i64::from(stat.filesystem_type().0) == BPF_FS_MAGIC);
+    let mounted = nix::sys::statfs::statfs(BPFFS).is_ok_and(|stat| stat.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC);
     if !mounted {
         nix::mount::mount(Some("bpf"), BPFFS, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
             .map_err(PinError::Mount)?;

@@ -372,7 +372,7 @@ pub(crate) fn restore(state: &State) -> Result<(), String> {
     let mut book = state.book.lock().expect("book lock");
     // Without this boot's id no lease can be shown to belong to it, so the
     // start fails rather than revive leases of an earlier boot.
-    let boot = leases::boot_id().map_err(|e| format!("{e:#}"))?;
+    let this_boot = leases::boot_id().map_err(|e| format!("{e:#}"))?;
     let now = leases::boot_ns();
     let ids: Vec<u32> = book.leases.iter().map(|lease| lease.id).collect();
 
@@ -398,7 +398,7 @@ pub(crate) fn restore(state: &State) -> Result<(), String> {
         let lease = book.get_mut(lease_id).expect("listed above");
         let ending = if lease.ending.is_some() {
             None
-        } else if lease.boot_id != boot {
+        } else if lease.boot_id != this_boot {
             Some(Ending::by_daemon("reboot", 0))
         } else if now >= lease.expires_boot_ns {
             Some(Ending::by_daemon("ttl", lease.expires_boot_ns))

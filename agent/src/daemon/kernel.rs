@@ -239,7 +239,7 @@ impl Kernel {
             .map_err(|source| KernelError::Update { source: Box::new(source), map: "NET_RULES" })
     }
 
-    pub(crate) fn insert_content_rule(&mut self, key: &ContentKey, rule: &RuleSlot) -> Result<(), KernelError> {
+    pub(crate) fn insert_content_rule(&mut self, key: &ContentKey, rule: RuleSlot) -> Result<(), KernelError> {
         self.exec_content
             .insert(key, rule, 0)
             .map_err(|source| KernelError::Update { source: Box::new(source), map: "EXEC_CONTENT" })

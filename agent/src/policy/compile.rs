@@ -117,7 +117,7 @@ fn compile_contents<'a>(rules: impl Iterator<Item = (&'a Rule, u32)>, policy_id:
         };
         let slot = RuleSlot { rule_id, verdict: slot_verdict(rule.verdict), exact: 1 };
         match by_digest.get(digest) {
-            Some(existing) if !(matches!(rule.verdict, Verdict::Leased { .. }) && is_lease_required(existing)) => {}
+            Some(existing) if !(matches!(rule.verdict, Verdict::Leased { .. }) && is_lease_required(*existing)) => {}
             _ => {
                 by_digest.insert(*digest, slot);
             }
@@ -126,7 +126,7 @@ fn compile_contents<'a>(rules: impl Iterator<Item = (&'a Rule, u32)>, policy_id:
     by_digest.into_iter().map(|(sha256, slot)| (ContentKey { policy_id, sha256 }, slot)).collect()
 }
 
-fn is_lease_required(slot: &RuleSlot) -> bool {
+fn is_lease_required(slot: RuleSlot) -> bool {
     u32::from(slot.verdict) == lupid_common::verdict::LEASE_REQUIRED
 }
 

@@ -153,8 +153,10 @@ fn eight_entries_fit() {
 
 #[test]
 fn compile_rejects_path_map_overflow() {
-    let rules: String =
-        (0..=lupid_common::PATH_RULES_CAPACITY).map(|i| format!("r{i}: allow open /d/f{i} read\n")).collect();
-    let errors = compile(&parse_ok(&with_rules(&rules)), 1).expect_err("more path entries than the map holds");
+    let mut rules = String::new();
+    for i in 0..=lupid_common::PATH_RULES_CAPACITY {
+        writeln!(rules, "r{i}: allow open /d/f{i} read").expect("writing to a String succeeds");
+    }
+    let errors = compile(&parse_ok(&with_rules(&rules)), 1).expect_err("more path entries than the map has room for");
     assert!(errors[0].to_string().contains("65537 path entries"), "{errors:?}");
 }
