@@ -9,9 +9,10 @@
 //! and a batch that starts with the denied one fails with `EPERM` and
 //! sends nothing.
 
+use crate::common::ledger::wait_decision;
 use crate::common::{Daemon, Listener, Receiver, require_bpf_lsm};
 
-use super::{assert_denied, probe_str, wait_decision};
+use super::{assert_denied, probe_str};
 
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]

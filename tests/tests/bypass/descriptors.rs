@@ -3,11 +3,11 @@
 //! thread swaps with `dup2` while the opens run. The hook decides on the
 //! opened file, so no spelling of the name and no race reaches the secret.
 
-use crate::common::ledger::decisions;
+use crate::common::ledger::{decisions, wait_decision, wait_decision_where};
 use crate::common::process::numbers_in;
 use crate::common::{Daemon, SECRET, require_bpf_lsm};
 
-use super::{USERS, agent_name, assert_denied, probe_str, wait_decision, wait_decision_where};
+use super::{USERS, agent_name, assert_denied, probe_str};
 
 /// P0 with an explicit read rule for the dynamic loader's libraries.
 const POLICY: &str = "\

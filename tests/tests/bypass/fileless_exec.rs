@@ -10,9 +10,10 @@
 
 use std::path::Path;
 
+use crate::common::ledger::{wait_decision, wait_decision_where};
 use crate::common::{CURL, Daemon, require_bpf_lsm};
 
-use super::{POLICY_ALLOWLIST, USERS, agent_name, assert_denied, copy_busybox, make_dir, probe_str, wait_decision, wait_decision_where};
+use super::{POLICY_ALLOWLIST, USERS, agent_name, assert_denied, copy_busybox, make_dir, probe_str};
 
 /// The copy in `/dev/shm`.
 const SHM_COPY: &str = "/dev/shm/lupid-bypass-x";

@@ -9,10 +9,10 @@
 
 use serde_json::Value;
 
-use crate::common::ledger::{decisions, records_of, u64_field};
+use crate::common::ledger::{decisions, records_of, u64_field, wait_decision};
 use crate::common::{Daemon, Listener, OK_FILE, PROBE_BIN, Receiver, SECRET, require_bpf_lsm};
 
-use super::{USERS, agent_name, assert_denied, probe_str, wait_decision};
+use super::{USERS, agent_name, assert_denied, probe_str};
 
 /// Checks that `denial` belongs to the probe process of `agent`'s run: the
 /// process whose exec of the probe is on record, in the run's cgroup.

@@ -9,9 +9,10 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use crate::common::ledger::wait_decision;
 use crate::common::{Daemon, require_bpf_lsm};
 
-use super::{POLICY_ALLOWLIST, USERS, agent_name, assert_denied, copy_busybox, make_dir, probe, probe_str, wait_decision};
+use super::{POLICY_ALLOWLIST, USERS, agent_name, assert_denied, copy_busybox, make_dir, probe, probe_str};
 
 /// Bytes of the long components of the near-`PATH_MAX` cases.
 const COMPONENT: usize = 200;

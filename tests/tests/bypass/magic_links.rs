@@ -4,9 +4,10 @@
 
 use std::process::Stdio;
 
+use crate::common::ledger::wait_decision;
 use crate::common::{CURL, Daemon, SECRET, require_bpf_lsm};
 
-use super::{USERS, agent_name, assert_denied, make_dir, probe_str, run, wait_decision};
+use super::{USERS, agent_name, assert_denied, make_dir, probe_str, run};
 
 /// A variable that only the agent's environment contains.
 const MARKER: &str = "LUPID_BYPASS_MARKER=agent-environment";

@@ -3,9 +3,10 @@
 //! address that only the default covers.
 
 use crate::common::fixture::POLICY_P0;
+use crate::common::ledger::wait_decision;
 use crate::common::{Daemon, Listener, Receiver, require_bpf_lsm};
 
-use super::{assert_denied, probe_str, wait_decision};
+use super::{assert_denied, probe_str};
 
 /// The rule added to P0: an explicit denial of the metadata address.
 const DENY_METADATA: &str = "deny-meta:    deny  connect 169.254.169.254/32:*\n";

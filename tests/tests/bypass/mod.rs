@@ -42,7 +42,7 @@ use serde_json::Value;
 use crate::common::fixture::hex;
 use crate::common::ledger::decisions;
 use crate::common::process;
-use crate::common::{Daemon, Ledger, Outcome, PROBE_BIN};
+use crate::common::{Daemon, Outcome, PROBE_BIN};
 
 /// The unprivileged user the agents run as with `--user`.
 pub(crate) const AGENT_UID: u32 = 1001;
@@ -108,29 +108,6 @@ pub(crate) fn assert_denied(outcome: &Outcome, prefix: &str, why: &str) {
         line.starts_with(prefix) && (line.ends_with(": EPERM (errno 1)") || line.ends_with(": EACCES (errno 13)"))
     });
     assert!(denied, "{why}: expected a line starting with {prefix:?} that ends in EPERM or EACCES; {outcome}");
-}
-
-/// Waits for the first decision of `agent` on `hook` with `verdict` and
-/// returns it with every record exported at that time.
-pub(crate) fn wait_decision(ledger: &Ledger, agent: &str, hook: &str, verdict: &str) -> (Value, Vec<Value>) {
-    wait_decision_where(ledger, agent, hook, verdict, |_| true)
-}
-
-/// As [`wait_decision`], for the first decision that `matches` accepts.
-pub(crate) fn wait_decision_where(
-    ledger: &Ledger,
-    agent: &str,
-    hook: &str,
-    verdict: &str,
-    matches: impl Fn(&Value) -> bool,
-) -> (Value, Vec<Value>) {
-    let find = |records: &[Value]| {
-        decisions(records, agent, hook).into_iter().find(|record| record["verdict"] == verdict && matches(record)).cloned()
-    };
-    let records = ledger.wait_for(&format!("a {verdict} decision of {agent} on {hook}"), |records| {
-        find(records).is_some()
-    });
-    (find(&records).expect("wait_for found it"), records)
 }
 
 /// Creates the folder `path` and its parents with mode 0755, so uid 1001

@@ -10,9 +10,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::Path;
 
+use crate::common::ledger::wait_decision;
 use crate::common::{Daemon, UnixSocketListener, require_bpf_lsm};
 
-use super::{AGENT_UID, USERS, agent_name, assert_denied, probe_str, wait_decision};
+use super::{AGENT_UID, USERS, agent_name, assert_denied, probe_str};
 
 /// The session bus path of uid 1001.
 const BUS_DIR: &str = "/run/user/1001";

@@ -6,9 +6,10 @@
 //! record of the name the agent requested (`/tmp/s/token`).
 
 use crate::common::fixture::replace_symlink;
+use crate::common::ledger::{wait_decision, wait_decision_where};
 use crate::common::{CURL, Daemon, OK_FILE, SECRET, SECRETS_LINK, TOOL_LINK, require_bpf_lsm};
 
-use super::{USERS, agent_name, assert_denied, make_dir, probe_str, wait_decision, wait_decision_where};
+use super::{USERS, agent_name, assert_denied, make_dir, probe_str};
 
 /// A symlink to `/srv/secrets/sub`, whose `..` is `/srv/secrets`.
 const SUB_LINK: &str = "/tmp/lupid-bypass-d";

@@ -16,7 +16,7 @@ mod objects;
 use serde_json::Value;
 
 use crate::common::Daemon;
-use crate::common::ledger::find_decision;
+use crate::common::ledger::wait_decision;
 
 /// An unprivileged user for the agents of the unprivileged variants.
 const AGENT_UID: u32 = 1000;
@@ -24,10 +24,7 @@ const AGENT_UID: u32 = 1000;
 /// Waits for the denial of `agent` on `hook`, checks that a built-in
 /// protection made it, and returns it.
 fn protected_denial(daemon: &Daemon, agent: &str, hook: &str) -> Value {
-    let records = daemon
-        .ledger()
-        .wait_for(&format!("a denied {hook} of {agent}"), |records| find_decision(records, agent, hook, "deny").is_some());
-    let denial = find_decision(&records, agent, hook, "deny").expect("wait_for found it").clone();
+    let (denial, _) = wait_decision(&daemon.ledger(), agent, hook, "deny");
     assert_eq!(denial["reason"], "protected", "a built-in protection must make the denial: {denial}");
     denial
 }

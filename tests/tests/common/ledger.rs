@@ -133,3 +133,26 @@ pub(crate) fn kernel_seq_ranges(records: &[Value]) -> Vec<(u64, u64)> {
     ranges.sort_unstable();
     ranges
 }
+
+/// Waits for the first decision of `agent` on `hook` with `verdict` and
+/// returns it with every record exported at that time.
+pub(crate) fn wait_decision(ledger: &Ledger, agent: &str, hook: &str, verdict: &str) -> (Value, Vec<Value>) {
+    wait_decision_where(ledger, agent, hook, verdict, |_| true)
+}
+
+/// As [`wait_decision`], for the first decision that `matches` accepts.
+pub(crate) fn wait_decision_where(
+    ledger: &Ledger,
+    agent: &str,
+    hook: &str,
+    verdict: &str,
+    matches: impl Fn(&Value) -> bool,
+) -> (Value, Vec<Value>) {
+    let find = |records: &[Value]| {
+        decisions(records, agent, hook).into_iter().find(|record| record["verdict"] == verdict && matches(record)).cloned()
+    };
+    let records = ledger.wait_for(&format!("a {verdict} decision of {agent} on {hook}"), |records| {
+        find(records).is_some()
+    });
+    (find(&records).expect("wait_for found it"), records)
+}

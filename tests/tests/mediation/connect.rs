@@ -2,7 +2,7 @@
 //! first, so a connect that lupid wrongly allows shows up as an accepted
 //! connection rather than as ECONNREFUSED.
 
-use crate::common::ledger::find_decision;
+use crate::common::ledger::{find_decision, wait_decision};
 use crate::common::{Daemon, Listener, Receiver, require_bpf_lsm};
 
 #[test]
@@ -95,10 +95,7 @@ fn udp_send_denied() {
     assert_eq!(outcome.code, 1, "an unconnected sendto is judged like a connect to 203.0.113.7:53; {outcome}");
     assert_eq!(receiver.received(), 0, "a denied send must never reach the receiver");
 
-    let records = daemon.ledger().wait_for("a denied send of udp-denied", |records| {
-        find_decision(records, "udp-denied", "send", "deny").is_some()
-    });
-    let denial = find_decision(&records, "udp-denied", "send", "deny").expect("wait_for found it");
+    let (denial, _) = wait_decision(&daemon.ledger(), "udp-denied", "send", "deny");
     assert_eq!(denial["addr"], "203.0.113.7", "the record names the destination: {denial}");
     assert_eq!(denial["port"], 53, "the record names the port: {denial}");
 }
@@ -116,9 +113,6 @@ fn udp_send_allowed() {
     assert_eq!(outcome.code, 0, "allow-local covers 127.0.0.1:8080 for sends too; {outcome}");
     assert_eq!(receiver.received(), 1, "the allowed datagram must arrive");
 
-    let records = daemon.ledger().wait_for("an allowed send of udp-allowed", |records| {
-        find_decision(records, "udp-allowed", "send", "allow").is_some()
-    });
-    let allowed = find_decision(&records, "udp-allowed", "send", "allow").expect("wait_for found it");
+    let (allowed, _) = wait_decision(&daemon.ledger(), "udp-allowed", "send", "allow");
     assert_eq!(allowed["rule"], "allow-local", "the record names the rule: {allowed}");
 }
