@@ -2,7 +2,7 @@
 
 mod common;
 
-use lupid_ledger::{DecodeError, Kind, Reason, Record, RecordBody, codec, leaf_hash};
+use lupid_ledger::{DecodeError, Hook, Kind, Reason, Record, RecordBody, Verdict, codec, leaf_hash};
 use sha2::{Digest, Sha256};
 
 fn record(body: RecordBody) -> Record {
@@ -218,6 +218,19 @@ fn kind_codes_and_names() {
     }
     assert_eq!(Kind::from_code(0), None);
     assert_eq!(Kind::from_code(14), None);
+}
+
+#[test]
+fn hook_and_verdict_codes_listed() {
+    for (position, hook) in (1..).zip(Hook::ALL) {
+        assert_eq!(hook.code(), position, "Hook::ALL is in code order");
+        assert_eq!(Hook::from_code(position), Some(hook));
+    }
+    assert_eq!(Hook::from_code(0), None);
+    assert_eq!(Hook::from_code(15), None);
+    for verdict in Verdict::ALL {
+        assert_eq!(Verdict::from_code(verdict.code()), Some(verdict));
+    }
 }
 
 #[test]
