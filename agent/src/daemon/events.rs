@@ -142,8 +142,25 @@ impl SequenceTracker {
         let mut ranges = recorded.to_vec();
         ranges.sort_unstable();
         for (low, high) in ranges {
-            for seq in low.max(first)..=high {
-                tracker.saw(seq);
+            let low = low.max(first);
+            if low > high {
+                continue;
+            }
+            if low <= tracker.next {
+                // An `events_lost` range can span millions of numbers, so a
+                // range that reaches the next missing number moves it on at
+                // once instead of one number at a time.
+                tracker.next = tracker.next.max(high.saturating_add(1));
+                tracker.ahead = tracker.ahead.split_off(&tracker.next);
+                while tracker.ahead.remove(&tracker.next) {
+                    tracker.next += 1;
+                }
+            } else {
+                // NOTE: a range past a hole still goes into `ahead` one number
+                // at a time, which costs memory for each number it spans.
+                for seq in low..=high {
+                    tracker.saw(seq);
+                }
             }
         }
         tracker
@@ -350,6 +367,12 @@ mod tests {
     fn tracker_resumes_after_recorded_numbers() {
         let tracker = SequenceTracker::resuming(10, &[(12, 12), (10, 11), (3, 4)], 0);
         assert_eq!(tracker.next(), 13);
+    }
+
+    #[test]
+    fn tracker_resumes_past_huge_range() {
+        let tracker = SequenceTracker::resuming(0, &[(0, u64::MAX / 2), (5, 9)], 0);
+        assert_eq!(tracker.next(), u64::MAX / 2 + 1);
     }
 
     #[test]
