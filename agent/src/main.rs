@@ -271,5 +271,5 @@ fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn join_errors(errors: &[policy::PolicyError]) -> anyhow::Error {
-    anyhow::anyhow!("{}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+    anyhow::anyhow!("{}", policy::join_errors(errors))
 }

@@ -348,8 +348,7 @@ impl Registry {
         policy_id: u32,
         extra: &[Rule],
     ) -> Result<policy::CompiledPolicy, String> {
-        let join =
-            |errors: Vec<policy::PolicyError>| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        let join = |errors: Vec<policy::PolicyError>| policy::join_errors(&errors);
         protected::check(policy, extra, &self.protected).map_err(join)?;
         // The protection rules come last, so they take the rule ids after
         // the policy's own rules and the leases.

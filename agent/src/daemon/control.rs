@@ -52,7 +52,7 @@ pub(crate) fn reload(state: &State, agent: &str, policy_path: &[u8], policy_text
     let name = String::from_utf8_lossy(policy_path).into_owned();
     let policy = match Policy::parse(&name, policy_text) {
         Ok(policy) => policy,
-        Err(errors) => return error(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),
+        Err(errors) => return error(crate::policy::join_errors(&errors)),
     };
     let sha256: [u8; 32] = Sha256::digest(policy_text).into();
 

@@ -77,7 +77,7 @@ pub(crate) fn extra_rules(policy: &Policy, name: &str, book: &Book) -> Vec<Rule>
 /// Compiles `policy` alone, for the host model of its decisions.
 fn compile_unleased(policy: &Policy) -> Result<policy::CompiledPolicy, String> {
     policy::compile_with(policy, 0, &[])
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        .map_err(|errors| policy::join_errors(&errors))
 }
 
 /// Returns the digest of the binary an exec lease names when `policy` has a

@@ -90,7 +90,7 @@ fn register_agent(state: &State, request: &Register, exe: Option<OwnedFd>) -> Re
     let policy_name = String::from_utf8_lossy(&request.policy_path).into_owned();
     let policy = match Policy::parse(&policy_name, &request.policy_text) {
         Ok(policy) => policy,
-        Err(errors) => return error(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),
+        Err(errors) => return error(crate::policy::join_errors(&errors)),
     };
     let policy_sha256: [u8; 32] = Sha256::digest(&request.policy_text).into();
     let (exe_sha256, exe_name) = match hash_descriptor(exe) {

@@ -229,6 +229,11 @@ pub(crate) const fn prefix_mask(prefix_len: u8) -> u128 {
     if prefix_len == 0 { 0 } else { u128::MAX << (128 - prefix_len as u32) }
 }
 
+/// Formats policy errors one per line, for a message or a reply.
+pub(crate) fn join_errors(errors: &[PolicyError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
 /// An error in a policy file, with the place it was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PolicyError {
