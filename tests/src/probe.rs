@@ -259,7 +259,9 @@ where
             let force_async = match args.next() {
                 None => false,
                 Some(word) if word == "async" => true,
-                Some(word) => return Err(usage_error(format!("invalid argument {word:?}: expected async or no argument"))),
+                Some(word) => {
+                    return Err(usage_error(format!("invalid argument {word:?}: expected async or no argument")));
+                }
             };
             match action.as_bytes() {
                 b"uring-open" => Action::UringOpen { path: object, force_async },

@@ -9,8 +9,8 @@
 //! busybox at `/bin/busybox` with its applets in `/bin`, and the address
 //! 203.0.113.7/32 on `lo`. `common` describes the fixture.
 
-mod cage;
 mod bypass;
+mod cage;
 mod common;
 mod failure;
 mod leases;

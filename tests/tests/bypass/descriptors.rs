@@ -84,7 +84,8 @@ fn bypass_dup2_race_reads_nothing() {
         let records = ledger.wait_for(&format!("{eperm} denied opens of {agent}"), |records| {
             decisions(records, &agent, "open").iter().filter(|r| r["verdict"] == "deny").count() as u64 >= eperm
         });
-        let denials: Vec<_> = decisions(&records, &agent, "open").into_iter().filter(|r| r["verdict"] == "deny").collect();
+        let denials: Vec<_> =
+            decisions(&records, &agent, "open").into_iter().filter(|r| r["verdict"] == "deny").collect();
         assert_eq!(denials.len() as u64, eperm, "exactly one record per denied open");
         assert!(denials.iter().all(|r| r["path"] == SECRET), "every denial names {SECRET}");
     }
@@ -99,7 +100,8 @@ fn bypass_loader_opens_allowed() {
     let daemon = Daemon::start();
     let policy = daemon.write_policy("descriptors", POLICY);
 
-    let mut command = daemon.run_command("relative-loader", &policy, None, &[crate::common::PROBE_BIN, "exec", "/bin/true"]);
+    let mut command =
+        daemon.run_command("relative-loader", &policy, None, &[crate::common::PROBE_BIN, "exec", "/bin/true"]);
     command.env("LD_LIBRARY_PATH", "");
     let outcome = super::run(&mut command);
     assert_eq!(outcome.code, 0, "the probe and /bin/true must run; {outcome}");
@@ -115,8 +117,7 @@ fn bypass_loader_opens_allowed() {
 /// Waits for the agent's allowed exec of `/bin/true` (busybox) and returns
 /// the records.
 fn ledger_after_exec(daemon: &Daemon, agent: &str) -> Vec<serde_json::Value> {
-    let (_, records) =
-        wait_decision_where(&daemon.ledger(), agent, "exec", "allow", |r| r["path"] == "/bin/busybox");
+    let (_, records) = wait_decision_where(&daemon.ledger(), agent, "exec", "allow", |r| r["path"] == "/bin/busybox");
     records
 }
 

@@ -88,18 +88,25 @@ fn bypass_hostile_names_recorded_losslessly() {
     assert_eq!(outcome.code, 0, "/bin/true with a {LONG_ARGUMENT}-byte argument runs; {outcome}");
 
     let records = ledger.wait_for("every hostile decision and the identity of hostile-argv", |records| {
-        let all_decided = expected
-            .iter()
-            .all(|(agent, hook, path, _)| !decisions_on_path(records, agent, hook, path).is_empty());
+        let all_decided =
+            expected.iter().all(|(agent, hook, path, _)| !decisions_on_path(records, agent, hook, path).is_empty());
         all_decided && !records_of(records, "identity", "hostile-argv").is_empty()
     });
     for (agent, hook, path, verdict) in &expected {
         let found = decisions_on_path(&records, agent, hook, path);
-        assert_eq!(found.len(), 1, "exactly one record for {agent}'s {hook} of {:?}: {found:?}", path.escape_ascii().to_string());
+        assert_eq!(
+            found.len(),
+            1,
+            "exactly one record for {agent}'s {hook} of {:?}: {found:?}",
+            path.escape_ascii().to_string()
+        );
         let record = found[0];
         assert_eq!(record["verdict"], *verdict, "{record}");
         assert_eq!(record["path_hex"], hex(path), "the raw bytes are kept: {record}");
-        assert!(record["path"].as_str().is_some_and(|text| text.contains('\u{fffd}')), "a lossy display string: {record}");
+        assert!(
+            record["path"].as_str().is_some_and(|text| text.contains('\u{fffd}')),
+            "a lossy display string: {record}"
+        );
     }
     for user in USERS {
         let agent = agent_name("hostile-missing", user);

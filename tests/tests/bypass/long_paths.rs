@@ -58,12 +58,19 @@ fn write_file_walk(path: &[u8], contents: &[u8]) {
     }
     let name = CString::new(&name[1..]).expect("a file name has no NUL byte");
     // SAFETY: `name` outlives the call.
-    let fd = unsafe { libc::openat(dirfd, name.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, 0o644) };
+    let fd = unsafe {
+        libc::openat(dirfd, name.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, 0o644)
+    };
     assert!(fd >= 0, "creating the file failed: {}", std::io::Error::last_os_error());
     // SAFETY: `contents` outlives the call; `fd` and `dirfd` are ours.
     unsafe {
         let written = libc::write(fd, contents.as_ptr().cast(), contents.len());
-        assert_eq!(usize::try_from(written).ok(), Some(contents.len()), "write failed: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            usize::try_from(written).ok(),
+            Some(contents.len()),
+            "write failed: {}",
+            std::io::Error::last_os_error()
+        );
         libc::close(fd);
         libc::close(dirfd);
     }
@@ -156,7 +163,8 @@ fn bypass_path_beyond_max_fails_closed() {
 
     for user in USERS {
         let agent = agent_name("beyond-max", user);
-        let outcome = probe(&daemon, &agent, &policy, user, &[OsStr::new("open-walk"), OsStr::from_bytes(path.as_bytes())]);
+        let outcome =
+            probe(&daemon, &agent, &policy, user, &[OsStr::new("open-walk"), OsStr::from_bytes(path.as_bytes())]);
         assert_denied(&outcome, "open /home/agent/work/long/", "a path the kernel cannot build is denied");
         let (denial, _) = wait_decision(&ledger, &agent, "open", "deny");
         assert_eq!(denial["reason"], "path_unresolved", "{denial}");

@@ -125,7 +125,8 @@ pub(crate) fn make_dir(path: &Path) {
 /// names by its path.
 pub(crate) fn copy_busybox(path: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    fs::copy("/bin/busybox", path).unwrap_or_else(|error| panic!("failed to copy busybox to {}: {error}", path.display()));
+    fs::copy("/bin/busybox", path)
+        .unwrap_or_else(|error| panic!("failed to copy busybox to {}: {error}", path.display()));
     fs::set_permissions(path, fs::Permissions::from_mode(0o755))
         .unwrap_or_else(|error| panic!("failed to chmod {}: {error}", path.display()));
     path.to_owned()

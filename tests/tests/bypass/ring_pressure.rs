@@ -53,8 +53,10 @@ fn bypass_stopped_daemon_still_denies() {
     check_gap_recorded(&mut daemon, ring_full, &report);
 
     let records = daemon.ledger().export();
-    let denial_records =
-        decisions(&records, agent, "open").into_iter().filter(|r| r["verdict"] == "deny" && r["path"] == SECRET).count();
+    let denial_records = decisions(&records, agent, "open")
+        .into_iter()
+        .filter(|r| r["verdict"] == "deny" && r["path"] == SECRET)
+        .count();
     assert!(denial_records > 0, "the denials made before the ring buffer filled are recorded");
     assert_eq!(
         ring_full,

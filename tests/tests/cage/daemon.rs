@@ -122,9 +122,8 @@ fn policy_rule_in_state_rejected() {
     let daemon = Daemon::start();
     let ledger = daemon.ledger();
     let state = ledger.path().parent().expect("the ledger lies in the state folder").to_str().expect("UTF-8");
-    let text = format!(
-        "lupid-policy 1\ndefault deny\nread-state: allow open {state}/** read\nallow-exec: allow exec /**\n"
-    );
+    let text =
+        format!("lupid-policy 1\ndefault deny\nread-state: allow open {state}/** read\nallow-exec: allow exec /**\n");
     let policy = daemon.write_policy("state-rule", &text);
 
     let outcome = daemon.run_probe("state-rule", &policy, &["open", "/etc/hostname", "read"]);

@@ -84,12 +84,8 @@ fn cgroup_procs_write_denied_unprivileged() {
     }
     let procs = sibling.file("cgroup.procs");
 
-    let outcome = daemon.run_agent(
-        "cgroup-user",
-        &policy,
-        Some(AGENT_UID),
-        &[crate::common::PROBE_BIN, "open", &procs, "write"],
-    );
+    let outcome =
+        daemon.run_agent("cgroup-user", &policy, Some(AGENT_UID), &[crate::common::PROBE_BIN, "open", &procs, "write"]);
 
     assert_eq!(outcome.code, 1, "an unprivileged write open of a delegated cgroup.procs must be denied; {outcome}");
     assert!(outcome.has_line(&format!("open {procs}: EPERM (errno 1)")), "expected EPERM; {outcome}");
@@ -161,8 +157,7 @@ fn user_namespace_denied() {
     let policy = daemon.policy_p0();
 
     for (agent, user) in [("userns-root", None), ("userns-user", Some(AGENT_UID))] {
-        let outcome =
-            daemon.run_agent(agent, &policy, user, &[crate::common::PROBE_BIN, "unshare", CLONE_NEWUSER]);
+        let outcome = daemon.run_agent(agent, &policy, user, &[crate::common::PROBE_BIN, "unshare", CLONE_NEWUSER]);
         assert_eq!(outcome.code, 1, "unshare(CLONE_NEWUSER) must be denied to {agent}; {outcome}");
         assert!(outcome.has_line(&format!("unshare {CLONE_NEWUSER}: EPERM (errno 1)")), "expected EPERM; {outcome}");
         protected_denial(&daemon, agent, "userns_create");

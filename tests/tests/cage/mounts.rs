@@ -81,8 +81,7 @@ fn move_mount_denied() {
     let policy = daemon.policy_p0();
     let source = TestMount::new();
     let target = tempfile::tempdir().expect("failed to create a mount point");
-    let (source_path, target_path) =
-        (source.path().to_str().expect("UTF-8"), target.path().to_str().expect("UTF-8"));
+    let (source_path, target_path) = (source.path().to_str().expect("UTF-8"), target.path().to_str().expect("UTF-8"));
 
     let outcome = daemon.run_probe("move-mount", &policy, &["move-mount", source_path, target_path]);
 

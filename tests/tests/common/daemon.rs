@@ -90,11 +90,8 @@ impl Daemon {
     /// is ready. The log is appended to.
     fn spawn(&mut self) {
         let log_path = self.root_path().join("daemon.log");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .expect("failed to open the daemon log");
+        let log =
+            fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("failed to open the daemon log");
         let (state_dir, socket) = (&self.state_dir, &self.socket);
         let child = Command::new(AGENT_BIN)
             .arg("start")

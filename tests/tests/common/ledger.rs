@@ -149,10 +149,12 @@ pub(crate) fn wait_decision_where(
     matches: impl Fn(&Value) -> bool,
 ) -> (Value, Vec<Value>) {
     let find = |records: &[Value]| {
-        decisions(records, agent, hook).into_iter().find(|record| record["verdict"] == verdict && matches(record)).cloned()
+        decisions(records, agent, hook)
+            .into_iter()
+            .find(|record| record["verdict"] == verdict && matches(record))
+            .cloned()
     };
-    let records = ledger.wait_for(&format!("a {verdict} decision of {agent} on {hook}"), |records| {
-        find(records).is_some()
-    });
+    let records =
+        ledger.wait_for(&format!("a {verdict} decision of {agent} on {hook}"), |records| find(records).is_some());
     (find(&records).expect("wait_for found it"), records)
 }

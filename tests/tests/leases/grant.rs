@@ -29,7 +29,23 @@ fn requested_lease_ends_after_max_uses() {
     assert_eq!(request["rule"], "need-lease", "{request}");
     let request_id = request["id"].as_u64().expect("a request id").to_string();
 
-    ctl_ok(&daemon, &["lease", "grant", "--request", &request_id, "--ttl", "10m", "--uses", "2", "--by", "alice", "--reason", "deploy"]);
+    ctl_ok(
+        &daemon,
+        &[
+            "lease",
+            "grant",
+            "--request",
+            &request_id,
+            "--ttl",
+            "10m",
+            "--uses",
+            "2",
+            "--by",
+            "alice",
+            "--reason",
+            "deploy",
+        ],
+    );
     assert_eq!(connect(&daemon, "leasee", &policy), 0, "the first use is allowed");
     assert_eq!(connect(&daemon, "leasee", &policy), 0, "the second use is allowed");
     assert_eq!(listener.accepted(), 2, "both allowed connects reach the listener");
@@ -69,12 +85,44 @@ fn lease_ends_at_deadline_and_revoke() {
     let _holder = Holder::start(&daemon, "timed", &policy);
     let capability = format!("connect {LEASED_ADDR}");
 
-    ctl_ok(&daemon, &["lease", "grant", "--agent", "timed", "--allow", &capability, "--ttl", "3s", "--by", "bob", "--reason", "short"]);
+    ctl_ok(
+        &daemon,
+        &[
+            "lease",
+            "grant",
+            "--agent",
+            "timed",
+            "--allow",
+            &capability,
+            "--ttl",
+            "3s",
+            "--by",
+            "bob",
+            "--reason",
+            "short",
+        ],
+    );
     assert_eq!(connect(&daemon, "timed", &policy), 0, "allowed while the lease is in force");
     thread::sleep(Duration::from_secs(4));
     assert_eq!(connect(&daemon, "timed", &policy), 1, "denied after the deadline");
 
-    ctl_ok(&daemon, &["lease", "grant", "--agent", "timed", "--allow", &capability, "--ttl", "10m", "--by", "bob", "--reason", "long"]);
+    ctl_ok(
+        &daemon,
+        &[
+            "lease",
+            "grant",
+            "--agent",
+            "timed",
+            "--allow",
+            &capability,
+            "--ttl",
+            "10m",
+            "--by",
+            "bob",
+            "--reason",
+            "long",
+        ],
+    );
     assert_eq!(connect(&daemon, "timed", &policy), 0, "allowed under the new lease");
     let leases = ctl_json(&daemon, &["lease", "list"]);
     let lease_id = leases[0]["id"].as_u64().unwrap_or_else(|| panic!("one live lease: {leases}")).to_string();
@@ -102,8 +150,14 @@ fn restart_restores_only_live_leases() {
     let capability = format!("connect {LEASED_ADDR}");
     {
         let _holder = Holder::start(&daemon, "durable", &policy);
-        ctl_ok(&daemon, &["lease", "grant", "--agent", "durable", "--allow", &capability, "--ttl", "10m", "--reason", "kept"]);
-        ctl_ok(&daemon, &["lease", "grant", "--agent", "durable", "--allow", &capability, "--ttl", "10m", "--reason", "revoked"]);
+        ctl_ok(
+            &daemon,
+            &["lease", "grant", "--agent", "durable", "--allow", &capability, "--ttl", "10m", "--reason", "kept"],
+        );
+        ctl_ok(
+            &daemon,
+            &["lease", "grant", "--agent", "durable", "--allow", &capability, "--ttl", "10m", "--reason", "revoked"],
+        );
         ctl_ok(&daemon, &["lease", "revoke", "2", "--reason", "gone"]);
     }
     daemon.restart();
@@ -123,7 +177,21 @@ fn wall_clock_change_keeps_deadline() {
     let policy = daemon.write_policy("lease", LEASE_POLICY);
     let _listener = Listener::bind(LEASED_ADDR);
     let _holder = Holder::start(&daemon, "clock", &policy);
-    ctl_ok(&daemon, &["lease", "grant", "--agent", "clock", "--allow", &format!("connect {LEASED_ADDR}"), "--ttl", "8s", "--reason", "clock"]);
+    ctl_ok(
+        &daemon,
+        &[
+            "lease",
+            "grant",
+            "--agent",
+            "clock",
+            "--allow",
+            &format!("connect {LEASED_ADDR}"),
+            "--ttl",
+            "8s",
+            "--reason",
+            "clock",
+        ],
+    );
 
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `now` is a valid, writable timespec.

@@ -46,7 +46,8 @@ fn reload_under_load_denies_every_open() {
             opener = start_loop();
         }
         let policy = if round % 2 == 0 { &policy_b } else { &policy_a };
-        let outcome = daemon.ctl(&["policy", "reload", "--agent", "reloaded", policy.to_str().expect("UTF-8"), "--by", "tester"]);
+        let outcome =
+            daemon.ctl(&["policy", "reload", "--agent", "reloaded", policy.to_str().expect("UTF-8"), "--by", "tester"]);
         assert_eq!(outcome.code, 0, "reload {round} must succeed; {outcome}");
     }
     tallies.push(finish(opener));
@@ -55,9 +56,9 @@ fn reload_under_load_denies_every_open() {
     for tally in &tallies {
         assert!(tally.contains(&expected), "every open during the reloads is denied: {tally}");
     }
-    let records = daemon.ledger().wait_for("the reload records", |records| {
-        records_of(records, "policy_loaded", "reloaded").len() >= 100
-    });
+    let records = daemon
+        .ledger()
+        .wait_for("the reload records", |records| records_of(records, "policy_loaded", "reloaded").len() >= 100);
     for loaded in records_of(&records, "policy_loaded", "reloaded") {
         assert_eq!(loaded["loaded_by"], "tester", "{loaded}");
     }

@@ -90,7 +90,13 @@ pub(crate) fn open_at(dir: &OsStr, name: &OsStr, openat2: bool) -> ExitCode {
         how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
         // SAFETY: `c_name` and `how` outlive the call, and the size is `how`'s.
         let fd = unsafe {
-            libc::syscall(libc::SYS_openat2, dirfd.as_raw_fd(), c_name.as_ptr(), &raw const how, size_of::<libc::open_how>())
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd.as_raw_fd(),
+                c_name.as_ptr(),
+                &raw const how,
+                size_of::<libc::open_how>(),
+            )
         };
         RawFd::try_from(fd).unwrap_or(-1)
     } else {

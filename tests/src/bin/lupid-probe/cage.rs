@@ -54,9 +54,8 @@ pub(crate) fn run(action: CageAction) -> ExitCode {
             let target_c = c_string(&target);
             // SAFETY: every pointer is a NUL-terminated string that outlives
             // the call, and tmpfs takes no data.
-            let result = unsafe {
-                libc::mount(c"none".as_ptr(), target_c.as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null())
-            };
+            let result =
+                unsafe { libc::mount(c"none".as_ptr(), target_c.as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null()) };
             report("mount", target.as_bytes(), &outcome(result.into(), "mounted"))
         }
         CageAction::MoveMount { source, target } => move_mount(&source, &target),
