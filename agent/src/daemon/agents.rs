@@ -465,12 +465,18 @@ impl Registry {
     /// can no longer record, since an unrecorded action must not happen.
     /// Monitor mode ends too.
     pub(crate) fn deny_all(&self, kernel: &mut Kernel) {
-        for entry in self.agents.values().filter(|e| !e.retired) {
-            // Policy id 0 has no rules, so the deny default decides.
-            let info = AgentInfo { agent_id: entry.agent_id, policy_id: 0, default_verdict: verdict::DENY, flags: 0 };
-            if let Err(e) = kernel.insert_agent(entry.cgroup.id, &info) {
-                tracing::error!(agent_id = entry.agent_id, error = %e, "failed to switch agent to deny-all");
-            }
+        for agent_id in self.agents.values().filter(|e| !e.retired).map(|e| e.agent_id) {
+            self.deny(kernel, agent_id);
+        }
+    }
+
+    /// Switches one agent run to "deny everything", monitor mode included.
+    pub(crate) fn deny(&self, kernel: &mut Kernel, agent_id: u32) {
+        let Some(entry) = self.agents.get(&agent_id) else { return };
+        // Policy id 0 has no rules, so the deny default decides.
+        let info = AgentInfo { agent_id, policy_id: 0, default_verdict: verdict::DENY, flags: 0 };
+        if let Err(e) = kernel.insert_agent(entry.cgroup.id, &info) {
+            tracing::error!(agent_id, error = %e, "failed to switch agent to deny-all");
         }
     }
 }

@@ -35,11 +35,20 @@ pub(crate) fn set_mode(state: &State, agent: &str, monitor: bool, by: &str) -> R
     }
 
     registry.set_default_mode(agent, monitor);
+    let mut failures = Vec::new();
     for agent_id in &runs {
         if let Err(message) = registry.set_mode(&mut kernel, *agent_id, monitor) {
             tracing::error!(agent_id, %message, mode, "failed to switch the mode of an agent run");
-            return Reply::Error { message: format!("agent run {agent_id}: {message}") };
+            // A run left in monitor mode would allow what the recorded
+            // enforce mode denies, so it is denied everything instead.
+            if !monitor {
+                registry.deny(&mut kernel, *agent_id);
+            }
+            failures.push(format!("agent run {agent_id}: {message}"));
         }
+    }
+    if !failures.is_empty() {
+        return Reply::Error { message: failures.join("\n") };
     }
     tracing::info!(agent, mode, by, "mode switched");
     Reply::Changed { agent_ids: runs }
