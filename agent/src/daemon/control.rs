@@ -98,6 +98,7 @@ pub(crate) fn reload(state: &State, agent: &str, policy_path: &[u8], policy_text
         return error(message);
     }
 
+    let mut failures = Vec::new();
     for agent_id in &runs {
         let new = Some(Replacement {
             policy: policy.clone(),
@@ -106,13 +107,15 @@ pub(crate) fn reload(state: &State, agent: &str, policy_path: &[u8], policy_text
             text: policy_text.to_vec(),
         });
         if let Err(message) = registry.install(&mut kernel, *agent_id, new, &extra) {
-            // The ledger already records the policy as loaded, but this run
-            // keeps its previous policy, so the error must reach the caller.
-            // NOTE: earlier runs keep the new policy and later ones are not
-            // tried, although the ledger records all of them as loaded.
+            // The pre-check above leaves only kernel map failures here.
+            // NOTE: this run keeps its previous policy, although the ledger
+            // records the new one as loaded for it.
             tracing::error!(agent_id, %message, "failed to install the new policy");
-            return error(format!("agent run {agent_id}: failed to install the new policy: {message}"));
+            failures.push(format!("agent run {agent_id}: failed to install the new policy: {message}"));
         }
+    }
+    if !failures.is_empty() {
+        return error(failures.join("\n"));
     }
     tracing::info!(agent, by, sha256 = %hex::encode(sha256), "policy reloaded");
     Reply::Changed { agent_ids: runs }
