@@ -97,17 +97,17 @@ fn leased_content(policy: &Policy, capability: &Capability) -> Option<[u8; 32]> 
 /// or why a lease cannot grant it.
 ///
 /// A path lease is compiled into the slot of its own path, so it must not
-/// change what that slot means for other paths: a subtree lease must satisfy
-/// a subtree lease rule (else it would reach below an exact rule into paths
-/// another rule decides), and an exact lease must not sit on the path of a
-/// subtree lease rule (else that rule would stop covering the subtree).
-/// Read and write are checked one by one.
+/// change what that slot means for other paths. A subtree lease must satisfy
+/// a subtree lease rule, because it would otherwise reach below an exact rule
+/// into paths another rule decides. An exact lease must not sit on the path
+/// of a subtree lease rule, because that rule would stop covering the
+/// subtree. Read and write are checked one by one.
 pub(crate) fn lease_rule(policy: &Policy, capability: &Capability, content: Option<&[u8; 32]>) -> Result<String, String> {
     answered_rule(policy, &compile_unleased(policy)?, capability, content)
 }
 
-/// Does the work of [`lease_rule`] with `compiled`, the compile of `policy`
-/// alone.
+/// Returns what [`lease_rule`] returns, deciding with `compiled`, which is
+/// `policy` compiled alone, so several leases share one compile.
 fn answered_rule(
     policy: &Policy,
     compiled: &policy::CompiledPolicy,

@@ -248,6 +248,11 @@ impl Book {
 
 /// Returns the lowest `LEASES` slot that no lease in the book occupies, or
 /// `None` when every slot is taken.
+///
+/// NOTE: a slot is free once its lease leaves the book, although rules of a
+/// replaced policy still point at it for up to `SWAP_GRACE`, and rules of a
+/// run whose recompile failed keep pointing at it. A new lease in that slot
+/// then applies to those rules too.
 pub(crate) fn free_slot(book: &Book) -> Option<u32> {
     (0..lupid_common::MAX_LEASES).find(|slot| book.leases.iter().all(|lease| lease.slot != Some(*slot)))
 }
