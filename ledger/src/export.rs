@@ -16,7 +16,9 @@
 //!
 //! Socket addresses: for `inet` and `inet6` families, `addr` is the usual
 //! text form, with IPv4-mapped addresses shown as plain IPv4. For any other
-//! family `addr` is `null` and `addr_hex` holds the 16 stored bytes.
+//! family `addr` is `null` and `addr_hex` holds the 16 stored bytes. A
+//! connect to a Unix socket has `family` `unix` and the peer's bound name
+//! in `path` (`@NAME` for an abstract socket), with no `addr` or `port`.
 //!
 //! The output is pure ASCII: every character outside printable ASCII is a
 //! `\uXXXX` escape, so control characters and escape sequences stored in a
@@ -34,7 +36,7 @@ use serde_json::{Value, json};
 use crate::{
     error::LedgerError,
     reader::{LedgerReader, StoredRecord},
-    record::{Decision, Identity, LeaseGranted, Object, RecordBody, ZERO_HASH},
+    record::{Decision, Hook, Identity, LeaseGranted, Object, RecordBody, ZERO_HASH},
 };
 
 /// A failed export.
@@ -206,6 +208,10 @@ fn put_decision(object: &mut JsonObject, decision: &Decision) {
         Object::Path { path, truncated } => {
             object.put_bytes("path", path);
             object.put("path_truncated", json!(truncated));
+            // A Unix socket is named by its peer's bound name.
+            if matches!(decision.hook, Hook::Connect | Hook::Send) {
+                object.put("family", json!("unix"));
+            }
         }
         Object::Socket { family: socket_family, addr, port } => {
             let family_name = match *socket_family {
@@ -236,7 +242,10 @@ fn access_json(bits: u32) -> Value {
     if bits & access::WRITE != 0 {
         names.push(json!("write"));
     }
-    let unknown = bits & !(access::READ | access::WRITE);
+    if bits & access::CREATE != 0 {
+        names.push(json!("create"));
+    }
+    let unknown = bits & !(access::READ | access::WRITE | access::CREATE);
     if unknown != 0 {
         names.push(json!(unknown));
     }
@@ -329,6 +338,7 @@ mod tests {
     #[test]
     fn access_unknown_bits() {
         assert_eq!(access_json(1 | 8).to_string(), r#"["read",8]"#);
+        assert_eq!(access_json(2 | 4).to_string(), r#"["write","create"]"#);
     }
 
     #[test]

@@ -25,10 +25,10 @@ use crate::errno;
 /// Usage text printed with every command line error.
 pub const USAGE: &str = "\
 usage: lupid-probe exec PATH [ARG...]
-       lupid-probe open PATH read|write
+       lupid-probe open PATH read|write|create
        lupid-probe connect ADDR:PORT [tcp|udp]
        lupid-probe listen ADDR:PORT
-       lupid-probe connect-unix PATH
+       lupid-probe connect-unix PATH | send-unix PATH
        lupid-probe open-loop PATH COUNT
        lupid-probe openat DIR NAME | openat2 DIR NAME | open-fd-path DIR NAME
        lupid-probe open-in DIR PATH | open-walk PATH
@@ -57,7 +57,8 @@ pub const EXIT_OTHER: u8 = 2;
 pub enum Action {
     /// `execve(path, [path, args...])`, without a search of `PATH`.
     Exec { path: OsString, args: Vec<OsString> },
-    /// `open(path)` read-only or write-only, without `O_CREAT` or `O_TRUNC`.
+    /// `open(path)` read-only or write-only, without `O_CREAT` or `O_TRUNC`,
+    /// or write-only with `O_CREAT | O_EXCL` to create a new file.
     Open { path: OsString, mode: OpenMode },
     /// A TCP `connect` or a UDP `sendto` on an unconnected socket.
     Connect { addr: SocketAddr, transport: Transport },
@@ -65,6 +66,9 @@ pub enum Action {
     Listen { addr: SocketAddr },
     /// A stream `connect` to the Unix socket at `path`.
     ConnectUnix { path: PathBuf },
+    /// One datagram sent with `sendto` to the Unix socket at `path`, from an
+    /// unbound datagram socket.
+    SendUnix { path: PathBuf },
     /// `count` read-only opens of `path`, each closed at once, summed up in
     /// one [`LoopTally`] line.
     OpenLoop { path: OsString, count: u64 },
@@ -135,6 +139,8 @@ pub enum MemfdExec {
 pub enum OpenMode {
     Read,
     Write,
+    /// Write-only, creating the file (`O_CREAT | O_EXCL`).
+    Create,
 }
 
 /// Transport of [`Action::Connect`].
@@ -174,7 +180,7 @@ where
         }
         b"open" => {
             let path = args.next().ok_or_else(|| usage_error("open: missing PATH"))?;
-            let mode = args.next().ok_or_else(|| usage_error("open: missing mode (read or write)"))?;
+            let mode = args.next().ok_or_else(|| usage_error("open: missing mode (read, write or create)"))?;
             Action::Open { path, mode: parse_open_mode(&mode)? }
         }
         b"connect" => {
@@ -192,6 +198,10 @@ where
         b"connect-unix" => {
             let path = args.next().ok_or_else(|| usage_error("connect-unix: missing PATH"))?;
             Action::ConnectUnix { path: path.into() }
+        }
+        b"send-unix" => {
+            let path = args.next().ok_or_else(|| usage_error("send-unix: missing PATH"))?;
+            Action::SendUnix { path: path.into() }
         }
         b"open-loop" => {
             let path = args.next().ok_or_else(|| usage_error("open-loop: missing PATH"))?;
@@ -288,7 +298,11 @@ fn parse_open_mode(text: &OsStr) -> Result<OpenMode, UsageError> {
     match text.as_bytes() {
         b"read" => Ok(OpenMode::Read),
         b"write" => Ok(OpenMode::Write),
-        _ => Err(usage_error(format!("open: invalid mode {:?}: expected read or write", text.to_string_lossy()))),
+        b"create" => Ok(OpenMode::Create),
+        _ => Err(usage_error(format!(
+            "open: invalid mode {:?}: expected read, write or create",
+            text.to_string_lossy()
+        ))),
     }
 }
 

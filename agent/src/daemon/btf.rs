@@ -28,6 +28,8 @@ pub(crate) enum BtfError {
     StructMissing(String),
     #[error("struct {struct_name} has no member {member} in the kernel's BTF")]
     MemberMissing { struct_name: String, member: String },
+    #[error("member {struct_name}.{member} is at byte {offset}, but the kernel programs need it at 0")]
+    NotFirst { struct_name: String, member: String, offset: u32 },
     #[error("member {struct_name}.{member} is a bit field, so it has no byte offset")]
     BitField { struct_name: String, member: String },
 }
@@ -181,7 +183,25 @@ pub(crate) fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         css_set_dfl_cgrp: btf.member_offset("css_set", "dfl_cgrp")?,
         cgroup_kn: btf.member_offset("cgroup", "kn")?,
         kernfs_node_id: btf.member_offset("kernfs_node", "id")?,
+        socket_sk: btf.member_offset("socket", "sk")?,
+        sock_sk_protocol: btf.member_offset("sock", "sk_protocol")?,
+        sock_family: btf.member_offset("sock", "__sk_common")? + btf.member_offset("sock_common", "skc_family")?,
+        unix_sock_addr: unix_sock_member(btf, "addr")?,
+        unix_sock_peer: unix_sock_member(btf, "peer")?,
+        unix_address_len: btf.member_offset("unix_address", "len")?,
+        unix_address_name: btf.member_offset("unix_address", "name")?,
     })
+}
+
+/// Returns the offset of `member` in `struct unix_sock`. The hooks get a
+/// `struct sock *` and read it as the `struct unix_sock` it opens, so
+/// `unix_sock.sk` must be the first member.
+fn unix_sock_member(btf: &Btf, member: &str) -> Result<u32, BtfError> {
+    let sk = btf.member_offset("unix_sock", "sk")?;
+    if sk != 0 {
+        return Err(BtfError::NotFirst { struct_name: "unix_sock".to_owned(), member: "sk".to_owned(), offset: sk });
+    }
+    btf.member_offset("unix_sock", member)
 }
 
 #[cfg(test)]

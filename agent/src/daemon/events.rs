@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lupid_common::{Event, hook, reason, verdict};
+use lupid_common::{Event, family, hook, reason, verdict};
 use lupid_ledger::{Decision, EventsLost, Hook, Object, Reason, RecordBody, Verdict};
 
 use super::agents::AgentEntry;
@@ -38,7 +38,10 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>, lease_rule: O
         (reason::LEASE, Some(rule)) => rule.to_owned(),
         _ => version.map(|v| v.rule_name(event.rule_id)).unwrap_or_default(),
     };
-    let object = if event.hook == hook::CONNECT || event.hook == hook::SEND {
+    // A Unix socket is named by the bound name of the peer, so its object
+    // is a path (`@NAME` for an abstract socket).
+    let socket = (event.hook == hook::CONNECT || event.hook == hook::SEND) && event.family != family::UNIX;
+    let object = if socket {
         Object::Socket { family: event.family, addr: event.addr, port: event.port }
     } else {
         let len = (event.path_len as usize).min(event.path.len());

@@ -123,66 +123,105 @@ pub fn decide_exec(
     Decision::from_slot(slot, default_verdict).settle(lease)
 }
 
-/// Decides an open from the best read and write slots of the resolved path.
+/// The best slot per kind of access for one open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenSlots {
+    pub read: RuleSlot,
+    pub write: RuleSlot,
+    pub create: RuleSlot,
+}
+
+/// Decides an open from the best read, write and create slots of the
+/// resolved path.
 ///
-/// `access` contains `access::READ` and/or `access::WRITE`; an open with
-/// neither is judged as a read. A denial of any requested access wins.
-/// A lease is settled (and counted) only for a requested access, and only
-/// once the other requested access is known not to be denied outright, so
-/// an open denied for another reason uses up no lease.
+/// `access` contains `access::*` bits; an open with neither read nor write
+/// is judged as a read, and `access::CREATE` is set when the open created
+/// the file. The create slot is the deepest create rule; where no create
+/// rule covers the path, the write slot decides the create as well. A
+/// denial of any requested access wins, checked in the order
+/// read, write, create. A lease is settled (and counted) only for a
+/// requested access, only once no requested access is denied outright, and
+/// once per lease however many accesses it covers, so an open denied for
+/// another reason uses up no lease. When every access is allowed, the
+/// decision names a lease if one was used, else an audit rule if one
+/// matched, else the rule of the last requested access.
 #[inline(always)]
-pub fn decide_open(
-    access: u32,
-    read: &RuleSlot,
-    write: &RuleSlot,
-    default_verdict: u32,
-    lease: impl Fn(u32) -> Decision,
-) -> Decision {
+pub fn decide_open(access: u32, slots: &OpenSlots, default_verdict: u32, lease: impl Fn(u32) -> Decision) -> Decision {
     let wants_write = access & crate::access::WRITE != 0;
-    let wants_read = access & crate::access::READ != 0 || !wants_write;
-    let read_decision = Decision::from_slot(read, default_verdict);
-    let write_decision = Decision::from_slot(write, default_verdict);
-    let settled_deny = |decision: &Decision| !decision.allows() && decision.verdict != verdict::LEASED;
-    // A plain denial of either requested access decides first.
-    if wants_read && settled_deny(&read_decision) {
-        return read_decision;
+    let wants = [
+        access & crate::access::READ != 0 || !wants_write,
+        wants_write,
+        access & crate::access::CREATE != 0,
+    ];
+    let mut decisions = [
+        Decision::from_slot(&slots.read, default_verdict),
+        Decision::from_slot(&slots.write, default_verdict),
+        // Where no create rule covers the path, creating a file is part of
+        // writing it.
+        Decision::from_slot(if slots.create.verdict == verdict::NONE as u16 { &slots.write } else { &slots.create }, default_verdict),
+    ];
+    // A plain denial of any requested access decides first.
+    let mut i = 0;
+    while i < 3 {
+        if wants[i] && !decisions[i].allows() && decisions[i].verdict != verdict::LEASED {
+            return decisions[i];
+        }
+        i += 1;
     }
-    if wants_write && settled_deny(&write_decision) {
-        return write_decision;
+    // Settle each lease once; a later access under the same lease shares
+    // the first one's result.
+    let mut settled: Option<(u32, Decision)> = None;
+    let mut i = 0;
+    while i < 3 {
+        if wants[i] && decisions[i].verdict == verdict::LEASED {
+            let slot = decisions[i].rule_id;
+            let result = match settled {
+                Some((settled_slot, result)) if settled_slot == slot => result,
+                _ => lease(slot),
+            };
+            if !result.allows() {
+                return result;
+            }
+            settled = Some((slot, result));
+            decisions[i] = result;
+        }
+        i += 1;
     }
-    // One lease on both accesses is one use.
-    let same_lease = wants_read
-        && wants_write
-        && read_decision.verdict == verdict::LEASED
-        && write_decision.verdict == verdict::LEASED
-        && read_decision.rule_id == write_decision.rule_id;
-    if same_lease {
-        return read_decision.settle(&lease);
+    // Every requested access is allowed now, and read or write is always
+    // requested.
+    let rank = |decision: &Decision| match decision.reason {
+        reason::LEASE => 2,
+        reason::AUDIT => 1,
+        _ => 0,
+    };
+    let mut chosen = if wants[0] { decisions[0] } else { decisions[1] };
+    let mut i = 1;
+    while i < 3 {
+        if wants[i] && rank(&decisions[i]) >= rank(&chosen) {
+            chosen = decisions[i];
+        }
+        i += 1;
     }
-    let read_final = if wants_read { read_decision.settle(&lease) } else { read_decision };
-    if !wants_write {
-        return read_final;
-    }
-    if wants_read && !read_final.allows() {
-        return read_final;
-    }
-    let write_final = write_decision.settle(&lease);
-    // When both sides allow, the record names the lease if one was used.
-    if write_final.allows() && wants_read && read_final.reason == reason::LEASE {
-        return read_final;
-    }
-    write_final
+    chosen
+}
+
+/// Decides a connect or datagram send to a Unix socket from the best
+/// connect slot of the peer's bound name.
+#[inline(always)]
+pub fn decide_unix(slot: &RuleSlot, default_verdict: u32, lease: impl Fn(u32) -> Decision) -> Decision {
+    Decision::from_slot(slot, default_verdict).settle(lease)
 }
 
 /// Decides a connect from the trie value of the longest matching prefix.
 ///
 /// `rule` is `None` when no prefix of the policy covers the address. The
 /// entries are ordered most specific first, so the first one whose port
-/// range holds `port` decides.
+/// range holds `port` and whose protocol is `protocol` or any decides.
 #[inline(always)]
 pub fn decide_connect(
     rule: Option<&NetRule>,
     port: u16,
+    protocol: u16,
     default_verdict: u32,
     lease: impl Fn(u32) -> Decision,
 ) -> Decision {
@@ -190,8 +229,10 @@ pub fn decide_connect(
         let mut i = 0;
         while i < rule.entries.len() {
             let entry = &rule.entries[i];
-            if entry.verdict != verdict::NONE && entry.port_lo <= port && port <= entry.port_hi {
-                return Decision::from_rule(entry.verdict, entry.rule_id).settle(lease);
+            let protocol_matches = entry.protocol == crate::protocol::ANY || entry.protocol == protocol;
+            if entry.verdict != verdict::NONE as u16 && entry.port_lo <= port && port <= entry.port_hi && protocol_matches
+            {
+                return Decision::from_rule(entry.verdict as u32, entry.rule_id).settle(lease);
             }
             i += 1;
         }

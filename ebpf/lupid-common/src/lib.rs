@@ -101,6 +101,16 @@ pub mod agent_flags {
 pub mod access {
     pub const READ: u32 = 1;
     pub const WRITE: u32 = 2;
+    /// The open created the file (`O_CREAT` on a name that did not exist).
+    pub const CREATE: u32 = 4;
+}
+
+/// IP protocol numbers (`IPPROTO_*` from the UAPI) that connect rules can
+/// name. A port rule with protocol 0 matches every protocol.
+pub mod protocol {
+    pub const ANY: u16 = 0;
+    pub const TCP: u16 = 6;
+    pub const UDP: u16 = 17;
 }
 
 /// Codes of the causes of a verdict.
@@ -215,6 +225,11 @@ pub struct PathRule {
     pub exec: RuleSlot,
     pub read: RuleSlot,
     pub write: RuleSlot,
+    pub create: RuleSlot,
+    /// A connect or datagram send to a Unix socket bound to this name. A
+    /// pathname socket is keyed by its bound path; an abstract one by `@`
+    /// and its name.
+    pub connect: RuleSlot,
 }
 
 /// Key of the `NET_RULES` LPM trie, after the 4-byte prefix length that the
@@ -236,7 +251,10 @@ pub struct PortRule {
     pub port_hi: u16,
     pub rule_id: u32,
     /// `verdict::NONE` marks an unused entry.
-    pub verdict: u32,
+    pub verdict: u16,
+    /// `protocol::*`: the socket's IP protocol this rule applies to, or
+    /// `protocol::ANY`.
+    pub protocol: u16,
 }
 
 /// Value of the `NET_RULES` trie: the port rules that apply to addresses in
@@ -309,6 +327,10 @@ pub struct Event {
     pub family: u16,
     /// Destination port in host byte order.
     pub port: u16,
+    /// The socket's IP protocol (`IPPROTO_*`) for a connect or send to an
+    /// IPv4 or IPv6 address, 0 otherwise.
+    pub protocol: u16,
+    pub padding: [u8; 6],
     /// Destination address; IPv4 is stored IPv4-mapped.
     pub addr: [u8; 16],
     pub comm: [u8; COMM_LEN],
@@ -348,6 +370,20 @@ pub struct KernelOffsets {
     pub cgroup_kn: u32,
     /// `struct kernfs_node`, field `id`.
     pub kernfs_node_id: u32,
+    /// `struct socket`, field `sk`.
+    pub socket_sk: u32,
+    /// `struct sock`, field `sk_protocol`.
+    pub sock_sk_protocol: u32,
+    /// `struct sock`, field `__sk_common.skc_family`.
+    pub sock_family: u32,
+    /// `struct unix_sock`, field `addr`.
+    pub unix_sock_addr: u32,
+    /// `struct unix_sock`, field `peer`.
+    pub unix_sock_peer: u32,
+    /// `struct unix_address`, field `len`.
+    pub unix_address_len: u32,
+    /// `struct unix_address`, field `name`.
+    pub unix_address_name: u32,
 }
 
 #[cfg(feature = "user")]
@@ -370,15 +406,15 @@ const _: () = {
     assert!(core::mem::size_of::<AgentInfo>() == 16);
     assert!(core::mem::size_of::<PathKey>() == 4 + RULE_PATH_MAX);
     assert!(core::mem::size_of::<RuleSlot>() == 8);
-    assert!(core::mem::size_of::<PathRule>() == 24);
+    assert!(core::mem::size_of::<PathRule>() == 40);
     assert!(core::mem::size_of::<NetKey>() == 20);
     assert!(core::mem::size_of::<PortRule>() == 12);
     assert!(core::mem::size_of::<NetRule>() == 12 * NET_RULES_PER_PREFIX);
-    assert!(core::mem::size_of::<KernelOffsets>() == 52);
+    assert!(core::mem::size_of::<KernelOffsets>() == 80);
     assert!(core::mem::size_of::<ContentKey>() == 36);
     assert!(core::mem::size_of::<LeaseState>() == 32);
-    assert!(core::mem::offset_of!(Event, addr) == 84);
-    assert!(core::mem::offset_of!(Event, scratch) == 116);
-    assert!(core::mem::offset_of!(Event, path) == 116 + 4 + RULE_PATH_MAX);
-    assert!(core::mem::size_of::<Event>() == 4472);
+    assert!(core::mem::offset_of!(Event, addr) == 92);
+    assert!(core::mem::offset_of!(Event, scratch) == 124);
+    assert!(core::mem::offset_of!(Event, path) == 124 + 4 + RULE_PATH_MAX);
+    assert!(core::mem::size_of::<Event>() == 4480);
 };

@@ -1,6 +1,6 @@
-//! lupid's kernel programs: BPF LSM hooks on exec, file open and connect,
-//! and the built-in protections that keep an agent in its cgroup and away
-//! from the daemon (`protect`).
+//! lupid's kernel programs: BPF LSM hooks on exec, file open, connect
+//! (Unix sockets included), and the built-in protections that keep an
+//! agent in its cgroup and away from the daemon (`protect`).
 //!
 //! Each hook is a thin adapter: it finds the caller's agent in `AGENTS`
 //! (one map lookup, and processes outside a labeled cgroup stop there),
@@ -23,6 +23,7 @@ mod maps;
 mod net;
 mod path;
 mod protect;
+mod unix;
 
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 use lupid_common::hook;
@@ -73,6 +74,30 @@ pub(crate) fn socket_sendmsg(ctx: LsmContext) -> i32 {
         return previous;
     }
     net::check_sendmsg(&ctx)
+}
+
+/// `unix_stream_connect(struct sock *sock, struct sock *other, struct sock
+/// *newsk)`: decides a stream or seqpacket connect to a Unix socket, on
+/// the listening socket the kernel found for the name.
+#[lsm(hook = "unix_stream_connect")]
+pub(crate) fn unix_stream_connect(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(3);
+    if previous != 0 {
+        return previous;
+    }
+    unix::check_stream_connect(&ctx)
+}
+
+/// `unix_may_send(struct socket *sock, struct socket *other)`: decides a
+/// datagram connect or send to a Unix socket, on the socket the kernel
+/// found for the name.
+#[lsm(hook = "unix_may_send")]
+pub(crate) fn unix_may_send(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(2);
+    if previous != 0 {
+        return previous;
+    }
+    unix::check_may_send(&ctx)
 }
 
 /// `task_alloc(struct task_struct *task, unsigned long clone_flags)`:

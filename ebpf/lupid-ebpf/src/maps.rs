@@ -65,6 +65,13 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     css_set_dfl_cgrp: 0,
     cgroup_kn: 0,
     kernfs_node_id: 0,
+    socket_sk: 0,
+    sock_sk_protocol: 0,
+    sock_family: 0,
+    unix_sock_addr: 0,
+    unix_sock_peer: 0,
+    unix_address_len: 0,
+    unix_address_name: 0,
 };
 
 const EVENTS_BYTES: u32 = 32 << 20;

@@ -1,6 +1,9 @@
 //! Connect: read the destination the kernel copied in, canonicalize it to
 //! an IPv6 address (IPv4 as `::ffff:a.b.c.d`), match the agent's network
-//! rules, decide.
+//! rules for the socket's protocol, decide.
+//!
+//! A Unix socket's connect and sends are decided later, by the hooks in
+//! `unix`, on the socket the kernel found for the name; here they pass.
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, maps::lpm_trie::Key, programs::LsmContext};
 use lupid_common::{
@@ -23,9 +26,16 @@ const SOCKADDR_IN6_LEN: i32 = 28;
 const FULL_PREFIX: u32 = 32 + 128;
 
 pub(crate) fn check_connect(ctx: &LsmContext) -> i32 {
+    let Some((cgroup_id, agent)) = gate::caller_agent() else {
+        return 0;
+    };
+    let socket: *const u8 = ctx.arg(0);
     let address: *const u8 = ctx.arg(1);
     let address_len: i32 = ctx.arg(2);
-    check_destination(gate::enter(hook::CONNECT), address, address_len)
+    if is_unix(socket, address, address_len) {
+        return 0;
+    }
+    check_destination(gate::enter_labeled(hook::CONNECT, cgroup_id, agent), socket, address, address_len)
 }
 
 pub(crate) fn check_sendmsg(ctx: &LsmContext) -> i32 {
@@ -35,6 +45,7 @@ pub(crate) fn check_sendmsg(ctx: &LsmContext) -> i32 {
         return 0;
     };
     let offsets = kernel_offsets();
+    let socket: *const u8 = ctx.arg(0);
     let message: *const u8 = ctx.arg(1);
     // SAFETY: `message` is the hook's BTF-typed `struct msghdr *` and both
     // offsets come from the running kernel's BTF; the verifier checks the
@@ -44,15 +55,44 @@ pub(crate) fn check_sendmsg(ctx: &LsmContext) -> i32 {
         let name_len = core::ptr::read_volatile(message.add(offsets.msghdr_msg_namelen as usize).cast::<i32>());
         (name, name_len)
     };
-    if address.is_null() {
+    if address.is_null() || is_unix(socket, address, address_len) {
         return 0;
     }
-    check_destination(gate::enter_labeled(hook::SEND, cgroup_id, agent), address, address_len)
+    check_destination(gate::enter_labeled(hook::SEND, cgroup_id, agent), socket, address, address_len)
 }
 
-/// Decides an action on a destination address the kernel copied in, for
-/// the caller `entry` describes.
-fn check_destination(entry: Entry, address: *const u8, address_len: i32) -> i32 {
+/// Returns whether both the socket and the address are `AF_UNIX`, so the
+/// `unix` hooks decide. Anything unreadable is not Unix, and goes on to be
+/// denied by `check_destination`.
+fn is_unix(socket: *const u8, address: *const u8, address_len: i32) -> bool {
+    if address_len < 2 {
+        return false;
+    }
+    // SAFETY: the helper checks the kernel address and faults safely.
+    let address_family = unsafe { bpf_probe_read_kernel(address.cast::<u16>()) };
+    address_family == Ok(family::UNIX) && socket_fields(socket).is_some_and(|(family, _)| family == family::UNIX)
+}
+
+/// Reads the address family and the IP protocol of the `struct socket *`
+/// `socket`, through its `struct sock`.
+fn socket_fields(socket: *const u8) -> Option<(u16, u16)> {
+    let offsets = kernel_offsets();
+    // SAFETY: the helper checks kernel addresses and faults safely; the
+    // offsets come from the running kernel's BTF.
+    unsafe {
+        let sock: *const u8 = bpf_probe_read_kernel(socket.add(offsets.socket_sk as usize).cast()).ok()?;
+        if sock.is_null() {
+            return None;
+        }
+        let family: u16 = bpf_probe_read_kernel(sock.add(offsets.sock_family as usize).cast()).ok()?;
+        let protocol: u16 = bpf_probe_read_kernel(sock.add(offsets.sock_sk_protocol as usize).cast()).ok()?;
+        Some((family, protocol))
+    }
+}
+
+/// Decides an action of `socket` on a destination address the kernel
+/// copied in, for the caller `entry` describes.
+fn check_destination(entry: Entry, socket: *const u8, address: *const u8, address_len: i32) -> i32 {
     let (mut event, agent) = match entry {
         Entry::Unlabeled => return 0,
         Entry::Refused => return DENIED,
@@ -68,8 +108,18 @@ fn check_destination(entry: Entry, address: *const u8, address_len: i32) -> i32 
                 (&raw mut (*out).addr).write(addr);
                 (&raw mut (*out).port).write(port);
             }
-            let key = Key::new(FULL_PREFIX, NetKey { policy_id_be: agent.policy_id.to_be_bytes(), addr });
-            decide_connect(NET_RULES.get(&key), port, agent.default_verdict, lease::settle)
+            match socket_fields(socket) {
+                Some((_, protocol)) => {
+                    // SAFETY: as above.
+                    unsafe { (&raw mut (*out).protocol).write(protocol) };
+                    let key = Key::new(FULL_PREFIX, NetKey { policy_id_be: agent.policy_id.to_be_bytes(), addr });
+                    decide_connect(NET_RULES.get(&key), port, protocol, agent.default_verdict, lease::settle)
+                }
+                None => {
+                    count_error(error::READ_FAILED);
+                    Decision::fail_closed(reason::READ_FAILED)
+                }
+            }
         }
         Err((family, denial)) => {
             // SAFETY: as above.

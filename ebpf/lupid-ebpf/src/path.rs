@@ -8,7 +8,7 @@ use aya_ebpf::{
 use lupid_common::{
     AgentInfo, ContentKey, Event, HASH_ALGO_SHA256, PATH_MAX, PathKey, RULE_PATH_MAX, RuleSlot, SHA256_LEN, access,
     agent_flags,
-    decide::{Decision, decide_exec, decide_open, fold_slot},
+    decide::{Decision, OpenSlots, decide_exec, decide_open, fold_slot},
     error, flags, hook, reason,
 };
 
@@ -22,13 +22,17 @@ use crate::{
 const ENAMETOOLONG: i64 = 36;
 const FMODE_READ: u32 = 1;
 const FMODE_WRITE: u32 = 2;
+/// `FMODE_CREATED`: the open created the file. A flag value, not a layout,
+/// stable since Linux 4.19.
+const FMODE_CREATED: u32 = 0x10_0000;
 
-/// Best rule per kind of access found while scanning a path.
+/// Best rule per kind of access found while scanning a path or a Unix
+/// socket name.
 #[derive(Default)]
-struct Matches {
+pub(crate) struct Matches {
     exec: RuleSlot,
-    read: RuleSlot,
-    write: RuleSlot,
+    open: OpenSlots,
+    pub(crate) connect: RuleSlot,
 }
 
 pub(crate) fn check_exec(ctx: &LsmContext) -> i32 {
@@ -80,6 +84,9 @@ pub(crate) fn check_open(ctx: &LsmContext) -> i32 {
     if mode & FMODE_WRITE != 0 {
         wanted |= access::WRITE;
     }
+    if mode & FMODE_CREATED != 0 {
+        wanted |= access::CREATE;
+    }
 
     let out = event.as_mut_ptr();
     // SAFETY: `out` is the reserved event, see `gate::enter`.
@@ -97,7 +104,7 @@ pub(crate) fn check_open(ctx: &LsmContext) -> i32 {
         }
         Ok(len) => {
             let found = scan(out, agent.policy_id, len);
-            decide_open(wanted, &found.read, &found.write, agent.default_verdict, lease::settle)
+            decide_open(wanted, &found.open, agent.default_verdict, lease::settle)
         }
         Err(denial) => denial,
     };
@@ -166,7 +173,7 @@ fn resolve(out: *mut Event, file: *const u8, f_path_offset: u32) -> Result<usize
     Ok(len)
 }
 
-/// Scans the path from the root and folds in the rule at every directory
+/// Scans the path (or Unix socket name) in the event from the root and folds in the rule at every directory
 /// boundary and at the end, within the first `RULE_PATH_MAX` bytes (no rule
 /// can name a longer path). The lookup key is built on the stack, which is
 /// private to this task even when a sleepable program is preempted: after
@@ -174,7 +181,7 @@ fn resolve(out: *mut Event, file: *const u8, f_path_offset: u32) -> Result<usize
 /// `path[..i]`, zero-padded. The kernel (6.1) accepts only stack and map
 /// memory as a map key, not ring buffer memory.
 #[inline(never)]
-fn scan(out: *const Event, policy_id: u32, len: usize) -> Matches {
+pub(crate) fn scan(out: *const Event, policy_id: u32, len: usize) -> Matches {
     let mut found = Matches::default();
     let mut key = PathKey { policy_id, path: [0; RULE_PATH_MAX] };
     // SAFETY: `out` is the reserved event and `path` lies inside it; every
@@ -197,8 +204,10 @@ fn scan(out: *const Event, policy_id: u32, len: usize) -> Matches {
             // SAFETY: the value is copied out before the program can sleep.
             if let Some(rule) = unsafe { PATH_RULES.get(&key) } {
                 fold_slot(&mut found.exec, &rule.exec, at_end);
-                fold_slot(&mut found.read, &rule.read, at_end);
-                fold_slot(&mut found.write, &rule.write, at_end);
+                fold_slot(&mut found.open.read, &rule.read, at_end);
+                fold_slot(&mut found.open.write, &rule.write, at_end);
+                fold_slot(&mut found.open.create, &rule.create, at_end);
+                fold_slot(&mut found.connect, &rule.connect, at_end);
             }
         }
         if at_end {

@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         Action::Connect { addr, transport: Transport::Udp } => send_udp(addr),
         Action::Listen { addr } => listen(addr),
         Action::ConnectUnix { path } => connect_unix(&path),
+        Action::SendUnix { path } => send_unix(&path),
         Action::OpenLoop { path, count } => open_loop(&path, count),
         Action::OpenAt { dir, name } => bypass::open_at(&dir, &name, false),
         Action::OpenAt2 { dir, name } => bypass::open_at(&dir, &name, true),
@@ -108,6 +109,7 @@ fn open(path: &OsStr, mode: OpenMode) -> ExitCode {
     match mode {
         OpenMode::Read => options.read(true),
         OpenMode::Write => options.write(true),
+        OpenMode::Create => options.write(true).create_new(true),
     };
     let file = match options.open(path) {
         Ok(file) => file,
@@ -116,6 +118,7 @@ fn open(path: &OsStr, mode: OpenMode) -> ExitCode {
 
     match mode {
         OpenMode::Write => report("open", path.as_bytes(), &Outcome::Ok("opened for writing".into())),
+        OpenMode::Create => report("open", path.as_bytes(), &Outcome::Ok("created".into())),
         OpenMode::Read => match read_prefix(file) {
             Ok(count) => report("open", path.as_bytes(), &Outcome::Ok(format!("{count} bytes"))),
             // The open was allowed; the read is what failed, so the line
@@ -144,9 +147,7 @@ fn connect_tcp(addr: SocketAddr) -> ExitCode {
     report("connect", object.as_bytes(), &outcome)
 }
 
-/// Connects a stream socket to the Unix socket at `path`. lupid decides
-/// only IPv4 and IPv6 destinations, so for a labeled agent this exercises
-/// the unknown-family failure path.
+/// Connects a stream socket to the Unix socket at `path`.
 fn connect_unix(path: &Path) -> ExitCode {
     let outcome = match UnixStream::connect(path) {
         Ok(_stream) => Outcome::Ok("connected".into()),
@@ -154,6 +155,15 @@ fn connect_unix(path: &Path) -> ExitCode {
         Err(error) => Outcome::from_error(&error),
     };
     report("connect", path.as_os_str().as_bytes(), &outcome)
+}
+
+/// Sends one datagram to the Unix socket at `path` from an unbound socket.
+fn send_unix(path: &Path) -> ExitCode {
+    let outcome = match UnixDatagram::unbound().and_then(|socket| socket.send_to(b"lupid", path)) {
+        Ok(sent) => Outcome::Ok(format!("{sent} bytes sent")),
+        Err(error) => Outcome::from_error(&error),
+    };
+    report("send", path.as_os_str().as_bytes(), &outcome)
 }
 
 /// Opens `path` read-only `count` times, closing each file at once, and

@@ -1,8 +1,8 @@
-//! Sockets other than IPv4 and IPv6: a Unix socket at a path, an abstract
-//! Unix socket, and an unprivileged ICMP echo socket. A policy cannot
-//! describe Unix sockets, so the connect hook denies them as an unknown
-//! family. An ICMP echo names its destination, so `socket_sendmsg` judges
-//! it by the connect rules.
+//! Sockets other than TCP and UDP: a Unix socket at a path (the session
+//! bus), an abstract Unix socket, and an unprivileged ICMP echo socket.
+//! P0 names no Unix socket, so its default denies both, recorded with the
+//! name the peer is bound to. An ICMP echo names its destination, so
+//! `socket_sendmsg` judges it by the connect rules.
 
 use std::fs;
 use std::os::linux::net::SocketAddrExt;
@@ -54,17 +54,19 @@ fn bypass_unix_sockets_denied() {
     for user in USERS {
         let agent = agent_name("unix-path", user);
         let outcome = probe_str(&daemon, &agent, &policy, user, &["connect-unix", bus_text]);
-        assert_denied(&outcome, &format!("connect {bus_text}"), "a Unix socket is denied as an unknown family");
+        assert_denied(&outcome, &format!("connect {bus_text}"), "P0 names no Unix socket, so its default denies");
         let (denial, _) = wait_decision(&ledger, &agent, "connect", "deny");
         assert_eq!(denial["family"], "unix", "{denial}");
-        assert_eq!(denial["reason"], "unknown_family", "{denial}");
+        assert_eq!(denial["path"], bus_text, "the record names the bound socket: {denial}");
+        assert_eq!(denial["reason"], "default", "{denial}");
 
         let agent = agent_name("unix-abstract", user);
         let outcome = probe_str(&daemon, &agent, &policy, user, &["connect-abstract", ABSTRACT_NAME]);
-        assert_denied(&outcome, "connect @lupid-test", "an abstract Unix socket is denied as an unknown family");
+        assert_denied(&outcome, "connect @lupid-test", "P0 names no abstract socket, so its default denies");
         let (denial, _) = wait_decision(&ledger, &agent, "connect", "deny");
         assert_eq!(denial["family"], "unix", "{denial}");
-        assert_eq!(denial["reason"], "unknown_family", "{denial}");
+        assert_eq!(denial["path"], "@lupid-test", "an abstract name is recorded after an @: {denial}");
+        assert_eq!(denial["reason"], "default", "{denial}");
     }
     assert_eq!(bus.accepted(), 0, "no connection may reach the bus socket");
     assert!(abstract_listener.accept().is_err(), "no connection may reach @lupid-test");

@@ -195,6 +195,11 @@ impl Daemon {
         path
     }
 
+    /// The daemon's `--socket`.
+    pub(crate) fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
     /// Writes policy P0 and returns its path.
     pub(crate) fn policy_p0(&self) -> PathBuf {
         self.write_policy("p0", fixture::POLICY_P0)

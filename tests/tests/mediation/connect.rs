@@ -116,3 +116,47 @@ fn udp_send_allowed() {
     let (allowed, _) = wait_decision(&daemon.ledger(), "udp-allowed", "send", "allow");
     assert_eq!(allowed["rule"], "allow-local", "the record names the rule: {allowed}");
 }
+
+/// Rules for one address and port by protocol: TCP allowed on one port,
+/// UDP on another, and each protocol denied on the other's port.
+const POLICY_PROTOCOLS: &str = "\
+lupid-policy 1
+default deny
+allow-exec: allow exec    /**
+allow-open: allow open    /**              read,write
+tcp-only:   allow connect 127.0.0.1:9053   tcp
+udp-only:   allow connect 127.0.0.1:9054   udp
+";
+
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn protocol_rules() {
+    require_bpf_lsm();
+    let daemon = Daemon::start();
+    let policy = daemon.write_policy("protocols", POLICY_PROTOCOLS);
+    let tcp_listener = Listener::bind("127.0.0.1:9053");
+    let udp_on_tcp_port = Receiver::bind("127.0.0.1:9053");
+    let udp_receiver = Receiver::bind("127.0.0.1:9054");
+    let tcp_on_udp_port = Listener::bind("127.0.0.1:9054");
+
+    let outcome = daemon.run_probe("proto-tcp-ok", &policy, &["connect", "127.0.0.1:9053", "tcp"]);
+    assert_eq!(outcome.code, 0, "tcp-only allows TCP to 9053; {outcome}");
+    let outcome = daemon.run_probe("proto-udp-denied", &policy, &["connect", "127.0.0.1:9053", "udp"]);
+    assert_eq!(outcome.code, 1, "tcp-only does not cover UDP, so the default denies; {outcome}");
+    let outcome = daemon.run_probe("proto-udp-ok", &policy, &["connect", "127.0.0.1:9054", "udp"]);
+    assert_eq!(outcome.code, 0, "udp-only allows UDP to 9054; {outcome}");
+    let outcome = daemon.run_probe("proto-tcp-denied", &policy, &["connect", "127.0.0.1:9054", "tcp"]);
+    assert_eq!(outcome.code, 1, "udp-only does not cover TCP, so the default denies; {outcome}");
+
+    assert_eq!(tcp_listener.accepted(), 1, "the allowed TCP connect arrives");
+    assert_eq!(udp_on_tcp_port.received(), 0, "the denied UDP datagram never arrives");
+    assert_eq!(udp_receiver.received(), 1, "the allowed UDP datagram arrives");
+    assert_eq!(tcp_on_udp_port.accepted(), 0, "the denied TCP connect never arrives");
+
+    let ledger = daemon.ledger();
+    let (allowed, _) = wait_decision(&ledger, "proto-udp-ok", "send", "allow");
+    assert_eq!(allowed["rule"], "udp-only", "{allowed}");
+    let (denied, _) = wait_decision(&ledger, "proto-tcp-denied", "connect", "deny");
+    assert_eq!(denied["reason"], "default", "{denied}");
+    assert_eq!(denied["port"], 9054, "{denied}");
+}

@@ -7,3 +7,4 @@ mod exec;
 mod open;
 mod policy;
 mod scope;
+mod unix;

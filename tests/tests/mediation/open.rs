@@ -88,3 +88,56 @@ fn proc_root_path_resolves() {
     let path = denied_open_path(&daemon.ledger(), "open-proc-root");
     assert_eq!(path, SECRET, "the ledger names the resolved path, not the /proc alias");
 }
+
+/// Files under `/home/agent/work` may be read and written, but creating
+/// one below `no-create` is denied. Where no create rule applies, the
+/// write rule decides a create.
+const POLICY_CREATE: &str = "\
+lupid-policy 1
+default deny
+allow-exec:  allow exec /**
+allow-open:  allow open /**                            read,write
+no-create:   deny  open /home/agent/work/no-create/**  create
+";
+
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn create_rules() {
+    require_bpf_lsm();
+    let daemon = Daemon::start();
+    let policy = daemon.write_policy("create", POLICY_CREATE);
+    let folder = std::path::Path::new("/home/agent/work/no-create");
+    let _ = std::fs::remove_dir_all(folder);
+    std::fs::create_dir_all(folder).expect("failed to create the no-create folder");
+    let existing = folder.join("existing.txt");
+    std::fs::write(&existing, b"kept").expect("failed to write existing.txt");
+    let new_file = folder.join("new.txt");
+    let elsewhere = std::path::Path::new("/home/agent/work/created-elsewhere.txt");
+    let _ = std::fs::remove_file(elsewhere);
+
+    let new_text = new_file.to_str().expect("UTF-8");
+    let outcome = daemon.run_probe("create-denied", &policy, &["open", new_text, "create"]);
+    assert_eq!(outcome.code, 1, "no-create denies creating a file there; {outcome}");
+    // The kernel decides after the file exists, so an empty file stays
+    // behind, but nothing can be written through the denied open.
+    let left = std::fs::metadata(&new_file).map(|meta| meta.len()).unwrap_or(0);
+    assert_eq!(left, 0, "the denied create wrote no byte");
+
+    let outcome = daemon.run_probe("create-existing", &policy, &["open", existing.to_str().expect("UTF-8"), "write"]);
+    assert_eq!(outcome.code, 0, "writing an existing file is not a create; {outcome}");
+    let outcome = daemon.run_probe("create-elsewhere", &policy, &["open", elsewhere.to_str().expect("UTF-8"), "create"]);
+    assert_eq!(outcome.code, 0, "outside no-create, allow-open's write decides the create; {outcome}");
+
+    let ledger = daemon.ledger();
+    let records = ledger.wait_for("the create decisions", |records| {
+        find_decision(records, "create-denied", "open", "deny").is_some()
+            && find_decision(records, "create-elsewhere", "open", "allow").is_some()
+    });
+    let denied = find_decision(&records, "create-denied", "open", "deny").expect("wait_for found it");
+    assert_eq!(denied["rule"], "no-create", "{denied}");
+    assert_eq!(denied["path"], new_text, "{denied}");
+    assert_eq!(denied["access"], serde_json::json!(["write", "create"]), "{denied}");
+    let allowed = find_decision(&records, "create-elsewhere", "open", "allow").expect("wait_for found it");
+    assert_eq!(allowed["rule"], "allow-open", "{allowed}");
+    assert_eq!(allowed["access"], serde_json::json!(["write", "create"]), "{allowed}");
+}
