@@ -141,8 +141,9 @@ enum LeaseCommand {
         /// The agent, by name. Not with --request.
         #[arg(long, required_unless_present = "request", conflicts_with = "request")]
         agent: Option<String>,
-        /// Capability to allow: `exec PATH`, `read PATH`, `write PATH`,
-        /// `read,write PATH` or `connect ADDRESS:PORT`.
+        /// Capability to allow: `exec PATH`, an access list and a path
+        /// (`read PATH`, `write,create PATH`), `connect ADDRESS:PORT`
+        /// optionally followed by `tcp` or `udp`, or `connect unix:NAME`.
         #[arg(long, required_unless_present = "request", conflicts_with = "request")]
         allow: Option<String>,
         /// Grant exactly what an open request asked for (`lupid-agent pending`).

@@ -647,6 +647,7 @@ mod tests {
         let text = "lupid-policy 1\ndefault deny\nall: allow open /** read\n";
         let policy = crate::policy::Policy::parse("t.lp", text.as_bytes()).expect("a valid policy");
         let compiled = registry.compile(&policy, 0, &[]).expect("no rule inside a protected folder");
-        assert_eq!(compiled.rule_names, ["all", "lupid-protected-state"]);
+        // One protection rule on opens and one on Unix connects.
+        assert_eq!(compiled.rule_names, ["all", "lupid-protected-state", "lupid-protected-state"]);
     }
 }

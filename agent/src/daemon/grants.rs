@@ -15,7 +15,7 @@
 
 use std::path::Path;
 
-use lupid_common::{LeaseState, access, reason};
+use lupid_common::{LeaseState, access, decide::Decision, protocol, reason, verdict};
 use lupid_ledger::{LeaseExpired, LeaseGranted, LeaseRevoked, RecordBody};
 
 use super::{
@@ -26,8 +26,8 @@ use super::{
     leases::{self, Book, Capability, Ending, Lease},
 };
 use crate::policy::{
-    self, Policy, Rule, Target,
-    reference::{PathHook, decide_connect_reference, decide_path_with, unleased},
+    self, Access, PathPattern, Policy, Protocol, Rule, Target,
+    reference::{PathHook, decide_connect_reference, decide_path_with, decide_slot, open_slots, unleased},
 };
 
 /// A `lease grant` as the daemon receives it.
@@ -76,8 +76,7 @@ pub(crate) fn extra_rules(policy: &Policy, name: &str, book: &Book) -> Vec<Rule>
 
 /// Compiles `policy` alone, for the host model of its decisions.
 fn compile_unleased(policy: &Policy) -> Result<policy::CompiledPolicy, String> {
-    policy::compile_with(policy, 0, &[])
-        .map_err(|errors| policy::join_errors(&errors))
+    policy::compile_with(policy, 0, &[]).map_err(|errors| policy::join_errors(&errors))
 }
 
 /// Returns the digest of the binary an exec lease names when `policy` has a
@@ -101,8 +100,20 @@ fn leased_content(policy: &Policy, capability: &Capability) -> Option<[u8; 32]> 
 /// a subtree lease rule, because it would otherwise reach below an exact rule
 /// into paths another rule decides. An exact lease must not sit on the path
 /// of a subtree lease rule, because that rule would stop covering the
-/// subtree. Read and write are checked one by one.
-pub(crate) fn lease_rule(policy: &Policy, capability: &Capability, content: Option<&[u8; 32]>) -> Result<String, String> {
+/// subtree. Read, write and create are checked one by one. Where no create
+/// rule covers the path, the write slot decides a create. A subtree lease
+/// on create would then take the place of the write rules below it, so it
+/// is granted only where a create rule decides.
+///
+/// A connect lease must not widen another rule either. A lease for one
+/// protocol is compiled for that protocol only. A lease for every protocol
+/// is granted only when `lease` rules decide the address and port for TCP,
+/// UDP and the other protocols alike, ICMP standing in for the others.
+pub(crate) fn lease_rule(
+    policy: &Policy,
+    capability: &Capability,
+    content: Option<&[u8; 32]>,
+) -> Result<String, String> {
     answered_rule(policy, &compile_unleased(policy)?, capability, content)
 }
 
@@ -114,33 +125,47 @@ fn answered_rule(
     capability: &Capability,
     content: Option<&[u8; 32]>,
 ) -> Result<String, String> {
-    let (pattern, decisions) = match capability {
-        Capability::Exec(pattern) => {
-            let decision = decide_path_with(compiled, PathHook::Exec, pattern.path.as_bytes(), 0, content, unleased);
-            (Some(pattern), vec![decision])
-        }
-        Capability::Open(pattern, wanted) => {
-            let decide = |bits| decide_path_with(compiled, PathHook::Open, pattern.path.as_bytes(), bits, None, unleased);
-            let mut decisions = Vec::new();
-            if wanted.read {
-                decisions.push(decide(access::READ));
-            }
-            if wanted.write {
-                decisions.push(decide(access::WRITE));
-            }
-            (Some(pattern), decisions)
-        }
-        Capability::Connect { addr, port } => (None, vec![decide_connect_reference(compiled, (*addr).into(), *port)]),
-    };
     let refuse = |why: String| format!("policy {}: a lease cannot grant `{}`: {why}", policy.name(), capability.text());
-    let mut answered = None;
-    for decision in decisions {
+    let (pattern, decisions) = decisions(compiled, capability, content).map_err(refuse)?;
+    let lease_rule_of = |decision: &Decision| {
         let rule = decision.rule_id.checked_sub(1).and_then(|i| policy.rules().get(i as usize));
-        let Some(rule) = rule.filter(|_| decision.reason == reason::LEASE_REQUIRED) else {
+        (rule, decision.reason == reason::LEASE_REQUIRED)
+    };
+    let mut answered = None;
+    for (protocol_name, decision) in &decisions {
+        let (rule, lease_required) = lease_rule_of(decision);
+        let Some(rule) = rule.filter(|_| lease_required) else {
             let by = rule.map_or_else(|| "its default verdict".to_owned(), |rule| format!("rule \"{}\"", rule.id));
-            return Err(refuse(format!("it is decided by {by}, and a lease only grants what a `lease` rule covers")));
+            let Some(protocol_name) = protocol_name else {
+                return Err(refuse(format!(
+                    "it is decided by {by}, and a lease only grants what a `lease` rule covers"
+                )));
+            };
+            // A capability for every protocol: name the protocols a lease
+            // could be granted for instead.
+            let grantable: Vec<String> = decisions
+                .iter()
+                .filter(|(_, decision)| lease_rule_of(decision).1)
+                .filter_map(|(name, _)| match name {
+                    Some(name @ ("tcp" | "udp")) => Some(format!("`{} {name}`", capability.text())),
+                    _ => None,
+                })
+                .collect();
+            let hint = if grantable.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; a capability without a protocol covers every IP protocol, so add tcp or udp: {}",
+                    grantable.join(" or ")
+                )
+            };
+            return Err(refuse(format!(
+                "for {protocol_name} it is decided by {by}, and a lease only grants what a `lease` rule covers{hint}"
+            )));
         };
-        if let (Some(lease), Target::Exec(rule_path) | Target::Open(rule_path, _)) = (pattern, &rule.target) {
+        if let (Some(lease), Target::Exec(rule_path) | Target::Open(rule_path, _) | Target::ConnectUnix(rule_path)) =
+            (pattern, &rule.target)
+        {
             if lease.subtree && !rule_path.subtree {
                 return Err(refuse(format!(
                     "rule \"{}\" names one file, so a lease on a subtree would reach paths other rules decide; \
@@ -161,9 +186,110 @@ fn answered_rule(
     answered.ok_or_else(|| refuse("it names no access".into()))
 }
 
+/// A decision of the policy on one part of a capability, labelled with the
+/// protocol it is for when the capability covers every protocol.
+type Labelled = (Option<&'static str>, Decision);
+
+/// Returns the path a capability names, if any, and the decisions of the
+/// policy without leases on what the capability allows, one per access or
+/// protocol. A connect capability for every protocol gets one decision per
+/// protocol, each labelled with the protocol's name. Fails on a subtree
+/// create lease where no create rule decides.
+fn decisions<'a>(
+    compiled: &policy::CompiledPolicy,
+    capability: &'a Capability,
+    content: Option<&[u8; 32]>,
+) -> Result<(Option<&'a PathPattern>, Vec<Labelled>), String> {
+    Ok(match capability {
+        Capability::Exec(pattern) => {
+            let decision = decide_path_with(compiled, PathHook::Exec, pattern.path.as_bytes(), 0, content, unleased);
+            (Some(pattern), vec![(None, decision)])
+        }
+        Capability::Open(pattern, wanted) => {
+            let slots = open_slots(compiled, pattern.path.as_bytes());
+            let mut decisions = Vec::new();
+            for bit in access_bits(*wanted) {
+                let slot = match bit {
+                    access::READ => slots.read,
+                    access::WRITE => slots.write,
+                    _ if u32::from(slots.create.verdict) != verdict::NONE => slots.create,
+                    _ if pattern.subtree => {
+                        return Err(format!(
+                            "no create rule covers {pattern}, so the write rules decide creating files there, \
+                             and a subtree lease on create would take their place below it; grant one file, \
+                             or add a `lease` rule on create"
+                        ));
+                    }
+                    // As `decide_open` does, the write slot decides a create
+                    // that no create rule covers.
+                    _ => slots.write,
+                };
+                decisions.push((None, decide_slot(compiled, slot)));
+            }
+            (Some(pattern), decisions)
+        }
+        Capability::Connect { addr, port, protocol: Protocol::Any } => {
+            let decide = |number| decide_connect_reference(compiled, (*addr).into(), *port, number);
+            let decisions = vec![
+                (Some("tcp"), decide(protocol::TCP)),
+                (Some("udp"), decide(protocol::UDP)),
+                (Some("protocols other than tcp and udp"), decide(IPPROTO_ICMP)),
+            ];
+            (None, decisions)
+        }
+        Capability::Connect { addr, port, protocol } => {
+            (None, vec![(None, decide_connect_reference(compiled, (*addr).into(), *port, protocol.to_abi()))])
+        }
+        Capability::ConnectUnix(pattern) => {
+            let decision =
+                decide_path_with(compiled, PathHook::UnixConnect, pattern.path.as_bytes(), 0, None, unleased);
+            (Some(pattern), vec![(None, decision)])
+        }
+    })
+}
+
+/// `IPPROTO_ICMP`, the protocol checked for every protocol but TCP and UDP
+/// when a lease for every protocol is checked. No connect rule can name
+/// another protocol, so they are all decided alike.
+const IPPROTO_ICMP: u16 = 1;
+
+/// Returns the `access::*` bit of each access in `wanted`, in the order
+/// read, write, create.
+fn access_bits(wanted: Access) -> Vec<u32> {
+    [(wanted.read, access::READ), (wanted.write, access::WRITE), (wanted.create, access::CREATE)]
+        .into_iter()
+        .filter(|(is_wanted, _)| *is_wanted)
+        .map(|(_, bit)| bit)
+        .collect()
+}
+
+/// Returns the capability of a lease request without the open accesses
+/// that `policy` already allows, so a request to write and create a file
+/// under a rule that allows writes grants only the create. The request
+/// named every access the open asked for, the allowed ones included.
+/// Returns the capability unchanged when it is not an open or when the
+/// policy allows every access it names, so the grant fails with the
+/// reason of [`lease_rule`].
+fn without_allowed(policy: &Policy, capability: Capability) -> Result<Capability, String> {
+    let Capability::Open(pattern, wanted) = &capability else { return Ok(capability) };
+    let compiled = compile_unleased(policy)?;
+    let slots = open_slots(&compiled, pattern.path.as_bytes());
+    let create = if u32::from(slots.create.verdict) == verdict::NONE { slots.write } else { slots.create };
+    let allowed = |slot| decide_slot(&compiled, slot).allows();
+    let needed = Access {
+        read: wanted.read && !allowed(slots.read),
+        write: wanted.write && !allowed(slots.write),
+        create: wanted.create && !allowed(create),
+    };
+    if needed == Access::default() {
+        return Ok(capability);
+    }
+    Ok(Capability::Open(pattern.clone(), needed))
+}
+
 /// Grants a lease and puts it in force. Returns it as the book keeps it.
 pub(crate) fn grant(state: &State, grant: &Grant<'_>) -> Result<Lease, String> {
-    let capability = Capability::parse(grant.capability).map_err(|e| e.to_string())?;
+    let requested = Capability::parse(grant.capability).map_err(|e| e.to_string())?;
     let mut kernel = state.kernel.lock().expect("kernel lock");
     let mut registry = state.registry.lock().expect("registry lock");
     let mut book = state.book.lock().expect("book lock");
@@ -175,6 +301,7 @@ pub(crate) fn grant(state: &State, grant: &Grant<'_>) -> Result<Lease, String> {
         ));
     };
     let policy = registry.agents[first].policy.clone();
+    let capability = if grant.request_id == 0 { requested } else { without_allowed(&policy, requested)? };
     let content = leased_content(&policy, &capability);
     let rule = lease_rule(&policy, &capability, content.as_ref())?;
     let rule_id = policy.rules().iter().position(|r| r.id == rule).map_or(0, |i| u32::try_from(i + 1).unwrap_or(0));
@@ -185,7 +312,8 @@ pub(crate) fn grant(state: &State, grant: &Grant<'_>) -> Result<Lease, String> {
     let mut trial = extra_rules(&policy, grant.agent, &book);
     trial.extend(leases::lease_rules(0, &capability, content, slot));
     registry.compile(&policy, 0, &trial)?;
-    let boot_id = leases::boot_id().map_err(|e| format!("{e:#}; no lease is granted without the boot it belongs to"))?;
+    let boot_id =
+        leases::boot_id().map_err(|e| format!("{e:#}; no lease is granted without the boot it belongs to"))?;
 
     let lease = Lease {
         id: book.take_id(),
@@ -267,7 +395,8 @@ pub(crate) fn revoke(state: &State, lease_id: u32, by: &str, why: &str) -> Resul
     let Some(lease) = book.get_mut(lease_id) else {
         return Err(format!("no live lease has id {lease_id}; `lupid-agent lease list` shows them"));
     };
-    let ending = Ending { cause: "revoked".into(), by: by.to_owned(), reason: why.to_owned(), at_boot_ns: leases::boot_ns() };
+    let ending =
+        Ending { cause: "revoked".into(), by: by.to_owned(), reason: why.to_owned(), at_boot_ns: leases::boot_ns() };
     lease.ending = Some(ending);
     end(state, &mut kernel, &mut registry, &mut book, lease_id, false)
 }
@@ -445,7 +574,7 @@ pub(crate) fn restore(state: &State) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::lease_rule;
+    use super::{lease_rule, without_allowed};
     use crate::{daemon::leases::Capability, policy::Policy};
 
     fn policy(rules: &str) -> Policy {
@@ -488,5 +617,119 @@ mod tests {
         let error = check(rules, "read,write /data/x").unwrap_err();
         assert!(error.contains("rule \"w\""), "{error}");
         assert_eq!(check(rules, "read /data/x"), Ok("r".into()));
+    }
+
+    #[test]
+    fn lease_rule_checks_create() {
+        let rules = "w: allow open /srv/** write\nc: lease open /srv/** create\n";
+        assert_eq!(check(rules, "create /srv/x"), Ok("c".into()));
+        let error = check(rules, "write,create /srv/x").unwrap_err();
+        assert!(error.contains("decided by rule \"w\""), "{error}");
+        let error = check("", "create /srv/x").unwrap_err();
+        assert!(error.contains("its default verdict"), "{error}");
+    }
+
+    #[test]
+    fn create_lease_under_write_lease_rule() {
+        let rules = "w: lease open /srv/** write\n";
+        assert_eq!(
+            check(rules, "create /srv/x"),
+            Ok("w".into()),
+            "the write rule decides a create no create rule covers"
+        );
+        assert_eq!(check(rules, "write,create /srv/x"), Ok("w".into()));
+        assert_eq!(check(rules, "write /srv/**"), Ok("w".into()));
+        let error = check(rules, "write,create /srv/**").unwrap_err();
+        assert!(error.contains("no create rule covers /srv/**"), "{error}");
+    }
+
+    #[test]
+    fn create_lease_subtree_under_create_rule() {
+        let rules = "w: allow open /srv/** write\nc: lease open /srv/** create\n";
+        assert_eq!(check(rules, "create /srv/**"), Ok("c".into()));
+    }
+
+    #[test]
+    fn connect_lease_without_protocol() {
+        let rules = "ask: lease connect 203.0.113.0/24:*\n";
+        assert_eq!(check(rules, "connect 203.0.113.7:443"), Ok("ask".into()));
+        assert_eq!(check(rules, "connect 203.0.113.7:443 tcp"), Ok("ask".into()));
+        assert_eq!(check(rules, "connect 203.0.113.7:443 udp"), Ok("ask".into()));
+    }
+
+    #[test]
+    fn connect_lease_rejects_protocol_widening() {
+        let rules = "ask: lease connect 203.0.113.0/24:* tcp\n";
+        assert_eq!(check(rules, "connect 203.0.113.7:443 tcp"), Ok("ask".into()));
+        let error = check(rules, "connect 203.0.113.7:443").unwrap_err();
+        assert!(error.contains("for udp it is decided by its default verdict"), "{error}");
+        assert!(error.contains("so add tcp or udp: `connect 203.0.113.7:443 tcp`"), "{error}");
+        let error = check(rules, "connect 203.0.113.7:443 udp").unwrap_err();
+        assert!(error.contains("it is decided by its default verdict"), "{error}");
+    }
+
+    #[test]
+    fn connect_lease_rejects_over_allow_rule() {
+        let rules = "ask: lease connect 203.0.113.0/24:*\ndns: allow connect 203.0.113.7:53 udp\n";
+        let error = check(rules, "connect 203.0.113.7:53").unwrap_err();
+        assert!(error.contains("for udp it is decided by rule \"dns\""), "{error}");
+        assert!(error.contains("`connect 203.0.113.7:53 tcp`"), "{error}");
+        assert!(!error.contains("53 udp`"), "{error}");
+        assert_eq!(check(rules, "connect 203.0.113.7:53 tcp"), Ok("ask".into()));
+    }
+
+    #[test]
+    fn connect_lease_needs_other_protocols() {
+        let rules = "t: lease connect 203.0.113.0/24:* tcp\nu: lease connect 203.0.113.0/24:* udp\n";
+        let error = check(rules, "connect 203.0.113.7:443").unwrap_err();
+        assert!(error.contains("for protocols other than tcp and udp it is decided by its default verdict"), "{error}");
+        assert!(error.contains("`connect 203.0.113.7:443 tcp` or `connect 203.0.113.7:443 udp`"), "{error}");
+    }
+
+    #[test]
+    fn connect_lease_no_hint_without_lease_rule() {
+        let error = check("d: deny connect 203.0.113.0/24:*\n", "connect 203.0.113.7:443").unwrap_err();
+        assert!(error.contains("for tcp it is decided by rule \"d\""), "{error}");
+        assert!(!error.contains("add tcp or udp"), "{error}");
+    }
+
+    #[test]
+    fn unix_lease_checks_rule() {
+        let rules = "ask: lease connect unix:/run/**\nbus: lease connect unix:@bus\nok: allow connect unix:/srv/**\n";
+        assert_eq!(check(rules, "connect unix:/run/app.sock"), Ok("ask".into()));
+        assert_eq!(check(rules, "connect unix:/run/**"), Ok("ask".into()));
+        let error = check(rules, "connect unix:/run").unwrap_err();
+        assert!(error.contains("grant /run/** instead"), "{error}");
+        assert_eq!(check(rules, "connect unix:@bus"), Ok("bus".into()));
+        let error = check(rules, "connect unix:@other").unwrap_err();
+        assert!(error.contains("its default verdict"), "{error}");
+        let error = check(rules, "connect unix:/srv/app.sock").unwrap_err();
+        assert!(error.contains("decided by rule \"ok\""), "{error}");
+    }
+
+    #[test]
+    fn unix_subtree_lease_over_exact_rule() {
+        let error = check("one: lease connect unix:/run/app.sock\n", "connect unix:/run/app.sock/**").unwrap_err();
+        assert!(error.contains("names one file"), "{error}");
+    }
+
+    fn narrowed(rules: &str, capability: &str) -> String {
+        let capability = Capability::parse(capability).expect("a capability");
+        without_allowed(&policy(rules), capability).expect("the policy compiles").text()
+    }
+
+    #[test]
+    fn request_grant_leaves_out_allowed_access() {
+        let rules = "w: allow open /srv/** write\nc: lease open /srv/** create\n";
+        assert_eq!(narrowed(rules, "write,create /srv/x"), "create /srv/x");
+        assert_eq!(narrowed(rules, "read,write /srv/x"), "read /srv/x");
+        assert_eq!(narrowed(rules, "write /srv/x"), "write /srv/x", "nothing left to lease: unchanged");
+        assert_eq!(narrowed(rules, "connect 203.0.113.7:443 tcp"), "connect 203.0.113.7:443 tcp");
+    }
+
+    #[test]
+    fn request_grant_create_follows_write() {
+        let rules = "w: allow open /srv/** write\nr: lease open /srv/** read\n";
+        assert_eq!(narrowed(rules, "read,write,create /srv/x"), "read /srv/x");
     }
 }

@@ -2,8 +2,9 @@
 //! in the daemon's state folder and enforced by the kernel.
 //!
 //! A lease names one capability in the words of a policy rule (`exec PATH`,
-//! `read PATH`, `write PATH`, `read,write PATH`, `connect ADDRESS:PORT`)
-//! and is keyed on the agent's name, never on a process. The daemon compiles
+//! `read PATH`, `write,create PATH` and other access lists,
+//! `connect ADDRESS:PORT [tcp|udp]`, `connect unix:NAME`) and is keyed on
+//! the agent's name, never on a process. The daemon compiles
 //! each live lease into the agent's policy as a rule whose slot points at a
 //! `LEASES` array slot. The kernel checks the slot's deadline on the
 //! boot-time clock (`CLOCK_BOOTTIME`, which counts suspend and ignores
@@ -24,7 +25,10 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{Access, NetPattern, PathPattern, Position, Rule, Target, Verdict, parse_lease_path};
+use crate::policy::{
+    Access, NetPattern, PathPattern, Position, Protocol, Rule, Target, Verdict, parse_lease_access, parse_lease_path,
+    parse_lease_unix,
+};
 
 /// File of the lease book in the state folder.
 pub(crate) const BOOK_FILE: &str = "leases.json";
@@ -32,56 +36,73 @@ pub(crate) const BOOK_FILE: &str = "leases.json";
 /// not outlive the boot it was granted in.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
+/// The forms of a capability, for error messages.
+const FORMS: &str = "write `exec PATH`, an access list and a path (`read PATH`, `write,create PATH`), \
+                     `connect ADDRESS:PORT`, `connect ADDRESS:PORT tcp` (or udp) or `connect unix:NAME`";
+
+/// Text that starts a Unix socket name in a connect capability.
+const UNIX_PREFIX: &str = "unix:";
+
 /// The action that a lease allows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Capability {
     Exec(PathPattern),
+    /// An open with this access list: each access the lease allows on
+    /// PATH (`read`, `write`, `create`).
     Open(PathPattern, Access),
-    /// One address (IPv4 stored mapped) and one port.
-    Connect { addr: Ipv6Addr, port: u16 },
+    /// One address (IPv4 stored mapped), one port, and the socket's IP
+    /// protocol or `Protocol::Any` for every protocol.
+    Connect {
+        addr: Ipv6Addr,
+        port: u16,
+        protocol: Protocol,
+    },
+    /// A connect or datagram send to the Unix socket bound to a name: a
+    /// path, a subtree or `@NAME` for an abstract socket.
+    ConnectUnix(PathPattern),
 }
 
 impl Capability {
     /// Parses the capability text of `lease grant --allow`.
     pub(crate) fn parse(text: &str) -> Result<Self> {
         let text = text.trim();
-        let (verb, object) = text.split_once(' ').with_context(|| {
-            format!(
-                "invalid capability {text:?}: write `exec PATH`, `read PATH`, `write PATH`, `read,write PATH` or \
-                 `connect ADDRESS:PORT`"
-            )
-        })?;
+        let (verb, object) = text.split_once(' ').with_context(|| format!("invalid capability {text:?}: {FORMS}"))?;
         let object = object.trim();
         let path = || parse_lease_path(object).map_err(|message| anyhow::anyhow!("invalid path {object:?}: {message}"));
         Ok(match verb {
             "exec" => Self::Exec(path()?),
-            "read" => Self::Open(path()?, Access { read: true, write: false }),
-            "write" => Self::Open(path()?, Access { read: false, write: true }),
-            "read,write" => Self::Open(path()?, Access { read: true, write: true }),
-            "connect" => {
-                let (addr, port) = parse_address(object)?;
-                Self::Connect { addr, port }
-            }
-            other => bail!("invalid capability verb {other:?}: expected exec, read, write, read,write or connect"),
+            "connect" => match object.strip_prefix(UNIX_PREFIX) {
+                Some(name) => parse_unix(name)?,
+                None => parse_connect(object)?,
+            },
+            access => match parse_lease_access(access) {
+                Ok(access) => Self::Open(path()?, access),
+                Err(message) if access.contains(',') => bail!("invalid access list {access:?}: {message}"),
+                Err(_) => bail!(
+                    "invalid capability verb {access:?}: expected exec, connect, or an access list of read, \
+                     write and create such as read or write,create"
+                ),
+            },
         })
     }
 
     /// Returns the canonical text, which [`Capability::parse`] reads back.
+    /// An access list is written in the order read, write, create.
     pub(crate) fn text(&self) -> String {
         match self {
             Self::Exec(pattern) => format!("exec {pattern}"),
-            Self::Open(pattern, access) => {
-                let verb = match (access.read, access.write) {
-                    (true, true) => "read,write",
-                    (false, true) => "write",
-                    _ => "read",
+            Self::Open(pattern, access) => format!("{} {pattern}", access.text()),
+            Self::Connect { addr, port, protocol } => {
+                let destination = match addr.to_ipv4_mapped() {
+                    Some(v4) => format!("connect {v4}:{port}"),
+                    None => format!("connect [{addr}]:{port}"),
                 };
-                format!("{verb} {pattern}")
+                match protocol.name() {
+                    Some(name) => format!("{destination} {name}"),
+                    None => destination,
+                }
             }
-            Self::Connect { addr, port } => match addr.to_ipv4_mapped() {
-                Some(v4) => format!("connect {v4}:{port}"),
-                None => format!("connect [{addr}]:{port}"),
-            },
+            Self::ConnectUnix(pattern) => format!("connect {UNIX_PREFIX}{pattern}"),
         }
     }
 
@@ -90,16 +111,58 @@ impl Capability {
         match self {
             Self::Exec(pattern) => Target::Exec(pattern.clone()),
             Self::Open(pattern, access) => Target::Open(pattern.clone(), *access),
-            Self::Connect { addr, port } => {
-                Target::Connect(NetPattern { network: *addr, prefix_len: 128, port_lo: *port, port_hi: *port })
-            }
+            Self::Connect { addr, port, protocol } => Target::Connect(NetPattern {
+                network: *addr,
+                prefix_len: 128,
+                port_lo: *port,
+                port_hi: *port,
+                protocol: *protocol,
+            }),
+            Self::ConnectUnix(pattern) => Target::ConnectUnix(pattern.clone()),
         }
     }
 }
 
+/// Parses the name of a Unix connect capability, the text after `unix:`.
+fn parse_unix(name: &str) -> Result<Capability> {
+    if let Some((_, extra)) = name.split_once(char::is_whitespace) {
+        bail!(
+            "unexpected {:?} after the Unix socket name {name:?}: a Unix connect capability takes no protocol, \
+             write `connect unix:NAME`",
+            extra.trim()
+        );
+    }
+    let pattern =
+        parse_lease_unix(name).map_err(|message| anyhow::anyhow!("invalid Unix socket name {name:?}: {message}"))?;
+    Ok(Capability::ConnectUnix(pattern))
+}
+
+/// Parses the object of an IP connect capability: `ADDRESS:PORT`, then
+/// optionally `tcp` or `udp`.
+fn parse_connect(object: &str) -> Result<Capability> {
+    let mut words = object.split_whitespace();
+    let (addr, port) = parse_address(words.next().unwrap_or_default())?;
+    let protocol = match words.next() {
+        None => Protocol::Any,
+        Some("tcp") => Protocol::Tcp,
+        Some("udp") => Protocol::Udp,
+        Some(other) => bail!(
+            "invalid protocol {other:?} in capability `connect {object}`: expected tcp or udp after the \
+             destination, or nothing for every IP protocol"
+        ),
+    };
+    if let Some(extra) = words.next() {
+        bail!(
+            "unexpected {extra:?} at the end of capability `connect {object}`: write `connect ADDRESS:PORT [tcp|udp]`"
+        );
+    }
+    Ok(Capability::Connect { addr, port, protocol })
+}
+
 /// Parses `A.B.C.D:PORT` or `[V6]:PORT`.
 fn parse_address(text: &str) -> Result<(Ipv6Addr, u16)> {
-    let invalid = || format!("invalid destination {text:?}: write ADDRESS:PORT, e.g. 203.0.113.7:443 or [2001:db8::7]:443");
+    let invalid =
+        || format!("invalid destination {text:?}: write ADDRESS:PORT, e.g. 203.0.113.7:443 or [2001:db8::7]:443");
     let (host, port) = text.rsplit_once(':').with_context(invalid)?;
     let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     let addr: IpAddr = host.parse().ok().with_context(invalid)?;
@@ -300,6 +363,7 @@ pub(crate) fn parse_ttl(text: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::{Capability, parse_ttl};
+    use crate::policy::Protocol;
 
     #[test]
     fn capability_text_round_trips() {
@@ -308,11 +372,37 @@ mod tests {
             "read /srv/data/**",
             "write /home/a/repo/x",
             "read,write /tmp/t",
+            "create /tmp/new",
+            "write,create /tmp/new",
+            "read,write,create /tmp/**",
             "connect 203.0.113.7:443",
+            "connect 203.0.113.7:443 tcp",
+            "connect [2001:db8::7]:53 udp",
             "connect [2001:db8::7]:53",
+            "connect unix:/run/app.sock",
+            "connect unix:/run/app/**",
+            "connect unix:@lupid-test",
         ] {
             assert_eq!(Capability::parse(text).unwrap().text(), text);
         }
+    }
+
+    #[test]
+    fn access_list_written_in_canonical_order() {
+        assert_eq!(Capability::parse("create,write /tmp/x").unwrap().text(), "write,create /tmp/x");
+        assert_eq!(Capability::parse("create,read,write /tmp/x").unwrap().text(), "read,write,create /tmp/x");
+    }
+
+    #[test]
+    fn connect_capability_parts() {
+        let Capability::Connect { port, protocol, .. } = Capability::parse("connect 10.0.0.53:53 udp").unwrap() else {
+            panic!("an IP connect capability");
+        };
+        assert_eq!((port, protocol), (53, Protocol::Udp));
+        let Capability::ConnectUnix(pattern) = Capability::parse("connect unix:@bus").unwrap() else {
+            panic!("a Unix connect capability");
+        };
+        assert_eq!((pattern.path.as_str(), pattern.subtree), ("@bus", false));
     }
 
     #[test]
@@ -329,6 +419,13 @@ mod tests {
             ("exec usr/bin", "invalid path"),
             ("connect 10.0.0.0/8:443", "invalid destination"),
             ("connect 10.0.0.1:0", "invalid destination"),
+            ("connect 10.0.0.1:53 icmp", "invalid protocol \"icmp\""),
+            ("connect 10.0.0.1:53 udp x", "unexpected \"x\""),
+            ("connect unix:run/app.sock", "invalid Unix socket name"),
+            ("connect unix:@bus/**", "abstract socket names have no subtree"),
+            ("connect unix:/run/app.sock tcp", "takes no protocol"),
+            ("read,read /x", "duplicate access \"read\""),
+            ("write,exec /x", "invalid access list"),
         ] {
             let error = Capability::parse(text).unwrap_err().to_string();
             assert!(error.contains(needle), "{text}: {error}");

@@ -6,10 +6,11 @@
 //! one per agent and capability, so `lupid-agent pending` can list them and
 //! `lease grant --request ID` can grant exactly what was requested.
 
-use lupid_common::{Event, access, hook};
+use lupid_common::{Event, access, family, hook};
 use serde::{Deserialize, Serialize};
 
 use super::leases::Capability;
+use crate::policy::{Access, Protocol};
 
 /// Maximum number of open requests kept. When it is reached, the oldest
 /// request is dropped.
@@ -89,23 +90,132 @@ impl Requests {
 }
 
 /// Returns the capability a lease would need to allow the event's action,
-/// or `None` when its object has no capability text (a path that is not
-/// UTF-8 or not in the form a rule names it, or an unknown hook).
+/// or `None` when its object has no capability text (a path or socket name
+/// that is not UTF-8 or not in the form a rule names it, or an unknown
+/// hook).
+///
+/// An open's capability lists every access it requested, `create` included when it
+/// created the file. An IP connect or send names the socket's protocol
+/// when it is TCP or UDP, and for every protocol otherwise, because a rule
+/// can name no other protocol.
 fn capability_of(event: &Event) -> Option<String> {
-    let path = || {
+    let text = || {
         let len = (event.path_len as usize).min(event.path.len());
-        let text = std::str::from_utf8(&event.path[..len]).ok()?;
-        crate::policy::parse_lease_path(text).ok()
+        std::str::from_utf8(&event.path[..len]).ok()
     };
+    let path = || crate::policy::parse_lease_path(text()?).ok();
     let capability = match event.hook {
         hook::EXEC => Capability::Exec(path()?),
         hook::OPEN => {
             let write = event.access & access::WRITE != 0;
             let read = event.access & access::READ != 0 || !write;
-            Capability::Open(path()?, crate::policy::Access { read, write })
+            let create = event.access & access::CREATE != 0;
+            Capability::Open(path()?, Access { read, write, create })
         }
-        hook::CONNECT | hook::SEND => Capability::Connect { addr: event.addr.into(), port: event.port },
+        hook::CONNECT | hook::SEND if event.family == family::UNIX => {
+            Capability::ConnectUnix(crate::policy::parse_lease_unix(text()?).ok()?)
+        }
+        hook::CONNECT | hook::SEND => Capability::Connect {
+            addr: event.addr.into(),
+            port: event.port,
+            protocol: Protocol::from_number(event.protocol),
+        },
         _ => return None,
     };
     Some(capability.text())
+}
+
+#[cfg(test)]
+mod tests {
+    use lupid_common::{COMM_LEN, Event, PATH_MAX, PathKey, access, family, hook, protocol};
+
+    use super::capability_of;
+
+    /// Returns a lease-required event of `hook` on the object `path`.
+    fn event(hook: u32, path: &str) -> Event {
+        let mut event = Event {
+            seq: 1,
+            boot_ns: 0,
+            cgroup_id: 0,
+            pid_tgid: 0,
+            uid_gid: 0,
+            hook,
+            verdict: lupid_common::verdict::DENY,
+            reason: lupid_common::reason::LEASE_REQUIRED,
+            rule_id: 1,
+            agent_id: 1,
+            policy_id: 1,
+            access: 0,
+            path_len: u32::try_from(path.len()).expect("a short path"),
+            flags: 0,
+            lease_id: 0,
+            family: 0,
+            port: 0,
+            protocol: 0,
+            padding: [0; 6],
+            addr: [0; 16],
+            comm: [0; COMM_LEN],
+            scratch: PathKey::default(),
+            path: [0; PATH_MAX],
+        };
+        event.path[..path.len()].copy_from_slice(path.as_bytes());
+        event
+    }
+
+    fn ip_connect(hook: u32, protocol: u16) -> Event {
+        let mut event = event(hook, "");
+        event.family = family::INET;
+        event.addr = std::net::Ipv4Addr::new(203, 0, 113, 7).to_ipv6_mapped().octets();
+        event.port = 53;
+        event.protocol = protocol;
+        event
+    }
+
+    #[test]
+    fn open_capability_lists_requested_access() {
+        let mut open = event(hook::OPEN, "/tmp/new");
+        open.access = access::WRITE | access::CREATE;
+        assert_eq!(capability_of(&open).as_deref(), Some("write,create /tmp/new"));
+        open.access = access::CREATE;
+        assert_eq!(
+            capability_of(&open).as_deref(),
+            Some("read,create /tmp/new"),
+            "an open without read or write reads"
+        );
+        open.access = access::READ | access::WRITE;
+        assert_eq!(capability_of(&open).as_deref(), Some("read,write /tmp/new"));
+    }
+
+    #[test]
+    fn connect_capability_names_tcp_and_udp() {
+        let tcp = ip_connect(hook::CONNECT, protocol::TCP);
+        assert_eq!(capability_of(&tcp).as_deref(), Some("connect 203.0.113.7:53 tcp"));
+        let udp = ip_connect(hook::SEND, protocol::UDP);
+        assert_eq!(capability_of(&udp).as_deref(), Some("connect 203.0.113.7:53 udp"));
+    }
+
+    #[test]
+    fn connect_capability_other_protocol_any() {
+        let sctp = ip_connect(hook::CONNECT, 132);
+        assert_eq!(capability_of(&sctp).as_deref(), Some("connect 203.0.113.7:53"));
+    }
+
+    #[test]
+    fn unix_capability_names_socket() {
+        let mut pathname = event(hook::CONNECT, "/run/app.sock");
+        pathname.family = family::UNIX;
+        assert_eq!(capability_of(&pathname).as_deref(), Some("connect unix:/run/app.sock"));
+        let mut abstract_socket = event(hook::CONNECT, "@lupid-test");
+        abstract_socket.family = family::UNIX;
+        assert_eq!(capability_of(&abstract_socket).as_deref(), Some("connect unix:@lupid-test"));
+    }
+
+    #[test]
+    fn unix_capability_needs_rule_form() {
+        for name in ["run/app.sock", "@", "@bad name", ""] {
+            let mut relative = event(hook::CONNECT, name);
+            relative.family = family::UNIX;
+            assert_eq!(capability_of(&relative), None, "{name:?}");
+        }
+    }
 }

@@ -1,11 +1,12 @@
 //! Checks across rules: duplicate ids and rules that compete for the same
 //! kernel map slot.
 //!
-//! The kernel keeps one rule per path and access, with one flag telling
-//! whether it names the exact file or the subtree, so two rules for the same
-//! path and access cannot both be stored. For connect rules, the kernel
-//! takes the first port range that contains the port, so two rules on one
-//! prefix must not be equally specific for any port.
+//! The kernel keeps one rule per path and access (exec, read, write, create,
+//! and connect for Unix socket names). A flag tells whether the rule names
+//! the exact file or the subtree, so two rules for the same path and access
+//! cannot both be stored. For connect rules, the kernel takes the
+//! first port rule that contains the port and the protocol, so two rules on
+//! one prefix must not be equally specific for any port and protocol.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -62,6 +63,9 @@ enum Slot {
     Exec,
     Read,
     Write,
+    Create,
+    /// A connect to the Unix socket of this name.
+    Connect,
 }
 
 impl Slot {
@@ -70,7 +74,22 @@ impl Slot {
             Self::Exec => "exec",
             Self::Read => "read",
             Self::Write => "write",
+            Self::Create => "create",
+            Self::Connect => "connect",
         }
+    }
+}
+
+/// Returns the path of a rule that fills path slots, and those slots.
+fn path_slots(target: &Target) -> Option<(&PathPattern, Vec<Slot>)> {
+    match target {
+        Target::Exec(pattern) => Some((pattern, vec![Slot::Exec])),
+        Target::Open(pattern, access) => {
+            let slots = [(access.read, Slot::Read), (access.write, Slot::Write), (access.create, Slot::Create)];
+            Some((pattern, slots.into_iter().filter(|(wanted, _)| *wanted).map(|(_, slot)| slot).collect()))
+        }
+        Target::ConnectUnix(pattern) => Some((pattern, vec![Slot::Connect])),
+        Target::Connect(_) | Target::ExecContent(_) => None,
     }
 }
 
@@ -78,18 +97,12 @@ fn check_paths(file: &str, rules: &[Rule], errors: &mut Vec<PolicyError>) {
     // (path, slot) -> index of the rule stored in that slot.
     let mut holders: HashMap<(&str, Slot), usize> = HashMap::new();
     for (index, rule) in rules.iter().enumerate() {
-        let (pattern, slots): (&PathPattern, &[Slot]) = match &rule.target {
-            Target::Exec(pattern) => (pattern, &[Slot::Exec]),
-            Target::Open(pattern, access) => match (access.read, access.write) {
-                (true, true) => (pattern, &[Slot::Read, Slot::Write]),
-                (true, false) => (pattern, &[Slot::Read]),
-                _ => (pattern, &[Slot::Write]),
-            },
-            Target::Connect(_) | Target::ExecContent(_) => continue,
+        let Some((pattern, slots)) = path_slots(&rule.target) else {
+            continue;
         };
         // One error per earlier rule, even when it takes several slots.
         let mut reported = Vec::new();
-        for &slot in slots {
+        for slot in slots {
             match holders.entry((pattern.path.as_str(), slot)) {
                 Entry::Vacant(vacant) => {
                     vacant.insert(index);
@@ -107,29 +120,24 @@ fn check_paths(file: &str, rules: &[Rule], errors: &mut Vec<PolicyError>) {
 }
 
 fn path_conflict(file: &str, rule: &Rule, pattern: &PathPattern, earlier: &Rule, slot: Slot) -> PolicyError {
-    let earlier_subtree = match &earlier.target {
-        Target::Exec(earlier_pattern) | Target::Open(earlier_pattern, _) => earlier_pattern.subtree,
-        Target::Connect(_) | Target::ExecContent(_) => pattern.subtree,
+    let earlier_subtree =
+        path_slots(&earlier.target).map_or(pattern.subtree, |(earlier_pattern, _)| earlier_pattern.subtree);
+    // Unix socket names are written with `unix:` in front.
+    let (object, prefix, file_kind) = match slot {
+        Slot::Connect => ("connect to".to_owned(), "unix:", "socket"),
+        _ => (format!("{} access to", slot.name()), "", "file"),
     };
     let message = if earlier_subtree == pattern.subtree {
         format!(
-            "duplicate rule: \"{}\" and \"{}\" on line {} both decide {} access to {pattern}; remove one of them",
-            rule.id,
-            earlier.id,
-            earlier.at.line,
-            slot.name()
+            "duplicate rule: \"{}\" and \"{}\" on line {} both decide {object} {prefix}{pattern}; remove one of them",
+            rule.id, earlier.id, earlier.at.line
         )
     } else {
         format!(
-            "conflicting rules: \"{}\" and \"{}\" on line {} both decide {} access at {}, one for the file \
+            "conflicting rules: \"{}\" and \"{}\" on line {} both decide {object} {prefix}{}, one for the {file_kind} \
              and one for its subtree, and the kernel stores one rule per path and access; \
-             the subtree rule already covers {} itself, so keep only one",
-            rule.id,
-            earlier.id,
-            earlier.at.line,
-            slot.name(),
-            pattern.path,
-            pattern.path
+             the subtree rule already covers {prefix}{} itself, so keep only one",
+            rule.id, earlier.id, earlier.at.line, pattern.path, pattern.path
         )
     };
     PolicyError::new(file, rule.object_at, message)
@@ -144,6 +152,7 @@ fn check_destinations(file: &str, rules: &[Rule], errors: &mut Vec<PolicyError>)
         let clash = earlier_rules.iter().find(|(_, other)| {
             other.network == destination.network
                 && other.prefix_len == destination.prefix_len
+                && other.protocol == destination.protocol
                 && ports_clash(other, destination)
         });
         if let Some((earlier, other)) = clash {
@@ -153,8 +162,10 @@ fn check_destinations(file: &str, rules: &[Rule], errors: &mut Vec<PolicyError>)
     }
 }
 
-/// Returns whether two port ranges of one prefix are equally specific for
-/// some port: equal, or overlapping with the same width.
+/// Returns whether two port ranges of one prefix and one protocol are
+/// equally specific for some port: equal, or overlapping with the same
+/// width. A rule with a protocol beats one without, and rules of different
+/// protocols never decide the same connect, so neither clashes.
 fn ports_clash(a: &NetPattern, b: &NetPattern) -> bool {
     let overlap = a.port_lo <= b.port_hi && b.port_lo <= a.port_hi;
     overlap && a.port_hi - a.port_lo == b.port_hi - b.port_lo
@@ -175,7 +186,8 @@ fn destination_conflict(
     } else {
         format!(
             "ambiguous rules: \"{}\" ({destination}) and \"{}\" on line {} ({other}) have overlapping port ranges \
-             of the same width on {}, so neither is more specific; make the ranges disjoint or one narrower",
+             of the same width and the same protocol on {}, so neither is more specific; \
+             make the ranges disjoint or one narrower",
             rule.id,
             earlier.id,
             earlier.at.line,

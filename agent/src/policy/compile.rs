@@ -1,11 +1,13 @@
 //! Compiles a validated policy into the entries of the kernel's rule maps.
 //!
-//! `PATH_RULES` gets one entry per distinct rule path, holding the exec,
-//! read and write slots for that path. `NET_RULES` gets one entry per
-//! distinct prefix. Because the kernel does a single longest-prefix lookup
-//! and takes the first entry whose port range contains the port, each prefix's
-//! entry lists its own rules and then the rules of every enclosing prefix,
-//! longer prefix first and narrower port range first within a prefix.
+//! `PATH_RULES` gets one entry per distinct rule path or Unix socket name,
+//! holding the exec, read, write, create and connect slots for that key.
+//! `NET_RULES` gets one entry per distinct prefix. The kernel does a single
+//! longest-prefix lookup and takes the first entry whose port range
+//! contains the port and whose protocol matches. So each prefix's entry
+//! lists its own rules and then the rules of every enclosing prefix, longer
+//! prefix first. Within a prefix the narrower port range comes first, and at equal
+//! width a rule with a protocol comes before one for every protocol.
 //! `EXEC_CONTENT` gets one entry per content digest.
 //!
 //! Granted leases are compiled as extra rules with the verdict
@@ -19,7 +21,7 @@ use std::collections::BTreeMap;
 
 use lupid_common::{
     ContentKey, EXEC_CONTENT_CAPACITY, NET_RULES_CAPACITY, NET_RULES_PER_PREFIX, NetKey, NetRule, PATH_RULES_CAPACITY,
-    PathKey, PathRule, PortRule, RuleSlot, agent_flags,
+    PathKey, PathRule, PortRule, RuleSlot, agent_flags, protocol,
 };
 
 use super::{NetPattern, Policy, PolicyError, Position, Rule, Target, Verdict};
@@ -133,23 +135,26 @@ fn is_lease_required(slot: RuleSlot) -> bool {
 fn compile_paths<'a>(rules: impl Iterator<Item = (&'a Rule, u32)>, policy_id: u32) -> Vec<(PathKey, PathRule)> {
     let mut by_path: BTreeMap<&str, PathRule> = BTreeMap::new();
     for (rule, rule_id) in rules {
-        let (pattern, access) = match &rule.target {
-            Target::Exec(pattern) => (pattern, None),
-            Target::Open(pattern, access) => (pattern, Some(access)),
+        let pattern = match &rule.target {
+            Target::Exec(pattern) | Target::Open(pattern, _) | Target::ConnectUnix(pattern) => pattern,
             Target::Connect(_) | Target::ExecContent(_) => continue,
         };
         let slot = RuleSlot { rule_id, verdict: slot_verdict(rule.verdict), exact: u16::from(!pattern.subtree) };
         let entry = by_path.entry(pattern.path.as_str()).or_default();
-        match access {
-            None => entry.exec = slot,
-            Some(access) => {
+        match &rule.target {
+            Target::Open(_, access) => {
                 if access.read {
                     entry.read = slot;
                 }
                 if access.write {
                     entry.write = slot;
                 }
+                if access.create {
+                    entry.create = slot;
+                }
             }
+            Target::ConnectUnix(_) => entry.connect = slot,
+            _ => entry.exec = slot,
         }
     }
 
@@ -157,7 +162,8 @@ fn compile_paths<'a>(rules: impl Iterator<Item = (&'a Rule, u32)>, policy_id: u3
         .into_iter()
         .map(|(path, rule)| {
             let mut key = PathKey { policy_id, ..PathKey::default() };
-            // Cannot overflow: parsing rejects rule paths over RULE_PATH_MAX bytes.
+            // Cannot overflow: parsing rejects rule paths over RULE_PATH_MAX
+            // bytes and socket names over 108.
             key.path[..path.len()].copy_from_slice(path.as_bytes());
             (key, rule)
         })
@@ -170,7 +176,7 @@ fn slot_verdict(verdict: Verdict) -> u16 {
     u16::try_from(verdict.to_abi()).unwrap_or(u16::MAX)
 }
 
-/// One prefix of the policy with its own port rules, narrowest range first.
+/// One prefix of the policy with its own port rules, most specific first.
 struct Prefix<'a> {
     pattern: NetPattern,
     /// The first rule on this prefix, where a limit error points.
@@ -197,14 +203,19 @@ fn compile_destinations<'a>(
             port_lo: pattern.port_lo,
             port_hi: pattern.port_hi,
             rule_id,
-            verdict: rule.verdict.to_abi(),
+            verdict: slot_verdict(rule.verdict),
+            protocol: pattern.protocol.to_abi(),
         });
     }
     for prefix in by_prefix.values_mut() {
-        // Stable, and a lease sorts before an equally wide rule.
+        // The kernel takes the first entry that contains the port and the
+        // protocol, so the order is the precedence: narrowest range, then a
+        // rule with a protocol before one for every protocol. A lease sorts
+        // before an equally specific rule. The sort is stable.
         prefix.own.sort_by_key(|port_rule| {
-            let not_lease = port_rule.verdict != lupid_common::verdict::LEASED;
-            (port_rule.port_hi - port_rule.port_lo, port_rule.port_lo, not_lease)
+            let any_protocol = port_rule.protocol == protocol::ANY;
+            let not_lease = u32::from(port_rule.verdict) != lupid_common::verdict::LEASED;
+            (port_rule.port_hi - port_rule.port_lo, any_protocol, port_rule.port_lo, not_lease)
         });
     }
 

@@ -11,8 +11,10 @@
 //! A [`Policy`] can only be built by [`Policy::parse`], which guarantees:
 //! - rule ids are unique, and every rule path is absolute, normalised and at
 //!   most `RULE_PATH_MAX` bytes long;
-//! - no two rules decide the same access at the same path;
-//! - no two connect rules have the same prefix and the same port range, and
+//! - no two rules decide the same access at the same path, and no two Unix
+//!   socket rules the same socket name;
+//! - no two connect rules of the same protocol (or both of every protocol)
+//!   have the same prefix and the same port range, and such rules'
 //!   overlapping port ranges on one prefix differ in width, so the narrower
 //!   one is the more specific.
 //!
@@ -30,12 +32,12 @@ mod tests;
 use std::fmt;
 use std::net::Ipv6Addr;
 
-use lupid_common::verdict;
+use lupid_common::{protocol, verdict};
 
 #[cfg(test)]
 pub(crate) use compile::compile;
-pub(crate) use parse::parse_lease_path;
 pub(crate) use compile::{CompiledPolicy, compile_with};
+pub(crate) use parse::{parse_lease_access, parse_lease_path, parse_lease_unix};
 
 /// The verdict of a rule or of the default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +50,9 @@ pub(crate) enum Verdict {
     Lease,
     /// A granted lease, compiled in by the daemon; never parsed from a file.
     /// `slot` is its index in the kernel's `LEASES` array.
-    Leased { slot: u32 },
+    Leased {
+        slot: u32,
+    },
     /// A built-in protection of the daemon's folders, compiled in by the
     /// daemon; never parsed from a file. Denies in monitor mode too.
     Protected,
@@ -140,6 +144,10 @@ pub(crate) enum Target {
     ExecContent([u8; 32]),
     Open(PathPattern, Access),
     Connect(NetPattern),
+    /// A connect or datagram send to a Unix socket, by the name it is
+    /// bound to: a path or subtree for a pathname socket, `@NAME` (never a
+    /// subtree) for an abstract one.
+    ConnectUnix(PathPattern),
 }
 
 /// A rule path: one file, or a whole subtree when written as `/dir/**`.
@@ -163,13 +171,64 @@ impl fmt::Display for PathPattern {
 }
 
 /// The kinds of access an open rule decides.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Access {
     pub(crate) read: bool,
     pub(crate) write: bool,
+    /// The open creates the file.
+    pub(crate) create: bool,
 }
 
-/// A connect destination: an IPv6 prefix and an inclusive port range.
+impl Access {
+    /// Returns the access list as a rule writes it, in the order read,
+    /// write, create: `read`, `write,create`, `read,write,create`.
+    pub(crate) fn text(self) -> String {
+        let names = [(self.read, "read"), (self.write, "write"), (self.create, "create")];
+        names.iter().filter(|(wanted, _)| *wanted).map(|(_, name)| *name).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// The IP protocol a connect rule applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Protocol {
+    /// Every IP protocol: the rule names no protocol.
+    Any,
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// Returns the `lupid_common::protocol` value a port rule stores.
+    pub(crate) const fn to_abi(self) -> u16 {
+        match self {
+            Self::Any => protocol::ANY,
+            Self::Tcp => protocol::TCP,
+            Self::Udp => protocol::UDP,
+        }
+    }
+
+    /// Returns the protocol a rule would name for the socket protocol
+    /// `number` (`IPPROTO_*`): `Any` for every protocol but TCP and UDP.
+    pub(crate) const fn from_number(number: u16) -> Self {
+        match number {
+            protocol::TCP => Self::Tcp,
+            protocol::UDP => Self::Udp,
+            _ => Self::Any,
+        }
+    }
+
+    /// Returns the word a rule writes, `None` for `Any`, which has none.
+    pub(crate) const fn name(self) -> Option<&'static str> {
+        match self {
+            Self::Any => None,
+            Self::Tcp => Some("tcp"),
+            Self::Udp => Some("udp"),
+        }
+    }
+}
+
+/// A connect destination: an IPv6 prefix, an inclusive port range and a
+/// protocol.
 ///
 /// IPv4 prefixes are stored IPv4-mapped (`::ffff:a.b.c.d`, length + 96), as
 /// the kernel trie stores them.
@@ -181,6 +240,7 @@ pub(crate) struct NetPattern {
     pub(crate) prefix_len: u8,
     pub(crate) port_lo: u16,
     pub(crate) port_hi: u16,
+    pub(crate) protocol: Protocol,
 }
 
 impl NetPattern {
@@ -205,13 +265,20 @@ impl NetPattern {
     }
 }
 
+/// Formats as a rule writes the destination: `10.0.0.0/8:443`,
+/// `[2001:db8::/32]:*`, followed by ` tcp` or ` udp` when the rule names a
+/// protocol.
 impl fmt::Display for NetPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let prefix = self.prefix_text();
         if prefix.contains(':') {
-            write!(f, "[{prefix}]:{}", self.ports_text())
+            write!(f, "[{prefix}]:{}", self.ports_text())?;
         } else {
-            write!(f, "{prefix}:{}", self.ports_text())
+            write!(f, "{prefix}:{}", self.ports_text())?;
+        }
+        match self.protocol.name() {
+            Some(name) => write!(f, " {name}"),
+            None => Ok(()),
         }
     }
 }

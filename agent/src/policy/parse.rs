@@ -8,8 +8,9 @@
 
 mod net;
 mod path;
+mod unix;
 
-use super::{Access, Policy, PolicyError, Position, Rule, Target, Verdict, check};
+use super::{Access, NetPattern, Policy, PolicyError, Position, Protocol, Rule, Target, Verdict, check};
 
 /// Format name and version that must open every policy file.
 const HEADER: &str = "lupid-policy";
@@ -264,7 +265,11 @@ impl Parser<'_> {
         if let Some(token) = fields.get(2)
             && let Some(content) = parse_content(token.text)
         {
-            self.extra_tokens(line, fields.get(3..).unwrap_or_default(), "an exec rule is `ID: VERDICT exec sha256:HEX`");
+            self.extra_tokens(
+                line,
+                fields.get(3..).unwrap_or_default(),
+                "an exec rule is `ID: VERDICT exec sha256:HEX`",
+            );
             return match content {
                 Ok(digest) => Some(Target::ExecContent(digest)),
                 Err(message) => {
@@ -289,7 +294,7 @@ impl Parser<'_> {
         let path = self.path_field(line, fields, "open");
         let Some(access_token) = fields.get(3) else {
             if fields.len() == 3 {
-                self.error(end_of(line, fields), "missing access for an open rule: expected read, write or read,write");
+                self.error(end_of(line, fields), format!("missing access for an open rule: {ACCESS_EXPECTED}"));
             }
             return None;
         };
@@ -304,15 +309,20 @@ impl Parser<'_> {
         Some(Target::Open(path?, access?))
     }
 
-    /// Parses `connect DESTINATION`; `fields` starts at the verdict.
+    /// Parses `connect DESTINATION [PROTOCOL]` or `connect unix:NAME`;
+    /// `fields` starts at the verdict.
     fn connect_target(&mut self, line: usize, fields: &[Token<'_>]) -> Option<Target> {
         let Some(token) = fields.get(2) else {
             self.error(
                 end_of(line, fields),
-                "missing destination for a connect rule: e.g. 127.0.0.1:8080, 10.0.0.0/8:* or [::1]:443",
+                "missing destination for a connect rule: e.g. 127.0.0.1:8080, 10.0.0.0/8:* udp, [::1]:443 \
+                 or unix:/run/app.sock",
             );
             return None;
         };
+        if let Some(name) = token.text.strip_prefix(unix::PREFIX) {
+            return self.unix_target(line, fields, *token, name);
+        }
         let destination = match net::parse_destination(token.text) {
             Ok(destination) => Some(destination),
             Err(error) => {
@@ -320,18 +330,50 @@ impl Parser<'_> {
                 None
             }
         };
+        let protocol = match fields.get(3) {
+            None => Some(Protocol::Any),
+            Some(protocol_token) => match parse_protocol(protocol_token.text) {
+                Ok(protocol) => Some(protocol),
+                Err(error) => {
+                    self.token_error(line, *protocol_token, &error);
+                    None
+                }
+            },
+        };
+        self.extra_tokens(
+            line,
+            fields.get(4..).unwrap_or_default(),
+            "a connect rule is `ID: VERDICT connect DESTINATION [tcp|udp]`",
+        );
+        Some(Target::Connect(NetPattern { protocol: protocol?, ..destination? }))
+    }
+
+    /// Parses the rest of `connect unix:NAME`; `name` is `token` without
+    /// its `unix:`.
+    fn unix_target(&mut self, line: usize, fields: &[Token<'_>], token: Token<'_>, name: &str) -> Option<Target> {
+        let pattern = match unix::parse_unix_name(name) {
+            Ok(pattern) => Some(pattern),
+            Err(error) => {
+                let error = TokenError::new(unix::PREFIX.len() + error.offset, error.message);
+                self.token_error(line, token, &error);
+                None
+            }
+        };
         if let Some(extra) = fields.get(3) {
             self.error(
                 Position { line, column: extra.column },
-                format!("unexpected \"{}\": connect rules take no access list, remove it", extra.text),
+                format!(
+                    "unexpected \"{}\": Unix socket rules take no protocol and no access list, remove it",
+                    extra.text
+                ),
             );
         }
         self.extra_tokens(
             line,
             fields.get(4..).unwrap_or_default(),
-            "a connect rule is `ID: VERDICT connect DESTINATION`",
+            "a Unix socket rule is `ID: VERDICT connect unix:NAME`",
         );
-        Some(Target::Connect(destination?))
+        Some(Target::ConnectUnix(pattern?))
     }
 
     fn path_field(&mut self, line: usize, fields: &[Token<'_>], hook: &str) -> Option<super::PathPattern> {
@@ -405,6 +447,18 @@ pub(crate) fn parse_lease_path(text: &str) -> Result<super::PathPattern, String>
     path::parse_path(text).map_err(|error| error.message)
 }
 
+/// Parses a Unix socket name the way a rule names it after `unix:`, for a
+/// lease's capability.
+pub(crate) fn parse_lease_unix(text: &str) -> Result<super::PathPattern, String> {
+    unix::parse_unix_name(text).map_err(|error| error.message)
+}
+
+/// Parses an access list the way an open rule writes it, for a lease's
+/// capability.
+pub(crate) fn parse_lease_access(text: &str) -> Result<Access, String> {
+    parse_access(text).map_err(|error| error.message)
+}
+
 fn parse_verdict(text: &str) -> Option<Verdict> {
     match text {
         "allow" => Some(Verdict::Allow),
@@ -439,19 +493,23 @@ fn is_valid_rule_id(id: &str) -> bool {
         && bytes.all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
 }
 
-/// Parses an open rule's access list: `read`, `write`, `read,write` or
-/// `write,read`.
+/// The expected forms of an open rule's access list, for error messages.
+const ACCESS_EXPECTED: &str = "expected read, write, create or a list of them such as read,write or write,create";
+
+/// Parses an open rule's access list: `read`, `write` and `create`, in any
+/// order, each at most once, separated by commas.
 fn parse_access(text: &str) -> Result<Access, TokenError> {
-    let mut access = Access { read: false, write: false };
+    let mut access = Access::default();
     let mut offset = 0;
     for item in text.split(',') {
         let seen = match item {
             "read" => std::mem::replace(&mut access.read, true),
             "write" => std::mem::replace(&mut access.write, true),
+            "create" => std::mem::replace(&mut access.create, true),
             _ => {
                 return Err(TokenError::new(
                     offset,
-                    format!("invalid access \"{item}\" for an open rule: expected read, write or read,write"),
+                    format!("invalid access \"{item}\" for an open rule: {ACCESS_EXPECTED}"),
                 ));
             }
         };
@@ -461,4 +519,23 @@ fn parse_access(text: &str) -> Result<Access, TokenError> {
         offset += item.len() + 1;
     }
     Ok(access)
+}
+
+/// Parses the protocol field of a connect rule: `tcp` or `udp`.
+fn parse_protocol(text: &str) -> Result<Protocol, TokenError> {
+    match text {
+        "tcp" => Ok(Protocol::Tcp),
+        "udp" => Ok(Protocol::Udp),
+        _ if parse_access(text).is_ok() => Err(TokenError::new(
+            0,
+            format!(
+                "unexpected \"{text}\": connect rules take no access list, and the only field after \
+                 the destination is the protocol, tcp or udp; remove it"
+            ),
+        )),
+        _ => Err(TokenError::new(
+            0,
+            format!("invalid protocol \"{text}\": expected tcp or udp, or no protocol field for every IP protocol"),
+        )),
+    }
 }

@@ -1,10 +1,11 @@
-//! The daemon's own folders, which no agent may open.
+//! The daemon's own folders, which no agent may open or connect into.
 //!
-//! The daemon adds one rule per folder to every policy it compiles, with
+//! The daemon adds two rules per folder to every policy it compiles, with
 //! the verdict [`Verdict::Protected`]: the kernel denies every open below
-//! the folder with `reason::PROTECTED`, in monitor mode too. A policy rule
-//! on a path in such a folder is rejected, so no rule can be more specific
-//! there and win over the protection.
+//! the folder, and every connect to a Unix socket bound below it (the
+//! daemon's socket), with `reason::PROTECTED`, in monitor mode too. A
+//! policy rule on a path or socket name in such a folder is rejected, so no
+//! rule can be more specific there and win over the protection.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -89,38 +90,42 @@ fn normal(path: &Path) -> PathBuf {
     out
 }
 
-/// Returns the deny rules for `folders`, one per folder, on reads and
-/// writes of the whole subtree. An exec opens the file for reading first,
-/// so it is denied too.
+/// Returns the deny rules for `folders`, two per folder, both named after
+/// the folder: one on reads, writes and creates in the whole subtree, one
+/// on connects to Unix sockets bound in it. An exec opens the file for
+/// reading first, so it is denied too.
 pub(crate) fn rules(folders: &[ProtectedFolder]) -> Vec<Rule> {
     let at = Position { line: 0, column: 0 };
+    let all = Access { read: true, write: true, create: true };
     folders
         .iter()
-        .map(|folder| Rule {
-            id: folder.rule.to_owned(),
-            verdict: Verdict::Protected,
-            target: Target::Open(
-                PathPattern { path: folder.path.clone(), subtree: true },
-                Access { read: true, write: true },
-            ),
-            at,
-            object_at: at,
+        .flat_map(|folder| {
+            let subtree = PathPattern { path: folder.path.clone(), subtree: true };
+            [Target::Open(subtree.clone(), all), Target::ConnectUnix(subtree)].map(|target| Rule {
+                id: folder.rule.to_owned(),
+                verdict: Verdict::Protected,
+                target,
+                at,
+                object_at: at,
+            })
         })
         .collect()
 }
 
-/// Rejects every rule of `policy` and `extra` on a path inside a protected
-/// folder, the folder itself included.
+/// Rejects every rule of `policy` and `extra` on a path or a pathname
+/// socket inside a protected folder, the folder itself included.
 pub(crate) fn check(policy: &Policy, extra: &[Rule], folders: &[ProtectedFolder]) -> Result<(), Vec<PolicyError>> {
     let mut errors = Vec::new();
     for rule in policy.rules().iter().chain(extra) {
-        let pattern = match &rule.target {
-            Target::Exec(pattern) | Target::Open(pattern, _) => pattern,
-            Target::ExecContent(_) | Target::Connect(_) => continue,
+        let (pattern, prefix) = match &rule.target {
+            Target::Exec(pattern) | Target::Open(pattern, _) => (pattern, ""),
+            // An abstract socket name (`@NAME`) lies in no folder.
+            Target::ConnectUnix(pattern) if pattern.path.starts_with('/') => (pattern, "unix:"),
+            Target::ConnectUnix(_) | Target::ExecContent(_) | Target::Connect(_) => continue,
         };
         for folder in folders.iter().filter(|folder| is_inside(&pattern.path, &folder.path)) {
             let message = format!(
-                "rule {} names {pattern}, inside {}, which lupid protects for the daemon ({}): no rule may decide there; remove the rule",
+                "rule {} names {prefix}{pattern}, inside {}, which lupid protects for the daemon ({}): no rule may decide there; remove the rule",
                 rule.id, folder.path, folder.rule
             );
             errors.push(PolicyError::new(policy.name(), rule.object_at, message));
@@ -180,16 +185,30 @@ mod tests {
     }
 
     #[test]
+    fn unix_rule_inside_folder_rejected() {
+        let policy = policy("daemon: allow connect unix:/run/lupid/agent.sock\n");
+        let errors = check(&policy, &[], &[folder("/run/lupid")]).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.contains("names unix:/run/lupid/agent.sock, inside /run/lupid"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn abstract_unix_rule_accepted() {
+        let policy = policy("bus: allow connect unix:@lupid\n");
+        assert!(check(&policy, &[], &[folder("/")]).is_ok());
+    }
+
+    #[test]
     fn rules_deny_subtree() {
         let rules = rules(&[folder("/var/lib/lupid")]);
-        assert_eq!(rules.len(), 1);
-        assert_eq!(rules[0].id, "lupid-protected-state");
-        assert_eq!(rules[0].verdict, Verdict::Protected);
+        assert_eq!(rules.len(), 2);
+        assert!(rules.iter().all(|rule| rule.id == "lupid-protected-state"));
+        assert!(rules.iter().all(|rule| rule.verdict == Verdict::Protected));
         let Target::Open(pattern, access) = &rules[0].target else { panic!("an open rule") };
         assert_eq!(pattern.path, "/var/lib/lupid");
         assert!(pattern.subtree);
-        assert!(access.read);
-        assert!(access.write);
+        assert_eq!(*access, Access { read: true, write: true, create: true });
+        assert_eq!(rules[1].target, Target::ConnectUnix(pattern.clone()));
     }
 
     #[test]

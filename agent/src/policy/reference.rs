@@ -10,27 +10,34 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use lupid_common::decide::{self, Decision};
-use lupid_common::{NetRule, PathRule, RULE_PATH_MAX};
+use lupid_common::decide::{self, Decision, OpenSlots};
+use lupid_common::{NetRule, PathRule, RULE_PATH_MAX, RuleSlot, access};
 
 use super::CompiledPolicy;
 
-/// A hook that decides on a resolved path.
+/// A hook that decides on a resolved path or a Unix socket name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PathHook {
     Exec,
+    /// Only the unit tests decide whole opens: the daemon checks an open
+    /// lease one access slot at a time ([`open_slots`]).
+    #[cfg_attr(not(test), expect(dead_code))]
     Open,
+    /// A connect or datagram send to a Unix socket; the path is the peer's
+    /// bound name (`@NAME` for an abstract socket).
+    UnixConnect,
 }
 
-/// Decides an exec or an open of the resolved path `path`, as the kernel
-/// program does.
+/// Decides an exec or an open of the resolved path `path`, or a connect to
+/// the Unix socket named `path`, as the kernel program does.
 ///
-/// The scan looks up the root `/`, then every prefix of `path` that ends
-/// just before a `/`, then the whole path, each zero-padded to a map key.
-/// Prefixes longer than `RULE_PATH_MAX` bytes are not looked up. Each slot
-/// found is folded with `decide::fold_slot`, so the deepest match wins and
-/// an exact rule counts only at the end of the path. `access` takes
-/// `lupid_common::access` bits and is ignored for exec.
+/// The scan looks up the root `/` when `path` starts with `/`, then every
+/// prefix of `path` that ends just before a `/`, then the whole path, each
+/// zero-padded to a map key. Prefixes longer than `RULE_PATH_MAX` bytes are
+/// not looked up. Each slot found is folded with `decide::fold_slot`, so
+/// the deepest match wins and an exact rule counts only at the end of the
+/// path. `access` takes `lupid_common::access` bits and is ignored for exec
+/// and Unix connects.
 #[cfg(test)]
 pub(crate) fn decide_path_reference(compiled: &CompiledPolicy, hook: PathHook, path: &[u8], access: u32) -> Decision {
     decide_path_with(compiled, hook, path, access, None, unleased)
@@ -51,6 +58,39 @@ pub(crate) fn decide_path_with(
     content: Option<&[u8; 32]>,
     lease: impl Fn(u32) -> Decision,
 ) -> Decision {
+    let best = best_slots(compiled, path);
+    let content_slot = content
+        .and_then(|digest| compiled.content_rules.iter().find(|(key, _)| key.sha256 == *digest).map(|(_, slot)| slot));
+    match hook {
+        PathHook::Exec => decide::decide_exec(content_slot, &best.exec, compiled.default_verdict, lease),
+        PathHook::Open => {
+            let slots = OpenSlots { read: best.read, write: best.write, create: best.create };
+            decide::decide_open(access, &slots, compiled.default_verdict, lease)
+        }
+        PathHook::UnixConnect => decide::decide_unix(&best.connect, compiled.default_verdict, lease),
+    }
+}
+
+/// Returns the best read, write and create slots for an open of `path`,
+/// before `decide_open` uses the write slot in place of a missing create
+/// slot.
+pub(crate) fn open_slots(compiled: &CompiledPolicy, path: &[u8]) -> OpenSlots {
+    let best = best_slots(compiled, path);
+    OpenSlots { read: best.read, write: best.write, create: best.create }
+}
+
+/// Decides one rule slot by itself, with no valid lease, as an open for
+/// reading is decided by its read slot alone. The kernel never decides an
+/// access alone, but a lease on one access fills only that access's slot,
+/// so the daemon checks each one apart.
+pub(crate) fn decide_slot(compiled: &CompiledPolicy, slot: RuleSlot) -> Decision {
+    let slots = OpenSlots { read: slot, ..OpenSlots::default() };
+    decide::decide_open(access::READ, &slots, compiled.default_verdict, unleased)
+}
+
+/// Returns the best slot per access for `path`, scanned as the kernel
+/// program scans it (see [`decide_path_with`]).
+fn best_slots(compiled: &CompiledPolicy, path: &[u8]) -> PathRule {
     let table: HashMap<(u32, [u8; RULE_PATH_MAX]), PathRule> =
         compiled.path_rules.iter().map(|(key, rule)| ((key.policy_id, key.path), *rule)).collect();
     let lookup = |prefix: &[u8]| {
@@ -65,31 +105,30 @@ pub(crate) fn decide_path_with(
             decide::fold_slot(&mut best.exec, &found.exec, at_end);
             decide::fold_slot(&mut best.read, &found.read, at_end);
             decide::fold_slot(&mut best.write, &found.write, at_end);
+            decide::fold_slot(&mut best.create, &found.create, at_end);
+            decide::fold_slot(&mut best.connect, &found.connect, at_end);
         }
     };
-    fold(lookup(b"/"), path.len() <= 1);
-    for end in 2..=path.len().min(RULE_PATH_MAX) {
+    // An abstract socket name (`@NAME`) has no root to look up.
+    if path.first() == Some(&b'/') {
+        fold(lookup(b"/"), false);
+    }
+    for end in 1..=path.len().min(RULE_PATH_MAX) {
         if end == path.len() {
             fold(lookup(path), true);
         } else if path[end] == b'/' {
             fold(lookup(&path[..end]), false);
         }
     }
-
-    let content_slot = content.and_then(|digest| {
-        compiled.content_rules.iter().find(|(key, _)| key.sha256 == *digest).map(|(_, slot)| slot)
-    });
-    match hook {
-        PathHook::Exec => decide::decide_exec(content_slot, &best.exec, compiled.default_verdict, lease),
-        PathHook::Open => decide::decide_open(access, &best.read, &best.write, compiled.default_verdict, lease),
-    }
+    best
 }
 
-/// Decides a connect to `addr`:`port`, as the kernel program does: IPv4 is
-/// mapped to `::ffff:a.b.c.d`, then the longest matching prefix of the
-/// policy's trie entries decides.
-pub(crate) fn decide_connect_reference(compiled: &CompiledPolicy, addr: IpAddr, port: u16) -> Decision {
-    decide_connect_with(compiled, addr, port, unleased)
+/// Decides a connect to `addr`:`port` on a socket of IP protocol
+/// `protocol` (`IPPROTO_*`), as the kernel program does: IPv4 is mapped to
+/// `::ffff:a.b.c.d`, then the longest matching prefix of the policy's trie
+/// entries decides.
+pub(crate) fn decide_connect_reference(compiled: &CompiledPolicy, addr: IpAddr, port: u16, protocol: u16) -> Decision {
+    decide_connect_with(compiled, addr, port, protocol, unleased)
 }
 
 /// Like [`decide_connect_reference`], with a model of the `LEASES` map.
@@ -97,6 +136,7 @@ pub(crate) fn decide_connect_with(
     compiled: &CompiledPolicy,
     addr: IpAddr,
     port: u16,
+    protocol: u16,
     lease: impl Fn(u32) -> Decision,
 ) -> Decision {
     let v6 = match addr {
@@ -117,7 +157,7 @@ pub(crate) fn decide_connect_with(
             longest = Some((*prefix_len, rule));
         }
     }
-    decide::decide_connect(longest.map(|(_, rule)| rule), port, compiled.default_verdict, lease)
+    decide::decide_connect(longest.map(|(_, rule)| rule), port, protocol, compiled.default_verdict, lease)
 }
 
 /// Returns whether the first `bits` bits of `a` and `b` are equal.

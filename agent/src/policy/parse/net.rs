@@ -3,23 +3,24 @@
 //! PORTS is `*` (every port, 0 included), one port `N` or a range `N-M`,
 //! with ports from 1 to 65535. An address without `/LEN` is a single host.
 //! IPv4 prefixes are returned IPv4-mapped (`::ffff:a.b.c.d`, length + 96),
-//! as the kernel trie stores them.
+//! as the kernel trie stores them. The optional protocol field after the
+//! destination is parsed by the line parser.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::TokenError;
-use crate::policy::{NetPattern, format_prefix, prefix_mask};
+use crate::policy::{NetPattern, Protocol, format_prefix, prefix_mask};
 
 const EXAMPLES: &str = "e.g. 127.0.0.1:8080, 10.0.0.0/8:* or [2001:db8::/32]:443";
 
-/// Parses one connect destination token.
+/// Parses one connect destination token, for every protocol.
 pub(super) fn parse_destination(token: &str) -> Result<NetPattern, TokenError> {
     let (host, ports, ports_offset) = split_host_ports(token)?;
     let (network, prefix_len) =
         if token.starts_with('[') { parse_ipv6_prefix(host, 1)? } else { parse_ipv4_prefix(host)? };
     let (port_lo, port_hi) = parse_ports(ports)
         .map_err(|error| TokenError { offset: ports_offset + error.offset, message: error.message })?;
-    Ok(NetPattern { network, prefix_len, port_lo, port_hi })
+    Ok(NetPattern { network, prefix_len, port_lo, port_hi, protocol: Protocol::Any })
 }
 
 /// Splits a token into the address part, the ports part and the byte offset

@@ -1,8 +1,8 @@
 //! Connect decisions computed from the compiled `NET_RULES` trie entries.
 
-use lupid_common::{reason, verdict};
+use lupid_common::{protocol, reason, verdict};
 
-use super::{EXAMPLE, allowed, compiled, connect, rule_name, with_rules};
+use super::{EXAMPLE, allowed, compiled, connect, connect_protocol, rule_name, with_rules};
 
 #[test]
 fn host_rule_exact_port() {
@@ -120,4 +120,51 @@ fn no_prefix_uses_default() {
     let decision = connect(&policy, "192.0.2.1", 443);
     assert_eq!(decision.reason, reason::DEFAULT);
     assert_eq!(decision.verdict, verdict::DENY);
+}
+
+#[test]
+fn protocol_rule_matches_only_its_protocol() {
+    let policy = compiled(&with_rules("dns: allow connect 10.0.0.53:53 udp\n"));
+    assert_eq!(rule_name(&policy, connect_protocol(&policy, "10.0.0.53", 53, protocol::UDP)), "dns");
+    assert_eq!(connect_protocol(&policy, "10.0.0.53", 53, protocol::TCP).reason, reason::DEFAULT);
+    assert_eq!(connect_protocol(&policy, "10.0.0.53", 53, 1).reason, reason::DEFAULT);
+}
+
+#[test]
+fn rule_without_protocol_matches_all() {
+    let policy = compiled(&with_rules("dns: allow connect 10.0.0.53:53\n"));
+    for number in [protocol::TCP, protocol::UDP, 1, 132] {
+        assert_eq!(rule_name(&policy, connect_protocol(&policy, "10.0.0.53", 53, number)), "dns", "protocol {number}");
+    }
+}
+
+#[test]
+fn protocol_beats_any_same_width() {
+    let policy = compiled(&with_rules("any: deny connect 10.0.0.0/8:53\nudp: allow connect 10.0.0.0/8:53 udp\n"));
+    assert_eq!(rule_name(&policy, connect_protocol(&policy, "10.1.2.3", 53, protocol::UDP)), "udp");
+    assert_eq!(rule_name(&policy, connect_protocol(&policy, "10.1.2.3", 53, protocol::TCP)), "any");
+}
+
+#[test]
+fn narrower_range_beats_protocol() {
+    let policy = compiled(&with_rules("tcp: allow connect 10.0.0.0/8:1-1000 tcp\nany: deny connect 10.0.0.0/8:53\n"));
+    assert_eq!(rule_name(&policy, connect_protocol(&policy, "10.1.2.3", 53, protocol::TCP)), "any");
+    assert_eq!(rule_name(&policy, connect_protocol(&policy, "10.1.2.3", 80, protocol::TCP)), "tcp");
+    assert_eq!(connect_protocol(&policy, "10.1.2.3", 80, protocol::UDP).reason, reason::DEFAULT);
+}
+
+#[test]
+fn longer_prefix_beats_protocol() {
+    let policy = compiled(&with_rules("udp: allow connect 10.0.0.0/8:53 udp\nhost: deny connect 10.0.0.53:*\n"));
+    assert_eq!(rule_name(&policy, connect_protocol(&policy, "10.0.0.53", 53, protocol::UDP)), "host");
+    assert_eq!(rule_name(&policy, connect_protocol(&policy, "10.0.0.54", 53, protocol::UDP)), "udp");
+}
+
+#[test]
+fn inherited_rule_for_other_protocol() {
+    let text = "udp: deny connect 10.0.0.0/8:* udp\ntcp: allow connect 10.1.0.0/16:* tcp\n";
+    let policy = compiled(&with_rules(text));
+    assert_eq!(rule_name(&policy, connect_protocol(&policy, "10.1.2.3", 53, protocol::UDP)), "udp");
+    assert_eq!(rule_name(&policy, connect_protocol(&policy, "10.1.2.3", 53, protocol::TCP)), "tcp");
+    assert_eq!(connect_protocol(&policy, "10.1.2.3", 53, 1).reason, reason::DEFAULT);
 }

@@ -1,8 +1,9 @@
-//! Exec and open decisions computed from the compiled `PATH_RULES` entries.
+//! Exec, open and Unix connect decisions computed from the compiled
+//! `PATH_RULES` entries.
 
 use lupid_common::{access, reason, verdict};
 
-use super::{EXAMPLE, allowed, compiled, exec, open, read, rule_name, with_rules, write};
+use super::{EXAMPLE, allowed, compiled, connect_unix, exec, open, read, rule_name, with_rules, write};
 
 #[test]
 fn subtree_covers_its_root() {
@@ -151,4 +152,113 @@ fn rule_at_limit_still_matches() {
     let policy = compiled(&with_rules(&format!("a: allow open /** read\nb: deny open {limit_dir}/** read\n")));
     assert!(!allowed(read(&policy, &limit_dir)));
     assert!(!allowed(read(&policy, &format!("{limit_dir}/file"))));
+}
+
+#[test]
+fn create_follows_write_without_create_rule() {
+    let policy = compiled(&with_rules("w: allow open /tmp/** write\nr: allow open /srv/** read\n"));
+    let created = open(&policy, "/tmp/new", access::WRITE | access::CREATE);
+    assert_eq!(rule_name(&policy, created), "w");
+    assert!(allowed(created));
+    let read_only = open(&policy, "/srv/new", access::READ | access::CREATE);
+    assert_eq!((read_only.verdict, read_only.reason), (verdict::DENY, reason::DEFAULT), "no write rule, no create");
+}
+
+#[test]
+fn create_rule_beats_write_rule() {
+    let policy = compiled(&with_rules("w: allow open /tmp/** write\nc: deny open /tmp/** create\n"));
+    assert!(allowed(write(&policy, "/tmp/old")));
+    let created = open(&policy, "/tmp/new", access::WRITE | access::CREATE);
+    assert_eq!(rule_name(&policy, created), "c");
+    assert_eq!(created.verdict, verdict::DENY);
+}
+
+#[test]
+fn shallow_create_rule_beats_deep_write() {
+    let policy = compiled(&with_rules("c: deny open /srv/** create\nw: allow open /srv/tmp/** write\n"));
+    let created = open(&policy, "/srv/tmp/new", access::WRITE | access::CREATE);
+    assert_eq!(rule_name(&policy, created), "c", "the deepest create rule decides, however deep the write rule");
+}
+
+#[test]
+fn create_allowed_with_write() {
+    let policy = compiled(&with_rules("w: allow open /tmp/** write,create\n"));
+    let created = open(&policy, "/tmp/new", access::WRITE | access::CREATE);
+    assert!(allowed(created));
+    assert_eq!(rule_name(&policy, created), "w");
+}
+
+#[test]
+fn create_denied_by_create_rule() {
+    let policy = compiled(&with_rules("w: allow open /tmp/** read,write\nc: deny open /tmp/** create\n"));
+    assert!(allowed(open(&policy, "/tmp/old", access::READ | access::WRITE)));
+    let created = open(&policy, "/tmp/new", access::READ | access::WRITE | access::CREATE);
+    assert_eq!(rule_name(&policy, created), "c");
+    assert_eq!(created.verdict, verdict::DENY);
+}
+
+#[test]
+fn create_without_write_denied() {
+    let policy = compiled(&with_rules("c: allow open /tmp/** create\n"));
+    let created = open(&policy, "/tmp/new", access::WRITE | access::CREATE);
+    assert_eq!(created.reason, reason::DEFAULT, "write is still needed");
+    assert!(!allowed(created));
+}
+
+#[test]
+fn create_read_only_open() {
+    let policy = compiled(&with_rules("r: allow open /tmp/** read\nc: allow open /tmp/** create\n"));
+    assert!(allowed(open(&policy, "/tmp/new", access::READ | access::CREATE)));
+    assert!(allowed(open(&policy, "/tmp/new", access::CREATE)), "an open without read or write is a read");
+}
+
+#[test]
+fn deeper_create_rule_wins() {
+    let policy = compiled(&with_rules("w: allow open /srv/** write,create\nc: deny open /srv/locked/** create\n"));
+    assert!(allowed(open(&policy, "/srv/a", access::WRITE | access::CREATE)));
+    assert!(!allowed(open(&policy, "/srv/locked/a", access::WRITE | access::CREATE)));
+    assert!(allowed(write(&policy, "/srv/locked/a")));
+}
+
+#[test]
+fn unix_exact_rule() {
+    let policy = compiled(&with_rules("app: allow connect unix:/run/app.sock\n"));
+    assert_eq!(rule_name(&policy, connect_unix(&policy, "/run/app.sock")), "app");
+    assert_eq!(connect_unix(&policy, "/run/app.sock2").reason, reason::DEFAULT);
+    assert_eq!(connect_unix(&policy, "/run/app.sock/x").reason, reason::DEFAULT);
+}
+
+#[test]
+fn unix_subtree_rule() {
+    let policy =
+        compiled(&with_rules("run: deny connect unix:/run/**\nbus: allow connect unix:/run/dbus/system_bus_socket\n"));
+    assert_eq!(rule_name(&policy, connect_unix(&policy, "/run/user/1000/bus")), "run");
+    assert_eq!(rule_name(&policy, connect_unix(&policy, "/run")), "run");
+    assert_eq!(rule_name(&policy, connect_unix(&policy, "/run/dbus/system_bus_socket")), "bus");
+    assert_eq!(connect_unix(&policy, "/tmp/x.sock").reason, reason::DEFAULT);
+}
+
+#[test]
+fn unix_root_subtree_misses_abstract() {
+    let policy = compiled("lupid-policy 1\ndefault allow\nno-unix: deny connect unix:/**\n");
+    assert_eq!(rule_name(&policy, connect_unix(&policy, "/tmp/x.sock")), "no-unix");
+    let abstract_socket = connect_unix(&policy, "@lupid-test");
+    assert_eq!((abstract_socket.verdict, abstract_socket.reason), (verdict::ALLOW, reason::DEFAULT));
+}
+
+#[test]
+fn unix_abstract_exact_only() {
+    let policy = compiled(&with_rules("bus: allow connect unix:@bus\n"));
+    assert_eq!(rule_name(&policy, connect_unix(&policy, "@bus")), "bus");
+    assert_eq!(connect_unix(&policy, "@bus/x").reason, reason::DEFAULT);
+    assert_eq!(connect_unix(&policy, "@bus2").reason, reason::DEFAULT);
+    assert_eq!(connect_unix(&policy, "@").reason, reason::DEFAULT);
+}
+
+#[test]
+fn unix_and_open_rules_separate() {
+    let policy = compiled(&with_rules("files: allow open /run/** read,write\nsock: deny connect unix:/run/**\n"));
+    assert!(allowed(open(&policy, "/run/app.sock", access::READ | access::WRITE)));
+    assert!(!allowed(connect_unix(&policy, "/run/app.sock")));
+    assert_eq!(exec(&policy, "/run/app.sock").reason, reason::DEFAULT);
 }

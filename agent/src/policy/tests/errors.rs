@@ -153,7 +153,11 @@ fn open_invalid_access() {
     let text = "lupid-policy 1\ndefault deny\n\n\n\n\nr:     allow open /etc/hosts exec\n";
     let errors = parse_errors(text);
     assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0], "test.lp:7:30: invalid access \"exec\" for an open rule: expected read, write or read,write");
+    assert_eq!(
+        errors[0],
+        "test.lp:7:30: invalid access \"exec\" for an open rule: \
+         expected read, write, create or a list of them such as read,write or write,create"
+    );
 }
 
 #[test]
@@ -174,6 +178,7 @@ fn open_extra_token() {
 #[test]
 fn connect_with_access() {
     assert_one_error(&with_rules("r: allow connect 10.0.0.1:80 read\n"), "3:30", "connect rules take no access list");
+    assert_one_error(&with_rules("r: allow connect 10.0.0.1:80 write,create\n"), "3:30", "take no access list");
 }
 
 #[test]
@@ -437,4 +442,175 @@ fn several_errors_on_one_line() {
 #[test]
 fn column_counts_characters() {
     assert_one_error(&with_rules("r: allow open /é//b read\n"), "3:17", "empty path component");
+}
+
+#[test]
+fn open_duplicate_create() {
+    assert_one_error(&with_rules("r: allow open /x create,write,create\n"), "3:31", "duplicate access \"create\"");
+}
+
+#[test]
+fn duplicate_create_rule() {
+    let text = with_rules("a: allow open /srv/** create\nb: deny open /srv/** write,create\n");
+    assert_one_error(&text, "4:14", "\"b\" and \"a\" on line 3 both decide create access to /srv/**");
+}
+
+#[test]
+fn create_and_write_rules_merge() {
+    super::parse_ok(&with_rules("a: allow open /srv/** write\nb: deny open /srv/** create\n"));
+}
+
+#[test]
+fn invalid_protocol() {
+    assert_one_error(
+        &with_rules("r: allow connect 10.0.0.1:53 icmp\n"),
+        "3:30",
+        "invalid protocol \"icmp\": expected tcp or udp, or no protocol field for every IP protocol",
+    );
+}
+
+#[test]
+fn protocol_is_lowercase() {
+    assert_one_error(&with_rules("r: allow connect 10.0.0.1:53 UDP\n"), "3:30", "invalid protocol \"UDP\"");
+}
+
+#[test]
+fn protocol_extra_token() {
+    assert_one_error(
+        &with_rules("r: allow connect 10.0.0.1:53 udp tcp\n"),
+        "3:34",
+        "unexpected \"tcp\" at the end of the line: a connect rule is `ID: VERDICT connect DESTINATION [tcp|udp]`",
+    );
+}
+
+#[test]
+fn duplicate_protocol_rule() {
+    let text = with_rules("a: allow connect 10.0.0.0/8:53 udp\nb: deny connect 10.0.0.0/8:53 udp\n");
+    assert_one_error(&text, "4:17", "\"b\" and \"a\" on line 3 both decide connect to 10.0.0.0/8:53 udp");
+}
+
+#[test]
+fn ambiguous_same_protocol() {
+    let text = with_rules("a: allow connect 10.0.0.0/8:100-200 tcp\nb: deny connect 10.0.0.0/8:150-250 tcp\n");
+    assert_one_error(&text, "4:17", "ambiguous rules");
+}
+
+#[test]
+fn protocols_never_clash() {
+    super::parse_ok(&with_rules("a: allow connect 10.0.0.0/8:53 udp\nb: deny connect 10.0.0.0/8:53 tcp\n"));
+    super::parse_ok(&with_rules("a: allow connect 10.0.0.0/8:53\nb: deny connect 10.0.0.0/8:53 tcp\n"));
+    super::parse_ok(&with_rules("a: allow connect 10.0.0.0/8:100-200 tcp\nb: deny connect 10.0.0.0/8:150-250\n"));
+}
+
+#[test]
+fn unix_relative_name() {
+    assert_one_error(
+        &with_rules("r: allow connect unix:run/app.sock\n"),
+        "3:23",
+        "invalid Unix socket name \"run/app.sock\"",
+    );
+}
+
+#[test]
+fn unix_empty_name() {
+    assert_one_error(&with_rules("r: allow connect unix:\n"), "3:23", "invalid Unix socket name \"\"");
+}
+
+#[test]
+fn unix_path_not_normalised() {
+    assert_one_error(&with_rules("r: allow connect unix:/run//app.sock\n"), "3:27", "empty path component");
+    assert_one_error(&with_rules("r: allow connect unix:/run/\n"), "3:27", "trailing /");
+    assert_one_error(&with_rules("r: allow connect unix:/run/*.sock\n"), "3:28", "unsupported glob");
+}
+
+#[test]
+fn unix_path_too_long() {
+    let path = format!("/{}", "s".repeat(107));
+    assert_one_error(
+        &with_rules(&format!("r: allow connect unix:{path}\n")),
+        "3:23",
+        "socket path is 108 bytes long, but a Unix socket address holds at most 107 bytes",
+    );
+}
+
+#[test]
+fn unix_path_at_limit_ok() {
+    let exact = format!("/{}", "s".repeat(106));
+    let subtree = format!("/{}/**", "t".repeat(106));
+    super::parse_ok(&with_rules(&format!("r: allow connect unix:{exact}\nt: deny connect unix:{subtree}\n")));
+}
+
+#[test]
+fn unix_abstract_empty() {
+    assert_one_error(&with_rules("r: allow connect unix:@\n"), "3:24", "missing abstract socket name after @");
+}
+
+#[test]
+fn unix_abstract_subtree() {
+    assert_one_error(&with_rules("r: allow connect unix:@app/**\n"), "3:27", "abstract socket names have no subtree");
+}
+
+#[test]
+fn unix_abstract_non_ascii() {
+    assert_one_error(
+        &with_rules("r: allow connect unix:@aé\n"),
+        "3:25",
+        "invalid character 'é' in abstract socket name",
+    );
+}
+
+#[test]
+fn unix_abstract_too_long() {
+    let name = "n".repeat(108);
+    assert_one_error(
+        &with_rules(&format!("r: allow connect unix:@{name}\n")),
+        "3:23",
+        "abstract socket name is 108 bytes long",
+    );
+}
+
+#[test]
+fn unix_abstract_at_limit_ok() {
+    super::parse_ok(&with_rules(&format!("r: allow connect unix:@{}\n", "n".repeat(107))));
+}
+
+#[test]
+fn unix_rule_with_protocol() {
+    assert_one_error(
+        &with_rules("r: allow connect unix:/run/app.sock tcp\n"),
+        "3:37",
+        "unexpected \"tcp\": Unix socket rules take no protocol and no access list, remove it",
+    );
+}
+
+#[test]
+fn unix_rule_with_access() {
+    assert_one_error(&with_rules("r: allow connect unix:@bus read\n"), "3:28", "take no protocol and no access list");
+}
+
+#[test]
+fn duplicate_unix_rule() {
+    let text = with_rules("a: allow connect unix:/run/app.sock\nb: deny connect unix:/run/app.sock\n");
+    assert_one_error(&text, "4:17", "\"b\" and \"a\" on line 3 both decide connect to unix:/run/app.sock; remove one");
+}
+
+#[test]
+fn duplicate_abstract_rule() {
+    let text = with_rules("a: allow connect unix:@bus\nb: deny connect unix:@bus\n");
+    assert_one_error(&text, "4:17", "both decide connect to unix:@bus");
+}
+
+#[test]
+fn unix_exact_and_subtree_conflict() {
+    let text = with_rules("a: allow connect unix:/run/app\nb: deny connect unix:/run/app/**\n");
+    assert_one_error(
+        &text,
+        "4:17",
+        "conflicting rules: \"b\" and \"a\" on line 3 both decide connect to unix:/run/app, one for the socket",
+    );
+}
+
+#[test]
+fn unix_and_open_rule_same_path_ok() {
+    super::parse_ok(&with_rules("a: allow connect unix:/run/**\nb: deny open /run/** read,write,create\n"));
 }

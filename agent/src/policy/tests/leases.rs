@@ -4,6 +4,7 @@
 use std::cell::Cell;
 
 use lupid_common::decide::Decision;
+use lupid_common::protocol::{TCP, UDP};
 use lupid_common::{access, reason, verdict};
 
 use super::{allowed, compiled, connect, exec, parse_errors, parse_ok, read, rule_name, with_rules};
@@ -32,9 +33,7 @@ fn lease_rule(slot: u32, target: Target) -> Rule {
 
 #[test]
 fn audit_allows_lease_denies() {
-    let compiled = compiled(&with_rules(
-        "watch: audit exec /usr/bin/**\nask: lease open /srv/data/** read\n",
-    ));
+    let compiled = compiled(&with_rules("watch: audit exec /usr/bin/**\nask: lease open /srv/data/** read\n"));
     let audited = exec(&compiled, "/usr/bin/git");
     assert!(allowed(audited));
     assert_eq!(audited.reason, reason::AUDIT);
@@ -76,7 +75,10 @@ fn content_rule_precedes_path_rules() {
 #[test]
 fn leased_slot_replaces_lease_rule() {
     let policy = parse_ok(&with_rules("ask: lease open /srv/data/** read,write\nrun: allow exec /**\n"));
-    let target = Target::Open(parse_lease_path("/srv/data/report").unwrap(), crate::policy::Access { read: true, write: false });
+    let target = Target::Open(
+        parse_lease_path("/srv/data/report").unwrap(),
+        crate::policy::Access { read: true, ..Default::default() },
+    );
     let compiled = compile_with(&policy, 3, &[lease_rule(0, target)]).expect("compiles");
     let calls = Cell::new(0);
     let decide = |path: &[u8], bits| decide_path_with(&compiled, PathHook::Open, path, bits, None, lease_model(&calls));
@@ -103,12 +105,13 @@ fn expired_lease_denies_as_request() {
         prefix_len: 128,
         port_lo: 443,
         port_hi: 443,
+        protocol: crate::policy::Protocol::Any,
     });
     let compiled = compile_with(&policy, 3, &[lease_rule(5, target)]).expect("compiles");
     let calls = Cell::new(0);
-    let expired = decide_connect_with(&compiled, "203.0.113.7".parse().unwrap(), 443, lease_model(&calls));
+    let expired = decide_connect_with(&compiled, "203.0.113.7".parse().unwrap(), 443, TCP, lease_model(&calls));
     assert_eq!((expired.verdict, expired.reason), (verdict::DENY, reason::LEASE_REQUIRED));
-    let other_port = decide_connect_with(&compiled, "203.0.113.7".parse().unwrap(), 80, lease_model(&calls));
+    let other_port = decide_connect_with(&compiled, "203.0.113.7".parse().unwrap(), 80, TCP, lease_model(&calls));
     assert_eq!(other_port.reason, reason::LEASE_REQUIRED, "other ports fall back to the lease rule");
     assert_eq!(calls.get(), 1);
     let mapped = connect(&compiled, "::ffff:203.0.113.7", 443);
@@ -122,4 +125,55 @@ fn monitor_allows_denials_not_failures() {
     assert_eq!((monitored.verdict, monitored.reason, monitored.rule_id), (verdict::ALLOW, reason::MONITOR, 3));
     let failure = Decision::fail_closed(reason::PATH_UNRESOLVED);
     assert_eq!(failure.monitored(), failure, "a failure still denies in monitor mode");
+}
+
+#[test]
+fn protocol_lease_covers_only_its_protocol() {
+    let policy = parse_ok(&with_rules("ask: lease connect 203.0.113.0/24:*\nudp: deny connect 203.0.113.7:53 udp\n"));
+    let target = Target::Connect(crate::policy::NetPattern {
+        network: "::ffff:203.0.113.7".parse().unwrap(),
+        prefix_len: 128,
+        port_lo: 53,
+        port_hi: 53,
+        protocol: crate::policy::Protocol::Tcp,
+    });
+    let compiled = compile_with(&policy, 3, &[lease_rule(0, target)]).expect("compiles");
+    let calls = Cell::new(0);
+    let addr = "203.0.113.7".parse().unwrap();
+    let tcp = decide_connect_with(&compiled, addr, 53, TCP, lease_model(&calls));
+    assert_eq!((tcp.verdict, tcp.reason), (verdict::ALLOW, reason::LEASE));
+    let udp = decide_connect_with(&compiled, addr, 53, UDP, lease_model(&calls));
+    assert_eq!(rule_name(&compiled, udp), "udp", "the TCP lease leaves UDP to its own rule");
+    let other = decide_connect_with(&compiled, addr, 53, 1, lease_model(&calls));
+    assert_eq!(other.reason, reason::LEASE_REQUIRED, "other protocols fall back to the lease rule");
+    assert_eq!(calls.get(), 1);
+}
+
+#[test]
+fn create_lease_fills_create_slot() {
+    let policy = parse_ok(&with_rules("w: allow open /srv/** write\nask: lease open /srv/** create\n"));
+    let target = Target::Open(
+        parse_lease_path("/srv/new").unwrap(),
+        crate::policy::Access { create: true, ..Default::default() },
+    );
+    let compiled = compile_with(&policy, 3, &[lease_rule(0, target)]).expect("compiles");
+    let calls = Cell::new(0);
+    let decide = |path: &[u8], bits| decide_path_with(&compiled, PathHook::Open, path, bits, None, lease_model(&calls));
+    let leased = decide(b"/srv/new", access::WRITE | access::CREATE);
+    assert_eq!((leased.verdict, leased.reason), (verdict::ALLOW, reason::LEASE));
+    let other = decide(b"/srv/other", access::WRITE | access::CREATE);
+    assert_eq!(other.reason, reason::LEASE_REQUIRED);
+    assert!(allowed(decide(b"/srv/other", access::WRITE)), "an open of an existing file needs no lease");
+}
+
+#[test]
+fn unix_lease_fills_connect_slot() {
+    let policy = parse_ok(&with_rules("ask: lease connect unix:/run/**\n"));
+    let target = Target::ConnectUnix(parse_lease_path("/run/app.sock").unwrap());
+    let compiled = compile_with(&policy, 3, &[lease_rule(0, target)]).expect("compiles");
+    let calls = Cell::new(0);
+    let decide = |name: &[u8]| decide_path_with(&compiled, PathHook::UnixConnect, name, 0, None, lease_model(&calls));
+    assert_eq!(decide(b"/run/app.sock").reason, reason::LEASE);
+    assert_eq!(decide(b"/run/other.sock").reason, reason::LEASE_REQUIRED);
+    assert_eq!(calls.get(), 1);
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use lupid_common::{NET_RULES_PER_PREFIX, RULE_PATH_MAX, verdict};
+use lupid_common::{NET_RULES_PER_PREFIX, RULE_PATH_MAX, protocol, verdict};
 
 use super::{EXAMPLE, compiled, parse_ok, with_rules};
 use crate::policy::compile;
@@ -100,7 +100,7 @@ fn net_entries_inherit_enclosing() {
     let (_, _, inner) = policy.net_rules.iter().find(|(length, _, _)| *length == 32 + 112).expect("inner prefix");
     assert_eq!(inner.entries[0].rule_id, 2);
     assert_eq!(inner.entries[1].rule_id, 1);
-    assert_eq!(inner.entries[2].verdict, verdict::NONE);
+    assert_eq!(u32::from(inner.entries[2].verdict), verdict::NONE);
 }
 
 #[test]
@@ -159,4 +159,53 @@ fn compile_rejects_path_map_overflow() {
     }
     let errors = compile(&parse_ok(&with_rules(&rules)), 1).expect_err("more path entries than the map has room for");
     assert!(errors[0].to_string().contains("65537 path entries"), "{errors:?}");
+}
+
+#[test]
+fn create_slot_filled() {
+    let policy = compiled(&with_rules("w: allow open /tmp/** write,create\nr: deny open /tmp/** read\n"));
+    let (_, tmp) = &policy.path_rules[0];
+    assert_eq!((tmp.write.rule_id, tmp.create.rule_id, tmp.read.rule_id), (1, 1, 2));
+    assert_eq!(u32::from(tmp.create.verdict), verdict::ALLOW);
+    assert_eq!(tmp.create.exact, 0);
+    assert_eq!(tmp.connect.verdict, 0);
+}
+
+#[test]
+fn unix_rules_fill_connect_slot() {
+    let text = "a: allow connect unix:/run/app.sock\nb: deny connect unix:/run/**\nc: allow connect unix:@bus\n\
+                d: allow open /run/** read\n";
+    let policy = compiled(&with_rules(text));
+    let keys: Vec<&[u8]> = policy.path_rules.iter().map(|(key, _)| key_path(&key.path)).collect();
+    let expected: [&[u8]; 3] = [b"/run", b"/run/app.sock", b"@bus"];
+    assert_eq!(keys, expected);
+    let (_, run) = &policy.path_rules[0];
+    assert_eq!((run.connect.rule_id, u32::from(run.connect.verdict), run.connect.exact), (2, verdict::DENY, 0));
+    assert_eq!(run.read.rule_id, 4, "an open rule on the same path shares the entry");
+    let (_, app) = &policy.path_rules[1];
+    assert_eq!((app.connect.rule_id, app.connect.exact), (1, 1));
+    assert_eq!(app.read.verdict, 0);
+    let (_, bus) = &policy.path_rules[2];
+    assert_eq!((bus.connect.rule_id, bus.connect.exact), (3, 1));
+}
+
+#[test]
+fn port_rules_carry_protocol() {
+    let policy = compiled(&with_rules("u: allow connect 10.0.0.53:53 udp\nt: deny connect 10.0.0.53:53 tcp\n"));
+    let (_, _, rule) = &policy.net_rules[0];
+    let entries: Vec<(u32, u16)> = rule.entries[..2].iter().map(|entry| (entry.rule_id, entry.protocol)).collect();
+    assert_eq!(entries, [(1, protocol::UDP), (2, protocol::TCP)]);
+    assert_eq!(u32::from(rule.entries[0].verdict), verdict::ALLOW);
+}
+
+#[test]
+fn port_rules_protocol_before_any() {
+    let text = "any: deny connect 10.0.0.0/8:53\nwide: allow connect 10.0.0.0/8:1-1000 tcp\nudp: allow connect 10.0.0.0/8:53 udp\n";
+    let policy = compiled(&with_rules(text));
+    let (_, _, rule) = &policy.net_rules[0];
+    let ids: Vec<u32> = rule.entries[..3].iter().map(|entry| entry.rule_id).collect();
+    // Width first: both rules on port 53 come before the range; at equal
+    // width the UDP rule comes before the rule for every protocol.
+    assert_eq!(ids, [3, 1, 2]);
+    assert_eq!(rule.entries[1].protocol, protocol::ANY);
 }

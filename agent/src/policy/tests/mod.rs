@@ -13,7 +13,7 @@ mod shipped;
 use std::net::IpAddr;
 
 use lupid_common::decide::Decision;
-use lupid_common::{access, reason, verdict};
+use lupid_common::{access, protocol, reason, verdict};
 
 use super::reference::{PathHook, decide_connect_reference, decide_path_reference};
 use super::{CompiledPolicy, Policy, compile};
@@ -79,9 +79,20 @@ fn write(compiled: &CompiledPolicy, path: &str) -> Decision {
     open(compiled, path, access::WRITE)
 }
 
+/// Decides a TCP connect.
 fn connect(compiled: &CompiledPolicy, addr: &str, port: u16) -> Decision {
+    connect_protocol(compiled, addr, port, protocol::TCP)
+}
+
+/// Decides a connect or send on a socket of IP protocol `protocol`.
+fn connect_protocol(compiled: &CompiledPolicy, addr: &str, port: u16, protocol: u16) -> Decision {
     let addr: IpAddr = addr.parse().expect("test address");
-    decide_connect_reference(compiled, addr, port)
+    decide_connect_reference(compiled, addr, port, protocol)
+}
+
+/// Decides a connect to the Unix socket bound to `name`.
+fn connect_unix(compiled: &CompiledPolicy, name: &str) -> Decision {
+    decide_path_reference(compiled, PathHook::UnixConnect, name.as_bytes(), 0)
 }
 
 /// Returns the name of the rule behind a decision, or "default".

@@ -1,5 +1,5 @@
 use super::{EXAMPLE, parse_ok, with_rules};
-use crate::policy::{Access, Target, Verdict};
+use crate::policy::{Access, Protocol, Target, Verdict};
 
 #[test]
 fn example_parses() {
@@ -23,7 +23,7 @@ fn example_rule_fields() {
     };
     assert_eq!(path.path, "/srv/secrets");
     assert!(path.subtree);
-    assert_eq!(*access, Access { read: true, write: true });
+    assert_eq!(*access, Access { read: true, write: true, create: false });
 }
 
 #[test]
@@ -35,7 +35,7 @@ fn example_hooks_in_order() {
         .map(|rule| match rule.target {
             Target::Exec(_) | Target::ExecContent(_) => "exec",
             Target::Open(..) => "open",
-            Target::Connect(_) => "connect",
+            Target::Connect(_) | Target::ConnectUnix(_) => "connect",
         })
         .collect();
     assert_eq!(hooks, ["open", "open", "exec", "exec", "connect", "connect", "connect", "connect"]);
@@ -75,7 +75,7 @@ fn write_read_order_accepted() {
     let Target::Open(_, access) = &policy.rules()[0].target else {
         panic!("expected an open rule");
     };
-    assert_eq!(*access, Access { read: true, write: true });
+    assert_eq!(*access, Access { read: true, write: true, create: false });
 }
 
 #[test]
@@ -161,4 +161,68 @@ fn star_is_every_port() {
     };
     assert_eq!((net.port_lo, net.port_hi), (0, 65535));
     assert_eq!(net.prefix_len, 0);
+}
+
+#[test]
+fn create_access_any_order() {
+    let policy = parse_ok(&with_rules("c: allow open /tmp/** create,read\nw: allow open /srv/** write,create\n"));
+    let Target::Open(_, access) = &policy.rules()[0].target else {
+        panic!("expected an open rule");
+    };
+    assert_eq!(*access, Access { read: true, write: false, create: true });
+    let Target::Open(_, access) = &policy.rules()[1].target else {
+        panic!("expected an open rule");
+    };
+    assert_eq!(*access, Access { read: false, write: true, create: true });
+    assert_eq!(access.text(), "write,create");
+}
+
+#[test]
+fn connect_protocol_parsed() {
+    let policy = parse_ok(&with_rules("dns: allow connect 10.0.0.53:53 udp\nweb: allow connect [::/0]:443 tcp\n"));
+    let Target::Connect(dns) = &policy.rules()[0].target else {
+        panic!("expected a connect rule");
+    };
+    assert_eq!(dns.protocol, Protocol::Udp);
+    assert_eq!(dns.to_string(), "10.0.0.53/32:53 udp");
+    let Target::Connect(web) = &policy.rules()[1].target else {
+        panic!("expected a connect rule");
+    };
+    assert_eq!(web.protocol, Protocol::Tcp);
+}
+
+#[test]
+fn connect_without_protocol_any() {
+    let policy = parse_ok(&with_rules("n: allow connect 10.0.0.0/8:443\n"));
+    let Target::Connect(net) = &policy.rules()[0].target else {
+        panic!("expected a connect rule");
+    };
+    assert_eq!(net.protocol, Protocol::Any);
+}
+
+#[test]
+fn unix_rules_parsed() {
+    let text =
+        "a: allow connect unix:/run/app.sock\nb: deny connect unix:/run/user/**\nc: allow connect unix:@lupid-test\n";
+    let policy = parse_ok(&with_rules(text));
+    let names: Vec<(String, bool)> = policy
+        .rules()
+        .iter()
+        .map(|rule| match &rule.target {
+            Target::ConnectUnix(pattern) => (pattern.path.clone(), pattern.subtree),
+            other => panic!("expected a Unix connect rule, got {other:?}"),
+        })
+        .collect();
+    let expected = [("/run/app.sock", false), ("/run/user", true), ("@lupid-test", false)];
+    assert_eq!(names, expected.map(|(path, subtree)| (path.to_owned(), subtree)));
+    assert_eq!(policy.rules()[0].object_at.column, 18);
+}
+
+#[test]
+fn unix_abstract_keeps_punctuation() {
+    let policy = parse_ok(&with_rules("x: allow connect unix:@/tmp/.X11-unix/X0\n"));
+    assert_eq!(
+        policy.rules()[0].target,
+        Target::ConnectUnix(crate::policy::PathPattern { path: "@/tmp/.X11-unix/X0".into(), subtree: false })
+    );
 }
