@@ -49,4 +49,4 @@ pub use record::{
 };
 pub use store::{Appended, CHECKPOINTS_CF, HEAD_KEY, Ledger, META_CF, RECORDS_CF};
 pub use tree::TREE_CF;
-pub use verify::{Break, BreakKind, VerifyReport, verify, verify_reader};
+pub use verify::{Break, BreakKind, Gap, GapCause, VerifyReport, verify, verify_reader};

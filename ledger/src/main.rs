@@ -237,6 +237,12 @@ fn run_verify(ledger: &Path, pinned: Option<&Path>, key: Option<&str>) -> anyhow
         None => println!("head: none (the ledger is empty)"),
     }
     println!("tree: size {}, root hash {}", chain.records_checked, hex::encode(chain.root_hash));
+    if chain.gaps.is_empty() {
+        println!("complete=true: no record reports lost events or a time without a daemon");
+    }
+    for gap in &chain.gaps {
+        println!("{gap}");
+    }
     let signatures = if key.is_some() { "signatures checked" } else { "signatures not checked: no --key" };
     println!("checkpoints: {} stored ({signatures}), {} pinned", report.stored_checked, report.pinned_checked);
     Ok(ExitCode::SUCCESS)

@@ -33,6 +33,7 @@ use crate::{
     reader::LedgerReader,
     record::{Hash, Record, RecordBody, ZERO_HASH},
     store::{decode_head, decode_key},
+    timestamp::format_rfc3339,
     tree::{NodeChecker, NodeProblem},
 };
 
@@ -47,6 +48,50 @@ pub struct VerifyReport {
     pub root_hash: Hash,
     /// The first break found, or `None` when the chain is intact.
     pub first_break: Option<Break>,
+    /// The intervals that the checked records report as incomplete, in
+    /// sequence order.
+    pub gaps: Vec<Gap>,
+}
+
+/// An interval for which the ledger itself records that actions may be
+/// missing: the kernel could not queue events, or no daemon was running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gap {
+    /// The record that reports the gap.
+    pub seq: u64,
+    /// Start of the interval, wall time in Unix nanoseconds.
+    pub from_ns: u64,
+    /// End of the interval, wall time in Unix nanoseconds.
+    pub to_ns: u64,
+    pub cause: GapCause,
+}
+
+/// The cause of an incomplete interval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GapCause {
+    /// The kernel numbered these events but could not queue them
+    /// (`events_lost`). The interval runs from the record before to this
+    /// one.
+    EventsLost { first_kernel_seq: u64, last_kernel_seq: u64 },
+    /// No daemon was running (`daemon_gap`); the kernel programs went on
+    /// deciding, and the events they could queue were recorded after it.
+    DaemonAway,
+}
+
+impl fmt::Display for Gap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (from, to) = (format_rfc3339(self.from_ns), format_rfc3339(self.to_ns));
+        write!(f, "complete=false for interval [{from}, {to}]: ")?;
+        match self.cause {
+            GapCause::EventsLost { first_kernel_seq, last_kernel_seq } => write!(
+                f,
+                "{} kernel events lost (kernel sequence {first_kernel_seq}..={last_kernel_seq}), record {}",
+                last_kernel_seq.saturating_sub(first_kernel_seq).saturating_add(1),
+                self.seq
+            ),
+            GapCause::DaemonAway => write!(f, "no daemon was running, record {}", self.seq),
+        }
+    }
 }
 
 impl VerifyReport {
@@ -176,8 +221,14 @@ pub fn verify_reader(reader: &LedgerReader) -> Result<VerifyReport, LedgerError>
 /// Verifies the chain and tree, and returns the Merkle root hash at each
 /// of `sizes` that the checked records reach.
 pub(crate) fn walk(reader: &LedgerReader, sizes: &[u64]) -> Result<(VerifyReport, BTreeMap<u64, Hash>), LedgerError> {
-    let mut report =
-        VerifyReport { records_checked: 0, head: None, root_hash: Frontier::default().root(), first_break: None };
+    let mut report = VerifyReport {
+        records_checked: 0,
+        head: None,
+        root_hash: Frontier::default().root(),
+        first_break: None,
+        gaps: Vec::new(),
+    };
+    let mut last_time_ns = 0;
     let mut roots = BTreeMap::new();
     let mut frontier = Frontier::default();
     let mut nodes = NodeChecker::new(reader.tree());
@@ -194,10 +245,13 @@ pub(crate) fn walk(reader: &LedgerReader, sizes: &[u64]) -> Result<(VerifyReport
         }
         let seq = report.records_checked;
         let prev_hash = report.head.map_or(ZERO_HASH, |(_, hash)| hash);
-        if let Err(kind) = check_record(seq, &prev_hash, key, value, &frontier) {
-            stopped = Some(VerifyReport { first_break: Some(Break { seq, kind }), ..report.clone() });
-            return Ok(false);
-        }
+        let record = match check_record(seq, &prev_hash, key, value, &frontier) {
+            Ok(record) => record,
+            Err(kind) => {
+                stopped = Some(VerifyReport { first_break: Some(Break { seq, kind }), ..report.clone() });
+                return Ok(false);
+            }
+        };
         if let Some((tree_break, before)) = pending.take() {
             stopped = Some(VerifyReport { first_break: Some(tree_break), ..before });
             return Ok(false);
@@ -205,6 +259,10 @@ pub(crate) fn walk(reader: &LedgerReader, sizes: &[u64]) -> Result<(VerifyReport
         if let Err(kind) = check_nodes(&mut nodes, &mut frontier, hash)? {
             pending = Some((Break { seq, kind }, report.clone()));
         }
+        if let Some(gap) = gap_of(&record, last_time_ns) {
+            report.gaps.push(gap);
+        }
+        last_time_ns = record.time_ns;
         report.head = Some((seq, hash));
         report.records_checked += 1;
         Ok(true)
@@ -266,7 +324,22 @@ fn check_nodes(
 
 /// Checks one stored record against the expected `seq` and `prev_hash`, and
 /// a checkpoint record against the tree of the records before it.
-fn check_record(seq: u64, prev_hash: &Hash, key: &[u8], value: &[u8], frontier: &Frontier) -> Result<(), BreakKind> {
+/// Returns the gap that `record` reports, if any. `previous_ns` is the
+/// wall time of the record before it.
+fn gap_of(record: &Record, previous_ns: u64) -> Option<Gap> {
+    let (from_ns, to_ns, cause) = match &record.body {
+        RecordBody::EventsLost(lost) => (
+            if previous_ns == 0 { record.time_ns } else { previous_ns },
+            record.time_ns,
+            GapCause::EventsLost { first_kernel_seq: lost.first_kernel_seq, last_kernel_seq: lost.last_kernel_seq },
+        ),
+        RecordBody::DaemonGap(gap) => (gap.from_ns, gap.to_ns, GapCause::DaemonAway),
+        _ => return None,
+    };
+    Some(Gap { seq: record.seq, from_ns, to_ns, cause })
+}
+
+fn check_record(seq: u64, prev_hash: &Hash, key: &[u8], value: &[u8], frontier: &Frontier) -> Result<Record, BreakKind> {
     let key_seq = decode_key(key).ok_or_else(|| BreakKind::InvalidKey { key: key.to_vec() })?;
     if key_seq != seq {
         return Err(BreakKind::Missing { next: key_seq });
@@ -282,7 +355,7 @@ fn check_record(seq: u64, prev_hash: &Hash, key: &[u8], value: &[u8], frontier: 
     if record.prev_hash != *prev_hash {
         return Err(BreakKind::PrevHashMismatch);
     }
-    if let RecordBody::Checkpoint(checkpoint) = record.body {
+    if let RecordBody::Checkpoint(checkpoint) = &record.body {
         if checkpoint.tree_size != seq {
             return Err(BreakKind::CheckpointSizeMismatch { tree_size: checkpoint.tree_size });
         }
@@ -290,7 +363,7 @@ fn check_record(seq: u64, prev_hash: &Hash, key: &[u8], value: &[u8], frontier: 
             return Err(BreakKind::CheckpointRootMismatch);
         }
     }
-    Ok(())
+    Ok(record)
 }
 
 /// Checks the head metadata against the last record of an unbroken chain.

@@ -46,6 +46,34 @@ fn verify_intact_exits_0() {
 }
 
 #[test]
+fn verify_names_gaps() {
+    let dir = TempDir::new().unwrap();
+    // Every seventh record, from record 4 on, reports lost events.
+    drop(common::fill(dir.path(), 10));
+    let output = run(&["verify"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "a recorded gap is not a break: {output:?}");
+    let text = stdout(&output);
+    let gaps: Vec<&str> = text.lines().filter(|line| line.starts_with("complete=false")).collect();
+    assert_eq!(gaps.len(), 1, "{text}");
+    // Records 3 and 4 were written 1 ns apart, from 1_700_000_000 s on.
+    assert_eq!(
+        gaps[0],
+        "complete=false for interval [2023-11-14T22:13:20.000000003Z, 2023-11-14T22:13:20.000000004Z]: \
+         40 kernel events lost (kernel sequence 101..=140), record 4"
+    );
+    assert!(!text.contains("complete=true"), "{text}");
+}
+
+#[test]
+fn verify_without_gaps_complete() {
+    let dir = TempDir::new().unwrap();
+    drop(common::fill(dir.path(), 4));
+    let output = run(&["verify"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(stdout(&output).contains("complete=true"), "{output:?}");
+}
+
+#[test]
 fn verify_break_exits_1() {
     let dir = TempDir::new().unwrap();
     drop(common::fill(dir.path(), 30));
