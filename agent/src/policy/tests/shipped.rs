@@ -1,5 +1,7 @@
 //! The example policies in `policies/` must parse and compile.
 
+use lupid_common::{access, protocol};
+
 use crate::policy::{Policy, compile};
 
 fn check(name: &str, text: &[u8]) {
@@ -44,4 +46,29 @@ fn every_shipped_policy_is_checked() {
             assert!(this.contains(&format!("\"{name}\"")), "policies/{name} has no test in shipped.rs");
         }
     }
+}
+
+fn compiled_shipped(name: &str, text: &[u8]) -> crate::policy::CompiledPolicy {
+    let policy = Policy::parse(name, text).unwrap_or_else(|errors| panic!("{name}: {errors:#?}"));
+    compile(&policy, 1).unwrap_or_else(|errors| panic!("{name}: {errors:#?}"))
+}
+
+#[test]
+fn p0_denies_unix_allows_create() {
+    let policy = compiled_shipped("p0.lp", include_bytes!("../../../../policies/p0.lp"));
+    for name in ["/run/app.sock", "@lupid-test"] {
+        assert!(!super::allowed(super::connect_unix(&policy, name)), "{name}");
+    }
+    let created = super::open(&policy, "/home/agent/new.txt", access::WRITE | access::CREATE);
+    assert_eq!(super::rule_name(&policy, created), "allow-files");
+    assert!(super::allowed(created));
+}
+
+#[test]
+fn coding_agent_registry_tcp_only() {
+    let policy = compiled_shipped("coding-agent.lp", include_bytes!("../../../../policies/coding-agent.lp"));
+    assert!(super::allowed(super::connect_protocol(&policy, "192.0.2.10", 443, protocol::TCP)));
+    assert!(!super::allowed(super::connect_protocol(&policy, "192.0.2.10", 443, protocol::UDP)));
+    let created = super::open(&policy, "/home/agent/repo/src/new.rs", access::WRITE | access::CREATE);
+    assert_eq!(super::rule_name(&policy, created), "write-repo");
 }
