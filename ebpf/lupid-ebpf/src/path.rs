@@ -26,6 +26,14 @@ const FMODE_WRITE: u32 = 2;
 /// stable since Linux 4.19.
 const FMODE_CREATED: u32 = 0x10_0000;
 
+/// Which slots a [`scan`] folds: only those its hook decides by, so each
+/// program carries, and the verifier walks, only the branches it needs.
+pub(crate) mod slots {
+    pub(crate) const EXEC: u8 = 0;
+    pub(crate) const OPEN: u8 = 1;
+    pub(crate) const UNIX: u8 = 2;
+}
+
 /// Best rule per kind of access found while scanning a path or a Unix
 /// socket name.
 #[derive(Default)]
@@ -59,7 +67,7 @@ pub(crate) fn check_exec(ctx: &LsmContext) -> i32 {
     let decision = match resolve(out, file, offsets.file_f_path) {
         Ok(len) => {
             let content = if hashed { content_slot(out, agent.policy_id) } else { None };
-            let found = scan(out, agent.policy_id, len);
+            let found = scan::<{ slots::EXEC }>(out, agent.policy_id, len);
             decide_exec(content.as_ref(), &found.exec, agent.default_verdict, lease::settle)
         }
         Err(denial) => denial,
@@ -103,12 +111,20 @@ pub(crate) fn check_open(ctx: &LsmContext) -> i32 {
             Decision::protected()
         }
         Ok(len) => {
-            let found = scan(out, agent.policy_id, len);
-            decide_open(wanted, &found.open, agent.default_verdict, lease::settle)
+            let found = scan::<{ slots::OPEN }>(out, agent.policy_id, len);
+            decide_open_slots(wanted, &found.open, agent.default_verdict)
         }
         Err(denial) => denial,
     };
     gate::finish(event, &agent, decision)
+}
+
+/// Decides an open from the slots a scan found, in a frame of its own: the
+/// working space of `decide_open` and the key of the scan together would
+/// pass the 512 bytes of stack the verifier allows one chain of calls.
+#[inline(never)]
+fn decide_open_slots(wanted: u32, found: &OpenSlots, default_verdict: u32) -> Decision {
+    decide_open(wanted, found, default_verdict, lease::settle)
 }
 
 /// Writes the SHA-256 digest of the binary `file` into the event's scratch
@@ -181,7 +197,7 @@ fn resolve(out: *mut Event, file: *const u8, f_path_offset: u32) -> Result<usize
 /// `path[..i]`, zero-padded. The kernel (6.1) accepts only stack and map
 /// memory as a map key, not ring buffer memory.
 #[inline(never)]
-pub(crate) fn scan(out: *const Event, policy_id: u32, len: usize) -> Matches {
+pub(crate) fn scan<const SLOTS: u8>(out: *const Event, policy_id: u32, len: usize) -> Matches {
     let mut found = Matches::default();
     let mut key = PathKey { policy_id, path: [0; RULE_PATH_MAX] };
     // SAFETY: `out` is the reserved event and `path` lies inside it; every
@@ -203,11 +219,15 @@ pub(crate) fn scan(out: *const Event, policy_id: u32, len: usize) -> Matches {
         if at_end || byte == b'/' {
             // SAFETY: the value is copied out before the program can sleep.
             if let Some(rule) = unsafe { PATH_RULES.get(&key) } {
-                fold_slot(&mut found.exec, &rule.exec, at_end);
-                fold_slot(&mut found.open.read, &rule.read, at_end);
-                fold_slot(&mut found.open.write, &rule.write, at_end);
-                fold_slot(&mut found.open.create, &rule.create, at_end);
-                fold_slot(&mut found.connect, &rule.connect, at_end);
+                match SLOTS {
+                    slots::EXEC => fold_slot(&mut found.exec, &rule.exec, at_end),
+                    slots::OPEN => {
+                        fold_slot(&mut found.open.read, &rule.read, at_end);
+                        fold_slot(&mut found.open.write, &rule.write, at_end);
+                        fold_slot(&mut found.open.create, &rule.create, at_end);
+                    }
+                    _ => fold_slot(&mut found.connect, &rule.connect, at_end),
+                }
             }
         }
         if at_end {

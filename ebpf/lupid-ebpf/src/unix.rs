@@ -22,7 +22,7 @@ use crate::{
     gate::{self, DENIED, Entry},
     lease,
     maps::{count_error, kernel_offsets},
-    path::scan,
+    path::{scan, slots},
 };
 
 /// Length of `sockaddr_un::sun_path`.
@@ -74,18 +74,26 @@ fn check_peer(peer: *const u8) -> i32 {
     // SAFETY: `out` is the reserved event, see `gate::enter`.
     unsafe { (&raw mut (*out).family).write(family::UNIX) };
     let decision = match read_name(out, peer) {
-        Ok(len) => decide_unix(&scan(out, agent.policy_id, len).connect, agent.default_verdict, lease::settle),
+        Ok(()) => {
+            // The length is read back from the event, so the verifier sees
+            // one unknown length below `PATH_MAX` instead of walking the
+            // scan once for every length `read_name` can return.
+            // SAFETY: `out` is the reserved event.
+            let len = unsafe { core::ptr::read_volatile(&raw const (*out).path_len) } as usize;
+            let found = scan::<{ slots::UNIX }>(out, agent.policy_id, len);
+            decide_unix(&found.connect, agent.default_verdict, lease::settle)
+        }
         Err(denial) => denial,
     };
     gate::finish(event, &agent, decision)
 }
 
 /// Writes the bound name of `peer` into the event's path, `@` in place of
-/// the leading NUL of an abstract name, and returns its length. A name that
-/// no rule can describe is a denial, with its bytes kept in the event: an
-/// unbound peer, a relative path (its directory is unknown), and an
-/// abstract name that contains a NUL.
-fn read_name(out: *mut Event, peer: *const u8) -> Result<usize, Decision> {
+/// the leading NUL of an abstract name, and its length into `path_len`. A
+/// name that no rule can describe is a denial, with its bytes kept in the
+/// event: an unbound peer, a relative path (its directory is unknown), and
+/// an abstract name that contains a NUL.
+fn read_name(out: *mut Event, peer: *const u8) -> Result<(), Decision> {
     let offsets = kernel_offsets();
     // SAFETY: `out` is the reserved event; `path` lies inside it and is
     // longer than `SUN_PATH_LEN` bytes.
@@ -132,7 +140,7 @@ fn read_name(out: *mut Event, peer: *const u8) -> Result<usize, Decision> {
     } else if unsafe { path.read() } != b'/' {
         return Err(unresolved());
     }
-    Ok(len)
+    Ok(())
 }
 
 /// Returns the index of the first NUL among the first `size` bytes of

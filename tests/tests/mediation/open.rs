@@ -1,6 +1,6 @@
 //! The file open hook (`file_open`).
 
-use crate::common::ledger::find_decision;
+use crate::common::ledger::{find_decision, wait_decision_where};
 use crate::common::{Daemon, Ledger, OK_FILE, SECRET, SECRETS_LINK, require_bpf_lsm};
 
 /// Waits for agent `agent`'s denied open and returns the path it names.
@@ -129,15 +129,12 @@ fn create_rules() {
     assert_eq!(outcome.code, 0, "outside no-create, allow-open's write decides the create; {outcome}");
 
     let ledger = daemon.ledger();
-    let records = ledger.wait_for("the create decisions", |records| {
-        find_decision(records, "create-denied", "open", "deny").is_some()
-            && find_decision(records, "create-elsewhere", "open", "allow").is_some()
-    });
-    let denied = find_decision(&records, "create-denied", "open", "deny").expect("wait_for found it");
+    let elsewhere_text = elsewhere.to_str().expect("UTF-8");
+    let (denied, _) = wait_decision_where(&ledger, "create-denied", "open", "deny", |record| record["path"] == new_text);
     assert_eq!(denied["rule"], "no-create", "{denied}");
-    assert_eq!(denied["path"], new_text, "{denied}");
     assert_eq!(denied["access"], serde_json::json!(["write", "create"]), "{denied}");
-    let allowed = find_decision(&records, "create-elsewhere", "open", "allow").expect("wait_for found it");
+    let (allowed, _) =
+        wait_decision_where(&ledger, "create-elsewhere", "open", "allow", |record| record["path"] == elsewhere_text);
     assert_eq!(allowed["rule"], "allow-open", "{allowed}");
     assert_eq!(allowed["access"], serde_json::json!(["write", "create"]), "{allowed}");
 }
