@@ -190,6 +190,8 @@ pub(crate) fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         unix_sock_peer: unix_sock_member(btf, "peer")?,
         unix_address_len: btf.member_offset("unix_address", "len")?,
         unix_address_name: btf.member_offset("unix_address", "name")?,
+        task_flags: btf.member_offset("task_struct", "flags")?,
+        pt_regs_orig_ax: btf.member_offset("pt_regs", "orig_ax")?,
     })
 }
 

@@ -165,6 +165,10 @@ pub mod error {
 pub mod flags {
     /// The path did not fit in `PATH_MAX` bytes. The event contains no path.
     pub const PATH_TRUNCATED: u32 = 1;
+    /// The action came through io_uring: the caller is an io_uring worker
+    /// thread (io-wq or SQPOLL) of the agent, or the action ran inside its
+    /// `io_uring_enter` call.
+    pub const VIA_IO_URING: u32 = 2;
 }
 
 /// Address families the connect hook understands (`AF_*` from the UAPI).
@@ -384,6 +388,10 @@ pub struct KernelOffsets {
     pub unix_address_len: u32,
     /// `struct unix_address`, field `name`.
     pub unix_address_name: u32,
+    /// `struct task_struct`, field `flags`.
+    pub task_flags: u32,
+    /// `struct pt_regs`, field `orig_ax` (x86_64): the system call number.
+    pub pt_regs_orig_ax: u32,
 }
 
 #[cfg(feature = "user")]
@@ -410,7 +418,7 @@ const _: () = {
     assert!(core::mem::size_of::<NetKey>() == 20);
     assert!(core::mem::size_of::<PortRule>() == 12);
     assert!(core::mem::size_of::<NetRule>() == 12 * NET_RULES_PER_PREFIX);
-    assert!(core::mem::size_of::<KernelOffsets>() == 80);
+    assert!(core::mem::size_of::<KernelOffsets>() == 88);
     assert!(core::mem::size_of::<ContentKey>() == 36);
     assert!(core::mem::size_of::<LeaseState>() == 32);
     assert!(core::mem::offset_of!(Event, addr) == 92);

@@ -3,14 +3,21 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns},
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_kernel,
+        generated::{bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_task_pt_regs},
     },
     maps::ring_buf::RingBufEntry,
 };
-use lupid_common::{AgentInfo, COMM_LEN, Event, agent_flags, decide::Decision, error, verdict};
+use lupid_common::{AgentInfo, COMM_LEN, Event, agent_flags, decide::Decision, error, flags, verdict};
 
-use crate::maps::{AGENTS, EVENTS, count_error, next_sequence};
+use crate::maps::{AGENTS, EVENTS, count_error, kernel_offsets, next_sequence};
+
+/// `PF_IO_WORKER` in `task_struct::flags`: an io_uring worker thread
+/// (io-wq or SQPOLL). A flag value, not a layout, unchanged since 5.12.
+const PF_IO_WORKER: u32 = 0x10;
+/// `__NR_io_uring_enter`, the same number on x86_64 and in the
+/// architecture-independent table.
+const NR_IO_URING_ENTER: u64 = 426;
 
 /// The errno a denial returns, negated as LSM hooks expect.
 pub(crate) const DENIED: i32 = -1; // -EPERM
@@ -74,7 +81,7 @@ pub(crate) fn enter_labeled(hook: u32, cgroup_id: u64, agent: AgentInfo) -> Entr
         (&raw mut (*out).policy_id).write(agent.policy_id);
         (&raw mut (*out).access).write(0);
         (&raw mut (*out).path_len).write(0);
-        (&raw mut (*out).flags).write(0);
+        (&raw mut (*out).flags).write(via_flags());
         (&raw mut (*out).lease_id).write(0);
         (&raw mut (*out).family).write(0);
         (&raw mut (*out).port).write(0);
@@ -84,6 +91,35 @@ pub(crate) fn enter_labeled(hook: u32, cgroup_id: u64, agent: AgentInfo) -> Entr
         (&raw mut (*out).comm).write(comm);
     }
     Entry::Labeled { event, agent }
+}
+
+/// Returns `flags::VIA_IO_URING` when the current task is an io_uring
+/// worker of the agent or is inside `io_uring_enter`, else 0. The mark is
+/// for the record only, so a field that cannot be read leaves it off
+/// instead of failing the action.
+///
+/// NOTE: work that io_uring retries from task work at the return of
+/// another system call is not marked.
+fn via_flags() -> u32 {
+    let offsets = kernel_offsets();
+    // SAFETY: the helper has no preconditions; in a hook the current task
+    // is never null, and the reads below fault safely if it were.
+    let task = unsafe { bpf_get_current_task_btf() }.cast::<u8>();
+    // SAFETY: the helper checks the kernel address and faults safely; the
+    // offset comes from the running kernel's BTF.
+    let task_flags: u32 = unsafe { bpf_probe_read_kernel(task.add(offsets.task_flags as usize).cast()) }.unwrap_or(0);
+    if task_flags & PF_IO_WORKER != 0 {
+        return flags::VIA_IO_URING;
+    }
+    // SAFETY: `task` is the current task, as the helper requires.
+    let regs = unsafe { bpf_task_pt_regs(task.cast()) } as *const u8;
+    if regs.is_null() {
+        return 0;
+    }
+    // SAFETY: as above.
+    let syscall: u64 =
+        unsafe { bpf_probe_read_kernel(regs.add(offsets.pt_regs_orig_ax as usize).cast()) }.unwrap_or(u64::MAX);
+    if syscall == NR_IO_URING_ENTER { flags::VIA_IO_URING } else { 0 }
 }
 
 /// Reads the caller's agent again, for a hook that slept long enough for

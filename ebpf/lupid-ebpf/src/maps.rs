@@ -72,6 +72,8 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     unix_sock_peer: 0,
     unix_address_len: 0,
     unix_address_name: 0,
+    task_flags: 0,
+    pt_regs_orig_ax: 0,
 };
 
 const EVENTS_BYTES: u32 = 32 << 20;

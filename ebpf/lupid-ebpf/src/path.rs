@@ -178,7 +178,7 @@ fn resolve(out: *mut Event, file: *const u8, f_path_offset: u32) -> Result<usize
     if written <= 0 || written > PATH_MAX as i64 {
         if written == -ENAMETOOLONG {
             // SAFETY: `out` is the reserved event.
-            unsafe { (&raw mut (*out).flags).write(flags::PATH_TRUNCATED) };
+            unsafe { (&raw mut (*out).flags).write((*out).flags | flags::PATH_TRUNCATED) };
         }
         count_error(error::PATH_UNRESOLVED);
         return Err(Decision::fail_closed(reason::PATH_UNRESOLVED));

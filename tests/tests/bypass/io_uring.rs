@@ -2,10 +2,8 @@
 //! `CONNECT` and a UDP `SENDMSG` to a denied address, each inline and with
 //! `IOSQE_ASYNC` (on an io-wq worker thread). The operations reach the
 //! same LSM hooks as the system calls, in a thread of the agent's process
-//! and cgroup, so the records name the agent.
-//!
-//! NOTE: no record field marks an action as coming through `io_uring`.
-//! Only the `comm` of an io-wq worker, `iou-wrk-N`, hints at it.
+//! and cgroup, so the records name the agent, and mark the action
+//! `via: io_uring`.
 
 use serde_json::Value;
 
@@ -27,6 +25,8 @@ fn assert_attributed(agent: &str, denial: &Value, records: &[Value]) {
     assert_eq!(denial["agent_id"], identity["agent_id"], "{denial}");
     assert_eq!(u64_field(denial, "tgid"), u64_field(probe_exec, "tgid"), "the submitting process decided: {denial}");
     assert_eq!(u64_field(denial, "cgroup_id"), u64_field(identity, "cgroup_id"), "{denial}");
+    assert_eq!(denial["via"], "io_uring", "{denial}");
+    assert_eq!(probe_exec["via"], "syscall", "an execve is a plain system call: {probe_exec}");
 }
 
 #[test]
@@ -79,6 +79,7 @@ fn bypass_io_uring_network_denied() {
         assert_denied(&outcome, "uring-connect 203.0.113.7:443", "no rule allows 203.0.113.7:443");
         let (denial, records) = wait_decision(&ledger, &agent, "connect", "deny");
         assert_eq!(denial["addr"], "203.0.113.7", "{denial}");
+        assert_eq!(denial["protocol"], "tcp", "{denial}");
         assert_attributed(&agent, &denial, &records);
 
         let agent = format!("uring-sendmsg-{mode}");
@@ -87,6 +88,7 @@ fn bypass_io_uring_network_denied() {
         assert_denied(&outcome, "uring-sendmsg 203.0.113.7:53", "no rule allows 203.0.113.7:53");
         let (denial, records) = wait_decision(&ledger, &agent, "send", "deny");
         assert_eq!(denial["port"], 53, "{denial}");
+        assert_eq!(denial["protocol"], "udp", "{denial}");
         assert_attributed(&agent, &denial, &records);
     }
     assert_eq!(outside.accepted(), 0, "no connection may reach 203.0.113.7:443");
