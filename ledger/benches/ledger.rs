@@ -21,7 +21,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use lupid_ledger::{
-    Decision, Hook, Ledger, LedgerReader, Object, Reason, Record, RecordBody, Verdict, ZERO_HASH, export_jsonl,
+    Decision, Hook, Ledger, LedgerReader, Object, Reason, Record, RecordBody, Verdict, Via, ZERO_HASH, export_jsonl,
     leaf_hash,
     merkle::Frontier,
     query::{self, Query},
@@ -140,6 +140,8 @@ fn body(seq: u64) -> RecordBody {
         access: 1,
         object,
         lease_id: 0,
+        protocol: 0,
+        via: Via::Syscall,
     })
 }
 

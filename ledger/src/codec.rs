@@ -9,14 +9,19 @@
 //!
 //! | version | records | body |
 //! | --- | --- | --- |
-//! | 1 | every record except a decision with a lease id | as below |
-//! | 2 | a decision whose `lease_id` is not 0 | the version 1 decision body, then `lease_id` (u32) |
+//! | 1 | every record that needs neither version 2 nor 3 | as below |
+//! | 2 | a decision whose `lease_id` is not 0, with `protocol` 0 and `via` syscall | the version 1 decision body, then `lease_id` (u32) |
+//! | 3 | a decision whose `protocol` is not 0 or whose `via` is `io_uring` | the version 2 decision body, then `protocol` (u16) and `via` (u8: 0 `syscall`, 1 `io_uring`) |
 //!
-//! Decoding accepts both versions. A version 2 record that version 1 can
-//! contain (a decision with `lease_id` 0, or a record of any other kind) is
-//! rejected as [`DecodeError::NonCanonicalVersion`], so each record has one
-//! encoding. A record written before version 2 existed keeps its bytes and
-//! its hash.
+//! A version 3 decision always contains `lease_id`, which may be 0 there.
+//! Decoding accepts all three versions. It rejects a record in a higher
+//! version than its content needs as [`DecodeError::NonCanonicalVersion`],
+//! so each record has one encoding. Such records are a version 3 decision
+//! with `protocol` 0 and `via` syscall, a version 2 decision with
+//! `lease_id` 0, and a version 2 or 3 record of any other kind.
+//! A record written before version 2 or 3 existed keeps its bytes and its
+//! hash, and decodes with `lease_id` 0, `protocol` 0 and `via` syscall as
+//! far as its version lacks them.
 //!
 //! # Layout
 //!
@@ -24,7 +29,7 @@
 //!
 //! | bytes | field |
 //! | --- | --- |
-//! | 1 | format version, `1` or `2` |
+//! | 1 | format version, `1`, `2` or `3` |
 //! | 8 | `seq` (u64) |
 //! | 8 | `time_ns`, wall time in Unix nanoseconds (u64) |
 //! | 1 | kind ([`Kind`] code) |
@@ -39,7 +44,7 @@
 //! - the command line as a u32 count followed by each argument as a byte
 //!   string;
 //! - [`Hook`] and [`Verdict`] as one byte each and [`Reason`] as a u32, with
-//!   the `lupid_common` codes;
+//!   the `lupid_common` codes, and [`Via`] as one byte with its own code;
 //! - [`Object`] as a one-byte tag (1 path, 2 socket) followed by its fields;
 //! - flags (`truncated`, `recorded_late`) as one byte that must be 0 or 1.
 //!
@@ -47,9 +52,9 @@
 //! root hash. The lease and policy kinds (8 to 12) follow the same rules.
 //!
 //! Decoding is strict, so a decoded record re-encodes to the bytes it came
-//! from. An unknown version, kind or code, a version higher than the record
-//! needs, a string that is not UTF-8, a bad flag byte and trailing bytes are
-//! all errors.
+//! from. An unknown version, kind or code (`via` included), a version
+//! higher than the record needs, a string that is not UTF-8, a bad flag
+//! byte and trailing bytes are all errors.
 //!
 //! # Hash
 //!
@@ -62,15 +67,19 @@ use sha2::{Digest, Sha256};
 use crate::record::{
     AgentExit, CheckpointRecord, DaemonGap, DaemonStart, DaemonStop, Decision, EventsLost, HASH_LEN, Hash, Hook,
     Identity, Kind, LeaseExpired, LeaseGranted, LeaseRevoked, ModeChanged, Object, PolicyLoaded, Reason, Record,
-    RecordBody, Verdict,
+    RecordBody, Verdict, Via,
 };
 
-/// Format version of every record that has no version 2 content.
+/// Format version of every record that has no version 2 or 3 content.
 pub const FORMAT_VERSION: u8 = 1;
 
-/// Format version of a decision with a lease id: the version 1 layout with
-/// `lease_id` (u32) after the last decision field.
+/// Format version of a decision with a lease id and no version 3 content:
+/// the version 1 layout with `lease_id` (u32) after the last decision field.
 pub const LEASE_FORMAT_VERSION: u8 = 2;
+
+/// Format version of a decision with a protocol or an `io_uring` origin: the
+/// version 2 layout with `protocol` (u16) and `via` (u8) after `lease_id`.
+pub const PROTOCOL_VIA_FORMAT_VERSION: u8 = 3;
 
 /// Size of the fixed record header in bytes.
 pub const HEADER_LEN: usize = 1 + 8 + 8 + 1 + HASH_LEN;
@@ -93,7 +102,9 @@ pub enum EncodeError {
 pub enum DecodeError {
     #[error("record ends inside field `{field}` (needs {needed} bytes at offset {offset}, {len} total)")]
     Truncated { field: &'static str, offset: usize, needed: usize, len: usize },
-    #[error("unsupported format version {0} (this build reads versions {FORMAT_VERSION} and {LEASE_FORMAT_VERSION})")]
+    #[error(
+        "unsupported format version {0} (this build reads versions {FORMAT_VERSION} to {PROTOCOL_VIA_FORMAT_VERSION})"
+    )]
     UnsupportedVersion(u8),
     /// A record in a higher version than its content needs, which would give
     /// it a second encoding and a second hash.
@@ -111,6 +122,8 @@ pub enum DecodeError {
     UnknownVerdict(u8),
     #[error("unknown object tag {0}")]
     UnknownObject(u8),
+    #[error("unknown via code {0} (expected 0 syscall or 1 io_uring)")]
+    UnknownVia(u8),
     #[error("{count} trailing bytes after the last field")]
     TrailingBytes { count: usize },
 }
@@ -155,7 +168,7 @@ impl Record {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut input = Reader { bytes, offset: 0 };
         let version = input.u8("version")?;
-        if version != FORMAT_VERSION && version != LEASE_FORMAT_VERSION {
+        if !(FORMAT_VERSION..=PROTOCOL_VIA_FORMAT_VERSION).contains(&version) {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         let seq = input.u64("seq")?;
@@ -187,8 +200,18 @@ impl Record {
 /// it may be written in.
 fn format_version(body: &RecordBody) -> u8 {
     match body {
-        RecordBody::Decision(decision) if decision.lease_id != 0 => LEASE_FORMAT_VERSION,
+        RecordBody::Decision(decision) => decision_format_version(decision),
         _ => FORMAT_VERSION,
+    }
+}
+
+fn decision_format_version(decision: &Decision) -> u8 {
+    if decision.protocol != 0 || decision.via != Via::Syscall {
+        PROTOCOL_VIA_FORMAT_VERSION
+    } else if decision.lease_id != 0 {
+        LEASE_FORMAT_VERSION
+    } else {
+        FORMAT_VERSION
     }
 }
 
@@ -328,9 +351,14 @@ fn encode_decision(out: &mut Writer, decision: &Decision) -> Result<(), EncodeEr
             out.raw(&port.to_be_bytes());
         }
     }
-    // Only version 2 has this field (see `format_version`).
-    if decision.lease_id != 0 {
+    // Each version appends fields to the one before (see `format_version`).
+    let version = decision_format_version(decision);
+    if version >= LEASE_FORMAT_VERSION {
         out.u32(decision.lease_id);
+    }
+    if version >= PROTOCOL_VIA_FORMAT_VERSION {
+        out.raw(&decision.protocol.to_be_bytes());
+        out.u8(decision.via.code());
     }
     Ok(())
 }
@@ -481,7 +509,14 @@ fn decode_decision(input: &mut Reader<'_>, version: u8) -> Result<Decision, Deco
         },
         tag => return Err(DecodeError::UnknownObject(tag)),
     };
-    let lease_id = if version == LEASE_FORMAT_VERSION { input.u32("lease_id")? } else { 0 };
+    let lease_id = if version >= LEASE_FORMAT_VERSION { input.u32("lease_id")? } else { 0 };
+    let (protocol, via) = if version >= PROTOCOL_VIA_FORMAT_VERSION {
+        let protocol = u16::from_be_bytes(input.array("protocol")?);
+        let via_code = input.u8("via")?;
+        (protocol, Via::from_code(via_code).ok_or(DecodeError::UnknownVia(via_code))?)
+    } else {
+        (0, Via::Syscall)
+    };
 
     Ok(Decision {
         kernel_seq,
@@ -503,6 +538,8 @@ fn decode_decision(input: &mut Reader<'_>, version: u8) -> Result<Decision, Deco
         access,
         object,
         lease_id,
+        protocol,
+        via,
     })
 }
 

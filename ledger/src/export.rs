@@ -6,7 +6,8 @@
 //! `previous_sha256`) are hex too. The one exception is a `previous_sha256`
 //! of all zero bytes, which means no previous policy and is `null`. A
 //! decision's `lease_id` is 0 when no lease allowed it, and `recorded_late`
-//! is a boolean.
+//! is a boolean. Every decision has `via`: `io_uring` for an action that
+//! came through `io_uring`, `syscall` for any other.
 //!
 //! Byte strings (paths, `comm`, command arguments) are exported under their
 //! key as a JSON string when they are valid UTF-8. Otherwise the key contains
@@ -19,6 +20,10 @@
 //! family `addr` is `null` and `addr_hex` holds the 16 stored bytes. A
 //! connect to a Unix socket has `family` `unix` and the peer's bound name
 //! in `path` (`@NAME` for an abstract socket), with no `addr` or `port`.
+//! A decision on an `inet` or `inet6` socket has `protocol`, the socket's
+//! IP protocol: `tcp`, `udp`, `icmp`, `icmpv6`, another protocol's number,
+//! or `null` when none is stored, as in every record written before format
+//! version 3. Any other decision has `protocol` only when one is stored.
 //!
 //! The output is pure ASCII: every character outside printable ASCII is a
 //! `\uXXXX` escape, so control characters and escape sequences stored in a
@@ -30,7 +35,7 @@ use std::{
     net::Ipv6Addr,
 };
 
-use lupid_common::{access, family};
+use lupid_common::{access, family, protocol};
 use serde_json::{Value, json};
 
 use crate::{
@@ -192,6 +197,7 @@ fn put_decision(object: &mut JsonObject, decision: &Decision) {
     object.put("cgroup_id", json!(decision.cgroup_id));
     object.put_bytes("comm", &decision.comm);
     object.put("hook", json!(decision.hook.name()));
+    object.put("via", json!(decision.via.name()));
     object.put("verdict", json!(decision.verdict.name()));
     let reason = match decision.reason.name() {
         Some(name) => json!(name),
@@ -229,6 +235,28 @@ fn put_decision(object: &mut JsonObject, decision: &Decision) {
             }
             object.put("port", json!(port));
         }
+    }
+    let ip_socket = matches!(decision.object, Object::Socket { family: family::INET | family::INET6, .. });
+    if ip_socket || decision.protocol != 0 {
+        object.put("protocol", protocol_json(decision.protocol));
+    }
+}
+
+/// `IPPROTO_ICMP` from the Linux UAPI (`linux/in.h`).
+pub(crate) const IPPROTO_ICMP: u16 = 1;
+/// `IPPROTO_ICMPV6` from the Linux UAPI (`linux/in6.h`).
+pub(crate) const IPPROTO_ICMPV6: u16 = 58;
+
+/// Returns an IP protocol number as its name, as a number when it has no
+/// name here, or `null` for 0 (no protocol recorded).
+fn protocol_json(number: u16) -> Value {
+    match number {
+        0 => Value::Null,
+        protocol::TCP => json!("tcp"),
+        protocol::UDP => json!("udp"),
+        IPPROTO_ICMP => json!("icmp"),
+        IPPROTO_ICMPV6 => json!("icmpv6"),
+        other => json!(other),
     }
 }
 
@@ -318,7 +346,7 @@ fn escape_non_ascii(json: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{access_json, address_text, escape_non_ascii};
+    use super::{access_json, address_text, escape_non_ascii, protocol_json};
 
     #[test]
     fn address_ipv4_mapped() {
@@ -339,6 +367,16 @@ mod tests {
     fn access_unknown_bits() {
         assert_eq!(access_json(1 | 8).to_string(), r#"["read",8]"#);
         assert_eq!(access_json(2 | 4).to_string(), r#"["write","create"]"#);
+    }
+
+    #[test]
+    fn protocol_names_and_numbers() {
+        assert_eq!(protocol_json(0).to_string(), "null");
+        assert_eq!(protocol_json(6).to_string(), r#""tcp""#);
+        assert_eq!(protocol_json(17).to_string(), r#""udp""#);
+        assert_eq!(protocol_json(1).to_string(), r#""icmp""#);
+        assert_eq!(protocol_json(58).to_string(), r#""icmpv6""#);
+        assert_eq!(protocol_json(132).to_string(), "132");
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub use reader::{LedgerReader, StoredRecord};
 pub use record::{
     AgentExit, CheckpointRecord, DaemonGap, DaemonStart, DaemonStop, Decision, EventsLost, Hash, Hook, Identity, Kind,
     LeaseExpired, LeaseGranted, LeaseRevoked, ModeChanged, Object, PolicyLoaded, Reason, Record, RecordBody, Verdict,
-    ZERO_HASH,
+    Via, ZERO_HASH,
 };
 pub use store::{Appended, CHECKPOINTS_CF, HEAD_KEY, Ledger, META_CF, RECORDS_CF};
 pub use tree::TREE_CF;

@@ -19,7 +19,7 @@ use clap::{
     builder::{PossibleValuesParser, TypedValueParser},
 };
 use lupid_ledger::{
-    Checkpoint, ExportError, Hook, LedgerReader, RecordBody, StoredRecord, Verdict, VerifierKey, audit,
+    Checkpoint, ExportError, Hook, LedgerReader, RecordBody, StoredRecord, Verdict, VerifierKey, Via, audit,
     bundle::{self, KEY_FILE},
     checkpoint::split_notes,
     export_jsonl, keys, leaf_hash,
@@ -157,6 +157,10 @@ struct QueryArgs {
     /// Latest record time, inclusive: RFC 3339 or Unix nanoseconds.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     until: Option<u64>,
+    /// The way the action reached the hook. Checked on each record that the
+    /// other filters select, like --object.
+    #[arg(long, value_parser = name_parser(Via::ALL, Via::name))]
+    via: Option<Via>,
     /// Maximum number of records printed.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
@@ -167,7 +171,8 @@ struct QueryArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum QueryFormat {
-    /// Aligned columns: seq, time, agent, hook, verdict (with the lease id
+    /// Aligned columns: seq, time, agent, hook (followed by `via io_uring`
+    /// when the action came through `io_uring`), verdict (with the lease id
     /// when a lease allowed the action), rule, object.
     Table,
     /// JSON Lines, in the form of `export --format jsonl`.
@@ -417,6 +422,7 @@ fn run_query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         object: args.object.clone(),
         since_ns: args.since,
         until_ns: args.until,
+        via: args.via,
         limit: args.limit,
     };
     let reader = LedgerReader::open_read_only(&args.ledger)?;
@@ -453,20 +459,26 @@ fn write_table(out: &mut impl Write, found: &[StoredRecord]) -> io::Result<()> {
                         0 => decision.verdict.name().to_owned(),
                         lease_id => format!("{} (lease {lease_id})", decision.verdict.name()),
                     };
+                    // The hook column, unlike the object, contains no text the
+                    // agent chose, so the marker cannot be forged there.
+                    let hook = match decision.via {
+                        Via::Syscall => decision.hook.name().to_owned(),
+                        Via::IoUring => format!("{} via io_uring", decision.hook.name()),
+                    };
                     let object = object_text(&decision.object);
-                    (decision.agent.clone(), decision.hook.name(), verdict, rule, object)
+                    (decision.agent.clone(), hook, verdict, rule, object)
                 }
                 RecordBody::Identity(identity) => {
                     let exe = String::from_utf8_lossy(&identity.exe_path).into_owned();
-                    (identity.agent.clone(), "-", "-".to_owned(), "-".to_owned(), exe)
+                    (identity.agent.clone(), "-".to_owned(), "-".to_owned(), "-".to_owned(), exe)
                 }
-                _ => (String::new(), "-", "-".to_owned(), "-".to_owned(), String::new()),
+                _ => (String::new(), "-".to_owned(), "-".to_owned(), "-".to_owned(), String::new()),
             };
             [
                 record.seq.to_string(),
                 timestamp::format_rfc3339(record.time_ns),
                 escape_controls(&agent),
-                hook.to_owned(),
+                hook,
                 verdict,
                 escape_controls(&rule),
                 escape_controls(&object),

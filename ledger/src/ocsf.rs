@@ -25,6 +25,12 @@
 //! Terminate and a ptrace access to Open (of a process), the nearest OCSF
 //! activities.
 //!
+//! A socket decision has `connection_info` with `direction_id` 2
+//! (Outbound). When the ledger stores the socket's IP protocol, it adds
+//! `protocol_num` and, for TCP, UDP, ICMP and `ICMPv6`, `protocol_name` as
+//! the lowercase IANA keyword (`tcp`, `udp`, `icmp`, `ipv6-icmp`), as the
+//! 1.7.0 Network Connection Information object defines it.
+//!
 //! `type_uid` is `class_uid * 100 + activity_id`. An allowed decision is
 //! `action_id` 1 (Allowed), `disposition_id` 1 (Allowed) and `severity_id` 1
 //! (Informational). A denied one is `action_id` 2 (Denied), `disposition_id`
@@ -38,8 +44,8 @@
 //! `actor.process` is the process that made the request: `pid` is the
 //! thread group id, `tid` the thread id, `name` the `comm`, and `user.uid`
 //! and `group` come from the decision. Fields with no OCSF attribute (`seq`,
-//! `kernel_seq`, `rule`, `rule_id`, `reason`, `lease_id`, `policy_sha256`,
-//! the agent) are under `unmapped`. Byte strings that are not UTF-8 are
+//! `kernel_seq`, `rule`, `rule_id`, `reason`, `lease_id`, `via`,
+//! `policy_sha256`, the agent) are under `unmapped`. Byte strings that are not UTF-8 are
 //! exported lossily, as in the JSON Lines export.
 //!
 //! Only decisions are exported. Records of every other kind are skipped,
@@ -51,7 +57,7 @@ use std::io::Write;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    export::ExportError,
+    export::{ExportError, IPPROTO_ICMP, IPPROTO_ICMPV6},
     query::object_text,
     reader::{LedgerReader, StoredRecord},
     record::{Decision, Hook, Object, RecordBody, Verdict},
@@ -152,7 +158,7 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
             let address = std::net::Ipv6Addr::from(*addr);
             let ip = address.to_ipv4_mapped().map_or_else(|| address.to_string(), |ipv4| ipv4.to_string());
             event.insert("dst_endpoint".into(), json!({ "ip": ip, "port": port }));
-            event.insert("connection_info".into(), json!({ "direction_id": 2, "direction": "Outbound" }));
+            event.insert("connection_info".into(), connection_info(decision.protocol));
         }
         (Object::Path { path, .. }, _) if path.is_empty() && !matches!(decision.hook, Hook::Exec | Hook::Open) => {}
         (object, Hook::Exec) => {
@@ -171,6 +177,7 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
             "rule_id": decision.rule_id,
             "reason": decision.reason.name().map_or_else(|| json!(decision.reason.code()), |name| json!(name)),
             "lease_id": decision.lease_id,
+            "via": decision.via.name(),
             "policy_sha256": hex::encode(decision.policy_sha256),
             "agent": decision.agent,
             "agent_id": decision.agent_id,
@@ -178,6 +185,28 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
         }),
     );
     Some(Value::Object(event))
+}
+
+/// Formats an outbound connection with the IP protocol `protocol`, which
+/// is 0 when the ledger stores none.
+fn connection_info(protocol: u16) -> Value {
+    let mut info = Map::new();
+    info.insert("direction_id".into(), json!(2));
+    info.insert("direction".into(), json!("Outbound"));
+    if protocol != 0 {
+        let iana_keyword = match protocol {
+            lupid_common::protocol::TCP => Some("tcp"),
+            lupid_common::protocol::UDP => Some("udp"),
+            IPPROTO_ICMP => Some("icmp"),
+            IPPROTO_ICMPV6 => Some("ipv6-icmp"),
+            _ => None,
+        };
+        if let Some(name) = iana_keyword {
+            info.insert("protocol_name".into(), json!(name));
+        }
+        info.insert("protocol_num".into(), json!(protocol));
+    }
+    Value::Object(info)
 }
 
 fn actor(decision: &Decision) -> Value {

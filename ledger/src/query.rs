@@ -1,7 +1,7 @@
 //! Filtered reads of decision and identity records ([`crate::index`]).
 //!
-//! Identity records match only a query with an agent and no hook, verdict
-//! or rule, since they have none of those fields. Other record kinds never
+//! Identity records match only a query with an agent and no hook, verdict,
+//! rule or `via`, since they have none of those fields. Other record kinds never
 //! match.
 //!
 //! Plan, in order:
@@ -19,9 +19,9 @@
 //!   opened read-only), every record is read in `seq` order.
 //!
 //! Every candidate record is then read and checked against all filters, so
-//! the time range and the object text are checked there. The object filter
-//! is a substring match over those candidates, not an index: a query with
-//! only `object` reads every decision. The read stops after `limit` matches.
+//! the time range, the object text and `via` are checked there. The object
+//! and `via` filters have no index: a query with only those reads every
+//! record. The read stops after `limit` matches.
 //!
 //! Measured with the ignored test `query_large_ledger_timing` on 1,000,000
 //! records and 2 shared cores: every indexed query took under 20 ms. Ten
@@ -42,7 +42,7 @@ use crate::{
         decode_postings, rule_prefix, split_key, time_bucket, verdict_hook_prefix,
     },
     reader::{LedgerReader, StoredRecord},
-    record::{Hook, Object, Record, RecordBody, Verdict},
+    record::{Hook, Object, Record, RecordBody, Verdict, Via},
     store::{column_family, decode_key},
 };
 
@@ -60,6 +60,8 @@ pub struct Query {
     pub since_ns: Option<u64>,
     /// Latest wall time, Unix nanoseconds, inclusive.
     pub until_ns: Option<u64>,
+    /// The way the action reached the hook: a system call or `io_uring`.
+    pub via: Option<Via>,
     /// Maximum number of records returned.
     pub limit: Option<usize>,
 }
@@ -74,7 +76,8 @@ impl Query {
         }
         match &record.body {
             RecordBody::Identity(identity) => {
-                let has_decision_filter = self.hook.is_some() || self.verdict.is_some() || self.rule_id.is_some();
+                let has_decision_filter =
+                    self.hook.is_some() || self.verdict.is_some() || self.rule_id.is_some() || self.via.is_some();
                 self.agent.as_deref() == Some(identity.agent.as_str())
                     && !has_decision_filter
                     && self.object_matches(|| String::from_utf8_lossy(&identity.exe_path).into_owned())
@@ -84,6 +87,7 @@ impl Query {
                     && self.hook.is_none_or(|hook| hook == decision.hook)
                     && self.verdict.is_none_or(|verdict| verdict == decision.verdict)
                     && self.rule_id.is_none_or(|rule_id| rule_id == decision.rule_id)
+                    && self.via.is_none_or(|via| via == decision.via)
                     && self.object_matches(|| object_text(&decision.object))
             }
             _ => false,

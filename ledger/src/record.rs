@@ -200,9 +200,57 @@ pub struct Decision {
     pub access: u32,
     pub object: Object,
     /// Id of the lease that allowed the action when `reason` is
-    /// [`Reason::Lease`], 0 otherwise. A decision with a lease id is written as format
-    /// version 2 ([`crate::codec`]).
+    /// [`Reason::Lease`], 0 otherwise. A decision with a lease id is written
+    /// as format version 2 or 3 ([`crate::codec`]).
     pub lease_id: u32,
+    /// The socket's IP protocol number (`IPPROTO_*`: 6 TCP, 17 UDP, 1 ICMP,
+    /// 58 `ICMPv6`) for a connect or send to an IPv4 or IPv6 address, 0
+    /// otherwise. Decisions recorded before format version 3 have 0.
+    pub protocol: u16,
+    /// The way the action reached the hook. A decision with a `protocol` or
+    /// with [`Via::IoUring`] is written as format version 3.
+    pub via: Via,
+}
+
+/// The way an action reached the LSM hook.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Via {
+    /// An action that the kernel program did not mark as `io_uring` work,
+    /// such as a system call of the agent. Decisions recorded before format
+    /// version 3 have this value.
+    #[default]
+    Syscall,
+    /// Work that came through `io_uring`. The caller was an `io_uring` worker
+    /// thread of the agent (io-wq or SQPOLL), or the action ran inside the
+    /// agent's `io_uring_enter` call (`lupid_common::flags::VIA_IO_URING`).
+    IoUring,
+}
+
+impl Via {
+    /// Every value, in code order.
+    pub const ALL: [Self; 2] = [Self::Syscall, Self::IoUring];
+
+    /// Returns the one-byte code stored in the record. The codes are part
+    /// of the on-disk format, so never renumber them.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Syscall => 0,
+            Self::IoUring => 1,
+        }
+    }
+
+    /// Returns the value with this code, or `None` for an unknown code.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|via| via.code() == code)
+    }
+
+    /// Returns the `snake_case` name used in exports and queries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Syscall => "syscall",
+            Self::IoUring => "io_uring",
+        }
+    }
 }
 
 /// The LSM hook that produced a decision.

@@ -4,7 +4,7 @@ mod common;
 
 use std::{path::Path, process::Command};
 
-use lupid_ledger::{Ledger, PolicyLoaded, RecordBody};
+use lupid_ledger::{Decision, Ledger, PolicyLoaded, RecordBody};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -153,6 +153,8 @@ fn export_open_decision() {
     let path_hex = hex::encode([b"/home/alice/.ssh/", common::HOSTILE].concat());
     assert_eq!(decision["path_hex"], path_hex);
     assert_eq!(decision["path_truncated"], false);
+    assert_eq!(decision["via"], "syscall");
+    assert_eq!(decision.get("protocol"), None, "a file has no protocol");
 }
 
 #[test]
@@ -165,6 +167,54 @@ fn export_connect_decision() {
     assert_eq!(decision["family"], "inet");
     assert_eq!(decision["addr"], "203.0.113.7");
     assert_eq!(decision["port"], 443);
+    assert_eq!(decision["protocol"], Value::Null, "a version 1 record has no protocol");
+    assert_eq!(decision["via"], "syscall");
+}
+
+#[test]
+fn export_io_uring_send_decision() {
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    ledger.append_batch(vec![(5, common::io_uring_send_decision())]).unwrap();
+    drop(ledger);
+
+    let output = run(&["export"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let decision: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(decision["hook"], "send");
+    assert_eq!(decision["via"], "io_uring");
+    assert_eq!(decision["protocol"], "udp");
+    assert_eq!(decision["addr"], "203.0.113.7");
+    assert_eq!(decision["port"], 53);
+    assert_eq!(decision["lease_id"], 0);
+}
+
+#[test]
+fn export_protocol_names() {
+    let cases = [
+        (6, serde_json::json!("tcp")),
+        (17, serde_json::json!("udp")),
+        (1, serde_json::json!("icmp")),
+        (58, serde_json::json!("icmpv6")),
+        (132, serde_json::json!(132)),
+    ];
+    let RecordBody::Decision(template) = common::connect_decision() else { unreachable!() };
+    let bodies = cases
+        .iter()
+        .map(|(protocol, _)| (5, RecordBody::Decision(Decision { protocol: *protocol, ..template.clone() })))
+        .collect();
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    ledger.append_batch(bodies).unwrap();
+    drop(ledger);
+
+    let output = run(&["export"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let lines: Vec<Value> = stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(lines.len(), cases.len());
+    for (line, (protocol, expected)) in lines.iter().zip(&cases) {
+        assert_eq!(&line["protocol"], expected, "protocol {protocol}");
+    }
 }
 
 #[test]
@@ -303,6 +353,48 @@ fn query_table_shows_lease() {
     let output = run(&["query", "--agent", "coder", "--hook", "connect", "--format", "json"], dir.path());
     let lines: Vec<Value> = stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
     assert_eq!(lines[1]["lease_id"], 17);
+}
+
+#[test]
+fn query_table_shows_io_uring() {
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let bodies = vec![(5, common::connect_decision()), (6, common::io_uring_send_decision())];
+    ledger.append_batch(bodies).unwrap();
+    drop(ledger);
+
+    let output = run(&["query", "--agent", "coder"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let table = stdout(&output);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "header and two decisions: {table}");
+    assert!(!lines[1].contains("io_uring"), "{table}");
+    assert!(lines[2].contains("send via io_uring"), "{table}");
+}
+
+#[test]
+fn query_via_filter() {
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let bodies = [common::every_kind(), vec![common::io_uring_send_decision()]].concat();
+    ledger.append_batch(bodies.into_iter().map(|body| (5, body)).collect()).unwrap();
+    drop(ledger);
+
+    let output = run(&["query", "--via", "io_uring", "--format", "json"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let lines: Vec<Value> = stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let seqs: Vec<u64> = lines.iter().map(|line| line["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [7], "only the io_uring send");
+
+    let output = run(&["query", "--agent", "coder", "--via", "syscall", "--format", "json"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let lines: Vec<Value> = stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let seqs: Vec<u64> = lines.iter().map(|line| line["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [2, 3], "the open and connect decisions, not the identity");
+
+    let output = run(&["query", "--via", "uring"], dir.path());
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("[possible values: syscall, io_uring]"), "{output:?}");
 }
 
 fn run_plain(args: &[&std::ffi::OsStr]) -> std::process::Output {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use lupid_ledger::{DecodeError, Hook, Kind, Reason, Record, RecordBody, Verdict, codec, leaf_hash};
+use lupid_ledger::{Decision, DecodeError, Hook, Kind, Reason, Record, RecordBody, Verdict, Via, codec, leaf_hash};
 use sha2::{Digest, Sha256};
 
 fn record(body: RecordBody) -> Record {
@@ -93,10 +93,12 @@ fn decode_rejects_trailing_bytes() {
 }
 
 #[test]
-fn decode_rejects_version_3() {
+fn decode_rejects_version_4() {
     let mut bytes = record(common::agent_exit()).encode().unwrap();
-    bytes[0] = 3;
-    assert_eq!(Record::decode(&bytes), Err(DecodeError::UnsupportedVersion(3)));
+    bytes[0] = 4;
+    let error = Record::decode(&bytes).unwrap_err();
+    assert_eq!(error, DecodeError::UnsupportedVersion(4));
+    assert_eq!(error.to_string(), "unsupported format version 4 (this build reads versions 1 to 3)");
 }
 
 #[test]
@@ -110,6 +112,20 @@ fn version_2_other_kind_rejected() {
         assert_eq!(bytes[0], codec::FORMAT_VERSION);
         bytes[0] = codec::LEASE_FORMAT_VERSION;
         let expected = DecodeError::NonCanonicalVersion { kind: kind.name(), version: 2, canonical: 1 };
+        assert_eq!(Record::decode(&bytes), Err(expected));
+    }
+}
+
+#[test]
+fn version_3_other_kind_rejected() {
+    for body in [common::every_kind(), common::lease_kinds()].concat() {
+        let kind = body.kind();
+        if kind == Kind::Decision {
+            continue;
+        }
+        let mut bytes = record(body).encode().unwrap();
+        bytes[0] = codec::PROTOCOL_VIA_FORMAT_VERSION;
+        let expected = DecodeError::NonCanonicalVersion { kind: kind.name(), version: 3, canonical: 1 };
         assert_eq!(Record::decode(&bytes), Err(expected));
     }
 }
@@ -330,4 +346,208 @@ fn version_1_lease_id_is_trailing() {
     let mut bytes = record(common::lease_decision()).encode().unwrap();
     bytes[0] = codec::FORMAT_VERSION;
     assert_eq!(Record::decode(&bytes), Err(DecodeError::TrailingBytes { count: 4 }));
+}
+
+/// Canonical bytes of `common::connect_decision()` in `record()`'s header,
+/// as format version 1 wrote them before version 3 existed.
+const CONNECT_VERSION_1: &str = concat!(
+    "01",                                                               // format version
+    "0102030405060708",                                                 // seq
+    "17979cfe3d85cd15",                                                 // time_ns
+    "04",                                                               // kind 4, decision
+    "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a", // prev_hash
+    "0000000000000064",                                                 // kernel_seq 100
+    "000000000d51ae15",                                                 // boot_ns
+    "00000007",                                                         // agent_id 7
+    "00000005636f646572",                                               // agent "coder"
+    "abababababababababababababababababababababababababababababababab", // policy_sha256
+    "00007a6a",                                                         // pid 31338
+    "00007a69",                                                         // tgid 31337
+    "000003e8",                                                         // uid 1000
+    "000003e8",                                                         // gid 1000
+    "0000123456789abc",                                                 // cgroup_id
+    "000000046375726c",                                                 // comm "curl"
+    "03",                                                               // hook connect
+    "01",                                                               // verdict allow
+    "00000002",                                                         // reason default
+    "00000000",                                                         // rule_id 0
+    "00000000",                                                         // rule ""
+    "00000000",                                                         // access
+    "02",                                                               // object tag socket
+    "0002",                                                             // family AF_INET
+    "00000000000000000000ffffcb007107",                                 // addr ::ffff:203.0.113.7
+    "01bb",                                                             // port 443
+);
+
+/// Canonical bytes of `common::lease_decision()` in `record()`'s header, as
+/// format version 2 wrote them before version 3 existed.
+const LEASE_VERSION_2: &str = concat!(
+    "02",                                                               // format version
+    "0102030405060708",                                                 // seq
+    "17979cfe3d85cd15",                                                 // time_ns
+    "04",                                                               // kind 4, decision
+    "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a", // prev_hash
+    "0000000000000064",                                                 // kernel_seq 100
+    "000000000d51ae15",                                                 // boot_ns
+    "00000007",                                                         // agent_id 7
+    "00000005636f646572",                                               // agent "coder"
+    "abababababababababababababababababababababababababababababababab", // policy_sha256
+    "00007a6a",                                                         // pid 31338
+    "00007a69",                                                         // tgid 31337
+    "000003e8",                                                         // uid 1000
+    "000003e8",                                                         // gid 1000
+    "0000123456789abc",                                                 // cgroup_id
+    "000000046375726c",                                                 // comm "curl"
+    "03",                                                               // hook connect
+    "01",                                                               // verdict allow
+    "00000008",                                                         // reason lease
+    "00000005",                                                         // rule_id 5
+    "0000000f6e65742d6e656564732d6c65617365",                           // rule "net-needs-lease"
+    "00000000",                                                         // access
+    "02",                                                               // object tag socket
+    "0002",                                                             // family AF_INET
+    "00000000000000000000ffffcb007107",                                 // addr ::ffff:203.0.113.7
+    "01bb",                                                             // port 443
+    "00000011",                                                         // lease_id 17
+);
+
+/// Decodes golden bytes and checks that they decode to `expected`,
+/// re-encode unchanged and hash to `hash`.
+fn assert_golden(hex_bytes: &str, expected: &Record, hash: &str) {
+    let bytes = hex::decode(hex_bytes).unwrap();
+    let decoded = Record::decode(&bytes).unwrap();
+    assert_eq!(&decoded, expected);
+    assert_eq!(hex::encode(expected.encode().unwrap()), hex_bytes, "encoding changed");
+    assert_eq!(hex::encode(leaf_hash(&bytes)), hash);
+}
+
+#[test]
+fn decision_version_1_golden_bytes() {
+    let expected = record(common::connect_decision());
+    assert_golden(CONNECT_VERSION_1, &expected, "f360cbb68d20cb1ca7acc9bd6db73052dbaba5c2db8116bce38eddef53cf4630");
+    let RecordBody::Decision(decision) = expected.body else { unreachable!() };
+    assert_eq!((decision.lease_id, decision.protocol, decision.via), (0, 0, Via::Syscall));
+}
+
+#[test]
+fn decision_version_2_golden_bytes() {
+    let expected = record(common::lease_decision());
+    assert_golden(LEASE_VERSION_2, &expected, "cbc10b87f38834b2e86a9d2e70de46172fe6ef4d04b0d5b7b452190bacea95a4");
+    let RecordBody::Decision(decision) = expected.body else { unreachable!() };
+    assert_eq!((decision.lease_id, decision.protocol, decision.via), (17, 0, Via::Syscall));
+}
+
+/// Returns `common::connect_decision()` with these version 2 and 3 fields.
+fn connect_with(lease_id: u32, protocol: u16, via: Via) -> Record {
+    let RecordBody::Decision(template) = common::connect_decision() else { unreachable!() };
+    record(RecordBody::Decision(Decision { lease_id, protocol, via, ..template }))
+}
+
+#[test]
+fn decision_version_3_golden_bytes() {
+    let expected_hex = [
+        "03",                    // format version
+        &CONNECT_VERSION_1[2..], // the version 1 header and body
+        "00000011",              // lease_id 17
+        "0006",                  // protocol 6, TCP
+        "01",                    // via io_uring
+    ]
+    .concat();
+    let original = connect_with(17, 6, Via::IoUring);
+    assert_eq!(hex::encode(original.encode().unwrap()), expected_hex);
+    assert_eq!(Record::decode(&hex::decode(&expected_hex).unwrap()).unwrap(), original);
+}
+
+#[test]
+fn version_3_roundtrip_cases() {
+    let cases = [
+        ("protocol only", 0, 17, Via::Syscall),
+        ("via only", 0, 0, Via::IoUring),
+        ("protocol and via", 0, 58, Via::IoUring),
+        ("protocol with lease", 17, 6, Via::Syscall),
+        ("via with lease", 17, 0, Via::IoUring),
+        ("all three", 17, 1, Via::IoUring),
+        ("largest protocol", 0, u16::MAX, Via::Syscall),
+    ];
+    for (name, lease_id, protocol, via) in cases {
+        let original = connect_with(lease_id, protocol, via);
+        let bytes = original.encode().unwrap();
+        assert_eq!(bytes[0], codec::PROTOCOL_VIA_FORMAT_VERSION, "{name}");
+
+        let len = bytes.len();
+        assert_eq!(bytes[len - 7..len - 3], lease_id.to_be_bytes(), "{name}: lease_id, 0 included");
+        assert_eq!(bytes[len - 3..len - 1], protocol.to_be_bytes(), "{name}: protocol");
+        assert_eq!(bytes[len - 1], via.code(), "{name}: via");
+        let version_1 = connect_with(0, 0, Via::Syscall).encode().unwrap();
+        assert_eq!(bytes[1..len - 7], version_1[1..], "{name}: version 3 changed a version 1 field");
+
+        assert_eq!(Record::decode(&bytes).unwrap(), original, "{name}");
+    }
+}
+
+#[test]
+fn version_3_rejects_every_prefix() {
+    let bytes = record(common::io_uring_send_decision()).encode().unwrap();
+    for len in 0..bytes.len() {
+        let result = Record::decode(&bytes[..len]);
+        assert!(matches!(result, Err(DecodeError::Truncated { .. })), "prefix of {len} bytes: {result:?}");
+    }
+}
+
+#[test]
+fn version_3_fitting_version_1_rejected() {
+    let mut bytes = connect_with(0, 17, Via::IoUring).encode().unwrap();
+    let len = bytes.len();
+    bytes[len - 3..].copy_from_slice(&[0, 0, 0]);
+    let expected = DecodeError::NonCanonicalVersion { kind: "decision", version: 3, canonical: 1 };
+    assert_eq!(Record::decode(&bytes), Err(expected));
+}
+
+#[test]
+fn version_3_fitting_version_2_rejected() {
+    let mut bytes = connect_with(17, 17, Via::Syscall).encode().unwrap();
+    let len = bytes.len();
+    bytes[len - 3..].copy_from_slice(&[0, 0, 0]);
+    let expected = DecodeError::NonCanonicalVersion { kind: "decision", version: 3, canonical: 2 };
+    assert_eq!(Record::decode(&bytes), Err(expected));
+}
+
+#[test]
+fn version_2_with_protocol_rejected() {
+    // Version 2 has no room for `protocol` and `via`, so they are 3 bytes
+    // too many.
+    let mut bytes = connect_with(17, 6, Via::Syscall).encode().unwrap();
+    bytes[0] = codec::LEASE_FORMAT_VERSION;
+    assert_eq!(Record::decode(&bytes), Err(DecodeError::TrailingBytes { count: 3 }));
+}
+
+#[test]
+fn version_1_with_version_3_fields_rejected() {
+    let mut bytes = connect_with(0, 6, Via::IoUring).encode().unwrap();
+    bytes[0] = codec::FORMAT_VERSION;
+    assert_eq!(Record::decode(&bytes), Err(DecodeError::TrailingBytes { count: 7 }));
+}
+
+#[test]
+fn version_3_rejects_unknown_via() {
+    for code in [2, 0xff] {
+        let mut bytes = record(common::io_uring_send_decision()).encode().unwrap();
+        *bytes.last_mut().unwrap() = code;
+        let error = Record::decode(&bytes).unwrap_err();
+        assert_eq!(error, DecodeError::UnknownVia(code));
+        assert_eq!(error.to_string(), format!("unknown via code {code} (expected 0 syscall or 1 io_uring)"));
+    }
+}
+
+#[test]
+fn via_codes_and_names() {
+    assert_eq!(Via::default(), Via::Syscall);
+    let expected = [(0, Via::Syscall, "syscall"), (1, Via::IoUring, "io_uring")];
+    for (code, via, name) in expected {
+        assert_eq!(via.code(), code);
+        assert_eq!(Via::from_code(code), Some(via));
+        assert_eq!(via.name(), name);
+    }
+    assert_eq!(Via::ALL.map(Via::code), [0, 1], "Via::ALL is in code order");
+    assert_eq!(Via::from_code(2), None);
 }

@@ -107,6 +107,46 @@ fn ocsf_network_open() {
     assert_eq!(event["dst_endpoint"]["ip"], "203.0.113.7");
     assert_eq!(event["dst_endpoint"]["port"], 443);
     assert_eq!(event["actor"]["process"]["name"], "curl");
+    assert_eq!(event["connection_info"]["direction_id"], 2);
+    assert_eq!(event["connection_info"].get("protocol_name"), None, "no protocol stored");
+    assert_eq!(event["connection_info"].get("protocol_num"), None, "no protocol stored");
+    assert_eq!(event["unmapped"]["via"], "syscall");
+}
+
+/// Exports one decision as OCSF.
+fn single_event(body: RecordBody) -> Value {
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    ledger.append_batch(vec![(TIME_NS, body)]).unwrap();
+    drop(ledger);
+
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let mut out = Vec::new();
+    ocsf::export_ocsf(&reader, &mut out).unwrap();
+    serde_json::from_str(String::from_utf8(out).unwrap().trim()).unwrap()
+}
+
+#[test]
+fn ocsf_io_uring_udp_send() {
+    let event = single_event(common::io_uring_send_decision());
+    assert_eq!(event["class_uid"], 4001);
+    assert_eq!(event["activity_name"], "Traffic");
+    assert_eq!(event["dst_endpoint"]["port"], 53);
+    assert_eq!(event["connection_info"]["protocol_name"], "udp");
+    assert_eq!(event["connection_info"]["protocol_num"], 17);
+    assert_eq!(event["unmapped"]["via"], "io_uring");
+}
+
+#[test]
+fn ocsf_protocol_iana_keywords() {
+    let cases = [(6, Some("tcp")), (17, Some("udp")), (1, Some("icmp")), (58, Some("ipv6-icmp")), (132, None)];
+    for (protocol, name) in cases {
+        let RecordBody::Decision(template) = common::connect_decision() else { unreachable!() };
+        let event = single_event(RecordBody::Decision(Decision { protocol, ..template }));
+        let info = &event["connection_info"];
+        assert_eq!(info["protocol_num"], protocol, "protocol {protocol}");
+        assert_eq!(info.get("protocol_name").and_then(Value::as_str), name, "protocol {protocol}");
+    }
 }
 
 /// Returns a decision allowed for `reason`, denied had the reason not

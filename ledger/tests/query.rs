@@ -7,7 +7,7 @@ mod common;
 use std::{path::Path, process::Command};
 
 use lupid_ledger::{
-    Decision, Hook, Ledger, LedgerReader, Object, Record, RecordBody, Verdict,
+    Decision, Hook, Ledger, LedgerReader, Object, Record, RecordBody, Verdict, Via,
     index::{self, INDEX_CFS, INDEX_VERSION_KEY},
     query::{self, Query},
 };
@@ -32,7 +32,8 @@ fn decision(agent: &str, hook: Hook, verdict: Verdict, rule_id: u32, path: &str)
 
 /// Appends 600 records: identities of each agent first, then decisions
 /// cycling through agents, hooks, verdicts and four rules, with other
-/// kinds in between. Record `n` has time `BASE_NS + n * 1000`.
+/// kinds in between. Every fifth decision came through `io_uring`. Record
+/// `n` has time `BASE_NS + n * 1000`.
 fn fill_mixed(dir: &Path) -> Ledger {
     let mut ledger = Ledger::open(dir).unwrap();
     let mut bodies = Vec::new();
@@ -51,7 +52,10 @@ fn fill_mixed(dir: &Path) -> Ledger {
             let index = usize::try_from(n).unwrap();
             let verdict = if n % 7 < 3 { Verdict::Deny } else { Verdict::Allow };
             let path = format!("/home/alice/file-{n}.txt");
-            decision(AGENTS[index % 3], HOOKS[(index / 3) % 3], verdict, n % 4, &path)
+            let body = decision(AGENTS[index % 3], HOOKS[(index / 3) % 3], verdict, n % 4, &path);
+            let RecordBody::Decision(decision) = body else { unreachable!() };
+            let via = if n % 5 == 0 { Via::IoUring } else { Via::Syscall };
+            RecordBody::Decision(Decision { via, ..decision })
         };
         bodies.push(body);
     }
@@ -118,6 +122,18 @@ fn queries() -> Vec<Query> {
         ..Query::default()
     });
 
+    for via in Via::ALL {
+        queries.push(Query { via: Some(via), ..Query::default() });
+    }
+    queries.push(Query { agent: Some("coder".into()), via: Some(Via::IoUring), ..Query::default() });
+    queries.push(Query { hook: Some(Hook::Connect), via: Some(Via::Syscall), limit: Some(7), ..Query::default() });
+    queries.push(Query {
+        since_ns: Some(BASE_NS + 100_000),
+        until_ns: Some(BASE_NS + 200_000),
+        via: Some(Via::IoUring),
+        ..Query::default()
+    });
+
     queries.push(Query { verdict: Some(Verdict::Deny), limit: Some(5), ..Query::default() });
     queries.push(Query { agent: Some("coder".into()), limit: Some(0), ..Query::default() });
     queries
@@ -167,6 +183,10 @@ fn query_each_dimension() {
     let object = run(Query { object: Some("file-120.txt".into()), ..Query::default() });
     assert_eq!(object.len(), 1);
 
+    let io_uring = run(Query { via: Some(Via::IoUring), ..Query::default() });
+    assert!(!io_uring.is_empty());
+    assert!(io_uring.iter().all(|s| matches!(&s.record.body, RecordBody::Decision(d) if d.via == Via::IoUring)));
+
     let window = run(Query { since_ns: Some(BASE_NS + 10_000), until_ns: Some(BASE_NS + 12_000), ..Query::default() });
     let seqs: Vec<u64> = window.iter().map(|stored| stored.record.seq).collect();
     assert_eq!(seqs, [10, 11, 12]);
@@ -189,6 +209,14 @@ fn identity_excluded_by_decision_filters() {
     let query = Query { agent: Some("coder".into()), verdict: Some(Verdict::Deny), ..Query::default() };
     let found = query::run(&reader, &query).unwrap();
     assert!(found.iter().all(|stored| matches!(stored.record.body, RecordBody::Decision(_))));
+
+    let query = Query { agent: Some("coder".into()), via: Some(Via::Syscall), ..Query::default() };
+    let found = query::run(&reader, &query).unwrap();
+    assert!(!found.is_empty());
+    assert!(
+        found.iter().all(|stored| matches!(stored.record.body, RecordBody::Decision(_))),
+        "via excludes identities"
+    );
 }
 
 /// Every decision and identity record is in its four (or two) index entries

@@ -7,8 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lupid_common::{Event, family, hook, reason, verdict};
-use lupid_ledger::{Decision, EventsLost, Hook, Object, Reason, RecordBody, Verdict};
+use lupid_common::{Event, family, flags, hook, reason, verdict};
+use lupid_ledger::{Decision, EventsLost, Hook, Object, Reason, RecordBody, Verdict, Via};
 
 use super::agents::AgentEntry;
 
@@ -45,7 +45,7 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>, lease_rule: O
         Object::Socket { family: event.family, addr: event.addr, port: event.port }
     } else {
         let len = (event.path_len as usize).min(event.path.len());
-        let truncated = event.flags & lupid_common::flags::PATH_TRUNCATED != 0;
+        let truncated = event.flags & flags::PATH_TRUNCATED != 0;
         Object::Path { path: event.path[..len].to_vec(), truncated }
     };
     let comm_len = event.comm.iter().position(|&b| b == 0).unwrap_or(event.comm.len());
@@ -98,6 +98,8 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>, lease_rule: O
         access: event.access,
         object,
         lease_id: event.lease_id,
+        protocol: event.protocol,
+        via: if event.flags & flags::VIA_IO_URING != 0 { Via::IoUring } else { Via::Syscall },
     })
 }
 
@@ -401,5 +403,58 @@ mod tests {
     #[test]
     fn short_item_is_rejected() {
         assert!(decode(&[0u8; 16]).is_none());
+    }
+
+    /// Returns an allowed UDP send to 203.0.113.7:53 with these flags.
+    fn udp_send(event_flags: u32) -> Event {
+        let mut comm = [0; lupid_common::COMM_LEN];
+        comm[..13].copy_from_slice(b"iou-wrk-31337");
+        Event {
+            seq: 7,
+            boot_ns: 1_000,
+            cgroup_id: 42,
+            pid_tgid: (u64::from(31_337_u32) << 32) | u64::from(31_340_u32),
+            uid_gid: (u64::from(1000_u32) << 32) | u64::from(1000_u32),
+            hook: hook::SEND,
+            verdict: verdict::ALLOW,
+            reason: reason::DEFAULT,
+            rule_id: 0,
+            agent_id: 3,
+            policy_id: 1,
+            access: 0,
+            path_len: 0,
+            flags: event_flags,
+            lease_id: 0,
+            family: family::INET,
+            port: 53,
+            protocol: lupid_common::protocol::UDP,
+            padding: [0; 6],
+            addr: std::net::Ipv4Addr::new(203, 0, 113, 7).to_ipv6_mapped().octets(),
+            comm,
+            scratch: lupid_common::PathKey::default(),
+            path: [0; lupid_common::PATH_MAX],
+        }
+    }
+
+    #[test]
+    fn record_of_io_uring_udp_send() {
+        let RecordBody::Decision(decision) = to_record(&udp_send(flags::VIA_IO_URING), None, None) else {
+            panic!("a kernel event becomes a decision");
+        };
+        assert_eq!(decision.hook, Hook::Send);
+        assert_eq!(decision.via, Via::IoUring);
+        assert_eq!(decision.protocol, 17);
+        assert_eq!(decision.object, Object::Socket { family: family::INET, addr: udp_send(0).addr, port: 53 });
+        assert_eq!(decision.comm, b"iou-wrk-31337");
+        assert_eq!((decision.pid, decision.tgid), (31_340, 31_337));
+    }
+
+    #[test]
+    fn record_without_io_uring_flag() {
+        let RecordBody::Decision(decision) = to_record(&udp_send(flags::PATH_TRUNCATED), None, None) else {
+            panic!("a kernel event becomes a decision");
+        };
+        assert_eq!(decision.via, Via::Syscall, "only VIA_IO_URING marks io_uring");
+        assert_eq!(decision.protocol, 17);
     }
 }

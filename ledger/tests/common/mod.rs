@@ -6,7 +6,7 @@ use std::path::Path;
 
 use lupid_ledger::{
     AgentExit, DaemonStart, DaemonStop, Decision, EventsLost, Hook, Identity, LeaseExpired, LeaseGranted, LeaseRevoked,
-    Ledger, ModeChanged, Object, PolicyLoaded, Reason, RecordBody, Verdict,
+    Ledger, ModeChanged, Object, PolicyLoaded, Reason, RecordBody, Verdict, Via,
 };
 use rocksdb::{DB, DBCompressionType, Options};
 
@@ -61,6 +61,8 @@ pub(crate) fn open_decision() -> RecordBody {
         access: 1 | 2,
         object: Object::Path { path: [b"/home/alice/.ssh/", HOSTILE].concat(), truncated: false },
         lease_id: 0,
+        protocol: 0,
+        via: Via::Syscall,
     })
 }
 
@@ -89,6 +91,8 @@ pub(crate) fn connect_decision() -> RecordBody {
         access: 0,
         object: Object::Socket { family: 2, addr, port: 443 },
         lease_id: 0,
+        protocol: 0,
+        via: Via::Syscall,
     })
 }
 
@@ -116,6 +120,22 @@ pub(crate) fn lease_decision() -> RecordBody {
         rule_id: 5,
         rule: "net-needs-lease".into(),
         lease_id: 17,
+        ..template
+    })
+}
+
+/// Returns a UDP send to 203.0.113.7:53 that an `io_uring` worker of the
+/// agent made, a decision that needs format version 3.
+pub(crate) fn io_uring_send_decision() -> RecordBody {
+    let RecordBody::Decision(template) = connect_decision() else { unreachable!() };
+    let Object::Socket { family, addr, .. } = template.object else { unreachable!() };
+    RecordBody::Decision(Decision {
+        kernel_seq: 101,
+        comm: b"iou-wrk-31337".to_vec(),
+        hook: Hook::Send,
+        object: Object::Socket { family, addr, port: 53 },
+        protocol: 17,
+        via: Via::IoUring,
         ..template
     })
 }
