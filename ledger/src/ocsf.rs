@@ -17,11 +17,15 @@
 //! | mount, `move_mount` | File System Activity | 1001 | Mount | 12 | none |
 //! | umount | File System Activity | 1001 | Unmount | 13 | none |
 //! | link | File System Activity | 1001 | Create | 1 | none |
+//! | `create_name` | File System Activity | 1001 | Create | 1 | `file.path` |
+//! | `remove_name` | File System Activity | 1001 | Delete | 4 | `file.path` |
+//! | rename | File System Activity | 1001 | Rename | 5 | `file.path` |
 //! | `socket_create` | Network Activity | 4001 | Other | 99 | none |
 //!
 //! The hooks from clone on record only denials by lupid's built-in
-//! protections, and their decisions name no object, so the event carries
-//! no `file`, `process.file` or `dst_endpoint`. A signal is mapped to
+//! protections. Their decisions name no object, so the event carries no
+//! `file`, `process.file` or `dst_endpoint`, except `create_name`,
+//! `remove_name` and `rename`, which name the file in lupid's folder. A signal is mapped to
 //! Terminate and a ptrace access to Open (of a process), the nearest OCSF
 //! activities.
 //!
@@ -112,7 +116,9 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
         Hook::Open => (FILE_SYSTEM_ACTIVITY, 14, "Open"),
         Hook::Mount | Hook::MoveMount => (FILE_SYSTEM_ACTIVITY, 12, "Mount"),
         Hook::Umount => (FILE_SYSTEM_ACTIVITY, 13, "Unmount"),
-        Hook::Link => (FILE_SYSTEM_ACTIVITY, 1, "Create"),
+        Hook::Link | Hook::CreateName => (FILE_SYSTEM_ACTIVITY, 1, "Create"),
+        Hook::RemoveName => (FILE_SYSTEM_ACTIVITY, 4, "Delete"),
+        Hook::Rename => (FILE_SYSTEM_ACTIVITY, 5, "Rename"),
         Hook::Connect => (NETWORK_ACTIVITY, 1, "Open"),
         Hook::Send => (NETWORK_ACTIVITY, 6, "Traffic"),
         Hook::SocketCreate => (NETWORK_ACTIVITY, 99, "Other"),

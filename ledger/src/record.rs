@@ -284,11 +284,19 @@ pub enum Hook {
     SocketCreate,
     /// A hard link (`path_link`).
     Link,
+    /// A new name in one of lupid's own folders (`inode_create`,
+    /// `inode_mkdir`, `inode_mknod`, `inode_symlink`).
+    CreateName,
+    /// A name removed from one of lupid's own folders (`inode_unlink`,
+    /// `inode_rmdir`).
+    RemoveName,
+    /// A rename into or out of one of lupid's own folders (`inode_rename`).
+    Rename,
 }
 
 impl Hook {
     /// Every hook, in code order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 17] = [
         Self::Exec,
         Self::Open,
         Self::Connect,
@@ -303,6 +311,9 @@ impl Hook {
         Self::Bpf,
         Self::SocketCreate,
         Self::Link,
+        Self::CreateName,
+        Self::RemoveName,
+        Self::Rename,
     ];
 
     /// Returns the `lupid_common::hook` code.
@@ -322,6 +333,9 @@ impl Hook {
             Self::Bpf => hook::BPF,
             Self::SocketCreate => hook::SOCKET_CREATE,
             Self::Link => hook::LINK,
+            Self::CreateName => hook::CREATE_NAME,
+            Self::RemoveName => hook::REMOVE_NAME,
+            Self::Rename => hook::RENAME,
         }
     }
 
@@ -347,6 +361,9 @@ impl Hook {
             Self::Bpf => "bpf",
             Self::SocketCreate => "socket_create",
             Self::Link => "link",
+            Self::CreateName => "create_name",
+            Self::RemoveName => "remove_name",
+            Self::Rename => "rename",
         }
     }
 }

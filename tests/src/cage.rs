@@ -1,6 +1,7 @@
 //! Command line of the probe's actions against lupid's built-in
 //! protections: leaving the cgroup, namespaces, mounts, signals and ptrace
-//! to the daemon, `bpf(2)`, raw sockets and hard links.
+//! to the daemon, `bpf(2)`, raw sockets, hard links, and changes of names
+//! in lupid's own folders.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -30,6 +31,14 @@ pub enum CageAction {
     Socket { family: i32, socket_type: i32, protocol: i32 },
     /// `link(old, new)`.
     Link { old: OsString, new: OsString },
+    /// `unlink(path)`.
+    Unlink { path: OsString },
+    /// `rename(old, new)`.
+    Rename { old: OsString, new: OsString },
+    /// `symlink(target, link)`.
+    Symlink { target: OsString, link: OsString },
+    /// `mkdir(path, 0700)`.
+    Mkdir { path: OsString },
 }
 
 /// Returns whether `action` names one of these actions.
@@ -46,6 +55,10 @@ pub fn is_action(action: &[u8]) -> bool {
             | b"bpf"
             | b"socket"
             | b"link"
+            | b"unlink"
+            | b"rename"
+            | b"symlink"
+            | b"mkdir"
     )
 }
 
@@ -72,6 +85,10 @@ pub fn parse(action: &[u8], args: &mut impl Iterator<Item = OsString>) -> Result
             protocol: parse_number(&next("PROTOCOL")?)?,
         },
         b"link" => CageAction::Link { old: next("OLD")?, new: next("NEW")? },
+        b"unlink" => CageAction::Unlink { path: next("PATH")? },
+        b"rename" => CageAction::Rename { old: next("OLD")?, new: next("NEW")? },
+        b"symlink" => CageAction::Symlink { target: next("TARGET")?, link: next("LINK")? },
+        b"mkdir" => CageAction::Mkdir { path: next("PATH")? },
         _ => return Err(format!("unknown action {name:?}")),
     };
     Ok(parsed)

@@ -41,7 +41,8 @@ usage: lupid-probe exec PATH [ARG...]
        lupid-probe clone FLAGS [CGROUP-DIR] | unshare FLAGS
        lupid-probe mount TARGET | move-mount SOURCE TARGET | umount TARGET
        lupid-probe kill PID SIGNAL | ptrace-attach PID | bpf
-       lupid-probe socket FAMILY TYPE PROTOCOL | link OLD NEW
+       lupid-probe socket FAMILY TYPE PROTOCOL | link OLD NEW | unlink PATH | rename OLD NEW
+       lupid-probe symlink TARGET LINK | mkdir PATH
 FLAGS are clone flags in hexadecimal (0x10000000); FAMILY, TYPE, PROTOCOL and SIGNAL are decimal numbers.
 ADDR is an IPv4 address or a bracketed IPv6 address: 127.0.0.1:8080, [::1]:8080.";
 
@@ -691,7 +692,7 @@ mod tests {
 
     #[test]
     fn unknown_action_is_rejected() {
-        assert!(parse_args(args(&["unlink", "/tmp/x"])).is_err());
+        assert!(parse_args(args(&["truncate", "/tmp/x"])).is_err());
     }
 
     #[test]

@@ -192,6 +192,10 @@ pub(crate) fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         unix_address_name: btf.member_offset("unix_address", "name")?,
         task_flags: btf.member_offset("task_struct", "flags")?,
         pt_regs_orig_ax: btf.member_offset("pt_regs", "orig_ax")?,
+        inode_i_ino: btf.member_offset("inode", "i_ino")?,
+        super_block_s_dev: btf.member_offset("super_block", "s_dev")?,
+        dentry_d_name: btf.member_offset("dentry", "d_name")?,
+        qstr_name: btf.member_offset("qstr", "name")?,
     })
 }
 

@@ -27,7 +27,7 @@ use super::{bpffs, btf};
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lupid.bpf.o"));
 
 /// The LSM hooks lupid attaches, as (program name, hook name).
-pub(crate) const HOOKS: [(&str, &str); 16] = [
+pub(crate) const HOOKS: [(&str, &str); 23] = [
     ("bprm_check_security", "bprm_check_security"),
     ("file_open", "file_open"),
     ("socket_connect", "socket_connect"),
@@ -44,6 +44,13 @@ pub(crate) const HOOKS: [(&str, &str); 16] = [
     ("bpf_syscall", "bpf"),
     ("socket_create", "socket_create"),
     ("path_link", "path_link"),
+    ("inode_create", "inode_create"),
+    ("inode_mkdir", "inode_mkdir"),
+    ("inode_mknod", "inode_mknod"),
+    ("inode_symlink", "inode_symlink"),
+    ("inode_unlink", "inode_unlink"),
+    ("inode_rmdir", "inode_rmdir"),
+    ("inode_rename", "inode_rename"),
 ];
 
 /// File in which the kernel lists its active LSMs.

@@ -145,6 +145,13 @@ pub(crate) fn start(options: &StartOptions) -> Result<()> {
 
     let protected =
         crate::policy::protected::folders(&options.state_dir, &options.socket).map_err(anyhow::Error::msg)?;
+    if let Some(socket_folder) = options.socket.parent() {
+        std::fs::create_dir_all(socket_folder)
+            .with_context(|| format!("failed to create the socket folder {}", socket_folder.display()))?;
+    }
+    let folders: Vec<&Path> = protected.iter().map(|folder| Path::new(folder.path.as_str())).collect();
+    let count = protect::register_folders(&folders)?;
+    tracing::info!(folders = count, "lupid's folders are protected from changes by agents");
     state.registry.lock().expect("registry lock").protect(protected);
 
     let start_record = RecordBody::DaemonStart(DaemonStart {

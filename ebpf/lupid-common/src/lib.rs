@@ -25,6 +25,9 @@ pub const PATH_RULES_CAPACITY: u32 = 65536;
 pub const NET_RULES_CAPACITY: u32 = 65536;
 /// Capacity of the `EXEC_CONTENT` map, shared by every loaded policy.
 pub const EXEC_CONTENT_CAPACITY: u32 = 16384;
+/// Capacity of the `PROTECTED_DIRS` map: lupid's own folders and every
+/// folder below them.
+pub const PROTECTED_DIRS_CAPACITY: u32 = 1024;
 /// Slots of the `LEASES` array: the most leases in force at once.
 pub const MAX_LEASES: u32 = 1024;
 /// Length of a SHA-256 digest.
@@ -62,6 +65,14 @@ pub mod hook {
     pub const SOCKET_CREATE: u32 = 13;
     /// `path_link`: a hard link.
     pub const LINK: u32 = 14;
+    /// `inode_create`, `inode_mkdir`, `inode_mknod`, `inode_symlink`: a new
+    /// name in one of lupid's own folders.
+    pub const CREATE_NAME: u32 = 15;
+    /// `inode_unlink`, `inode_rmdir`: a name removed from one of lupid's
+    /// own folders.
+    pub const REMOVE_NAME: u32 = 16;
+    /// `inode_rename`: a rename into or out of one of lupid's own folders.
+    pub const RENAME: u32 = 17;
 }
 
 /// Verdicts, as stored in rule slots, agents and events. Zero in a rule slot
@@ -279,6 +290,28 @@ pub struct ContentKey {
     pub sha256: [u8; SHA256_LEN],
 }
 
+/// Key of the `PROTECTED_DIRS` hash map: a directory's inode, as the kernel
+/// numbers it (`i_sb->s_dev`, `i_ino`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InodeKey {
+    pub ino: u64,
+    /// The kernel's internal device number: major in the upper 12 bits,
+    /// minor in the lower 20.
+    pub dev: u32,
+    pub padding: u32,
+}
+
+/// Value of the `PROTECTED_DIRS` hash map: the directory's path, as
+/// `d_path` would report it, for the record of a denied change.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtectedDir {
+    /// Length of `path`, at most `RULE_PATH_MAX`.
+    pub len: u32,
+    pub path: [u8; RULE_PATH_MAX],
+}
+
 /// One slot of the `LEASES` array: the bounds of a granted lease, checked
 /// by the kernel at every use. The daemon writes a slot when it grants the
 /// lease and sets `expires_boot_ns` to 0 when it revokes it; the kernel
@@ -392,6 +425,14 @@ pub struct KernelOffsets {
     pub task_flags: u32,
     /// `struct pt_regs`, field `orig_ax` (x86_64): the system call number.
     pub pt_regs_orig_ax: u32,
+    /// `struct inode`, field `i_ino`.
+    pub inode_i_ino: u32,
+    /// `struct super_block`, field `s_dev`.
+    pub super_block_s_dev: u32,
+    /// `struct dentry`, field `d_name`.
+    pub dentry_d_name: u32,
+    /// `struct qstr`, field `name`.
+    pub qstr_name: u32,
 }
 
 #[cfg(feature = "user")]
@@ -408,6 +449,8 @@ mod pod {
     unsafe impl aya::Pod for super::ContentKey {}
     unsafe impl aya::Pod for super::LeaseState {}
     unsafe impl aya::Pod for super::RuleSlot {}
+    unsafe impl aya::Pod for super::InodeKey {}
+    unsafe impl aya::Pod for super::ProtectedDir {}
 }
 
 const _: () = {
@@ -418,7 +461,9 @@ const _: () = {
     assert!(core::mem::size_of::<NetKey>() == 20);
     assert!(core::mem::size_of::<PortRule>() == 12);
     assert!(core::mem::size_of::<NetRule>() == 12 * NET_RULES_PER_PREFIX);
-    assert!(core::mem::size_of::<KernelOffsets>() == 88);
+    assert!(core::mem::size_of::<KernelOffsets>() == 104);
+    assert!(core::mem::size_of::<InodeKey>() == 16);
+    assert!(core::mem::size_of::<ProtectedDir>() == 4 + RULE_PATH_MAX);
     assert!(core::mem::size_of::<ContentKey>() == 36);
     assert!(core::mem::size_of::<LeaseState>() == 32);
     assert!(core::mem::offset_of!(Event, addr) == 92);

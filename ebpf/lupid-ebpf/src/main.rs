@@ -17,6 +17,7 @@
 #![feature(core_intrinsics)]
 #![expect(internal_features, reason = "the BPF target lacks AtomicU64::fetch_add")]
 
+mod folders;
 mod gate;
 mod lease;
 mod maps;
@@ -215,6 +216,84 @@ pub(crate) fn path_link(ctx: LsmContext) -> i32 {
         return previous;
     }
     protect::check_always(hook::LINK)
+}
+
+/// `inode_create(struct inode *dir, struct dentry *dentry, umode_t mode)`: denies a labeled caller a new file in one of lupid's
+/// own folders.
+#[lsm(hook = "inode_create")]
+pub(crate) fn inode_create(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(3);
+    if previous != 0 {
+        return previous;
+    }
+    folders::check_change(hook::CREATE_NAME, ctx.arg(0), ctx.arg(1))
+}
+
+/// `inode_mkdir(struct inode *dir, struct dentry *dentry, umode_t mode)`: denies a labeled caller a new directory in one of lupid's
+/// own folders.
+#[lsm(hook = "inode_mkdir")]
+pub(crate) fn inode_mkdir(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(3);
+    if previous != 0 {
+        return previous;
+    }
+    folders::check_change(hook::CREATE_NAME, ctx.arg(0), ctx.arg(1))
+}
+
+/// `inode_mknod(struct inode *dir, struct dentry *dentry, umode_t mode, dev_t dev)`: denies a labeled caller a new device, FIFO or socket node in one of lupid's
+/// own folders.
+#[lsm(hook = "inode_mknod")]
+pub(crate) fn inode_mknod(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(4);
+    if previous != 0 {
+        return previous;
+    }
+    folders::check_change(hook::CREATE_NAME, ctx.arg(0), ctx.arg(1))
+}
+
+/// `inode_symlink(struct inode *dir, struct dentry *dentry, const char *old_name)`: denies a labeled caller a new symbolic link in one of lupid's
+/// own folders.
+#[lsm(hook = "inode_symlink")]
+pub(crate) fn inode_symlink(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(3);
+    if previous != 0 {
+        return previous;
+    }
+    folders::check_change(hook::CREATE_NAME, ctx.arg(0), ctx.arg(1))
+}
+
+/// `inode_unlink(struct inode *dir, struct dentry *dentry)`: denies a labeled caller an unlink in one of lupid's
+/// own folders.
+#[lsm(hook = "inode_unlink")]
+pub(crate) fn inode_unlink(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(2);
+    if previous != 0 {
+        return previous;
+    }
+    folders::check_change(hook::REMOVE_NAME, ctx.arg(0), ctx.arg(1))
+}
+
+/// `inode_rmdir(struct inode *dir, struct dentry *dentry)`: denies a labeled caller a directory removal in one of lupid's
+/// own folders.
+#[lsm(hook = "inode_rmdir")]
+pub(crate) fn inode_rmdir(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(2);
+    if previous != 0 {
+        return previous;
+    }
+    folders::check_change(hook::REMOVE_NAME, ctx.arg(0), ctx.arg(1))
+}
+
+/// `inode_rename(struct inode *old_dir, struct dentry *old_dentry, struct
+/// inode *new_dir, struct dentry *new_dentry)`: denies a labeled caller a
+/// rename out of or into one of lupid's own folders.
+#[lsm(hook = "inode_rename")]
+pub(crate) fn inode_rename(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(4);
+    if previous != 0 {
+        return previous;
+    }
+    folders::check_rename((ctx.arg(0), ctx.arg(1)), (ctx.arg(2), ctx.arg(3)))
 }
 
 #[cfg(not(test))]

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use lupid_common::{
-    AgentInfo, ContentKey, EXEC_CONTENT_CAPACITY, KernelOffsets, LeaseState, MAX_LEASES, NET_RULES_CAPACITY, NetKey,
-    NetRule, PATH_RULES_CAPACITY, PathKey, PathRule, RuleSlot, error,
+    AgentInfo, ContentKey, EXEC_CONTENT_CAPACITY, InodeKey, KernelOffsets, LeaseState, MAX_LEASES, NET_RULES_CAPACITY,
+    NetKey, NetRule, PATH_RULES_CAPACITY, PROTECTED_DIRS_CAPACITY, PathKey, PathRule, ProtectedDir, RuleSlot, error,
 };
 
 /// Labeled cgroups: cgroup v2 id to the agent that runs in it.
@@ -28,6 +28,12 @@ pub(crate) static NET_RULES: LpmTrie<NetKey, NetRule> =
 /// that names it. Looked up only for agents with `agent_flags::EXEC_CONTENT`.
 #[map]
 pub(crate) static EXEC_CONTENT: HashMap<ContentKey, RuleSlot> = HashMap::with_max_entries(EXEC_CONTENT_CAPACITY, 0);
+
+/// lupid's own folders and every folder below them: a labeled agent may not
+/// add, remove or rename a name in them. The daemon fills it at start.
+#[map]
+pub(crate) static PROTECTED_DIRS: HashMap<InodeKey, ProtectedDir> =
+    HashMap::with_max_entries(PROTECTED_DIRS_CAPACITY, 0);
 
 /// Granted leases, indexed by the slot numbers that `LEASED` rule slots
 /// carry. The kernel checks expiry and counts uses here at every use.
@@ -74,6 +80,10 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     unix_address_name: 0,
     task_flags: 0,
     pt_regs_orig_ax: 0,
+    inode_i_ino: 0,
+    super_block_s_dev: 0,
+    dentry_d_name: 0,
+    qstr_name: 0,
 };
 
 const EVENTS_BYTES: u32 = 32 << 20;

@@ -134,3 +134,47 @@ fn policy_rule_in_state_rejected() {
     let records = ledger.export();
     assert!(decisions(&records, "state-rule", "open").is_empty(), "the probe must never have run: {records:?}");
 }
+
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn daemon_folder_names_kept() {
+    let daemon = Daemon::start();
+    let policy = daemon.policy_p0();
+    let ledger = daemon.ledger();
+    let state = ledger.path().parent().expect("the ledger lies in the state folder").to_owned();
+    let current = ledger.path().join("CURRENT");
+    let key = state.join("checkpoint.key");
+    let text = |path: &Path| path.to_str().expect("UTF-8").to_owned();
+    let planted = state.join("leases.json.tmp");
+    let pinned_map = Path::new("/sys/fs/bpf/lupid/maps/AGENTS");
+    let cases = [
+        ("unlink-ledger", vec!["unlink".to_owned(), text(&current)], "remove_name", text(&current)),
+        ("rename-key", vec!["rename".to_owned(), text(&key), "/tmp/stolen.key".to_owned()], "rename", text(&key)),
+        (
+            "symlink-state",
+            vec!["symlink".to_owned(), "/etc/shadow".to_owned(), text(&planted)],
+            "create_name",
+            text(&planted),
+        ),
+        ("mkdir-state", vec!["mkdir".to_owned(), text(&state.join("planted"))], "create_name", text(&state.join("planted"))),
+        ("unlink-pin", vec!["unlink".to_owned(), text(pinned_map)], "remove_name", text(pinned_map)),
+    ];
+
+    for (agent, args, hook, object) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let outcome = daemon.run_probe(agent, &policy, &args);
+        assert_eq!(outcome.code, 1, "{agent}: a change in lupid's folders must be denied; {outcome}");
+        let denial = protected_denial(&daemon, agent, hook);
+        assert_eq!(denial["path"], object.as_str(), "the record names the file: {denial}");
+    }
+    assert!(current.exists(), "the ledger's CURRENT file is still there");
+    assert!(key.exists(), "the signing key is still there");
+    assert!(pinned_map.exists(), "the pinned map is still there");
+    assert!(!planted.exists() && !state.join("planted").exists(), "nothing was planted in the state folder");
+
+    // A change outside lupid's folders is not affected.
+    let scratch = Path::new("/tmp/lupid-scratch-file");
+    std::fs::write(scratch, b"x").expect("failed to write the scratch file");
+    let outcome = daemon.run_probe("unlink-scratch", &policy, &["unlink", &text(scratch)]);
+    assert_eq!(outcome.code, 0, "unlinking a file in /tmp is allowed; {outcome}");
+}

@@ -88,6 +88,30 @@ pub(crate) fn run(action: CageAction) -> ExitCode {
             let result = unsafe { libc::link(old_c.as_ptr(), new_c.as_ptr()) };
             report("link", new.as_bytes(), &outcome(result.into(), "linked"))
         }
+        CageAction::Unlink { path } => {
+            let path_c = c_string(&path);
+            // SAFETY: the pointer is a NUL-terminated string that outlives the call.
+            let result = unsafe { libc::unlink(path_c.as_ptr()) };
+            report("unlink", path.as_bytes(), &outcome(result.into(), "removed"))
+        }
+        CageAction::Rename { old, new } => {
+            let (old_c, new_c) = (c_string(&old), c_string(&new));
+            // SAFETY: both pointers are NUL-terminated strings that outlive the call.
+            let result = unsafe { libc::rename(old_c.as_ptr(), new_c.as_ptr()) };
+            report("rename", old.as_bytes(), &outcome(result.into(), "renamed"))
+        }
+        CageAction::Symlink { target, link } => {
+            let (target_c, link_c) = (c_string(&target), c_string(&link));
+            // SAFETY: both pointers are NUL-terminated strings that outlive the call.
+            let result = unsafe { libc::symlink(target_c.as_ptr(), link_c.as_ptr()) };
+            report("symlink", link.as_bytes(), &outcome(result.into(), "created"))
+        }
+        CageAction::Mkdir { path } => {
+            let path_c = c_string(&path);
+            // SAFETY: the pointer is a NUL-terminated string that outlives the call.
+            let result = unsafe { libc::mkdir(path_c.as_ptr(), 0o700) };
+            report("mkdir", path.as_bytes(), &outcome(result.into(), "created"))
+        }
     }
 }
 

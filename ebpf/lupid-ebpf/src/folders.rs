@@ -1,0 +1,138 @@
+//! lupid's own folders (state, socket, pins): a labeled agent may not add,
+//! remove or rename a name in them. Opens below them are denied by the
+//! path rules the daemon adds to every policy, but creating, unlinking and
+//! renaming a name opens no file, so these hooks check the directory the
+//! kernel changes against `PROTECTED_DIRS`.
+//!
+//! The hooks see the directory's inode and the dentry of the name, and
+//! `bpf_d_path` is not allowed in them, so the record names the folder by
+//! the path the daemon stored with it, followed by the name.
+//!
+//! Failure policy: a labeled caller whose directory cannot be read is
+//! denied.
+
+use aya_ebpf::helpers::{
+    bpf_probe_read_kernel,
+    generated::{bpf_probe_read_kernel as probe_read_raw, bpf_probe_read_kernel_str},
+};
+use lupid_common::{Event, InodeKey, KernelOffsets, ProtectedDir, RULE_PATH_MAX, decide::Decision, error, reason};
+
+use crate::{
+    gate::{self, DENIED, Entry},
+    maps::{PROTECTED_DIRS, count_error, kernel_offsets},
+};
+
+/// Longest name copied into the record after the folder's path.
+const NAME_MAX: u32 = 255;
+
+/// The result of a directory lookup.
+enum Folder {
+    Unprotected,
+    Protected(*const ProtectedDir),
+    Unreadable,
+}
+
+/// Denies a labeled caller's change of a name in a protected directory:
+/// `dir` is the directory's `struct inode *`, `dentry` the name's `struct
+/// dentry *`.
+pub(crate) fn check_change(hook: u32, dir: *const u8, dentry: *const u8) -> i32 {
+    check_changes(hook, [(dir, dentry), (dir, dentry)])
+}
+
+/// As [`check_change`] for a rename, which changes two directories.
+pub(crate) fn check_rename(old: (*const u8, *const u8), new: (*const u8, *const u8)) -> i32 {
+    check_changes(lupid_common::hook::RENAME, [old, new])
+}
+
+fn check_changes(hook: u32, changes: [(*const u8, *const u8); 2]) -> i32 {
+    let Some((cgroup_id, agent)) = gate::caller_agent() else {
+        return 0;
+    };
+    let offsets = kernel_offsets();
+    let mut found = (Folder::Unprotected, core::ptr::null::<u8>());
+    for (dir, dentry) in changes {
+        match lookup(dir, &offsets) {
+            Folder::Unprotected => {}
+            other => {
+                found = (other, dentry);
+                break;
+            }
+        }
+    }
+    let (decision, folder, dentry) = match found {
+        (Folder::Unprotected, _) => return 0,
+        (Folder::Protected(folder), dentry) => (Decision::protected(), folder, dentry),
+        (Folder::Unreadable, dentry) => {
+            count_error(error::READ_FAILED);
+            (Decision::fail_closed(reason::READ_FAILED), core::ptr::null(), dentry)
+        }
+    };
+    match gate::enter_labeled(hook, cgroup_id, agent) {
+        Entry::Labeled { mut event, agent } => {
+            write_name(event.as_mut_ptr(), folder, dentry, &offsets);
+            gate::finish(event, &agent, decision)
+        }
+        Entry::Unlabeled | Entry::Refused => DENIED,
+    }
+}
+
+/// Looks the directory `dir` (a `struct inode *`) up in `PROTECTED_DIRS`.
+fn lookup(dir: *const u8, offsets: &KernelOffsets) -> Folder {
+    // SAFETY: the helper checks kernel addresses and faults safely; the
+    // offsets come from the running kernel's BTF.
+    let key = unsafe {
+        let Ok(ino) = bpf_probe_read_kernel::<u64>(dir.add(offsets.inode_i_ino as usize).cast()) else {
+            return Folder::Unreadable;
+        };
+        let Ok(super_block) = bpf_probe_read_kernel::<*const u8>(dir.add(offsets.inode_i_sb as usize).cast()) else {
+            return Folder::Unreadable;
+        };
+        let Ok(dev) = bpf_probe_read_kernel::<u32>(super_block.add(offsets.super_block_s_dev as usize).cast()) else {
+            return Folder::Unreadable;
+        };
+        InodeKey { ino, dev, padding: 0 }
+    };
+    match PROTECTED_DIRS.get_ptr(&key) {
+        Some(folder) => Folder::Protected(folder),
+        None => Folder::Unprotected,
+    }
+}
+
+/// Writes `FOLDER/NAME` into the event's path, or only the name when the
+/// folder is unknown. A name that cannot be read leaves the folder alone.
+fn write_name(out: *mut Event, folder: *const ProtectedDir, dentry: *const u8, offsets: &KernelOffsets) {
+    // SAFETY: `out` is the reserved event; its `path` has room for
+    // `PATH_MAX` bytes, more than `RULE_PATH_MAX + 1 + NAME_MAX + 1`.
+    let path = unsafe { (&raw mut (*out).path).cast::<u8>() };
+    let mut len = 0;
+    if !folder.is_null() {
+        // SAFETY: `folder` points at a `PROTECTED_DIRS` value; the read
+        // fault checks the source and `size` is at most `RULE_PATH_MAX`.
+        unsafe {
+            let size = ((*folder).len as usize).min(RULE_PATH_MAX) as u32 & 0x1ff;
+            if probe_read_raw(path.cast(), size, (&raw const (*folder).path).cast()) == 0 {
+                len = size as usize;
+                path.add(len & 0x1ff).write(b'/');
+                len += 1;
+            }
+        }
+    }
+    // SAFETY: as above; the name is at most `NAME_MAX` bytes past `len`,
+    // which is at most `RULE_PATH_MAX + 1`.
+    let copied = unsafe {
+        let Ok(name) = bpf_probe_read_kernel::<*const u8>(dentry.add((offsets.dentry_d_name + offsets.qstr_name) as usize).cast())
+        else {
+            return set_len(out, len);
+        };
+        bpf_probe_read_kernel_str(path.add(len & 0x1ff).cast(), NAME_MAX + 1, name.cast())
+    };
+    if copied > 1 {
+        len += (copied - 1) as usize;
+    }
+    set_len(out, len);
+}
+
+fn set_len(out: *mut Event, len: usize) {
+    // SAFETY: `out` is the reserved event.
+    unsafe { (&raw mut (*out).path_len).write(len as u32) };
+}
