@@ -196,6 +196,7 @@ pub(crate) fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         super_block_s_dev: btf.member_offset("super_block", "s_dev")?,
         dentry_d_name: btf.member_offset("dentry", "d_name")?,
         qstr_name: btf.member_offset("qstr", "name")?,
+        task_comm: btf.member_offset("task_struct", "comm")?,
     })
 }
 

@@ -367,7 +367,11 @@ pub struct Event {
     /// The socket's IP protocol (`IPPROTO_*`) for a connect or send to an
     /// IPv4 or IPv6 address, 0 otherwise.
     pub protocol: u16,
-    pub padding: [u8; 6],
+    pub padding: [u8; 2],
+    /// The process a signal or ptrace access was aimed at (`hook::KILL`,
+    /// `hook::PTRACE`), by thread group id in the initial pid namespace; its
+    /// `comm` is in `path`. 0 for other hooks.
+    pub target_pid: u32,
     /// Destination address; IPv4 is stored IPv4-mapped.
     pub addr: [u8; 16],
     pub comm: [u8; COMM_LEN],
@@ -433,6 +437,8 @@ pub struct KernelOffsets {
     pub dentry_d_name: u32,
     /// `struct qstr`, field `name`.
     pub qstr_name: u32,
+    /// `struct task_struct`, field `comm`.
+    pub task_comm: u32,
 }
 
 #[cfg(feature = "user")]
@@ -461,7 +467,7 @@ const _: () = {
     assert!(core::mem::size_of::<NetKey>() == 20);
     assert!(core::mem::size_of::<PortRule>() == 12);
     assert!(core::mem::size_of::<NetRule>() == 12 * NET_RULES_PER_PREFIX);
-    assert!(core::mem::size_of::<KernelOffsets>() == 104);
+    assert!(core::mem::size_of::<KernelOffsets>() == 108);
     assert!(core::mem::size_of::<InodeKey>() == 16);
     assert!(core::mem::size_of::<ProtectedDir>() == 4 + RULE_PATH_MAX);
     assert!(core::mem::size_of::<ContentKey>() == 36);

@@ -84,6 +84,7 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     super_block_s_dev: 0,
     dentry_d_name: 0,
     qstr_name: 0,
+    task_comm: 0,
 };
 
 const EVENTS_BYTES: u32 = 32 << 20;

@@ -7,9 +7,11 @@
 //! Failure policy: a kernel object that cannot be read counts as protected,
 //! so a labeled caller is denied.
 
-use aya_ebpf::{macros::map, maps::Array, programs::LsmContext};
+use aya_ebpf::{
+    helpers::generated::bpf_probe_read_kernel_str, macros::map, maps::Array, programs::LsmContext,
+};
 use lupid_common::{
-    KernelOffsets, PATH_MAX,
+    COMM_LEN, Event, KernelOffsets, PATH_MAX,
     decide::Decision,
     hook,
     protect::{self, CGROUP2_SUPER_MAGIC, PTRACE_MODE_ATTACH},
@@ -69,7 +71,37 @@ pub(crate) fn check_kill(ctx: &LsmContext) -> i32 {
     if !is_daemon(target, &kernel_offsets()) {
         return 0;
     }
-    deny_labeled(hook::KILL)
+    match gate::enter(hook::KILL) {
+        Entry::Unlabeled => 0,
+        Entry::Refused => DENIED,
+        Entry::Labeled { mut event, agent } => {
+            write_target(event.as_mut_ptr(), target);
+            gate::finish(event, &agent, Decision::protected())
+        }
+    }
+}
+
+/// Writes the thread group id and `comm` of the task `target` into the
+/// event, for the record. A field that cannot be read stays empty.
+fn write_target(out: *mut Event, target: *const u8) {
+    let offsets = kernel_offsets();
+    // SAFETY: `target` is the hook's BTF-typed `struct task_struct *` and
+    // the offset of `tgid` comes from the running kernel's BTF.
+    let tgid = unsafe { core::ptr::read_volatile(target.add(offsets.task_tgid as usize).cast::<i32>()) };
+    // SAFETY: `out` is the reserved event; its `path` has room for more
+    // than `COMM_LEN` bytes, and the helper faults safely.
+    unsafe {
+        (&raw mut (*out).target_pid).write(tgid as u32);
+        let path = (&raw mut (*out).path).cast::<u8>();
+        let copied = bpf_probe_read_kernel_str(
+            path.cast(),
+            COMM_LEN as u32,
+            target.add(offsets.task_comm as usize).cast(),
+        );
+        if copied > 1 {
+            (&raw mut (*out).path_len).write((copied - 1) as u32);
+        }
+    }
 }
 
 /// Denies any ptrace access to the daemon, and attach-mode access (a
@@ -89,7 +121,10 @@ pub(crate) fn check_ptrace(ctx: &LsmContext) -> i32 {
         return 0;
     }
     match gate::enter_labeled(hook::PTRACE, cgroup_id, agent) {
-        Entry::Labeled { event, agent } => gate::finish(event, &agent, Decision::protected()),
+        Entry::Labeled { mut event, agent } => {
+            write_target(event.as_mut_ptr(), target);
+            gate::finish(event, &agent, Decision::protected())
+        }
         Entry::Unlabeled | Entry::Refused => DENIED,
     }
 }
