@@ -218,71 +218,30 @@ pub(crate) fn path_link(ctx: LsmContext) -> i32 {
     protect::check_always(hook::LINK)
 }
 
-/// `inode_create(struct inode *dir, struct dentry *dentry, umode_t mode)`: denies a labeled caller a new file in one of lupid's
-/// own folders.
-#[lsm(hook = "inode_create")]
-pub(crate) fn inode_create(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(3);
-    if previous != 0 {
-        return previous;
-    }
-    folders::check_change(hook::CREATE_NAME, ctx.arg(0), ctx.arg(1))
+/// Defines an LSM program on `$hook(struct inode *dir, struct dentry
+/// *dentry, ...)` that denies a labeled caller the change of a name in one
+/// of lupid's own folders. `$ret` is the index of the hook's previous
+/// return value among its arguments.
+macro_rules! folder_hook {
+    ($hook:ident, $name:tt, $ret:literal, $code:ident, $what:literal) => {
+        #[doc = concat!("`", $name, "`: denies a labeled caller ", $what, " in one of lupid's own folders.")]
+        #[lsm(hook = $name)]
+        pub(crate) fn $hook(ctx: LsmContext) -> i32 {
+            let previous: i32 = ctx.arg($ret);
+            if previous != 0 {
+                return previous;
+            }
+            folders::check_change(hook::$code, ctx.arg(0), ctx.arg(1))
+        }
+    };
 }
 
-/// `inode_mkdir(struct inode *dir, struct dentry *dentry, umode_t mode)`: denies a labeled caller a new directory in one of lupid's
-/// own folders.
-#[lsm(hook = "inode_mkdir")]
-pub(crate) fn inode_mkdir(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(3);
-    if previous != 0 {
-        return previous;
-    }
-    folders::check_change(hook::CREATE_NAME, ctx.arg(0), ctx.arg(1))
-}
-
-/// `inode_mknod(struct inode *dir, struct dentry *dentry, umode_t mode, dev_t dev)`: denies a labeled caller a new device, FIFO or socket node in one of lupid's
-/// own folders.
-#[lsm(hook = "inode_mknod")]
-pub(crate) fn inode_mknod(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(4);
-    if previous != 0 {
-        return previous;
-    }
-    folders::check_change(hook::CREATE_NAME, ctx.arg(0), ctx.arg(1))
-}
-
-/// `inode_symlink(struct inode *dir, struct dentry *dentry, const char *old_name)`: denies a labeled caller a new symbolic link in one of lupid's
-/// own folders.
-#[lsm(hook = "inode_symlink")]
-pub(crate) fn inode_symlink(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(3);
-    if previous != 0 {
-        return previous;
-    }
-    folders::check_change(hook::CREATE_NAME, ctx.arg(0), ctx.arg(1))
-}
-
-/// `inode_unlink(struct inode *dir, struct dentry *dentry)`: denies a labeled caller an unlink in one of lupid's
-/// own folders.
-#[lsm(hook = "inode_unlink")]
-pub(crate) fn inode_unlink(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(2);
-    if previous != 0 {
-        return previous;
-    }
-    folders::check_change(hook::REMOVE_NAME, ctx.arg(0), ctx.arg(1))
-}
-
-/// `inode_rmdir(struct inode *dir, struct dentry *dentry)`: denies a labeled caller a directory removal in one of lupid's
-/// own folders.
-#[lsm(hook = "inode_rmdir")]
-pub(crate) fn inode_rmdir(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(2);
-    if previous != 0 {
-        return previous;
-    }
-    folders::check_change(hook::REMOVE_NAME, ctx.arg(0), ctx.arg(1))
-}
+folder_hook!(inode_create, "inode_create", 3, CREATE_NAME, "a new file");
+folder_hook!(inode_mkdir, "inode_mkdir", 3, CREATE_NAME, "a new directory");
+folder_hook!(inode_mknod, "inode_mknod", 4, CREATE_NAME, "a new device, FIFO or socket node");
+folder_hook!(inode_symlink, "inode_symlink", 3, CREATE_NAME, "a new symbolic link");
+folder_hook!(inode_unlink, "inode_unlink", 2, REMOVE_NAME, "an unlink");
+folder_hook!(inode_rmdir, "inode_rmdir", 2, REMOVE_NAME, "a directory removal");
 
 /// `inode_rename(struct inode *old_dir, struct dentry *old_dentry, struct
 /// inode *new_dir, struct dentry *new_dentry)`: denies a labeled caller a
