@@ -27,7 +27,7 @@ use super::{bpffs, btf};
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lupid.bpf.o"));
 
 /// The LSM hooks lupid attaches, as (program name, hook name).
-pub(crate) const HOOKS: [(&str, &str); 23] = [
+pub(crate) const HOOKS: [(&str, &str); 24] = [
     ("bprm_check_security", "bprm_check_security"),
     ("file_open", "file_open"),
     ("socket_connect", "socket_connect"),
@@ -35,6 +35,7 @@ pub(crate) const HOOKS: [(&str, &str); 23] = [
     ("unix_stream_connect", "unix_stream_connect"),
     ("unix_may_send", "unix_may_send"),
     ("task_alloc", "task_alloc"),
+    ("task_free", "task_free"),
     ("userns_create", "userns_create"),
     ("sb_mount", "sb_mount"),
     ("move_mount", "move_mount"),

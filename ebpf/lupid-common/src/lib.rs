@@ -28,6 +28,9 @@ pub const EXEC_CONTENT_CAPACITY: u32 = 16384;
 /// Capacity of the `PROTECTED_DIRS` map: lupid's own folders and every
 /// folder below them.
 pub const PROTECTED_DIRS_CAPACITY: u32 = 1024;
+/// Capacity of the `LABELED_TASKS` map: threads of labeled agents alive at
+/// once.
+pub const LABELED_TASKS_CAPACITY: u32 = 65536;
 /// Slots of the `LEASES` array: the most leases in force at once.
 pub const MAX_LEASES: u32 = 1024;
 /// Length of a SHA-256 digest.

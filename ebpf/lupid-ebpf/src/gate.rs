@@ -4,13 +4,16 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_kernel,
-        generated::{bpf_get_current_cgroup_id, bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_task_pt_regs},
+        generated::{
+            bpf_get_current_cgroup_id, bpf_get_current_task, bpf_get_current_task_btf, bpf_ktime_get_boot_ns,
+            bpf_task_pt_regs,
+        },
     },
     maps::ring_buf::RingBufEntry,
 };
 use lupid_common::{AgentInfo, COMM_LEN, Event, agent_flags, decide::Decision, error, flags, verdict};
 
-use crate::maps::{AGENTS, EVENTS, count_error, kernel_offsets, next_sequence};
+use crate::maps::{AGENTS, EVENTS, LABELED_TASKS, count_error, kernel_offsets, next_sequence};
 
 /// `PF_IO_WORKER` in `task_struct::flags`: an io_uring worker thread
 /// (io-wq or SQPOLL). A flag value, not a layout, unchanged since 5.12.
@@ -33,14 +36,48 @@ pub(crate) enum Entry {
     Labeled { event: RingBufEntry<Event>, agent: AgentInfo },
 }
 
-/// Returns the caller's cgroup id and agent, or `None` for a caller in no
-/// labeled cgroup.
+/// The agent of a labeled task whose agent run has ended: its own cgroup
+/// is gone from `AGENTS`, so it left the cgroup before the run ended.
+/// Everything it does is denied by default.
+const ORPHAN: AgentInfo = AgentInfo { agent_id: 0, policy_id: 0, default_verdict: verdict::DENY, flags: 0 };
+
+/// Returns the cgroup id and agent of the caller, or `None` for a caller
+/// that is no agent's. The task's label decides first, so a task that left
+/// its agent's cgroup, or moved into another agent's, stays confined as
+/// the agent it was born in. A task in a labeled cgroup without a label
+/// gets one here.
 pub(crate) fn caller_agent() -> Option<(u64, AgentInfo)> {
+    // SAFETY: the helper has no preconditions.
+    let task = unsafe { bpf_get_current_task() };
+    // SAFETY: the value is copied out before the program can sleep.
+    if let Some(origin) = unsafe { LABELED_TASKS.get(&task) }.copied() {
+        // SAFETY: as above.
+        let agent = unsafe { AGENTS.get(&origin) }.copied().unwrap_or(ORPHAN);
+        return Some((origin, agent));
+    }
     // SAFETY: the helper has no preconditions.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: the value is copied out before the program can sleep.
     let agent = (unsafe { AGENTS.get(&cgroup_id) }).copied()?;
+    // A full map leaves the task without a label; its cgroup still marks it.
+    let _ = LABELED_TASKS.insert(&task, &cgroup_id, 0);
     Some((cgroup_id, agent))
+}
+
+/// Labels the new task `child` (a `task_struct` address) with the caller's
+/// agent, when the caller has one. Called from `task_alloc`, in the
+/// parent's context.
+pub(crate) fn label_child(child: u64) {
+    if let Some((origin, _)) = caller_agent() {
+        // A full map leaves the child without a label; it starts in its
+        // parent's cgroup, which still marks it.
+        let _ = LABELED_TASKS.insert(&child, &origin, 0);
+    }
+}
+
+/// Removes the label of the freed task `task` (a `task_struct` address).
+pub(crate) fn unlabel(task: u64) {
+    let _ = LABELED_TASKS.remove(&task);
 }
 
 /// Looks up the caller's agent and reserves its event.

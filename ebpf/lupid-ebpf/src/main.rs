@@ -113,6 +113,15 @@ pub(crate) fn task_alloc(ctx: LsmContext) -> i32 {
     protect::check_clone(&ctx)
 }
 
+/// `task_free(struct task_struct *task)`: removes the label of a freed
+/// task, so its `task_struct` address can serve a new one.
+#[lsm(hook = "task_free")]
+pub(crate) fn task_free(ctx: LsmContext) -> i32 {
+    let task: *const u8 = ctx.arg(0);
+    gate::unlabel(task as u64);
+    0
+}
+
 /// `userns_create(const struct cred *cred)`: denies a labeled caller a new
 /// user namespace, by `unshare` as well as by `clone`.
 #[lsm(hook = "userns_create")]

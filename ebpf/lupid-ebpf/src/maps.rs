@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use lupid_common::{
     AgentInfo, ContentKey, EXEC_CONTENT_CAPACITY, InodeKey, KernelOffsets, LeaseState, MAX_LEASES, NET_RULES_CAPACITY,
-    NetKey, NetRule, PATH_RULES_CAPACITY, PROTECTED_DIRS_CAPACITY, PathKey, PathRule, ProtectedDir, RuleSlot, error,
+    LABELED_TASKS_CAPACITY, NetKey, NetRule, PATH_RULES_CAPACITY, PROTECTED_DIRS_CAPACITY, PathKey, PathRule, ProtectedDir, RuleSlot, error,
 };
 
 /// Labeled cgroups: cgroup v2 id to the agent that runs in it.
@@ -28,6 +28,14 @@ pub(crate) static NET_RULES: LpmTrie<NetKey, NetRule> =
 /// that names it. Looked up only for agents with `agent_flags::EXEC_CONTENT`.
 #[map]
 pub(crate) static EXEC_CONTENT: HashMap<ContentKey, RuleSlot> = HashMap::with_max_entries(EXEC_CONTENT_CAPACITY, 0);
+
+/// Every thread of a labeled agent, by `task_struct` address, to the cgroup
+/// id of the agent it belongs to. A task is labeled at its first hook in a
+/// labeled cgroup and at its birth from a labeled parent (`task_alloc`),
+/// and unlabeled when it is freed (`task_free`), so a task that leaves its
+/// cgroup, by any means, stays confined as its agent.
+#[map]
+pub(crate) static LABELED_TASKS: HashMap<u64, u64> = HashMap::with_max_entries(LABELED_TASKS_CAPACITY, 0);
 
 /// lupid's own folders and every folder below them: a labeled agent may not
 /// add, remove or rename a name in them. The daemon fills it at start.

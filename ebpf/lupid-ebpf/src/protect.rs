@@ -39,10 +39,12 @@ fn deny_labeled(hook: u32) -> i32 {
 }
 
 /// Denies a clone with `CLONE_INTO_CGROUP` or a new user, mount or cgroup
-/// namespace.
+/// namespace. Otherwise the child gets its parent's label.
 pub(crate) fn check_clone(ctx: &LsmContext) -> i32 {
+    let child: *const u8 = ctx.arg(0);
     let flags: u64 = ctx.arg(1);
     if !protect::clone_denied(flags) {
+        gate::label_child(child as u64);
         return 0;
     }
     deny_labeled(hook::CLONE)

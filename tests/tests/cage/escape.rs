@@ -1,12 +1,16 @@
 //! Leaving the labeled cgroup: writes to cgroup control files,
-//! `clone3(CLONE_INTO_CGROUP)`, and new user, mount or cgroup namespaces.
+//! `clone3(CLONE_INTO_CGROUP)`, new user, mount or cgroup namespaces, and
+//! a move by someone outside the agent.
 
 use std::fs;
 use std::os::unix::fs::chown;
 use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use super::{AGENT_UID, protected_denial};
-use crate::common::Daemon;
+use crate::common::ledger::{records_of, wait_decision_where};
+use crate::common::{Daemon, OK_FILE, PROBE_BIN, SECRET};
 
 /// `CLONE_NEWNS`, `CLONE_NEWCGROUP` and `CLONE_NEWUSER` as the probe's
 /// hexadecimal FLAGS.
@@ -168,4 +172,47 @@ fn user_namespace_denied() {
     let outcome = daemon.run_probe("userns-clone", &policy, &["clone", CLONE_NEWUSER]);
     assert_eq!(outcome.code, 1, "clone(CLONE_NEWUSER) must be denied; {outcome}");
     protected_denial(&daemon, "userns-clone", "userns_create");
+}
+
+/// Someone outside the agent (root, here the test) moves the agent's
+/// process into another cgroup. The label belongs to the task, not to the
+/// cgroup, so the process stays confined as the same agent.
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn moved_process_stays_confined() {
+    let daemon = Daemon::start();
+    let policy = daemon.policy_p0();
+    let sibling = SiblingCgroup::create("moved");
+    let script = format!("sleep 6; {PROBE_BIN} open {SECRET} read; {PROBE_BIN} open {OK_FILE} read");
+    let mut child = daemon.spawn_agent("moved", &policy, &["/bin/sh", "-c", &script]);
+    daemon.wait_for_agent("moved", Duration::from_secs(60));
+    let records = daemon.ledger().wait_for("the identity of moved", |records| {
+        !records_of(records, "identity", "moved").is_empty()
+    });
+    let identity = records_of(&records, "identity", "moved")[0].clone();
+    let cgroup = PathBuf::from(identity["cgroup"].as_str().expect("the identity names its cgroup"));
+
+    // Wait for the shell to be in the agent's cgroup, then move it out.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let procs = loop {
+        let procs = fs::read_to_string(cgroup.join("cgroup.procs")).expect("failed to read the agent's cgroup.procs");
+        if !procs.trim().is_empty() {
+            break procs;
+        }
+        assert!(Instant::now() < deadline, "the agent's shell never entered {}", cgroup.display());
+        thread::sleep(Duration::from_millis(100));
+    };
+    for pid in procs.lines() {
+        fs::write(sibling.path.join("cgroup.procs"), pid).expect("failed to move the agent's process");
+    }
+    assert!(!sibling.procs().trim().is_empty(), "the agent's shell now runs in the sibling cgroup");
+
+    let status = child.wait().expect("failed to wait for the agent");
+    assert!(status.success(), "the shell's last command, an allowed open, succeeds: {status}");
+    let ledger = daemon.ledger();
+    let (denial, _) = wait_decision_where(&ledger, "moved", "open", "deny", |record| record["path"] == SECRET);
+    assert_eq!(denial["rule"], "deny-secrets", "the moved process is still judged by its agent's policy: {denial}");
+    assert_eq!(denial["cgroup_id"], identity["cgroup_id"], "the record names the agent's own cgroup: {denial}");
+    let (allowed, _) = wait_decision_where(&ledger, "moved", "open", "allow", |record| record["path"] == OK_FILE);
+    assert_eq!(allowed["rule"], "allow-open", "{allowed}");
 }
