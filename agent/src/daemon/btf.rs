@@ -197,6 +197,9 @@ pub(crate) fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         dentry_d_name: btf.member_offset("dentry", "d_name")?,
         qstr_name: btf.member_offset("qstr", "name")?,
         task_comm: btf.member_offset("task_struct", "comm")?,
+        binprm_filename: btf.member_offset("linux_binprm", "filename")?,
+        pt_regs_di: btf.member_offset("pt_regs", "di")?,
+        pt_regs_si: btf.member_offset("pt_regs", "si")?,
     })
 }
 

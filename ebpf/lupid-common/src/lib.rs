@@ -15,6 +15,8 @@ pub const PATH_MAX: usize = 4096;
 /// policy is compiled, because the kernel program compares at most this many
 /// bytes of a resolved path against the rule table.
 pub const RULE_PATH_MAX: usize = 256;
+/// Size of `Event::request`, NUL included.
+pub const REQUEST_MAX: usize = 256;
 /// Length of `task_struct::comm`.
 pub const COMM_LEN: usize = 16;
 /// Most port rules one network prefix can carry, inherited rules included.
@@ -183,6 +185,9 @@ pub mod flags {
     /// thread (io-wq or SQPOLL) of the agent, or the action ran inside its
     /// `io_uring_enter` call.
     pub const VIA_IO_URING: u32 = 2;
+    /// The requested name filled `request`, so it may be longer than what
+    /// the event holds.
+    pub const REQUEST_TRUNCATED: u32 = 4;
 }
 
 /// Address families the connect hook understands (`AF_*` from the UAPI).
@@ -380,7 +385,15 @@ pub struct Event {
     pub comm: [u8; COMM_LEN],
     /// Working space for rule lookups in the kernel. Userspace ignores it.
     pub scratch: PathKey,
+    /// Length of `request` without its NUL, 0 when the event has none.
+    pub request_len: u32,
+    /// The name as the agent passed it to the system call (`open`,
+    /// `openat`, `openat2`, `creat`, `execve`, `execveat`), before the
+    /// kernel resolved it: evidence for the record, never matched. At most
+    /// `REQUEST_MAX - 1` bytes; see `flags::REQUEST_TRUNCATED`.
+    pub request: [u8; REQUEST_MAX],
     pub path: [u8; PATH_MAX],
+    pub padding_end: [u8; 4],
 }
 
 /// Struct field offsets the daemon reads from the running kernel's BTF and
@@ -442,6 +455,12 @@ pub struct KernelOffsets {
     pub qstr_name: u32,
     /// `struct task_struct`, field `comm`.
     pub task_comm: u32,
+    /// `struct linux_binprm`, field `filename`.
+    pub binprm_filename: u32,
+    /// `struct pt_regs`, field `di` (x86_64): the first system call argument.
+    pub pt_regs_di: u32,
+    /// `struct pt_regs`, field `si` (x86_64): the second system call argument.
+    pub pt_regs_si: u32,
 }
 
 #[cfg(feature = "user")]
@@ -470,13 +489,14 @@ const _: () = {
     assert!(core::mem::size_of::<NetKey>() == 20);
     assert!(core::mem::size_of::<PortRule>() == 12);
     assert!(core::mem::size_of::<NetRule>() == 12 * NET_RULES_PER_PREFIX);
-    assert!(core::mem::size_of::<KernelOffsets>() == 108);
+    assert!(core::mem::size_of::<KernelOffsets>() == 120);
     assert!(core::mem::size_of::<InodeKey>() == 16);
     assert!(core::mem::size_of::<ProtectedDir>() == 4 + RULE_PATH_MAX);
     assert!(core::mem::size_of::<ContentKey>() == 36);
     assert!(core::mem::size_of::<LeaseState>() == 32);
     assert!(core::mem::offset_of!(Event, addr) == 92);
     assert!(core::mem::offset_of!(Event, scratch) == 124);
-    assert!(core::mem::offset_of!(Event, path) == 124 + 4 + RULE_PATH_MAX);
-    assert!(core::mem::size_of::<Event>() == 4480);
+    assert!(core::mem::offset_of!(Event, request) == 124 + 4 + RULE_PATH_MAX + 4);
+    assert!(core::mem::offset_of!(Event, path) == 124 + 4 + RULE_PATH_MAX + 4 + REQUEST_MAX);
+    assert!(core::mem::size_of::<Event>() == 4480 + 4 + REQUEST_MAX + 4);
 };

@@ -125,6 +125,7 @@ pub(crate) fn enter_labeled(hook: u32, cgroup_id: u64, agent: AgentInfo) -> Entr
         (&raw mut (*out).protocol).write(0);
         (&raw mut (*out).padding).write([0; 2]);
         (&raw mut (*out).target_pid).write(0);
+        (&raw mut (*out).request_len).write(0);
         (&raw mut (*out).addr).write([0; 16]);
         (&raw mut (*out).comm).write(comm);
     }

@@ -24,6 +24,7 @@ mod maps;
 mod net;
 mod path;
 mod protect;
+mod request;
 mod unix;
 
 use aya_ebpf::{macros::lsm, programs::LsmContext};

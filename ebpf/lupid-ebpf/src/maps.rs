@@ -93,6 +93,9 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     dentry_d_name: 0,
     qstr_name: 0,
     task_comm: 0,
+    binprm_filename: 0,
+    pt_regs_di: 0,
+    pt_regs_si: 0,
 };
 
 const EVENTS_BYTES: u32 = 32 << 20;

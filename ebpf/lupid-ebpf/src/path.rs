@@ -15,7 +15,7 @@ use lupid_common::{
 use crate::{
     gate::{self, DENIED, Entry},
     lease,
-    protect,
+    protect, request,
     maps::{EXEC_CONTENT, PATH_RULES, count_error, kernel_offsets},
 };
 
@@ -57,6 +57,7 @@ pub(crate) fn check_exec(ctx: &LsmContext) -> i32 {
     let file = unsafe { core::ptr::read_volatile(bprm.add(offsets.binprm_file as usize).cast::<*const u8>()) };
 
     let out = event.as_mut_ptr();
+    request::from_binprm(out, bprm);
     let hashed = match hash_binary(out, file, &agent) {
         Ok(hashed) => hashed,
         Err(denial) => return gate::finish(event, &agent, denial),
@@ -99,6 +100,7 @@ pub(crate) fn check_open(ctx: &LsmContext) -> i32 {
     let out = event.as_mut_ptr();
     // SAFETY: `out` is the reserved event, see `gate::enter`.
     unsafe { (&raw mut (*out).access).write(wanted) };
+    request::from_syscall(out);
     // SAFETY: `out` is the reserved event; `path` lies inside it.
     let path = unsafe { (&raw const (*out).path).cast::<u8>() };
     let decision = match resolve(out, file, offsets.file_f_path) {
