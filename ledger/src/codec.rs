@@ -9,17 +9,29 @@
 //!
 //! | version | records | body |
 //! | --- | --- | --- |
-//! | 1 | every record that needs neither version 2 nor 3 | as below |
-//! | 2 | a decision whose `lease_id` is not 0, with `protocol` 0 and `via` syscall | the version 1 decision body, then `lease_id` (u32) |
-//! | 3 | a decision whose `protocol` is not 0 or whose `via` is `io_uring` | the version 2 decision body, then `protocol` (u16) and `via` (u8: 0 `syscall`, 1 `io_uring`) |
+//! | 1 | every record that needs none of versions 2 to 4 | as below |
+//! | 2 | a decision whose `lease_id` is not 0, with `protocol` 0, `via` syscall and no task object | the version 1 decision body, then `lease_id` (u32) |
+//! | 3 | a decision with no task object whose `protocol` is not 0 or whose `via` is `io_uring` | the version 2 decision body, then `protocol` (u16) and `via` (u8: 0 `syscall`, 1 `io_uring`) |
+//! | 4 | a decision whose object is a task (kill, ptrace) | the version 3 decision body, with object tag 3 |
 //!
-//! A version 3 decision always contains `lease_id`, which may be 0 there.
-//! Decoding accepts all three versions. It rejects a record in a higher
-//! version than its content needs as [`DecodeError::NonCanonicalVersion`],
-//! so each record has one encoding. Such records are a version 3 decision
-//! with `protocol` 0 and `via` syscall, a version 2 decision with
-//! `lease_id` 0, and a version 2 or 3 record of any other kind.
-//! A record written before version 2 or 3 existed keeps its bytes and its
+//! A version 3 decision always contains `lease_id`, which may be 0 there,
+//! and a version 4 decision always contains `lease_id`, `protocol` and
+//! `via`. Object tag 3 exists only in version 4, so a build that reads up
+//! to version 3 rejects a task object as an unsupported version rather
+//! than as a record of another shape.
+//!
+//! Decoding accepts all four versions. It rejects a record in a version
+//! other than the one its content needs as
+//! [`DecodeError::NonCanonicalVersion`], so each record has one encoding.
+//! Such records are:
+//!
+//! - a version 4 decision without a task object;
+//! - a task object in a version below 4;
+//! - a version 3 decision with `protocol` 0 and `via` syscall;
+//! - a version 2 decision with `lease_id` 0;
+//! - a version 2, 3 or 4 record of any other kind.
+//!
+//! A record written before versions 2 to 4 existed keeps its bytes and its
 //! hash, and decodes with `lease_id` 0, `protocol` 0 and `via` syscall as
 //! far as its version lacks them.
 //!
@@ -29,7 +41,7 @@
 //!
 //! | bytes | field |
 //! | --- | --- |
-//! | 1 | format version, `1`, `2` or `3` |
+//! | 1 | format version, `1` to `4` |
 //! | 8 | `seq` (u64) |
 //! | 8 | `time_ns`, wall time in Unix nanoseconds (u64) |
 //! | 1 | kind ([`Kind`] code) |
@@ -45,16 +57,17 @@
 //!   string;
 //! - [`Hook`] and [`Verdict`] as one byte each and [`Reason`] as a u32, with
 //!   the `lupid_common` codes, and [`Via`] as one byte with its own code;
-//! - [`Object`] as a one-byte tag (1 path, 2 socket) followed by its fields;
+//! - [`Object`] as a one-byte tag (1 path, 2 socket, 3 task) followed by
+//!   its fields (a task is `pid` (u32), then `comm` as a byte string);
 //! - flags (`truncated`, `recorded_late`) as one byte that must be 0 or 1.
 //!
 //! A checkpoint body (kind 7) is `tree_size` (u64) followed by the 32-byte
 //! root hash. The lease and policy kinds (8 to 12) follow the same rules.
 //!
 //! Decoding is strict, so a decoded record re-encodes to the bytes it came
-//! from. An unknown version, kind or code (`via` included), a version
-//! higher than the record needs, a string that is not UTF-8, a bad flag
-//! byte and trailing bytes are all errors.
+//! from. An unknown version, kind or code (object tag and `via` included),
+//! a version other than the one the record needs, a string that is not
+//! UTF-8, a bad flag byte and trailing bytes are all errors.
 //!
 //! # Hash
 //!
@@ -70,22 +83,28 @@ use crate::record::{
     RecordBody, Verdict, Via,
 };
 
-/// Format version of every record that has no version 2 or 3 content.
+/// Format version of every record that has no content of versions 2 to 4.
 pub const FORMAT_VERSION: u8 = 1;
 
-/// Format version of a decision with a lease id and no version 3 content:
+/// Format version of a decision with a lease id and no version 3 or 4 content:
 /// the version 1 layout with `lease_id` (u32) after the last decision field.
 pub const LEASE_FORMAT_VERSION: u8 = 2;
 
-/// Format version of a decision with a protocol or an `io_uring` origin: the
-/// version 2 layout with `protocol` (u16) and `via` (u8) after `lease_id`.
+/// Format version of a decision with a protocol or an `io_uring` origin and
+/// no task object: the version 2 layout with `protocol` (u16) and `via` (u8)
+/// after `lease_id`.
 pub const PROTOCOL_VIA_FORMAT_VERSION: u8 = 3;
+
+/// Format version of a decision whose object is an [`Object::Task`]: the
+/// version 3 layout, in which object tag 3 is valid.
+pub const TASK_FORMAT_VERSION: u8 = 4;
 
 /// Size of the fixed record header in bytes.
 pub const HEADER_LEN: usize = 1 + 8 + 8 + 1 + HASH_LEN;
 
 const OBJECT_PATH: u8 = 1;
 const OBJECT_SOCKET: u8 = 2;
+const OBJECT_TASK: u8 = 3;
 
 /// Domain-separation prefix of RFC 6962 leaf hashes.
 const LEAF_PREFIX: u8 = 0x00;
@@ -102,12 +121,11 @@ pub enum EncodeError {
 pub enum DecodeError {
     #[error("record ends inside field `{field}` (needs {needed} bytes at offset {offset}, {len} total)")]
     Truncated { field: &'static str, offset: usize, needed: usize, len: usize },
-    #[error(
-        "unsupported format version {0} (this build reads versions {FORMAT_VERSION} to {PROTOCOL_VIA_FORMAT_VERSION})"
-    )]
+    #[error("unsupported format version {0} (this build reads versions {FORMAT_VERSION} to {TASK_FORMAT_VERSION})")]
     UnsupportedVersion(u8),
-    /// A record in a higher version than its content needs, which would give
-    /// it a second encoding and a second hash.
+    /// A record in another version than its content needs: a higher one,
+    /// which would give it a second encoding and a second hash, or a version
+    /// below 4 with a task object.
     #[error("{kind} record is in format version {version}, but its canonical encoding is version {canonical}")]
     NonCanonicalVersion { kind: &'static str, version: u8, canonical: u8 },
     #[error("unknown record kind {0}")]
@@ -168,7 +186,7 @@ impl Record {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut input = Reader { bytes, offset: 0 };
         let version = input.u8("version")?;
-        if !(FORMAT_VERSION..=PROTOCOL_VIA_FORMAT_VERSION).contains(&version) {
+        if !(FORMAT_VERSION..=TASK_FORMAT_VERSION).contains(&version) {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         let seq = input.u64("seq")?;
@@ -206,7 +224,9 @@ fn format_version(body: &RecordBody) -> u8 {
 }
 
 fn decision_format_version(decision: &Decision) -> u8 {
-    if decision.protocol != 0 || decision.via != Via::Syscall {
+    if matches!(decision.object, Object::Task { .. }) {
+        TASK_FORMAT_VERSION
+    } else if decision.protocol != 0 || decision.via != Via::Syscall {
         PROTOCOL_VIA_FORMAT_VERSION
     } else if decision.lease_id != 0 {
         LEASE_FORMAT_VERSION
@@ -349,6 +369,11 @@ fn encode_decision(out: &mut Writer, decision: &Decision) -> Result<(), EncodeEr
             out.raw(&family.to_be_bytes());
             out.raw(addr);
             out.raw(&port.to_be_bytes());
+        }
+        Object::Task { pid, comm } => {
+            out.u8(OBJECT_TASK);
+            out.u32(*pid);
+            out.bytes("task_comm", comm)?;
         }
     }
     // Each version appends fields to the one before (see `format_version`).
@@ -507,6 +532,9 @@ fn decode_decision(input: &mut Reader<'_>, version: u8) -> Result<Decision, Deco
             addr: input.array("addr")?,
             port: u16::from_be_bytes(input.array("port")?),
         },
+        // A task object in a version below 4 decodes here and is rejected
+        // as a non-canonical version once the whole record is read.
+        OBJECT_TASK => Object::Task { pid: input.u32("task_pid")?, comm: input.bytes("task_comm")? },
         tag => return Err(DecodeError::UnknownObject(tag)),
     };
     let lease_id = if version >= LEASE_FORMAT_VERSION { input.u32("lease_id")? } else { 0 };

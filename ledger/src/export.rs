@@ -9,10 +9,11 @@
 //! is a boolean. Every decision has `via`: `io_uring` for an action that
 //! came through `io_uring`, `syscall` for any other.
 //!
-//! Byte strings (paths, `comm`, command arguments) are exported under their
-//! key as a JSON string when they are valid UTF-8. Otherwise the key contains
-//! the lossy UTF-8 conversion (invalid bytes become U+FFFD), and a sibling key
-//! `<name>_hex` contains the hex of the raw bytes, so no byte is lost. For
+//! Byte strings (paths, `comm`, `target_comm`, command arguments) are
+//! exported under their key as a JSON string when they are valid UTF-8.
+//! Otherwise the key contains the lossy UTF-8 conversion (invalid bytes
+//! become U+FFFD), and a sibling key `<name>_hex` contains the hex of the
+//! raw bytes, so no byte is lost. For
 //! `command`, `command_hex` is an array with the hex of every argument.
 //!
 //! Socket addresses: for `inet` and `inet6` families, `addr` is the usual
@@ -24,6 +25,11 @@
 //! IP protocol: `tcp`, `udp`, `icmp`, `icmpv6`, another protocol's number,
 //! or `null` when none is stored, as in every record written before format
 //! version 3. Any other decision has `protocol` only when one is stored.
+//!
+//! A kill or ptrace decision names the process it was aimed at:
+//! `target_pid` is its thread group id in the initial pid namespace and
+//! `target_comm` its `comm`. Such decisions recorded before format version
+//! 4 name no target and have an empty `path` instead.
 //!
 //! The output is pure ASCII: every character outside printable ASCII is a
 //! `\uXXXX` escape, so control characters and escape sequences stored in a
@@ -234,6 +240,10 @@ fn put_decision(object: &mut JsonObject, decision: &Decision) {
                 object.put("addr_hex", json!(hex::encode(addr)));
             }
             object.put("port", json!(port));
+        }
+        Object::Task { pid, comm } => {
+            object.put("target_pid", json!(pid));
+            object.put_bytes("target_comm", comm);
         }
     }
     let ip_socket = matches!(decision.object, Object::Socket { family: family::INET | family::INET6, .. });

@@ -146,9 +146,9 @@ struct QueryArgs {
     /// Numeric id of the matching rule; 0 is the default verdict.
     #[arg(long, value_name = "ID")]
     rule: Option<u32>,
-    /// Text that the object (file path, or `address:port`) contains. Checked
-    /// on each record that the other filters select, so alone it reads every
-    /// record.
+    /// Text that the object (file path, `address:port`, or `pid N (comm)`
+    /// for the target of a kill or ptrace) contains. Checked on each record
+    /// that the other filters select, so alone it reads every record.
     #[arg(long, value_name = "TEXT")]
     object: Option<String>,
     /// Earliest record time, inclusive: RFC 3339 or Unix nanoseconds.

@@ -11,8 +11,8 @@
 //! | connect | Network Activity | 4001 | Open | 1 | `dst_endpoint.ip`, `.port` |
 //! | send | Network Activity | 4001 | Traffic | 6 | `dst_endpoint.ip`, `.port` |
 //! | clone | Process Activity | 1007 | Launch | 1 | none |
-//! | kill | Process Activity | 1007 | Terminate | 2 | none |
-//! | ptrace | Process Activity | 1007 | Open | 3 | none |
+//! | kill | Process Activity | 1007 | Terminate | 2 | `process.pid`, `.name` |
+//! | ptrace | Process Activity | 1007 | Open | 3 | `process.pid`, `.name` |
 //! | `userns_create`, bpf | Process Activity | 1007 | Other | 99 | none |
 //! | mount, `move_mount` | File System Activity | 1001 | Mount | 12 | none |
 //! | umount | File System Activity | 1001 | Unmount | 13 | none |
@@ -23,10 +23,14 @@
 //! | `socket_create` | Network Activity | 4001 | Other | 99 | none |
 //!
 //! The hooks from clone on record only denials by lupid's built-in
-//! protections. Their decisions name no object, so the event carries no
-//! `file`, `process.file` or `dst_endpoint`, except `create_name`,
-//! `remove_name` and `rename`, which name the file in lupid's folder. A signal is mapped to
-//! Terminate and a ptrace access to Open (of a process), the nearest OCSF
+//! protections. Most of their decisions name no object, so the event
+//! carries no `file`, `process` or `dst_endpoint`. `create_name`,
+//! `remove_name` and `rename` name the file in lupid's folder. Kill and
+//! ptrace name the process the agent aimed at in `process`, the target
+//! process of the 1.7.0 Process Activity class: `pid` is its thread group
+//! id and `name` its `comm`. Kill and ptrace decisions recorded before
+//! format version 4 carry no `process`. A signal is mapped to Terminate
+//! and a ptrace access to Open (of a process), the nearest OCSF
 //! activities.
 //!
 //! A socket decision has `connection_info` with `direction_id` 2
@@ -165,6 +169,9 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
             let ip = address.to_ipv4_mapped().map_or_else(|| address.to_string(), |ipv4| ipv4.to_string());
             event.insert("dst_endpoint".into(), json!({ "ip": ip, "port": port }));
             event.insert("connection_info".into(), connection_info(decision.protocol));
+        }
+        (Object::Task { pid, comm }, _) => {
+            event.insert("process".into(), json!({ "pid": pid, "name": String::from_utf8_lossy(comm) }));
         }
         (Object::Path { path, .. }, _) if path.is_empty() && !matches!(decision.hook, Hook::Exec | Hook::Open) => {}
         (object, Hook::Exec) => {

@@ -53,8 +53,9 @@ pub struct Query {
     pub hook: Option<Hook>,
     pub verdict: Option<Verdict>,
     pub rule_id: Option<u32>,
-    /// Text that the object (the path, or `address:port` of a socket) must
-    /// contain. Matched against the lossy UTF-8 form of the path.
+    /// Text that the object must contain, as [`object_text`] formats it: the
+    /// path, `address:port` of a socket or `pid N (comm)` of a process.
+    /// Matched against the lossy UTF-8 form of the path and `comm`.
     pub object: Option<String>,
     /// Earliest wall time, Unix nanoseconds, inclusive.
     pub since_ns: Option<u64>,
@@ -102,8 +103,9 @@ impl Query {
 }
 
 /// Formats a decision's object: the path (lossy UTF-8, `<truncated>` when
-/// the kernel could not read it), or `address:port` (`[address]:port` for
-/// IPv6).
+/// the kernel could not read it), `address:port` (`[address]:port` for
+/// IPv6), or `pid N (comm)` for the target of a kill or ptrace, with
+/// `comm` as lossy UTF-8.
 pub fn object_text(object: &Object) -> String {
     match object {
         Object::Path { truncated: true, .. } => "<truncated>".into(),
@@ -115,6 +117,7 @@ pub fn object_text(object: &Object) -> String {
                 None => format!("[{address}]:{port}"),
             }
         }
+        Object::Task { pid, comm } => format!("pid {pid} ({})", String::from_utf8_lossy(comm)),
     }
 }
 

@@ -201,14 +201,15 @@ pub struct Decision {
     pub object: Object,
     /// Id of the lease that allowed the action when `reason` is
     /// [`Reason::Lease`], 0 otherwise. A decision with a lease id is written
-    /// as format version 2 or 3 ([`crate::codec`]).
+    /// as format version 2 or later ([`crate::codec`]).
     pub lease_id: u32,
     /// The socket's IP protocol number (`IPPROTO_*`: 6 TCP, 17 UDP, 1 ICMP,
     /// 58 `ICMPv6`) for a connect or send to an IPv4 or IPv6 address, 0
     /// otherwise. Decisions recorded before format version 3 have 0.
     pub protocol: u16,
     /// The way the action reached the hook. A decision with a `protocol` or
-    /// with [`Via::IoUring`] is written as format version 3.
+    /// with [`Via::IoUring`] is written as format version 3, or 4 when its
+    /// object is an [`Object::Task`].
     pub via: Via,
 }
 
@@ -496,7 +497,7 @@ impl Reason {
     }
 }
 
-/// The object of a decision: a file or a socket destination.
+/// The object of a decision: a file, a socket destination or a process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Object {
     /// A file, for exec and open. `truncated` is set when the kernel could
@@ -505,6 +506,11 @@ pub enum Object {
     /// A connect destination. `family` is an `AF_*` value; IPv4 addresses
     /// are stored IPv4-mapped (`::ffff:a.b.c.d`). `port` is in host order.
     Socket { family: u16, addr: [u8; 16], port: u16 },
+    /// The process that a signal or a ptrace access was aimed at, for kill
+    /// and ptrace. `pid` is its thread group id in the initial pid
+    /// namespace, and `comm` its `task_struct::comm` without trailing NUL
+    /// bytes. A decision with this object is written as format version 4.
+    Task { pid: u32, comm: Vec<u8> },
 }
 
 /// An agent's main process exited.

@@ -4,7 +4,7 @@ mod common;
 
 use std::{path::Path, process::Command};
 
-use lupid_ledger::{Decision, Ledger, PolicyLoaded, RecordBody};
+use lupid_ledger::{Decision, Hook, Ledger, Object, PolicyLoaded, RecordBody};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -187,6 +187,78 @@ fn export_io_uring_send_decision() {
     assert_eq!(decision["addr"], "203.0.113.7");
     assert_eq!(decision["port"], 53);
     assert_eq!(decision["lease_id"], 0);
+}
+
+/// Exports a ledger of `bodies` and returns the parsed export lines.
+fn export_bodies(bodies: Vec<RecordBody>) -> Vec<Value> {
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    ledger.append_batch(bodies.into_iter().map(|body| (5, body)).collect()).unwrap();
+    drop(ledger);
+
+    let output = run(&["export"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    stdout(&output).lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect()
+}
+
+#[test]
+fn export_kill_target() {
+    let lines = export_bodies(vec![common::kill_decision()]);
+    let decision = &lines[0];
+    assert_eq!(decision["hook"], "kill");
+    assert_eq!(decision["reason"], "protected");
+    assert_eq!(decision["comm"], "sh");
+    assert_eq!(decision["target_pid"], 812);
+    assert_eq!(decision["target_comm"], "lupid-agent");
+    assert_eq!(decision.get("target_comm_hex"), None, "a UTF-8 comm has no hex");
+    assert_eq!(decision.get("path"), None, "a task object has no path");
+    assert_eq!(decision.get("path_truncated"), None);
+    assert_eq!(decision.get("family"), None);
+    assert_eq!(decision.get("protocol"), None, "a task has no protocol");
+}
+
+#[test]
+fn export_ptrace_hostile_target_comm() {
+    let RecordBody::Decision(template) = common::kill_decision() else { unreachable!() };
+    let object = Object::Task { pid: 4_000_000, comm: common::HOSTILE.to_vec() };
+    let lines = export_bodies(vec![RecordBody::Decision(Decision { hook: Hook::Ptrace, object, ..template })]);
+    let decision = &lines[0];
+    assert_eq!(decision["hook"], "ptrace");
+    assert_eq!(decision["target_pid"], 4_000_000);
+    assert_eq!(decision["target_comm"], String::from_utf8_lossy(common::HOSTILE).as_ref());
+    assert_eq!(decision["target_comm_hex"], hex::encode(common::HOSTILE));
+}
+
+#[test]
+fn export_kill_without_target() {
+    // A kill decision recorded before format version 4 has an empty path.
+    let RecordBody::Decision(template) = common::kill_decision() else { unreachable!() };
+    let object = Object::Path { path: Vec::new(), truncated: false };
+    let lines = export_bodies(vec![RecordBody::Decision(Decision { object, ..template })]);
+    assert_eq!(lines[0]["path"], "");
+    assert_eq!(lines[0].get("target_pid"), None);
+}
+
+#[test]
+fn query_table_shows_target() {
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let bodies = [common::every_kind(), vec![common::kill_decision()]].concat();
+    ledger.append_batch(bodies.into_iter().map(|body| (5, body)).collect()).unwrap();
+    drop(ledger);
+
+    let output = run(&["query", "--hook", "kill"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let table = stdout(&output);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "header and the kill decision: {table}");
+    assert!(lines[1].ends_with("pid 812 (lupid-agent)"), "{table}");
+
+    let output = run(&["query", "--object", "pid 812", "--format", "json"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let lines: Vec<Value> = stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let seqs: Vec<u64> = lines.iter().map(|line| line["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [7], "only the kill decision");
 }
 
 #[test]

@@ -2,7 +2,9 @@
 
 mod common;
 
-use lupid_ledger::{Decision, DecodeError, Hook, Kind, Reason, Record, RecordBody, Verdict, Via, codec, leaf_hash};
+use lupid_ledger::{
+    Decision, DecodeError, Hook, Kind, Object, Reason, Record, RecordBody, Verdict, Via, codec, leaf_hash,
+};
 use sha2::{Digest, Sha256};
 
 fn record(body: RecordBody) -> Record {
@@ -93,12 +95,19 @@ fn decode_rejects_trailing_bytes() {
 }
 
 #[test]
-fn decode_rejects_version_4() {
+fn decode_rejects_version_5() {
     let mut bytes = record(common::agent_exit()).encode().unwrap();
-    bytes[0] = 4;
+    bytes[0] = 5;
     let error = Record::decode(&bytes).unwrap_err();
-    assert_eq!(error, DecodeError::UnsupportedVersion(4));
-    assert_eq!(error.to_string(), "unsupported format version 4 (this build reads versions 1 to 3)");
+    assert_eq!(error, DecodeError::UnsupportedVersion(5));
+    assert_eq!(error.to_string(), "unsupported format version 5 (this build reads versions 1 to 4)");
+}
+
+#[test]
+fn decode_rejects_version_0() {
+    let mut bytes = record(common::agent_exit()).encode().unwrap();
+    bytes[0] = 0;
+    assert_eq!(Record::decode(&bytes), Err(DecodeError::UnsupportedVersion(0)));
 }
 
 #[test]
@@ -126,6 +135,20 @@ fn version_3_other_kind_rejected() {
         let mut bytes = record(body).encode().unwrap();
         bytes[0] = codec::PROTOCOL_VIA_FORMAT_VERSION;
         let expected = DecodeError::NonCanonicalVersion { kind: kind.name(), version: 3, canonical: 1 };
+        assert_eq!(Record::decode(&bytes), Err(expected));
+    }
+}
+
+#[test]
+fn version_4_other_kind_rejected() {
+    for body in [common::every_kind(), common::lease_kinds()].concat() {
+        let kind = body.kind();
+        if kind == Kind::Decision {
+            continue;
+        }
+        let mut bytes = record(body).encode().unwrap();
+        bytes[0] = codec::TASK_FORMAT_VERSION;
+        let expected = DecodeError::NonCanonicalVersion { kind: kind.name(), version: 4, canonical: 1 };
         assert_eq!(Record::decode(&bytes), Err(expected));
     }
 }
@@ -454,8 +477,7 @@ fn decision_version_3_golden_bytes() {
     ]
     .concat();
     let original = connect_with(17, 6, Via::IoUring);
-    assert_eq!(hex::encode(original.encode().unwrap()), expected_hex);
-    assert_eq!(Record::decode(&hex::decode(&expected_hex).unwrap()).unwrap(), original);
+    assert_golden(&expected_hex, &original, "3e35c579a7cc6d3199b0d4d1b3bf4ee1cb790e9f9a7e2d1d0ded20f54722c660");
 }
 
 #[test]
@@ -550,4 +572,165 @@ fn via_codes_and_names() {
     }
     assert_eq!(Via::ALL.map(Via::code), [0, 1], "Via::ALL is in code order");
     assert_eq!(Via::from_code(2), None);
+}
+
+/// Canonical bytes of `common::kill_decision()` in `record()`'s header,
+/// written out by hand from the format description in `codec`.
+const KILL_VERSION_4: &str = concat!(
+    "04",                                                               // format version
+    "0102030405060708",                                                 // seq
+    "17979cfe3d85cd15",                                                 // time_ns
+    "04",                                                               // kind 4, decision
+    "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a", // prev_hash
+    "0000000000000066",                                                 // kernel_seq 102
+    "000000000d51ae15",                                                 // boot_ns
+    "00000007",                                                         // agent_id 7
+    "00000005636f646572",                                               // agent "coder"
+    "abababababababababababababababababababababababababababababababab", // policy_sha256
+    "00007a6a",                                                         // pid 31338
+    "00007a69",                                                         // tgid 31337
+    "000003e8",                                                         // uid 1000
+    "000003e8",                                                         // gid 1000
+    "0000123456789abc",                                                 // cgroup_id
+    "000000027368",                                                     // comm "sh"
+    "0a",                                                               // hook kill
+    "02",                                                               // verdict deny
+    "0000000c",                                                         // reason protected
+    "00000000",                                                         // rule_id 0
+    "00000000",                                                         // rule ""
+    "00000000",                                                         // access
+    "03",                                                               // object tag task
+    "0000032c",                                                         // target pid 812
+    "0000000b6c757069642d6167656e74",                                   // target comm "lupid-agent"
+    "00000000",                                                         // lease_id 0
+    "0000",                                                             // protocol 0
+    "00",                                                               // via syscall
+);
+
+#[test]
+fn decision_version_4_golden_bytes() {
+    let expected = record(common::kill_decision());
+    assert_golden(KILL_VERSION_4, &expected, "aac51ef4f24e2401dd9665c815234bcd69464e24c51de10183f77b9585da5f23");
+}
+
+/// Returns `common::kill_decision()` aimed at `pid` and `comm`, with these
+/// version 2 and 3 fields.
+fn kill_with(pid: u32, comm: &[u8], lease_id: u32, protocol: u16, via: Via) -> Record {
+    let RecordBody::Decision(template) = common::kill_decision() else { unreachable!() };
+    let object = Object::Task { pid, comm: comm.to_vec() };
+    record(RecordBody::Decision(Decision { object, lease_id, protocol, via, ..template }))
+}
+
+/// Name, target pid, target comm, `lease_id`, `protocol` and `via` of one
+/// task decision.
+type TaskCase = (&'static str, u32, &'static [u8], u32, u16, Via);
+
+#[test]
+fn task_roundtrip_cases() {
+    let cases: [TaskCase; 7] = [
+        ("daemon", 812, b"lupid-agent", 0, 0, Via::Syscall),
+        ("pid 0", 0, b"swapper/0", 0, 0, Via::Syscall),
+        ("largest pid", u32::MAX, b"x", 0, 0, Via::Syscall),
+        ("empty comm", 812, b"", 0, 0, Via::Syscall),
+        ("hostile comm", 812, common::HOSTILE, 0, 0, Via::Syscall),
+        ("15-byte comm", 812, b"abcdefghijklmno", 0, 0, Via::Syscall),
+        ("with version 2 and 3 fields", 812, b"lupid-agent", 17, 6, Via::IoUring),
+    ];
+    for (name, pid, comm, lease_id, protocol, via) in cases {
+        let original = kill_with(pid, comm, lease_id, protocol, via);
+        let bytes = original.encode().unwrap();
+        assert_eq!(bytes[0], codec::TASK_FORMAT_VERSION, "{name}");
+
+        // The task object ends 7 bytes before the end, where the version 3
+        // fields start.
+        let len = bytes.len();
+        let object_start = len - 7 - (1 + 4 + 4 + comm.len());
+        assert_eq!(bytes[object_start], 3, "{name}: object tag");
+        assert_eq!(bytes[object_start + 1..object_start + 5], pid.to_be_bytes(), "{name}: pid");
+        let comm_len = u32::try_from(comm.len()).unwrap();
+        assert_eq!(bytes[object_start + 5..object_start + 9], comm_len.to_be_bytes(), "{name}: comm length");
+        assert_eq!(&bytes[object_start + 9..len - 7], comm, "{name}: comm");
+        assert_eq!(bytes[len - 7..len - 3], lease_id.to_be_bytes(), "{name}: lease_id, 0 included");
+        assert_eq!(bytes[len - 3..len - 1], protocol.to_be_bytes(), "{name}: protocol");
+        assert_eq!(bytes[len - 1], via.code(), "{name}: via");
+
+        assert_eq!(Record::decode(&bytes).unwrap(), original, "{name}");
+    }
+}
+
+#[test]
+fn ptrace_task_roundtrip() {
+    let RecordBody::Decision(template) = common::kill_decision() else { unreachable!() };
+    let original = record(RecordBody::Decision(Decision { hook: Hook::Ptrace, ..template }));
+    let bytes = original.encode().unwrap();
+    assert_eq!(bytes[0], codec::TASK_FORMAT_VERSION);
+    assert_eq!(Record::decode(&bytes).unwrap(), original);
+}
+
+#[test]
+fn version_4_rejects_every_prefix() {
+    let bytes = record(common::kill_decision()).encode().unwrap();
+    for len in 0..bytes.len() {
+        let result = Record::decode(&bytes[..len]);
+        assert!(matches!(result, Err(DecodeError::Truncated { .. })), "prefix of {len} bytes: {result:?}");
+    }
+}
+
+#[test]
+fn task_below_version_4_rejected() {
+    for version in [codec::FORMAT_VERSION, codec::LEASE_FORMAT_VERSION, codec::PROTOCOL_VIA_FORMAT_VERSION] {
+        let mut bytes = record(common::kill_decision()).encode().unwrap();
+        bytes[0] = version;
+        let expected = DecodeError::NonCanonicalVersion { kind: "decision", version, canonical: 4 };
+        assert_eq!(Record::decode(&bytes), Err(expected), "version {version}");
+    }
+}
+
+#[test]
+fn task_below_version_4_fitting_layout_rejected() {
+    // A version 1 record with object tag 3 and no version 2 or 3 fields is
+    // the task object in the version 1 layout, which still is not canonical.
+    let version_4 = record(common::kill_decision()).encode().unwrap();
+    let mut bytes = version_4[..version_4.len() - 7].to_vec();
+    bytes[0] = codec::FORMAT_VERSION;
+    let expected = DecodeError::NonCanonicalVersion { kind: "decision", version: 1, canonical: 4 };
+    assert_eq!(Record::decode(&bytes), Err(expected));
+}
+
+#[test]
+fn version_4_without_task_rejected() {
+    let cases = [
+        ("socket with version 3 fields", connect_with(17, 6, Via::IoUring), 3),
+        ("socket with lease only", connect_with(17, 0, Via::Syscall), 2),
+        ("socket alone", connect_with(0, 0, Via::Syscall), 1),
+    ];
+    for (name, original, canonical) in cases {
+        // Version 4 has the version 3 layout, so the record is padded with
+        // the zero version 2 and 3 fields that its own version leaves out.
+        let encoded = original.encode().unwrap();
+        let missing: &[u8] = match encoded[0] {
+            1 => &[0; 7],
+            2 => &[0; 3],
+            _ => &[],
+        };
+        let bytes = [&[codec::TASK_FORMAT_VERSION][..], &encoded[1..], missing].concat();
+        let expected = DecodeError::NonCanonicalVersion { kind: "decision", version: 4, canonical };
+        assert_eq!(Record::decode(&bytes), Err(expected), "{name}");
+    }
+}
+
+#[test]
+fn decode_rejects_unknown_object_tag() {
+    // The object tag of the version 1 connect decision precedes the family
+    // (2 bytes), the address (16) and the port (2).
+    let original = record(common::connect_decision()).encode().unwrap();
+    let tag_offset = original.len() - (2 + 16 + 2) - 1;
+    assert_eq!(original[tag_offset], 2, "socket tag");
+    for tag in [0, 4, 0xff] {
+        let mut bytes = original.clone();
+        bytes[tag_offset] = tag;
+        let error = Record::decode(&bytes).unwrap_err();
+        assert_eq!(error, DecodeError::UnknownObject(tag));
+        assert_eq!(error.to_string(), format!("unknown object tag {tag}"));
+    }
 }

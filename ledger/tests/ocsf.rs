@@ -247,6 +247,27 @@ fn ocsf_protected_denials() {
         assert_eq!(event["action"], "Denied", "{hook:?}: {event}");
         assert_eq!(event["unmapped"]["reason"], "protected", "{hook:?}: {event}");
         assert!(event.get("file").is_none(), "{hook:?} names no file: {event}");
+        assert!(event.get("process").is_none(), "{hook:?} names no process: {event}");
+    }
+}
+
+#[test]
+fn ocsf_kill_and_ptrace_target() {
+    let RecordBody::Decision(kill) = common::kill_decision() else { unreachable!() };
+    let ptrace = Decision { hook: Hook::Ptrace, ..kill.clone() };
+    for (decision, activity_id, activity_name) in [(kill, 2, "Terminate"), (ptrace, 3, "Open")] {
+        let hook = decision.hook;
+        let event = single_event(RecordBody::Decision(decision));
+        assert_eq!(event["class_uid"], 1007, "{hook:?}: {event}");
+        assert_eq!(event["activity_id"], activity_id, "{hook:?}: {event}");
+        assert_eq!(event["activity_name"], activity_name, "{hook:?}: {event}");
+        assert_eq!(event["action"], "Denied", "{hook:?}: {event}");
+        assert_eq!(event["process"]["pid"], 812, "{hook:?}: the target process");
+        assert_eq!(event["process"]["name"], "lupid-agent", "{hook:?}: the target process");
+        assert_eq!(event["actor"]["process"]["pid"], 31337, "{hook:?}: the actor");
+        assert_eq!(event["actor"]["process"]["name"], "sh", "{hook:?}: the actor");
+        assert!(event.get("file").is_none(), "{hook:?} names no file: {event}");
+        assert!(event["process"].get("file").is_none(), "{hook:?}: no executable is known: {event}");
     }
 }
 

@@ -9,7 +9,7 @@ use std::{path::Path, process::Command};
 use lupid_ledger::{
     Decision, Hook, Ledger, LedgerReader, Object, Record, RecordBody, Verdict, Via,
     index::{self, INDEX_CFS, INDEX_VERSION_KEY},
-    query::{self, Query},
+    query::{self, Query, object_text},
 };
 use tempfile::TempDir;
 
@@ -448,6 +448,27 @@ fn stale_index_version_rebuilt() {
     let reader = LedgerReader::open_read_only(dir.path()).unwrap();
     for (query, expected) in queries().iter().zip(&before) {
         assert_eq!(&query::run(&reader, query).unwrap(), expected, "after the rebuild: {query:?}");
+    }
+}
+
+#[test]
+fn object_text_of_task() {
+    let cases: [(u32, &[u8], &str); 3] = [
+        (812, b"lupid-agent", "pid 812 (lupid-agent)"),
+        (1, b"", "pid 1 ()"),
+        (u32::MAX, b"a\xffb", "pid 4294967295 (a\u{fffd}b)"),
+    ];
+    for (pid, comm, expected) in cases {
+        assert_eq!(object_text(&Object::Task { pid, comm: comm.to_vec() }), expected);
+    }
+}
+
+#[test]
+fn object_filter_matches_task() {
+    let record = Record { seq: 0, time_ns: BASE_NS, prev_hash: [0; 32], body: common::kill_decision() };
+    for (needle, expected) in [("pid 812", true), ("(lupid-agent)", true), ("pid 81 ", false), ("31337", false)] {
+        let query = Query { object: Some(needle.into()), ..Query::default() };
+        assert_eq!(query.matches(&record), expected, "{needle}");
     }
 }
 

@@ -140,6 +140,21 @@ pub(crate) fn io_uring_send_decision() -> RecordBody {
     })
 }
 
+/// Returns the denial of a signal that the agent's shell sent to pid 812,
+/// the daemon, a decision that needs format version 4.
+pub(crate) fn kill_decision() -> RecordBody {
+    let RecordBody::Decision(template) = connect_decision() else { unreachable!() };
+    RecordBody::Decision(Decision {
+        kernel_seq: 102,
+        comm: b"sh".to_vec(),
+        hook: Hook::Kill,
+        verdict: Verdict::Deny,
+        reason: Reason::Protected,
+        object: Object::Task { pid: 812, comm: b"lupid-agent".to_vec() },
+        ..template
+    })
+}
+
 pub(crate) fn lease_granted() -> RecordBody {
     RecordBody::LeaseGranted(LeaseGranted {
         lease_id: 17,
