@@ -41,12 +41,15 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>, lease_rule: O
     // A Unix socket is named by the bound name of the peer, so its object
     // is a path (`@NAME` for an abstract socket).
     let socket = (event.hook == hook::CONNECT || event.hook == hook::SEND) && event.family != family::UNIX;
+    let path_len = (event.path_len as usize).min(event.path.len());
     let object = if socket {
         Object::Socket { family: event.family, addr: event.addr, port: event.port }
+    } else if event.hook == hook::KILL || event.hook == hook::PTRACE {
+        // The kernel writes the target's `comm` into `path`.
+        Object::Task { pid: event.target_pid, comm: event.path[..path_len].to_vec() }
     } else {
-        let len = (event.path_len as usize).min(event.path.len());
         let truncated = event.flags & flags::PATH_TRUNCATED != 0;
-        Object::Path { path: event.path[..len].to_vec(), truncated }
+        Object::Path { path: event.path[..path_len].to_vec(), truncated }
     };
     let comm_len = event.comm.iter().position(|&b| b == 0).unwrap_or(event.comm.len());
     RecordBody::Decision(Decision {
@@ -410,33 +413,26 @@ mod tests {
 
     /// Returns an allowed UDP send to 203.0.113.7:53 with these flags.
     fn udp_send(event_flags: u32) -> Event {
-        let mut comm = [0; lupid_common::COMM_LEN];
-        comm[..13].copy_from_slice(b"iou-wrk-31337");
-        Event {
-            seq: 7,
-            boot_ns: 1_000,
-            cgroup_id: 42,
-            pid_tgid: (u64::from(31_337_u32) << 32) | u64::from(31_340_u32),
-            uid_gid: (u64::from(1000_u32) << 32) | u64::from(1000_u32),
-            hook: hook::SEND,
-            verdict: verdict::ALLOW,
-            reason: reason::DEFAULT,
-            rule_id: 0,
-            agent_id: 3,
-            policy_id: 1,
-            access: 0,
-            path_len: 0,
-            flags: event_flags,
-            lease_id: 0,
-            family: family::INET,
-            port: 53,
-            protocol: lupid_common::protocol::UDP,
-            padding: [0; 6],
-            addr: std::net::Ipv4Addr::new(203, 0, 113, 7).to_ipv6_mapped().octets(),
-            comm,
-            scratch: lupid_common::PathKey::default(),
-            path: [0; lupid_common::PATH_MAX],
-        }
+        // Every field the test does not set is 0, as the kernel program
+        // writes it for a field a hook does not use.
+        let mut event = decode(&vec![0; size_of::<Event>()]).expect("an item of the event's size");
+        event.seq = 7;
+        event.boot_ns = 1_000;
+        event.cgroup_id = 42;
+        event.pid_tgid = (u64::from(31_337_u32) << 32) | u64::from(31_340_u32);
+        event.uid_gid = (u64::from(1000_u32) << 32) | u64::from(1000_u32);
+        event.hook = hook::SEND;
+        event.verdict = verdict::ALLOW;
+        event.reason = reason::DEFAULT;
+        event.agent_id = 3;
+        event.policy_id = 1;
+        event.flags = event_flags;
+        event.family = family::INET;
+        event.port = 53;
+        event.protocol = lupid_common::protocol::UDP;
+        event.addr = std::net::Ipv4Addr::new(203, 0, 113, 7).to_ipv6_mapped().octets();
+        event.comm[..13].copy_from_slice(b"iou-wrk-31337");
+        event
     }
 
     #[test]
@@ -450,6 +446,46 @@ mod tests {
         assert_eq!(decision.object, Object::Socket { family: family::INET, addr: udp_send(0).addr, port: 53 });
         assert_eq!(decision.comm, b"iou-wrk-31337");
         assert_eq!((decision.pid, decision.tgid), (31_340, 31_337));
+    }
+
+    /// Returns a protected denial on `event_hook` of a signal or ptrace
+    /// aimed at pid 812, whose `comm` the kernel wrote into `path`.
+    fn aimed_at_daemon(event_hook: u32) -> Event {
+        let mut event = udp_send(0);
+        event.hook = event_hook;
+        event.verdict = verdict::DENY;
+        event.reason = reason::PROTECTED;
+        event.family = 0;
+        event.port = 0;
+        event.protocol = 0;
+        event.addr = [0; 16];
+        event.target_pid = 812;
+        event.path[..11].copy_from_slice(b"lupid-agent");
+        event.path_len = 11;
+        event
+    }
+
+    #[test]
+    fn record_of_kill_and_ptrace_target() {
+        for (event_hook, expected_hook) in [(hook::KILL, Hook::Kill), (hook::PTRACE, Hook::Ptrace)] {
+            let RecordBody::Decision(decision) = to_record(&aimed_at_daemon(event_hook), None, None) else {
+                panic!("a kernel event becomes a decision");
+            };
+            assert_eq!(decision.hook, expected_hook);
+            assert_eq!(decision.reason, Reason::Protected);
+            assert_eq!(decision.object, Object::Task { pid: 812, comm: b"lupid-agent".to_vec() }, "{expected_hook:?}");
+            assert_eq!(decision.comm, b"iou-wrk-31337", "{expected_hook:?}: the actor keeps its own comm");
+        }
+    }
+
+    #[test]
+    fn record_of_target_without_comm() {
+        let mut event = aimed_at_daemon(hook::KILL);
+        event.path_len = 0;
+        let RecordBody::Decision(decision) = to_record(&event, None, None) else {
+            panic!("a kernel event becomes a decision");
+        };
+        assert_eq!(decision.object, Object::Task { pid: 812, comm: Vec::new() });
     }
 
     #[test]

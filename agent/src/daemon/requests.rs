@@ -127,37 +127,26 @@ fn capability_of(event: &Event) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use lupid_common::{COMM_LEN, Event, PATH_MAX, PathKey, access, family, hook, protocol};
+    use std::mem::size_of;
+
+    use lupid_common::{Event, access, family, hook, protocol};
 
     use super::capability_of;
+    use crate::daemon::events::decode;
 
     /// Returns a lease-required event of `hook` on the object `path`.
     fn event(hook: u32, path: &str) -> Event {
-        let mut event = Event {
-            seq: 1,
-            boot_ns: 0,
-            cgroup_id: 0,
-            pid_tgid: 0,
-            uid_gid: 0,
-            hook,
-            verdict: lupid_common::verdict::DENY,
-            reason: lupid_common::reason::LEASE_REQUIRED,
-            rule_id: 1,
-            agent_id: 1,
-            policy_id: 1,
-            access: 0,
-            path_len: u32::try_from(path.len()).expect("a short path"),
-            flags: 0,
-            lease_id: 0,
-            family: 0,
-            port: 0,
-            protocol: 0,
-            padding: [0; 6],
-            addr: [0; 16],
-            comm: [0; COMM_LEN],
-            scratch: PathKey::default(),
-            path: [0; PATH_MAX],
-        };
+        // Every field the test does not set is 0, as the kernel program
+        // writes it for a field a hook does not use.
+        let mut event = decode(&vec![0; size_of::<Event>()]).expect("an item of the event's size");
+        event.seq = 1;
+        event.hook = hook;
+        event.verdict = lupid_common::verdict::DENY;
+        event.reason = lupid_common::reason::LEASE_REQUIRED;
+        event.rule_id = 1;
+        event.agent_id = 1;
+        event.policy_id = 1;
+        event.path_len = u32::try_from(path.len()).expect("a short path");
         event.path[..path.len()].copy_from_slice(path.as_bytes());
         event
     }

@@ -16,14 +16,16 @@ const SIGNALS: [i32; 4] = [15, 9, 19, 0];
 fn daemon_signals_denied() {
     let daemon = Daemon::start();
     let policy = daemon.policy_p0();
-    let pid = daemon_pid(&daemon).to_string();
+    let target = daemon_pid(&daemon);
+    let pid = target.to_string();
 
     for signal in SIGNALS {
         let agent = format!("kill-{signal}");
         let outcome = daemon.run_probe(&agent, &policy, &["kill", &pid, &signal.to_string()]);
         assert_eq!(outcome.code, 1, "signal {signal} to the daemon must be denied; {outcome}");
         assert!(outcome.has_line(&format!("kill {pid} {signal}: EPERM (errno 1)")), "expected EPERM; {outcome}");
-        protected_denial(&daemon, &agent, "kill");
+        let denial = protected_denial(&daemon, &agent, "kill");
+        assert_eq!(denial["target_pid"], target, "the record names the daemon as the target: {denial}");
     }
     // `status` gets a reply only while the daemon runs and is not stopped.
     let status = daemon.status();
@@ -35,12 +37,14 @@ fn daemon_signals_denied() {
 fn daemon_ptrace_denied() {
     let daemon = Daemon::start();
     let policy = daemon.policy_p0();
-    let pid = daemon_pid(&daemon).to_string();
+    let target = daemon_pid(&daemon);
+    let pid = target.to_string();
 
     let outcome = daemon.run_probe("ptrace-daemon", &policy, &["ptrace-attach", &pid]);
     assert_eq!(outcome.code, 1, "PTRACE_ATTACH to the daemon must be denied; {outcome}");
     assert!(outcome.has_line(&format!("ptrace {pid}: EPERM (errno 1)")), "expected EPERM; {outcome}");
-    protected_denial(&daemon, "ptrace-daemon", "ptrace");
+    let denial = protected_denial(&daemon, "ptrace-daemon", "ptrace");
+    assert_eq!(denial["target_pid"], target, "the record names the daemon as the target: {denial}");
 
     // The kernel checks ptrace access when /proc/PID/mem is opened, and
     // reports the denial as EACCES.
@@ -48,7 +52,8 @@ fn daemon_ptrace_denied() {
     let outcome = daemon.run_probe("mem-daemon", &policy, &["open", &mem, "write"]);
     assert_eq!(outcome.code, 1, "a write open of the daemon's memory must be denied; {outcome}");
     assert!(outcome.has_line(&format!("open {mem}: EACCES (errno 13)")), "expected EACCES; {outcome}");
-    protected_denial(&daemon, "mem-daemon", "ptrace");
+    let denial = protected_denial(&daemon, "mem-daemon", "ptrace");
+    assert_eq!(denial["target_pid"], target, "the record names the daemon as the target: {denial}");
 
     let status = daemon.status();
     assert!(status.is_object(), "the daemon must still reply to status: {status}");
@@ -64,7 +69,8 @@ fn ptrace_outside_cgroup_denied() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap_or_else(|error| panic!("failed to start sleep: {error}"));
-    let pid = sleeper.id().to_string();
+    let target = sleeper.id();
+    let pid = target.to_string();
 
     let outcome = daemon.run_probe("ptrace-outside", &policy, &["ptrace-attach", &pid]);
     let _ = sleeper.kill();
@@ -72,7 +78,9 @@ fn ptrace_outside_cgroup_denied() {
 
     assert_eq!(outcome.code, 1, "PTRACE_ATTACH to a process outside the agent's cgroup must be denied; {outcome}");
     assert!(outcome.has_line(&format!("ptrace {pid}: EPERM (errno 1)")), "expected EPERM; {outcome}");
-    protected_denial(&daemon, "ptrace-outside", "ptrace");
+    let denial = protected_denial(&daemon, "ptrace-outside", "ptrace");
+    assert_eq!(denial["target_pid"], target, "the record names the sleeper as the target: {denial}");
+    assert_eq!(denial["target_comm"], "sleep", "{denial}");
 }
 
 #[test]
