@@ -76,5 +76,5 @@ fn run_in_vm(ctx: &Context, timeout: Duration) -> Result<()> {
         policies: Some(ctx.workspace.join("policies")),
     };
     let (archive, arguments) = initramfs::build(ctx, &kernel, "demo", &contents)?;
-    vm::boot(&kernel, &archive, Mode::Demo, &arguments, timeout)
+    vm::boot(&kernel, &archive, Mode::Demo, &arguments, timeout, None)
 }

@@ -57,10 +57,12 @@ echo "init: active LSMs $(cat /sys/kernel/security/lsm)"
 
 mode=test
 filter=
+skip=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         lupid.mode=*) mode=${arg#lupid.mode=} ;;
         lupid.filter=*) filter=${arg#lupid.filter=} ;;
+        lupid.skip=*) skip=${arg#lupid.skip=} ;;
     esac
 done
 
@@ -73,10 +75,15 @@ echo "init: lupid.mode=$mode"
 case "$mode" in
     test)
         # The VM tests are #[ignore]d so that host runs of `cargo test` skip them.
+        # lupid.filter and lupid.skip hold comma-separated name parts: a
+        # test runs when its name contains any filter and no skip.
         set -- --ignored --test-threads=1
-        if [ -n "$filter" ]; then
-            set -- "$@" "$filter"
-        fi
+        for part in $(echo "$filter" | tr ',' ' '); do
+            set -- "$@" "$part"
+        done
+        for part in $(echo "$skip" | tr ',' ' '); do
+            set -- "$@" --skip "$part"
+        done
         /usr/local/bin/lupid-vm-tests "$@"
         status=$?
         ;;

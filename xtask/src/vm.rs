@@ -21,11 +21,18 @@ const EXIT_MARKER: &str = "LUPID-VM-EXIT=";
 /// How long qemu may take to power off after the marker.
 const POWEROFF_GRACE: Duration = Duration::from_secs(30);
 
+/// The part of the VM suite that the first of two VMs runs when the whole
+/// suite runs; the second runs every other test, so a new module is never
+/// left out. The two halves take about as long.
+const FIRST_HALF: &str = "bypass::,cage::";
+
 /// Program that /init runs, chosen with `lupid.mode=` on the kernel command line.
 #[derive(Clone, Copy)]
 pub(crate) enum Mode<'a> {
-    /// The `vm` integration tests, optionally filtered by name.
-    Test { filter: Option<&'a str> },
+    /// The `vm` integration tests whose names contain a part of `filter`
+    /// (every test without one) and no part of `skip`; both are
+    /// comma-separated.
+    Test { filter: Option<&'a str>, skip: Option<&'a str> },
     /// The demo script.
     Demo,
     /// The shell command stored in /etc/lupid/init-command.
@@ -50,7 +57,36 @@ pub(crate) fn test_with_kernel(ctx: &Context, kernel: &Kernel, filter: Option<&s
     executables.push(("lupid-vm-tests".to_owned(), artifacts.vm_tests.clone()));
     let contents = Contents { executables, command: None, policies: Some(ctx.workspace.join("policies")) };
     let (archive, arguments) = initramfs::build(ctx, kernel, "vm-test", &contents)?;
-    boot(kernel, &archive, Mode::Test { filter }, &arguments, timeout)
+    if filter.is_some() {
+        return boot(kernel, &archive, Mode::Test { filter, skip: None }, &arguments, timeout, None);
+    }
+    // The whole suite runs in two VMs at once, one per host core, which
+    // about halves its time under emulation.
+    let halves = [
+        ("vm-1", Mode::Test { filter: Some(FIRST_HALF), skip: None }),
+        ("vm-2", Mode::Test { filter: None, skip: Some(FIRST_HALF) }),
+    ];
+    let results: Vec<Result<()>> = thread::scope(|scope| {
+        let runs: Vec<_> = halves
+            .iter()
+            .map(|&(label, mode)| {
+                let (archive, arguments) = (&archive, &arguments);
+                scope.spawn(move || {
+                    boot(kernel, archive, mode, arguments, timeout, Some(label)).with_context(|| format!("in {label}"))
+                })
+            })
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a VM thread panicked")))).collect()
+    });
+    for result in &results {
+        if let Err(error) = result {
+            eprintln!("xtask: error: {error:#}");
+        }
+    }
+    match results.into_iter().find(Result::is_err) {
+        Some(failed) => failed,
+        None => Ok(()),
+    }
 }
 
 /// Boots a VM with busybox and `executables` that runs `command` in place
@@ -64,7 +100,7 @@ pub(crate) fn run_command(ctx: &Context, command: &str, executables: &[PathBuf],
     }
     let contents = Contents { executables: named, command: Some(command.to_owned()), policies: None };
     let (archive, arguments) = initramfs::build(ctx, &kernel, "command", &contents)?;
-    boot(&kernel, &archive, Mode::Command, &arguments, timeout)
+    boot(&kernel, &archive, Mode::Command, &arguments, timeout, None)
 }
 
 /// lupid's binaries in the release folder, named as /usr/local/bin has them.
@@ -81,14 +117,16 @@ fn check_filter(filter: &str) -> Result<()> {
     Ok(())
 }
 
-/// Boots the VM, streams its serial console to stdout and fails unless /init
-/// reported status 0 before `timeout`.
+/// Boots the VM, streams its serial console to stdout, each line after
+/// `label` when given, and fails unless /init reported status 0 before
+/// `timeout`.
 pub(crate) fn boot(
     kernel: &Kernel,
     initramfs: &Path,
     mode: Mode<'_>,
     extra_arguments: &[String],
     timeout: Duration,
+    label: Option<&str>,
 ) -> Result<()> {
     let mut append = vec![
         "console=ttyS0".to_owned(),
@@ -99,9 +137,10 @@ pub(crate) fn boot(
     ];
     append.extend(extra_arguments.iter().cloned());
     match mode {
-        Mode::Test { filter } => {
+        Mode::Test { filter, skip } => {
             append.push("lupid.mode=test".to_owned());
             append.extend(filter.map(|filter| format!("lupid.filter={filter}")));
+            append.extend(skip.map(|skip| format!("lupid.skip={skip}")));
         }
         Mode::Demo => append.push("lupid.mode=demo".to_owned()),
         Mode::Command => append.push("lupid.mode=command".to_owned()),
@@ -128,7 +167,8 @@ pub(crate) fn boot(
     })?;
     let stdout = child.stdout.take().context("qemu has no stdout pipe")?;
     let (events, received) = mpsc::channel();
-    let reader = thread::spawn(move || scan_console(stdout, &events));
+    let prefix = label.map_or_else(String::new, |label| format!("[{label}] "));
+    let reader = thread::spawn(move || scan_console(stdout, &events, &prefix));
 
     let started = Instant::now();
     let mut marker = None;
@@ -193,9 +233,9 @@ struct Console {
     panic: Option<String>,
 }
 
-/// Copies the serial console to stdout line by line and reports the exit
-/// marker on `events` as soon as it appears.
-fn scan_console(stdout: impl Read, events: &mpsc::Sender<i32>) -> Console {
+/// Copies the serial console to stdout line by line, each after `prefix`,
+/// and reports the exit marker on `events` as soon as it appears.
+fn scan_console(stdout: impl Read, events: &mpsc::Sender<i32>, prefix: &str) -> Console {
     let mut console = Console::default();
     let mut reader = BufReader::new(stdout);
     let mut line = Vec::new();
@@ -207,7 +247,7 @@ fn scan_console(stdout: impl Read, events: &mpsc::Sender<i32>) -> Console {
         }
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\r', '\n']);
-        println!("{text}");
+        println!("{prefix}{text}");
         if let Some(code) = parse_marker(text) {
             console.marker = Some(code);
             // The receiver is gone only when boot() has returned.
@@ -248,7 +288,7 @@ mod tests {
     fn console_scan_finds_marker_and_panic() {
         let output = b"boot\r\nKernel panic - not syncing: oops\r\nLUPID-VM-EXIT=3\r\n";
         let (events, received) = mpsc::channel();
-        let console = scan_console(&output[..], &events);
+        let console = scan_console(&output[..], &events, "[vm-1] ");
         assert_eq!(console.marker, Some(3));
         assert_eq!(console.panic.as_deref(), Some("Kernel panic - not syncing: oops"));
         assert_eq!(received.try_recv().ok(), Some(3));
