@@ -11,7 +11,7 @@ mod protocol;
 mod run;
 mod status;
 
-use std::{ffi::OsString, path::PathBuf, process::ExitCode};
+use std::{ffi::OsString, io::Write as _, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
@@ -120,7 +120,15 @@ enum Command {
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Check a policy file and list every error with its line and column.
-    Check { file: PathBuf },
+    Check {
+        file: PathBuf,
+        /// The daemon's state folder, whose paths no rule may name.
+        #[arg(long, default_value = protocol::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// The daemon's socket, whose folder no rule may name.
+        #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Swap the policy of a running agent; a bad file changes nothing.
     Reload {
         #[arg(long)]
@@ -214,6 +222,13 @@ fn parse_user(text: &str) -> Result<(u32, u32), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Start { .. }) {
+        // A command whose output is piped into `head` ends quietly when the
+        // pipe closes, as other command line tools do. The daemon keeps
+        // SIGPIPE ignored, so a client that hangs up cannot stop it.
+        // SAFETY: no other thread runs yet, and SIG_DFL is a valid handler.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LUPID_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -237,7 +252,9 @@ fn main() -> ExitCode {
             run::run(&run::RunOptions { agent, policy, delegated_by, user, socket, command })
         }
         Command::Status { socket, json } => status::status(&socket, json).map(|()| 0),
-        Command::Policy { command: PolicyCommand::Check { file } } => policy_check(&file).map(|()| 0),
+        Command::Policy { command: PolicyCommand::Check { file, state_dir, socket } } => {
+            policy_check(&file, &state_dir, &socket).map(|()| 0)
+        }
         Command::Policy { command: PolicyCommand::Reload { agent, file, by, socket } } => {
             lease::reload(&socket, &agent, &file, lease::person(by)).map(|()| 0)
         }
@@ -250,19 +267,25 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
         Err(e) => {
-            eprintln!("lupid-agent: {e:#}");
+            // A closed or full stderr must not turn the error into a panic.
+            let _ = writeln!(std::io::stderr(), "lupid-agent: {e:#}");
             ExitCode::from(2)
         }
     }
 }
 
-fn policy_check(file: &std::path::Path) -> anyhow::Result<()> {
+/// Checks `file` as the daemon with this state folder and socket would
+/// load it: the format, the kernel's limits, and no rule in lupid's own
+/// folders.
+fn policy_check(file: &std::path::Path, state_dir: &std::path::Path, socket: &std::path::Path) -> anyhow::Result<()> {
     let text = run::read_policy_file(file)?;
     let name = file.display().to_string();
     let policy = policy::Policy::parse(&name, &text).map_err(|errors| join_errors(&errors))?;
+    let folders = policy::protected::folders(state_dir, socket).map_err(anyhow::Error::msg)?;
+    policy::protected::check(&policy, &[], &folders).map_err(|errors| join_errors(&errors))?;
     let compiled = policy::compile_with(&policy, 1, &[]).map_err(|errors| join_errors(&errors))?;
     println!(
-        "{name}: valid; {} rules, {} path entries, {} network prefixes and {} content entries for the kernel",
+        "{name}: valid; {} rule(s), {} path entries, {} network prefixes and {} content entries for the kernel",
         compiled.rule_names.len(),
         compiled.path_rules.len(),
         compiled.net_rules.len(),
