@@ -36,7 +36,7 @@ usage: lupid-probe exec PATH [ARG...]
        lupid-probe open-mix ALLOWED DENIED COUNT EVERY
        lupid-probe memfd-exec SOURCE fexecve|procfd|execveat [ARG...] | memfd-script
        lupid-probe sendmsg ADDR:PORT | sendmmsg ADDR:PORT ADDR:PORT | udp-redirect ADDR:PORT ADDR:PORT
-       lupid-probe fastopen ADDR:PORT | ping ADDR | connect-abstract NAME
+       lupid-probe fastopen ADDR:PORT | ping ADDR | connect-abstract NAME | connect-netlink
        lupid-probe uring-open PATH [async] | uring-connect ADDR:PORT [async] | uring-sendmsg ADDR:PORT [async]
        lupid-probe clone FLAGS [CGROUP-DIR] | unshare FLAGS
        lupid-probe mount TARGET | move-mount SOURCE TARGET | umount TARGET
@@ -114,6 +114,9 @@ pub enum Action {
     Ping { addr: std::net::Ipv4Addr },
     /// A stream `connect` to the abstract Unix socket `name`.
     ConnectAbstract { name: OsString },
+    /// A `connect` of a `NETLINK_ROUTE` datagram socket to the kernel: an
+    /// address family that policies cannot describe.
+    ConnectNetlink,
     /// An `IORING_OP_OPENAT` of `path` read-only, then an `IORING_OP_READ`.
     UringOpen { path: OsString, force_async: bool },
     /// An `IORING_OP_CONNECT` of a TCP socket to `addr`.
@@ -262,6 +265,7 @@ where
             let addr = text.to_str().and_then(|text| text.parse().ok());
             Action::Ping { addr: addr.ok_or_else(|| usage_error(format!("ping: invalid IPv4 address {text:?}")))? }
         }
+        b"connect-netlink" => Action::ConnectNetlink,
         b"connect-abstract" => {
             Action::ConnectAbstract { name: args.next().ok_or_else(|| usage_error("connect-abstract: missing NAME"))? }
         }

@@ -64,6 +64,7 @@ fn main() -> ExitCode {
         Action::FastOpen { addr } => bypass::fast_open(addr),
         Action::Ping { addr } => bypass::ping(addr),
         Action::ConnectAbstract { name } => bypass::connect_abstract(&name),
+        Action::ConnectNetlink => bypass::connect_netlink(),
         Action::UringOpen { path, force_async } => bypass::uring_open(&path, force_async),
         Action::UringConnect { addr, force_async } => bypass::uring_connect(addr, force_async),
         Action::UringSendMsg { addr, force_async } => bypass::uring_sendmsg(addr, force_async),

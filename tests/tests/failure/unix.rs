@@ -1,6 +1,7 @@
-//! Connects to a Unix socket. lupid decides IPv4 and IPv6 destinations
-//! only, so the connect hook denies every other address family as
-//! `unknown_family`.
+//! Connects on families the policy decides by default or cannot describe:
+//! a Unix socket that no rule names falls to the default, and a netlink
+//! socket, whose family policies cannot describe, is denied as
+//! `unknown_family` and counted.
 
 use std::process::Command;
 use std::time::Duration;
@@ -25,7 +26,7 @@ fn unix_listener() -> (tempfile::TempDir, UnixSocketListener, String) {
 
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
-fn unix_connect_denied() {
+fn unix_connect_default_denied() {
     require_bpf_lsm();
     let daemon = Daemon::start();
     let policy = daemon.policy_p0();
@@ -33,7 +34,7 @@ fn unix_connect_denied() {
 
     let outcome = daemon.run_probe("connect-unix", &policy, &["connect-unix", &path]);
 
-    assert_eq!(outcome.code, 1, "a connect to an AF_UNIX address must be denied as an unknown family; {outcome}");
+    assert_eq!(outcome.code, 1, "P0 names no Unix socket and denies by default; {outcome}");
     assert!(outcome.has_line(&format!("connect {path}: EPERM (errno 1)")), "expected an EPERM report; {outcome}");
     assert_eq!(listener.accepted(), 0, "a denied connect must never reach the listener");
 
@@ -41,9 +42,28 @@ fn unix_connect_denied() {
         find_decision(records, "connect-unix", "connect", "deny").is_some()
     });
     let denial = find_decision(&records, "connect-unix", "connect", "deny").expect("wait_for found it");
-    assert_eq!(denial["verdict"], "deny", "{denial}");
-    assert_eq!(denial["reason"], "unknown_family", "AF_UNIX is neither IPv4 nor IPv6: {denial}");
-    assert_eq!(denial["family"], "unix", "the record names the family it could not decide: {denial}");
+    assert_eq!(denial["reason"], "default", "{denial}");
+    assert_eq!(denial["family"], "unix", "{denial}");
+    assert_eq!(denial["path"], path.as_str(), "the record names the socket the kernel found: {denial}");
+}
+
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn unknown_family_denied_and_counted() {
+    require_bpf_lsm();
+    let daemon = Daemon::start();
+    let policy = daemon.policy_p0();
+
+    let outcome = daemon.run_probe("connect-netlink", &policy, &["connect-netlink"]);
+
+    assert_eq!(outcome.code, 1, "a connect on a family no policy can describe must be denied; {outcome}");
+    assert!(outcome.has_line("connect netlink: EPERM (errno 1)"), "expected an EPERM report; {outcome}");
+    let records = daemon.ledger().wait_for("a denied connect of connect-netlink", |records| {
+        find_decision(records, "connect-netlink", "connect", "deny").is_some()
+    });
+    let denial = find_decision(&records, "connect-netlink", "connect", "deny").expect("wait_for found it");
+    assert_eq!(denial["reason"], "unknown_family", "netlink is neither IP nor Unix: {denial}");
+    assert_eq!(denial["family"], 16, "the record names the family it could not decide: {denial}");
 
     let status = daemon.status();
     let count = failure_count(&status, "unknown_family");

@@ -25,7 +25,7 @@ fn requested_lease_ends_after_max_uses() {
         .as_array()
         .and_then(|requests| requests.iter().find(|r| r["agent"] == "leasee"))
         .unwrap_or_else(|| panic!("the denial must be an open request: {pending}"));
-    assert_eq!(request["capability"], format!("connect {LEASED_ADDR}"), "{request}");
+    assert_eq!(request["capability"], format!("connect {LEASED_ADDR} tcp"), "a request names the protocol it saw: {request}");
     assert_eq!(request["rule"], "need-lease", "{request}");
     let request_id = request["id"].as_u64().expect("a request id").to_string();
 

@@ -511,6 +511,25 @@ pub(crate) fn connect_abstract(name: &OsStr) -> ExitCode {
     report("connect", &reported, &outcome)
 }
 
+/// Connects a `NETLINK_ROUTE` datagram socket to the kernel (port id 0).
+pub(crate) fn connect_netlink() -> ExitCode {
+    // SAFETY: socket has no memory-safety preconditions.
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+    if fd < 0 {
+        return report("socket", b"netlink", &Outcome::from_error(&std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero `sockaddr_nl` is valid: port 0 is the kernel.
+    let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    let length = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: `address` is a valid `sockaddr_nl` of `length` bytes.
+    let result = unsafe { libc::connect(socket.as_raw_fd(), (&raw const address).cast(), length) };
+    let outcome = if result == 0 { Outcome::Ok("connected".into()) } else { Outcome::from_error(&std::io::Error::last_os_error()) };
+    report("connect", b"netlink", &outcome)
+}
+
 /// Creates a ring, or reports why it could not.
 fn new_ring() -> Result<Ring, ExitCode> {
     Ring::new().map_err(|error| report("io_uring_setup", b"", &Outcome::from_error(&error)))
