@@ -142,6 +142,8 @@ fn body(seq: u64) -> RecordBody {
         lease_id: 0,
         protocol: 0,
         via: Via::Syscall,
+        requested: Vec::new(),
+        requested_truncated: false,
     })
 }
 

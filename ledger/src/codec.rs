@@ -9,31 +9,35 @@
 //!
 //! | version | records | body |
 //! | --- | --- | --- |
-//! | 1 | every record that needs none of versions 2 to 4 | as below |
+//! | 1 | every record that needs none of versions 2 to 5 | as below |
 //! | 2 | a decision whose `lease_id` is not 0, with `protocol` 0, `via` syscall and no task object | the version 1 decision body, then `lease_id` (u32) |
 //! | 3 | a decision with no task object whose `protocol` is not 0 or whose `via` is `io_uring` | the version 2 decision body, then `protocol` (u16) and `via` (u8: 0 `syscall`, 1 `io_uring`) |
-//! | 4 | a decision whose object is a task (kill, ptrace) | the version 3 decision body, with object tag 3 |
+//! | 4 | a decision whose object is a task (kill, ptrace), with no requested name | the version 3 decision body, with object tag 3 |
+//! | 5 | a decision with a requested name (`requested` not empty or `requested_truncated` set) | the version 4 decision body, then `requested` (byte string) and `requested_truncated` (flag) |
 //!
 //! A version 3 decision always contains `lease_id`, which may be 0 there,
-//! and a version 4 decision always contains `lease_id`, `protocol` and
-//! `via`. Object tag 3 exists only in version 4, so a build that reads up
-//! to version 3 rejects a task object as an unsupported version rather
-//! than as a record of another shape.
+//! and a version 4 or 5 decision always contains `lease_id`, `protocol` and
+//! `via`. Object tag 3 exists only in versions 4 and 5, so a build that
+//! reads up to version 3 rejects a task object as an unsupported version
+//! rather than as a record of another shape. A version 5 decision may have
+//! any object.
 //!
-//! Decoding accepts all four versions. It rejects a record in a version
+//! Decoding accepts all five versions. It rejects a record in a version
 //! other than the one its content needs as
 //! [`DecodeError::NonCanonicalVersion`], so each record has one encoding.
 //! Such records are:
 //!
+//! - a version 5 decision with an empty `requested` and
+//!   `requested_truncated` clear;
 //! - a version 4 decision without a task object;
 //! - a task object in a version below 4;
 //! - a version 3 decision with `protocol` 0 and `via` syscall;
 //! - a version 2 decision with `lease_id` 0;
-//! - a version 2, 3 or 4 record of any other kind.
+//! - a version 2, 3, 4 or 5 record of any other kind.
 //!
-//! A record written before versions 2 to 4 existed keeps its bytes and its
-//! hash, and decodes with `lease_id` 0, `protocol` 0 and `via` syscall as
-//! far as its version lacks them.
+//! A record written before versions 2 to 5 existed keeps its bytes and its
+//! hash, and decodes with `lease_id` 0, `protocol` 0, `via` syscall and no
+//! requested name as far as its version lacks them.
 //!
 //! # Layout
 //!
@@ -41,7 +45,7 @@
 //!
 //! | bytes | field |
 //! | --- | --- |
-//! | 1 | format version, `1` to `4` |
+//! | 1 | format version, `1` to `5` |
 //! | 8 | `seq` (u64) |
 //! | 8 | `time_ns`, wall time in Unix nanoseconds (u64) |
 //! | 1 | kind ([`Kind`] code) |
@@ -59,7 +63,8 @@
 //!   the `lupid_common` codes, and [`Via`] as one byte with its own code;
 //! - [`Object`] as a one-byte tag (1 path, 2 socket, 3 task) followed by
 //!   its fields (a task is `pid` (u32), then `comm` as a byte string);
-//! - flags (`truncated`, `recorded_late`) as one byte that must be 0 or 1.
+//! - flags (`truncated`, `requested_truncated`, `recorded_late`) as one
+//!   byte that must be 0 or 1.
 //!
 //! A checkpoint body (kind 7) is `tree_size` (u64) followed by the 32-byte
 //! root hash. The lease and policy kinds (8 to 12) follow the same rules.
@@ -83,10 +88,10 @@ use crate::record::{
     RecordBody, Verdict, Via,
 };
 
-/// Format version of every record that has no content of versions 2 to 4.
+/// Format version of every record that has no content of versions 2 to 5.
 pub const FORMAT_VERSION: u8 = 1;
 
-/// Format version of a decision with a lease id and no version 3 or 4 content:
+/// Format version of a decision with a lease id and no version 3 to 5 content:
 /// the version 1 layout with `lease_id` (u32) after the last decision field.
 pub const LEASE_FORMAT_VERSION: u8 = 2;
 
@@ -95,9 +100,16 @@ pub const LEASE_FORMAT_VERSION: u8 = 2;
 /// after `lease_id`.
 pub const PROTOCOL_VIA_FORMAT_VERSION: u8 = 3;
 
-/// Format version of a decision whose object is an [`Object::Task`]: the
-/// version 3 layout, in which object tag 3 is valid.
+/// Format version of a decision whose object is an [`Object::Task`] and
+/// that has no requested name: the version 3 layout, in which object tag 3
+/// is valid.
 pub const TASK_FORMAT_VERSION: u8 = 4;
+
+/// Format version of a decision with a requested name
+/// ([`Decision::requested`] not empty or [`Decision::requested_truncated`]
+/// set): the version 4 layout with `requested` (byte string) and
+/// `requested_truncated` (flag) after `via`.
+pub const REQUESTED_NAME_FORMAT_VERSION: u8 = 5;
 
 /// Size of the fixed record header in bytes.
 pub const HEADER_LEN: usize = 1 + 8 + 8 + 1 + HASH_LEN;
@@ -121,7 +133,9 @@ pub enum EncodeError {
 pub enum DecodeError {
     #[error("record ends inside field `{field}` (needs {needed} bytes at offset {offset}, {len} total)")]
     Truncated { field: &'static str, offset: usize, needed: usize, len: usize },
-    #[error("unsupported format version {0} (this build reads versions {FORMAT_VERSION} to {TASK_FORMAT_VERSION})")]
+    #[error(
+        "unsupported format version {0} (this build reads versions {FORMAT_VERSION} to {REQUESTED_NAME_FORMAT_VERSION})"
+    )]
     UnsupportedVersion(u8),
     /// A record in another version than its content needs: a higher one,
     /// which would give it a second encoding and a second hash, or a version
@@ -186,7 +200,7 @@ impl Record {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut input = Reader { bytes, offset: 0 };
         let version = input.u8("version")?;
-        if !(FORMAT_VERSION..=TASK_FORMAT_VERSION).contains(&version) {
+        if !(FORMAT_VERSION..=REQUESTED_NAME_FORMAT_VERSION).contains(&version) {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         let seq = input.u64("seq")?;
@@ -224,7 +238,9 @@ fn format_version(body: &RecordBody) -> u8 {
 }
 
 fn decision_format_version(decision: &Decision) -> u8 {
-    if matches!(decision.object, Object::Task { .. }) {
+    if decision.has_requested_name() {
+        REQUESTED_NAME_FORMAT_VERSION
+    } else if matches!(decision.object, Object::Task { .. }) {
         TASK_FORMAT_VERSION
     } else if decision.protocol != 0 || decision.via != Via::Syscall {
         PROTOCOL_VIA_FORMAT_VERSION
@@ -385,6 +401,10 @@ fn encode_decision(out: &mut Writer, decision: &Decision) -> Result<(), EncodeEr
         out.raw(&decision.protocol.to_be_bytes());
         out.u8(decision.via.code());
     }
+    if version >= REQUESTED_NAME_FORMAT_VERSION {
+        out.bytes("requested", &decision.requested)?;
+        out.u8(u8::from(decision.requested_truncated));
+    }
     Ok(())
 }
 
@@ -534,6 +554,7 @@ fn decode_decision(input: &mut Reader<'_>, version: u8) -> Result<Decision, Deco
         },
         // A task object in a version below 4 decodes here and is rejected
         // as a non-canonical version once the whole record is read.
+        // Versions 4 and 5 accept it.
         OBJECT_TASK => Object::Task { pid: input.u32("task_pid")?, comm: input.bytes("task_comm")? },
         tag => return Err(DecodeError::UnknownObject(tag)),
     };
@@ -544,6 +565,11 @@ fn decode_decision(input: &mut Reader<'_>, version: u8) -> Result<Decision, Deco
         (protocol, Via::from_code(via_code).ok_or(DecodeError::UnknownVia(via_code))?)
     } else {
         (0, Via::Syscall)
+    };
+    let (requested, requested_truncated) = if version >= REQUESTED_NAME_FORMAT_VERSION {
+        (input.bytes("requested")?, input.flag("requested_truncated")?)
+    } else {
+        (Vec::new(), false)
     };
 
     Ok(Decision {
@@ -568,6 +594,8 @@ fn decode_decision(input: &mut Reader<'_>, version: u8) -> Result<Decision, Deco
         lease_id,
         protocol,
         via,
+        requested,
+        requested_truncated,
     })
 }
 

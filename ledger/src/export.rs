@@ -9,12 +9,12 @@
 //! is a boolean. Every decision has `via`: `io_uring` for an action that
 //! came through `io_uring`, `syscall` for any other.
 //!
-//! Byte strings (paths, `comm`, `target_comm`, command arguments) are
-//! exported under their key as a JSON string when they are valid UTF-8.
-//! Otherwise the key contains the lossy UTF-8 conversion (invalid bytes
-//! become U+FFFD), and a sibling key `<name>_hex` contains the hex of the
-//! raw bytes, so no byte is lost. For
-//! `command`, `command_hex` is an array with the hex of every argument.
+//! Byte strings (paths, `comm`, `target_comm`, `requested`, command
+//! arguments) are exported under their key as a JSON string when they are
+//! valid UTF-8. Otherwise the key contains the lossy UTF-8 conversion
+//! (invalid bytes become U+FFFD), and a sibling key `<name>_hex` contains
+//! the hex of the raw bytes, so no byte is lost. For `command`,
+//! `command_hex` is an array with the hex of every argument.
 //!
 //! Socket addresses: for `inet` and `inet6` families, `addr` is the usual
 //! text form, with IPv4-mapped addresses shown as plain IPv4. For any other
@@ -30,6 +30,12 @@
 //! `target_pid` is its thread group id in the initial pid namespace and
 //! `target_comm` its `comm`. Such decisions recorded before format version
 //! 4 name no target and have an empty `path` instead.
+//!
+//! A decision that stores the name the agent passed to the system call
+//! (exec and open decisions from format version 5 on) has `requested`, that
+//! name before the kernel resolved it into `path`, and
+//! `requested_truncated`, `true` when the name filled the kernel's 255-byte
+//! buffer and may be longer. Every other decision has neither key.
 //!
 //! The output is pure ASCII: every character outside printable ASCII is a
 //! `\uXXXX` escape, so control characters and escape sequences stored in a
@@ -245,6 +251,10 @@ fn put_decision(object: &mut JsonObject, decision: &Decision) {
             object.put("target_pid", json!(pid));
             object.put_bytes("target_comm", comm);
         }
+    }
+    if decision.has_requested_name() {
+        object.put_bytes("requested", &decision.requested);
+        object.put("requested_truncated", json!(decision.requested_truncated));
     }
     let ip_socket = matches!(decision.object, Object::Socket { family: family::INET | family::INET6, .. });
     if ip_socket || decision.protocol != 0 {

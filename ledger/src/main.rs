@@ -147,8 +147,9 @@ struct QueryArgs {
     #[arg(long, value_name = "ID")]
     rule: Option<u32>,
     /// Text that the object (file path, `address:port`, or `pid N (comm)`
-    /// for the target of a kill or ptrace) contains. Checked on each record
-    /// that the other filters select, so alone it reads every record.
+    /// for the target of a kill or ptrace) or the requested name (the path
+    /// as the agent passed it to open or exec) contains. Checked on each
+    /// record that the other filters select, so alone it reads every record.
     #[arg(long, value_name = "TEXT")]
     object: Option<String>,
     /// Earliest record time, inclusive: RFC 3339 or Unix nanoseconds.

@@ -53,8 +53,12 @@
 //! thread group id, `tid` the thread id, `name` the `comm`, and `user.uid`
 //! and `group` come from the decision. Fields with no OCSF attribute (`seq`,
 //! `kernel_seq`, `rule`, `rule_id`, `reason`, `lease_id`, `via`,
-//! `policy_sha256`, the agent) are under `unmapped`. Byte strings that are not UTF-8 are
-//! exported lossily, as in the JSON Lines export.
+//! `policy_sha256`, the agent) are under `unmapped`. So are `requested` and
+//! `requested_truncated`, the name the agent passed to the system call
+//! before the kernel resolved it, on decisions that store one: the 1.7.0
+//! File object has no attribute for a name other than the resolved path.
+//! Byte strings that are not UTF-8 are exported lossily, as in the JSON
+//! Lines export.
 //!
 //! Only decisions are exported. Records of every other kind are skipped,
 //! the lease, policy and mode records included, because this module maps
@@ -181,22 +185,24 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
             event.insert("file".into(), file(object));
         }
     }
-    event.insert(
-        "unmapped".into(),
-        json!({
-            "seq": record.seq,
-            "kernel_seq": decision.kernel_seq,
-            "rule": decision.rule,
-            "rule_id": decision.rule_id,
-            "reason": decision.reason.name().map_or_else(|| json!(decision.reason.code()), |name| json!(name)),
-            "lease_id": decision.lease_id,
-            "via": decision.via.name(),
-            "policy_sha256": hex::encode(decision.policy_sha256),
-            "agent": decision.agent,
-            "agent_id": decision.agent_id,
-            "cgroup_id": decision.cgroup_id,
-        }),
-    );
+    let mut unmapped = json!({
+        "seq": record.seq,
+        "kernel_seq": decision.kernel_seq,
+        "rule": decision.rule,
+        "rule_id": decision.rule_id,
+        "reason": decision.reason.name().map_or_else(|| json!(decision.reason.code()), |name| json!(name)),
+        "lease_id": decision.lease_id,
+        "via": decision.via.name(),
+        "policy_sha256": hex::encode(decision.policy_sha256),
+        "agent": decision.agent,
+        "agent_id": decision.agent_id,
+        "cgroup_id": decision.cgroup_id,
+    });
+    if decision.has_requested_name() {
+        unmapped["requested"] = json!(String::from_utf8_lossy(&decision.requested));
+        unmapped["requested_truncated"] = json!(decision.requested_truncated);
+    }
+    event.insert("unmapped".into(), unmapped);
     Some(Value::Object(event))
 }
 

@@ -209,8 +209,28 @@ pub struct Decision {
     pub protocol: u16,
     /// The way the action reached the hook. A decision with a `protocol` or
     /// with [`Via::IoUring`] is written as format version 3, or 4 when its
-    /// object is an [`Object::Task`].
+    /// object is an [`Object::Task`], or 5 when it has a requested name.
     pub via: Via,
+    /// The name the agent passed to the system call (`open`, `creat`,
+    /// `openat`, `openat2`, `execve`, `execveat`) before the kernel resolved
+    /// it into `object`, as raw bytes. It is empty when the event carries
+    /// none. An open's name is read from the agent's memory when the hook runs,
+    /// and an exec's is the kernel's copy (`linux_binprm::filename`). It is
+    /// evidence of how the agent spelled the object, never what the verdict
+    /// was based on. At most `lupid_common::REQUEST_MAX - 1` (255) bytes.
+    pub requested: Vec<u8>,
+    /// Set when the requested name filled the kernel's buffer, so the name
+    /// the agent passed may be longer than `requested`. A decision with a
+    /// requested name or this flag is written as format version 5.
+    pub requested_truncated: bool,
+}
+
+impl Decision {
+    /// Returns whether the decision stores a requested name: a non-empty
+    /// [`Self::requested`], or [`Self::requested_truncated`] set.
+    pub fn has_requested_name(&self) -> bool {
+        !self.requested.is_empty() || self.requested_truncated
+    }
 }
 
 /// The way an action reached the LSM hook.
@@ -509,7 +529,8 @@ pub enum Object {
     /// The process that a signal or a ptrace access was aimed at, for kill
     /// and ptrace. `pid` is its thread group id in the initial pid
     /// namespace, and `comm` its `task_struct::comm` without trailing NUL
-    /// bytes. A decision with this object is written as format version 4.
+    /// bytes. A decision with this object is written as format version 4,
+    /// or 5 when it has a requested name.
     Task { pid: u32, comm: Vec<u8> },
 }
 

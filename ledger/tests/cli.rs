@@ -240,6 +240,56 @@ fn export_kill_without_target() {
 }
 
 #[test]
+fn export_requested_name() {
+    let lines = export_bodies(vec![common::requested_open_decision(), common::open_decision()]);
+    let requested = &lines[0];
+    assert_eq!(requested["path"], "/etc/shadow");
+    assert_eq!(requested["requested"], "/tmp/x");
+    assert_eq!(requested["requested_truncated"], false);
+    assert_eq!(requested.get("requested_hex"), None, "a UTF-8 name has no hex");
+
+    let without = &lines[1];
+    assert_eq!(without.get("requested"), None, "a decision with no requested name has no key");
+    assert_eq!(without.get("requested_truncated"), None);
+}
+
+#[test]
+fn export_hostile_truncated_requested_name() {
+    let RecordBody::Decision(template) = common::requested_open_decision() else { unreachable!() };
+    let body = Decision { requested: common::HOSTILE.to_vec(), requested_truncated: true, ..template };
+    let lines = export_bodies(vec![RecordBody::Decision(body)]);
+    let decision = &lines[0];
+    assert_eq!(decision["requested"], String::from_utf8_lossy(common::HOSTILE).as_ref());
+    assert_eq!(decision["requested_hex"], hex::encode(common::HOSTILE));
+    assert_eq!(decision["requested_truncated"], true);
+}
+
+#[test]
+fn export_truncated_flag_without_name() {
+    let RecordBody::Decision(template) = common::requested_open_decision() else { unreachable!() };
+    let body = Decision { requested: Vec::new(), requested_truncated: true, ..template };
+    let lines = export_bodies(vec![RecordBody::Decision(body)]);
+    assert_eq!(lines[0]["requested"], "");
+    assert_eq!(lines[0]["requested_truncated"], true);
+}
+
+#[test]
+fn query_object_finds_requested_name() {
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let bodies = [common::every_kind(), vec![common::requested_open_decision()]].concat();
+    ledger.append_batch(bodies.into_iter().map(|body| (5, body)).collect()).unwrap();
+    drop(ledger);
+
+    let output = run(&["query", "--object", "/tmp/x", "--format", "json"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let lines: Vec<Value> = stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let seqs: Vec<u64> = lines.iter().map(|line| line["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [7], "only the decision requested as /tmp/x");
+    assert_eq!(lines[0]["requested"], "/tmp/x");
+}
+
+#[test]
 fn query_table_shows_target() {
     let dir = TempDir::new().unwrap();
     let mut ledger = Ledger::open(dir.path()).unwrap();

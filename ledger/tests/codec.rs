@@ -95,12 +95,12 @@ fn decode_rejects_trailing_bytes() {
 }
 
 #[test]
-fn decode_rejects_version_5() {
+fn decode_rejects_version_6() {
     let mut bytes = record(common::agent_exit()).encode().unwrap();
-    bytes[0] = 5;
+    bytes[0] = 6;
     let error = Record::decode(&bytes).unwrap_err();
-    assert_eq!(error, DecodeError::UnsupportedVersion(5));
-    assert_eq!(error.to_string(), "unsupported format version 5 (this build reads versions 1 to 4)");
+    assert_eq!(error, DecodeError::UnsupportedVersion(6));
+    assert_eq!(error.to_string(), "unsupported format version 6 (this build reads versions 1 to 5)");
 }
 
 #[test]
@@ -149,6 +149,20 @@ fn version_4_other_kind_rejected() {
         let mut bytes = record(body).encode().unwrap();
         bytes[0] = codec::TASK_FORMAT_VERSION;
         let expected = DecodeError::NonCanonicalVersion { kind: kind.name(), version: 4, canonical: 1 };
+        assert_eq!(Record::decode(&bytes), Err(expected));
+    }
+}
+
+#[test]
+fn version_5_other_kind_rejected() {
+    for body in [common::every_kind(), common::lease_kinds()].concat() {
+        let kind = body.kind();
+        if kind == Kind::Decision {
+            continue;
+        }
+        let mut bytes = record(body).encode().unwrap();
+        bytes[0] = codec::REQUESTED_NAME_FORMAT_VERSION;
+        let expected = DecodeError::NonCanonicalVersion { kind: kind.name(), version: 5, canonical: 1 };
         assert_eq!(Record::decode(&bytes), Err(expected));
     }
 }
@@ -732,5 +746,188 @@ fn decode_rejects_unknown_object_tag() {
         let error = Record::decode(&bytes).unwrap_err();
         assert_eq!(error, DecodeError::UnknownObject(tag));
         assert_eq!(error.to_string(), format!("unknown object tag {tag}"));
+    }
+}
+
+/// Canonical bytes of `common::requested_open_decision()` in `record()`'s
+/// header, written out by hand from the format description in `codec`.
+const REQUESTED_VERSION_5: &str = concat!(
+    "05",                                                               // format version
+    "0102030405060708",                                                 // seq
+    "17979cfe3d85cd15",                                                 // time_ns
+    "04",                                                               // kind 4, decision
+    "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a", // prev_hash
+    "0000000000000067",                                                 // kernel_seq 103
+    "000000000d51ae15",                                                 // boot_ns
+    "00000007",                                                         // agent_id 7
+    "00000005636f646572",                                               // agent "coder"
+    "abababababababababababababababababababababababababababababababab", // policy_sha256
+    "00007a6a",                                                         // pid 31338
+    "00007a69",                                                         // tgid 31337
+    "000003e8",                                                         // uid 1000
+    "000003e8",                                                         // gid 1000
+    "0000123456789abc",                                                 // cgroup_id
+    "00000003636174",                                                   // comm "cat"
+    "02",                                                               // hook open
+    "02",                                                               // verdict deny
+    "00000001",                                                         // reason rule
+    "00000003",                                                         // rule_id 3
+    "0000000b64656e792d736861646f77",                                   // rule "deny-shadow"
+    "00000001",                                                         // access read
+    "01",                                                               // object tag path
+    "0000000b2f6574632f736861646f77",                                   // path "/etc/shadow"
+    "00",                                                               // path_truncated
+    "00000000",                                                         // lease_id 0
+    "0000",                                                             // protocol 0
+    "00",                                                               // via syscall
+    "000000062f746d702f78",                                             // requested "/tmp/x"
+    "00",                                                               // requested_truncated
+);
+
+#[test]
+fn decision_version_5_golden_bytes() {
+    let expected = record(common::requested_open_decision());
+    assert_golden(REQUESTED_VERSION_5, &expected, "548767dd2f173cd872e7d01c8f7d8a94af488308760dc003b50c7d3af453f2de");
+}
+
+/// Returns `decision` with this requested name.
+fn with_requested(decision: RecordBody, requested: &[u8], requested_truncated: bool) -> Record {
+    let RecordBody::Decision(template) = decision else { unreachable!() };
+    record(RecordBody::Decision(Decision { requested: requested.to_vec(), requested_truncated, ..template }))
+}
+
+/// Name, decision, requested name and `requested_truncated` of one
+/// version 5 case.
+type RequestedCase = (&'static str, RecordBody, Vec<u8>, bool);
+
+#[test]
+fn version_5_roundtrip_cases() {
+    let cases: [RequestedCase; 8] = [
+        ("open through a link", common::open_decision(), b"/tmp/x".to_vec(), false),
+        ("relative name", common::open_decision(), b"../../.ssh/id_ed25519".to_vec(), false),
+        ("hostile name", common::open_decision(), common::HOSTILE.to_vec(), false),
+        ("255-byte name, truncated", common::open_decision(), vec![b'a'; lupid_common::REQUEST_MAX - 1], true),
+        ("truncated flag alone", common::open_decision(), Vec::new(), true),
+        ("with lease, protocol and io_uring", common::io_uring_send_decision(), b"/tmp/x".to_vec(), false),
+        ("with lease", common::lease_decision(), b"/tmp/x".to_vec(), false),
+        ("task object", common::kill_decision(), b"/proc/812/mem".to_vec(), false),
+    ];
+    for (name, decision, requested, requested_truncated) in cases {
+        let original = with_requested(decision.clone(), &requested, requested_truncated);
+        let bytes = original.encode().unwrap();
+        assert_eq!(bytes[0], codec::REQUESTED_NAME_FORMAT_VERSION, "{name}");
+
+        // The requested name is the last field but one, after the version
+        // 4 layout.
+        let len = bytes.len();
+        let suffix = 4 + requested.len() + 1;
+        let requested_len = u32::try_from(requested.len()).unwrap();
+        assert_eq!(bytes[len - suffix..len - suffix + 4], requested_len.to_be_bytes(), "{name}: length");
+        assert_eq!(bytes[len - suffix + 4..len - 1], requested, "{name}: requested");
+        assert_eq!(bytes[len - 1], u8::from(requested_truncated), "{name}: requested_truncated");
+
+        // Without the requested name, the same bytes are the version 4
+        // layout: the decision's own encoding with its missing version 2
+        // and 3 fields as zeros.
+        let without = record(decision).encode().unwrap();
+        let missing: &[u8] = match without[0] {
+            1 => &[0; 7],
+            2 => &[0; 3],
+            _ => &[],
+        };
+        assert_eq!(bytes[1..len - suffix], [&without[1..], missing].concat(), "{name}: version 4 layout");
+
+        assert_eq!(Record::decode(&bytes).unwrap(), original, "{name}");
+    }
+}
+
+#[test]
+fn version_5_rejects_every_prefix() {
+    let bytes = record(common::requested_open_decision()).encode().unwrap();
+    for len in 0..bytes.len() {
+        let result = Record::decode(&bytes[..len]);
+        assert!(matches!(result, Err(DecodeError::Truncated { .. })), "prefix of {len} bytes: {result:?}");
+    }
+}
+
+#[test]
+fn version_5_without_requested_name_rejected() {
+    let cases = [
+        ("task object", common::kill_decision(), 4),
+        ("io_uring send", common::io_uring_send_decision(), 3),
+        ("lease", common::lease_decision(), 2),
+        ("open", common::open_decision(), 1),
+    ];
+    for (name, decision, canonical) in cases {
+        // The version 5 layout with an empty requested name and the flag
+        // clear: the version 4 layout, then a zero length and a zero flag.
+        let encoded = record(decision).encode().unwrap();
+        assert_eq!(encoded[0], canonical, "{name}");
+        let missing: &[u8] = match encoded[0] {
+            1 => &[0; 7],
+            2 => &[0; 3],
+            _ => &[],
+        };
+        let bytes = [&[codec::REQUESTED_NAME_FORMAT_VERSION][..], &encoded[1..], missing, &[0; 5]].concat();
+        let expected = DecodeError::NonCanonicalVersion { kind: "decision", version: 5, canonical };
+        assert_eq!(Record::decode(&bytes), Err(expected), "{name}");
+    }
+}
+
+#[test]
+fn requested_name_below_version_5_rejected() {
+    // Each decision fits `version` apart from its requested name. Versions
+    // 1 to 4 end before that name, so its length, bytes and flag are
+    // trailing bytes there, after the version 2 and 3 fields the version
+    // lacks.
+    let cases = [
+        (common::open_decision(), b"/tmp/x".as_slice(), codec::FORMAT_VERSION, 7),
+        (common::lease_decision(), b"/tmp/x".as_slice(), codec::LEASE_FORMAT_VERSION, 3),
+        (common::io_uring_send_decision(), b"/tmp/x".as_slice(), codec::PROTOCOL_VIA_FORMAT_VERSION, 0),
+        (common::kill_decision(), b"/proc/812/mem".as_slice(), codec::TASK_FORMAT_VERSION, 0),
+    ];
+    for (decision, requested, version, missing) in cases {
+        let mut bytes = with_requested(decision, requested, false).encode().unwrap();
+        bytes[0] = version;
+        let expected = DecodeError::TrailingBytes { count: missing + 4 + requested.len() + 1 };
+        assert_eq!(Record::decode(&bytes), Err(expected), "version {version}");
+    }
+}
+
+#[test]
+fn version_5_rejects_invalid_flag() {
+    let mut bytes = record(common::requested_open_decision()).encode().unwrap();
+    *bytes.last_mut().unwrap() = 2;
+    let expected = DecodeError::InvalidFlag { field: "requested_truncated", value: 2 };
+    assert_eq!(Record::decode(&bytes), Err(expected));
+}
+
+#[test]
+fn version_5_rejects_unknown_object_tag() {
+    let bytes = record(common::requested_open_decision()).encode().unwrap();
+    // The path object (tag, 4-byte length, 11 bytes, flag) precedes the
+    // version 3 fields (7 bytes) and the requested name (4 + 6 + 1 bytes).
+    let tag_offset = bytes.len() - (4 + 6 + 1) - 7 - (1 + 4 + 11) - 1;
+    assert_eq!(bytes[tag_offset], 1, "path tag");
+    let mut changed = bytes.clone();
+    changed[tag_offset] = 4;
+    assert_eq!(Record::decode(&changed), Err(DecodeError::UnknownObject(4)));
+}
+
+#[test]
+fn decisions_without_requested_name_keep_version() {
+    // Adding the requested name did not move any other decision to
+    // version 5.
+    let cases = [
+        (common::open_decision(), codec::FORMAT_VERSION),
+        (common::connect_decision(), codec::FORMAT_VERSION),
+        (common::lease_decision(), codec::LEASE_FORMAT_VERSION),
+        (common::io_uring_send_decision(), codec::PROTOCOL_VIA_FORMAT_VERSION),
+        (common::kill_decision(), codec::TASK_FORMAT_VERSION),
+    ];
+    for (decision, version) in cases {
+        let RecordBody::Decision(fields) = &decision else { unreachable!() };
+        assert!(!fields.has_requested_name(), "{fields:?}");
+        assert_eq!(record(decision).encode().unwrap()[0], version);
     }
 }

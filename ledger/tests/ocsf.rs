@@ -127,6 +127,18 @@ fn single_event(body: RecordBody) -> Value {
 }
 
 #[test]
+fn ocsf_requested_name_unmapped() {
+    let event = single_event(common::requested_open_decision());
+    assert_eq!(event["file"]["path"], "/etc/shadow", "the resolved path stays the file");
+    assert_eq!(event["unmapped"]["requested"], "/tmp/x");
+    assert_eq!(event["unmapped"]["requested_truncated"], false);
+
+    let event = single_event(common::open_decision());
+    assert!(event["unmapped"].get("requested").is_none(), "{event}");
+    assert!(event["unmapped"].get("requested_truncated").is_none(), "{event}");
+}
+
+#[test]
 fn ocsf_io_uring_udp_send() {
     let event = single_event(common::io_uring_send_decision());
     assert_eq!(event["class_uid"], 4001);

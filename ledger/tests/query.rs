@@ -472,6 +472,25 @@ fn object_filter_matches_task() {
     }
 }
 
+#[test]
+fn object_filter_matches_requested_name() {
+    let record = Record { seq: 0, time_ns: BASE_NS, prev_hash: [0; 32], body: common::requested_open_decision() };
+    let cases = [("/tmp/x", true), ("/etc/shadow", true), ("shadow", true), ("/tmp/y", false), ("x/etc", false)];
+    for (needle, expected) in cases {
+        let query = Query { object: Some(needle.into()), ..Query::default() };
+        assert_eq!(query.matches(&record), expected, "{needle}");
+    }
+}
+
+#[test]
+fn object_filter_requested_name_lossy() {
+    let RecordBody::Decision(template) = common::requested_open_decision() else { unreachable!() };
+    let body = RecordBody::Decision(Decision { requested: b"/tmp/\xffx".to_vec(), ..template });
+    let record = Record { seq: 0, time_ns: BASE_NS, prev_hash: [0; 32], body };
+    let query = Query { object: Some("/tmp/\u{fffd}x".into()), ..Query::default() };
+    assert!(query.matches(&record), "a byte that is not UTF-8 matches U+FFFD");
+}
+
 fn cli(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lupid-ledger")).args(args).output().expect("run lupid-ledger")
 }

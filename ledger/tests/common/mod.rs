@@ -63,6 +63,8 @@ pub(crate) fn open_decision() -> RecordBody {
         lease_id: 0,
         protocol: 0,
         via: Via::Syscall,
+        requested: Vec::new(),
+        requested_truncated: false,
     })
 }
 
@@ -93,6 +95,8 @@ pub(crate) fn connect_decision() -> RecordBody {
         lease_id: 0,
         protocol: 0,
         via: Via::Syscall,
+        requested: Vec::new(),
+        requested_truncated: false,
     })
 }
 
@@ -151,6 +155,25 @@ pub(crate) fn kill_decision() -> RecordBody {
         verdict: Verdict::Deny,
         reason: Reason::Protected,
         object: Object::Task { pid: 812, comm: b"lupid-agent".to_vec() },
+        ..template
+    })
+}
+
+/// Returns the denial of an open of `/etc/shadow` that the agent requested
+/// through the symlink `/tmp/x`, a decision that needs format version 5.
+pub(crate) fn requested_open_decision() -> RecordBody {
+    let RecordBody::Decision(template) = connect_decision() else { unreachable!() };
+    RecordBody::Decision(Decision {
+        kernel_seq: 103,
+        comm: b"cat".to_vec(),
+        hook: Hook::Open,
+        verdict: Verdict::Deny,
+        reason: Reason::Rule,
+        rule_id: 3,
+        rule: "deny-shadow".into(),
+        access: 1,
+        object: Object::Path { path: b"/etc/shadow".to_vec(), truncated: false },
+        requested: b"/tmp/x".to_vec(),
         ..template
     })
 }
