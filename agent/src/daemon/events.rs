@@ -52,6 +52,7 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>, lease_rule: O
         Object::Path { path: event.path[..path_len].to_vec(), truncated }
     };
     let comm_len = event.comm.iter().position(|&b| b == 0).unwrap_or(event.comm.len());
+    let request_len = (event.request_len as usize).min(event.request.len());
     RecordBody::Decision(Decision {
         kernel_seq: event.seq,
         boot_ns: event.boot_ns,
@@ -106,6 +107,8 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>, lease_rule: O
         lease_id: event.lease_id,
         protocol: event.protocol,
         via: if event.flags & flags::VIA_IO_URING != 0 { Via::IoUring } else { Via::Syscall },
+        requested: event.request[..request_len].to_vec(),
+        requested_truncated: event.flags & flags::REQUEST_TRUNCATED != 0,
     })
 }
 
@@ -486,6 +489,68 @@ mod tests {
             panic!("a kernel event becomes a decision");
         };
         assert_eq!(decision.object, Object::Task { pid: 812, comm: Vec::new() });
+    }
+
+    /// Returns an allowed open of `/etc/passwd` that the agent requested as
+    /// `request`, with these flags.
+    fn open_requested_as(request: &[u8], event_flags: u32) -> Event {
+        let mut event = udp_send(event_flags);
+        event.hook = hook::OPEN;
+        event.family = 0;
+        event.port = 0;
+        event.protocol = 0;
+        event.addr = [0; 16];
+        event.access = lupid_common::access::READ;
+        event.path[..11].copy_from_slice(b"/etc/passwd");
+        event.path_len = 11;
+        event.request[..request.len()].copy_from_slice(request);
+        event.request_len = u32::try_from(request.len()).unwrap();
+        event
+    }
+
+    #[test]
+    fn record_of_requested_name() {
+        let requested = b"/proc/self/root/tmp/../etc/\xffpasswd-link";
+        let RecordBody::Decision(decision) = to_record(&open_requested_as(requested, 0), None, None) else {
+            panic!("a kernel event becomes a decision");
+        };
+        assert_eq!(decision.hook, Hook::Open);
+        assert_eq!(decision.object, Object::Path { path: b"/etc/passwd".to_vec(), truncated: false });
+        assert_eq!(decision.requested, requested, "the name as the agent passed it, byte for byte");
+        assert!(!decision.requested_truncated);
+    }
+
+    #[test]
+    fn record_of_truncated_requested_name() {
+        let requested = [b'a'; lupid_common::REQUEST_MAX - 1];
+        let event = open_requested_as(&requested, flags::REQUEST_TRUNCATED);
+        let RecordBody::Decision(decision) = to_record(&event, None, None) else {
+            panic!("a kernel event becomes a decision");
+        };
+        assert_eq!(decision.requested, requested);
+        assert!(decision.requested_truncated);
+        assert_eq!(decision.object, Object::Path { path: b"/etc/passwd".to_vec(), truncated: false });
+    }
+
+    #[test]
+    fn record_without_requested_name() {
+        let RecordBody::Decision(decision) = to_record(&udp_send(flags::VIA_IO_URING), None, None) else {
+            panic!("a kernel event becomes a decision");
+        };
+        assert!(decision.requested.is_empty(), "request_len 0 is no name");
+        assert!(!decision.requested_truncated);
+    }
+
+    #[test]
+    fn record_clamps_request_len() {
+        // A length past the buffer, which the kernel program never writes,
+        // keeps the whole buffer instead of panicking.
+        let mut event = open_requested_as(b"x", 0);
+        event.request_len = u32::MAX;
+        let RecordBody::Decision(decision) = to_record(&event, None, None) else {
+            panic!("a kernel event becomes a decision");
+        };
+        assert_eq!(decision.requested.len(), lupid_common::REQUEST_MAX);
     }
 
     #[test]
