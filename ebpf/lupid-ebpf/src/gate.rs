@@ -45,7 +45,8 @@ const ORPHAN: AgentInfo = AgentInfo { agent_id: 0, policy_id: 0, default_verdict
 /// that is no agent's. The task's label decides first, so a task that left
 /// its agent's cgroup, or moved into another agent's, stays confined as
 /// the agent it was born in. A task in a labeled cgroup without a label
-/// gets one here.
+/// gets one here. Its map keys live in a frame of its own.
+#[inline(never)]
 pub(crate) fn caller_agent() -> Option<(u64, AgentInfo)> {
     // SAFETY: the helper has no preconditions.
     let task = unsafe { bpf_get_current_task() };
@@ -139,6 +140,7 @@ pub(crate) fn enter_labeled(hook: u32, cgroup_id: u64, agent: AgentInfo) -> Entr
 ///
 /// NOTE: work that io_uring retries from task work at the return of
 /// another system call is not marked.
+#[inline(never)]
 fn via_flags() -> u32 {
     let offsets = kernel_offsets();
     // SAFETY: the helper has no preconditions; in a hook the current task

@@ -22,6 +22,8 @@ use crate::{
 const ENAMETOOLONG: i64 = 36;
 const FMODE_READ: u32 = 1;
 const FMODE_WRITE: u32 = 2;
+/// `FMODE_EXEC`: the kernel opened the file to execute it.
+const FMODE_EXEC: u32 = 0x20;
 /// `FMODE_CREATED`: the open created the file. A flag value, not a layout,
 /// stable since Linux 4.19.
 const FMODE_CREATED: u32 = 0x10_0000;
@@ -100,7 +102,11 @@ pub(crate) fn check_open(ctx: &LsmContext) -> i32 {
     let out = event.as_mut_ptr();
     // SAFETY: `out` is the reserved event, see `gate::enter`.
     unsafe { (&raw mut (*out).access).write(wanted) };
-    request::from_syscall(out);
+    // The opens an exec makes (the binary, its interpreter) run inside the
+    // `execve` call, whose argument names the program, not this file.
+    if mode & FMODE_EXEC == 0 {
+        request::from_syscall(out);
+    }
     // SAFETY: `out` is the reserved event; `path` lies inside it.
     let path = unsafe { (&raw const (*out).path).cast::<u8>() };
     let decision = match resolve(out, file, offsets.file_f_path) {

@@ -3,6 +3,10 @@
 //! `/proc/self/root` shows here, while the resolved path decides. It is read
 //! from the agent's memory when the hook runs, so it is only a record,
 //! never matched against a rule.
+//!
+//! Both functions keep their own stack frame (`inline(never)`), so their
+//! locals never add to the path scan's in the 512 bytes the verifier
+//! allows one chain of calls.
 
 use aya_ebpf::helpers::{
     bpf_probe_read_kernel,
@@ -23,6 +27,7 @@ const NR_OPENAT2: u64 = 437;
 /// Copies the path argument of the current system call into the event's
 /// `request`, when the call is one of those that name a file by path. For
 /// any other call (io_uring work among them) the event keeps no request.
+#[inline(never)]
 pub(crate) fn from_syscall(out: *mut Event) {
     let offsets = kernel_offsets();
     // SAFETY: the helpers have no preconditions beyond the current task,
@@ -53,6 +58,7 @@ pub(crate) fn from_syscall(out: *mut Event) {
 /// Copies the name the exec was asked for (`linux_binprm::filename`, the
 /// kernel's copy of the `execve` argument, or `/dev/fd/N` for an exec by
 /// descriptor) into the event's `request`.
+#[inline(never)]
 pub(crate) fn from_binprm(out: *mut Event, bprm: *const u8) {
     let offsets = kernel_offsets();
     // SAFETY: `bprm` is the hook's `struct linux_binprm *`; the reads fault
