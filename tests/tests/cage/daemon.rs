@@ -157,7 +157,7 @@ fn daemon_folder_names_kept() {
     let pinned_map = Path::new("/sys/fs/bpf/lupid/maps/AGENTS");
     let cases = [
         ("unlink-ledger", vec!["unlink".to_owned(), text(&current)], "remove_name", text(&current)),
-        ("rename-key", vec!["rename".to_owned(), text(&key), "/tmp/stolen.key".to_owned()], "rename", text(&key)),
+        ("rename-key", vec!["rename".to_owned(), text(&key), "/var/lib/lupid-stolen.key".to_owned()], "rename", text(&key)),
         (
             "symlink-state",
             vec!["symlink".to_owned(), "/etc/shadow".to_owned(), text(&planted)],

@@ -47,4 +47,5 @@ fn symlink_judged_by_target() {
     let denial = find_decision(&records, "exec-link", "exec", "deny").expect("wait_for found it");
     assert_eq!(denial["path"], CURL, "the ledger names the file the kernel resolved, not the link: {denial}");
     assert_eq!(denial["rule"], "deny-curl", "the denial names its rule: {denial}");
+    assert_eq!(denial["requested"], TOOL_LINK, "the record keeps the name the agent asked for: {denial}");
 }

@@ -68,6 +68,9 @@ fn linked_directory_resolves() {
     assert!(outcome.has_line("open /tmp/s/token: EPERM (errno 1)"), "expected an EPERM report; {outcome}");
     let path = denied_open_path(&daemon.ledger(), "open-link");
     assert_eq!(path, SECRET, "the ledger names the resolved path, not the link");
+    let records = daemon.ledger().export();
+    let denial = find_decision(&records, "open-link", "open", "deny").expect("denied_open_path found it");
+    assert_eq!(denial["requested"], through_link.as_str(), "the record keeps the name the agent asked for: {denial}");
 }
 
 #[test]
