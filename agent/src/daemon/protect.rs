@@ -118,9 +118,9 @@ fn inode_key(metadata: &std::fs::Metadata) -> InodeKey {
 fn protected_dir(folder: &Path) -> ProtectedDir {
     let mut value = ProtectedDir { len: 0, path: [0; RULE_PATH_MAX] };
     let bytes = folder.as_os_str().as_bytes();
-    if bytes.len() <= RULE_PATH_MAX {
+    if let (true, Ok(len)) = (bytes.len() <= RULE_PATH_MAX, u32::try_from(bytes.len())) {
         value.path[..bytes.len()].copy_from_slice(bytes);
-        value.len = bytes.len() as u32;
+        value.len = len;
     }
     value
 }

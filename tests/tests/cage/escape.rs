@@ -185,7 +185,7 @@ fn moved_process_stays_confined() {
     let sibling = SiblingCgroup::create("moved");
     let script = format!("sleep 6; {PROBE_BIN} open {SECRET} read; {PROBE_BIN} open {OK_FILE} read");
     let mut child = daemon.spawn_agent("moved", &policy, &["/bin/sh", "-c", &script]);
-    daemon.wait_for_agent("moved", Duration::from_secs(60));
+    daemon.wait_for_agent("moved", Duration::from_mins(1));
     let records = daemon.ledger().wait_for("the identity of moved", |records| {
         !records_of(records, "identity", "moved").is_empty()
     });

@@ -123,7 +123,7 @@ fn create_rules() {
     assert_eq!(outcome.code, 1, "no-create denies creating a file there; {outcome}");
     // The kernel decides after the file exists, so an empty file stays
     // behind, but nothing can be written through the denied open.
-    let left = std::fs::metadata(&new_file).map(|meta| meta.len()).unwrap_or(0);
+    let left = std::fs::metadata(&new_file).map_or(0, |meta| meta.len());
     assert_eq!(left, 0, "the denied create wrote no byte");
 
     let outcome = daemon.run_probe("create-existing", &policy, &["open", existing.to_str().expect("UTF-8"), "write"]);

@@ -522,8 +522,8 @@ pub(crate) fn connect_netlink() -> ExitCode {
     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: an all-zero `sockaddr_nl` is valid: port 0 is the kernel.
     let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    let length = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    address.nl_family = libc::sa_family_t::try_from(libc::AF_NETLINK).expect("AF_NETLINK fits sa_family_t");
+    let length = libc::socklen_t::try_from(size_of::<libc::sockaddr_nl>()).expect("sockaddr_nl is small");
     // SAFETY: `address` is a valid `sockaddr_nl` of `length` bytes.
     let result = unsafe { libc::connect(socket.as_raw_fd(), (&raw const address).cast(), length) };
     let outcome = if result == 0 { Outcome::Ok("connected".into()) } else { Outcome::from_error(&std::io::Error::last_os_error()) };
