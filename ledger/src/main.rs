@@ -196,6 +196,11 @@ fn parse_time(value: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Output piped into `head` ends the command quietly when the pipe
+    // closes, as other command line tools do, instead of a panic.
+    // SAFETY: no other thread runs yet, and the default action is a valid
+    // disposition.
+    let _ = unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
     let result = match cli.command {
         Command::Verify { bundle: Some(bundle), key, .. } => run_verify_bundle(&bundle, key.as_deref()),
         Command::Verify { ledger, pinned, key, bundle: None } => run_verify(&ledger, pinned.as_deref(), key.as_deref()),
@@ -212,7 +217,8 @@ fn main() -> ExitCode {
         Command::Export { ledger, format, .. } => run_export(&ledger, format),
     };
     result.unwrap_or_else(|error| {
-        eprintln!("lupid-ledger: error: {error:#}");
+        // A closed or full stderr must not turn the error into a panic.
+        let _ = writeln!(io::stderr(), "lupid-ledger: error: {error:#}");
         ExitCode::from(2)
     })
 }
