@@ -20,7 +20,10 @@
 //! | `create_name` | File System Activity | 1001 | Create | 1 | `file.path` |
 //! | `remove_name` | File System Activity | 1001 | Delete | 4 | `file.path` |
 //! | rename | File System Activity | 1001 | Rename | 5 | `file.path` |
-//! | `socket_create` | Network Activity | 4001 | Other | 99 | none |
+//! | `socket_create`, setsockopt | Network Activity | 4001 | Other | 99 | none |
+//! | truncate | File System Activity | 1001 | Update | 3 | `file.path` |
+//! | `set_attr` | File System Activity | 1001 | Set Attributes | 6 | `file.path` |
+//! | `task_set` | Process Activity | 1007 | Other | 99 | `process` (the daemon) |
 //!
 //! The hooks from clone on record only denials by lupid's built-in
 //! protections. Most of their decisions name no object, so the event
@@ -127,6 +130,10 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
         Hook::Link | Hook::CreateName => (FILE_SYSTEM_ACTIVITY, 1, "Create"),
         Hook::RemoveName => (FILE_SYSTEM_ACTIVITY, 4, "Delete"),
         Hook::Rename => (FILE_SYSTEM_ACTIVITY, 5, "Rename"),
+        Hook::Truncate => (FILE_SYSTEM_ACTIVITY, 3, "Update"),
+        Hook::SetAttr => (FILE_SYSTEM_ACTIVITY, 6, "Set Attributes"),
+        Hook::TaskSet => (PROCESS_ACTIVITY, 99, "Other"),
+        Hook::Setsockopt => (NETWORK_ACTIVITY, 99, "Other"),
         Hook::Connect => (NETWORK_ACTIVITY, 1, "Open"),
         Hook::Send => (NETWORK_ACTIVITY, 6, "Traffic"),
         Hook::SocketCreate => (NETWORK_ACTIVITY, 99, "Other"),

@@ -313,11 +313,21 @@ pub enum Hook {
     RemoveName,
     /// A rename into or out of one of lupid's own folders (`inode_rename`).
     Rename,
+    /// `truncate(2)` of a file by name (`path_truncate`).
+    Truncate,
+    /// A change of the attributes of a file in one of lupid's own folders
+    /// (`inode_setattr`, `inode_setxattr`, `inode_removexattr`).
+    SetAttr,
+    /// A change of the daemon's limits or scheduling (`task_setrlimit`,
+    /// `task_setnice`, `task_setioprio`, `task_setscheduler`).
+    TaskSet,
+    /// IPv4 options or IPv6 routing headers (`socket_setsockopt`).
+    Setsockopt,
 }
 
 impl Hook {
     /// Every hook, in code order.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 21] = [
         Self::Exec,
         Self::Open,
         Self::Connect,
@@ -335,6 +345,10 @@ impl Hook {
         Self::CreateName,
         Self::RemoveName,
         Self::Rename,
+        Self::Truncate,
+        Self::SetAttr,
+        Self::TaskSet,
+        Self::Setsockopt,
     ];
 
     /// Returns the `lupid_common::hook` code.
@@ -357,6 +371,10 @@ impl Hook {
             Self::CreateName => hook::CREATE_NAME,
             Self::RemoveName => hook::REMOVE_NAME,
             Self::Rename => hook::RENAME,
+            Self::Truncate => hook::TRUNCATE,
+            Self::SetAttr => hook::SET_ATTR,
+            Self::TaskSet => hook::TASK_SET,
+            Self::Setsockopt => hook::SETSOCKOPT,
         }
     }
 
@@ -385,6 +403,10 @@ impl Hook {
             Self::CreateName => "create_name",
             Self::RemoveName => "remove_name",
             Self::Rename => "rename",
+            Self::Truncate => "truncate",
+            Self::SetAttr => "set_attr",
+            Self::TaskSet => "task_set",
+            Self::Setsockopt => "setsockopt",
         }
     }
 }

@@ -200,6 +200,9 @@ pub(crate) fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         binprm_filename: btf.member_offset("linux_binprm", "filename")?,
         pt_regs_di: btf.member_offset("pt_regs", "di")?,
         pt_regs_si: btf.member_offset("pt_regs", "si")?,
+        dentry_d_inode: btf.member_offset("dentry", "d_inode")?,
+        dentry_d_parent: btf.member_offset("dentry", "d_parent")?,
+        path_dentry: btf.member_offset("path", "dentry")?,
     })
 }
 

@@ -44,7 +44,7 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>, lease_rule: O
     let path_len = (event.path_len as usize).min(event.path.len());
     let object = if socket {
         Object::Socket { family: event.family, addr: event.addr, port: event.port }
-    } else if event.hook == hook::KILL || event.hook == hook::PTRACE {
+    } else if event.hook == hook::KILL || event.hook == hook::PTRACE || event.hook == hook::TASK_SET {
         // The kernel writes the target's `comm` into `path`.
         Object::Task { pid: event.target_pid, comm: event.path[..path_len].to_vec() }
     } else {
@@ -82,6 +82,10 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>, lease_rule: O
             hook::CREATE_NAME => Hook::CreateName,
             hook::REMOVE_NAME => Hook::RemoveName,
             hook::RENAME => Hook::Rename,
+            hook::TRUNCATE => Hook::Truncate,
+            hook::SET_ATTR => Hook::SetAttr,
+            hook::TASK_SET => Hook::TaskSet,
+            hook::SETSOCKOPT => Hook::Setsockopt,
             _ => Hook::Connect,
         },
         verdict: if event.verdict == verdict::ALLOW { Verdict::Allow } else { Verdict::Deny },

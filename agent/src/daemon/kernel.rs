@@ -27,7 +27,7 @@ use super::{bpffs, btf};
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lupid.bpf.o"));
 
 /// The LSM hooks lupid attaches, as (program name, hook name).
-pub(crate) const HOOKS: [(&str, &str); 24] = [
+pub(crate) const HOOKS: [(&str, &str); 34] = [
     ("bprm_check_security", "bprm_check_security"),
     ("file_open", "file_open"),
     ("socket_connect", "socket_connect"),
@@ -52,6 +52,16 @@ pub(crate) const HOOKS: [(&str, &str); 24] = [
     ("inode_unlink", "inode_unlink"),
     ("inode_rmdir", "inode_rmdir"),
     ("inode_rename", "inode_rename"),
+    ("inode_setattr", "inode_setattr"),
+    ("inode_setxattr", "inode_setxattr"),
+    ("inode_removexattr", "inode_removexattr"),
+    ("path_truncate", "path_truncate"),
+    ("task_setrlimit", "task_setrlimit"),
+    ("task_setnice", "task_setnice"),
+    ("task_setioprio", "task_setioprio"),
+    ("task_setscheduler", "task_setscheduler"),
+    ("file_send_sigiotask", "file_send_sigiotask"),
+    ("socket_setsockopt", "socket_setsockopt"),
 ];
 
 /// File in which the kernel lists its active LSMs.

@@ -78,6 +78,20 @@ pub mod hook {
     pub const REMOVE_NAME: u32 = 16;
     /// `inode_rename`: a rename into or out of one of lupid's own folders.
     pub const RENAME: u32 = 17;
+    /// `path_truncate`: `truncate(2)` of a file by its path, which the
+    /// kernel lets no program name on Linux 6.1, so it is denied.
+    pub const TRUNCATE: u32 = 18;
+    /// `inode_setattr`, `inode_setxattr`, `inode_removexattr`: a change of
+    /// the mode, owner, times, size or extended attributes of a file in one
+    /// of lupid's own folders.
+    pub const SET_ATTR: u32 = 19;
+    /// `task_setrlimit`, `task_setnice`, `task_setioprio`,
+    /// `task_setscheduler`: a change of the daemon's limits or scheduling.
+    pub const TASK_SET: u32 = 20;
+    /// `socket_setsockopt`: an option that routes packets past the
+    /// destination the connect rules judged (IPv4 options, IPv6 routing
+    /// headers).
+    pub const SETSOCKOPT: u32 = 21;
 }
 
 /// Verdicts, as stored in rule slots, agents and events. Zero in a rule slot
@@ -461,6 +475,12 @@ pub struct KernelOffsets {
     pub pt_regs_di: u32,
     /// `struct pt_regs`, field `si` (x86_64): the second system call argument.
     pub pt_regs_si: u32,
+    /// `struct dentry`, field `d_inode`.
+    pub dentry_d_inode: u32,
+    /// `struct dentry`, field `d_parent`.
+    pub dentry_d_parent: u32,
+    /// `struct path`, field `dentry`.
+    pub path_dentry: u32,
 }
 
 #[cfg(feature = "user")]
@@ -489,7 +509,7 @@ const _: () = {
     assert!(core::mem::size_of::<NetKey>() == 20);
     assert!(core::mem::size_of::<PortRule>() == 12);
     assert!(core::mem::size_of::<NetRule>() == 12 * NET_RULES_PER_PREFIX);
-    assert!(core::mem::size_of::<KernelOffsets>() == 120);
+    assert!(core::mem::size_of::<KernelOffsets>() == 132);
     assert!(core::mem::size_of::<InodeKey>() == 16);
     assert!(core::mem::size_of::<ProtectedDir>() == 4 + RULE_PATH_MAX);
     assert!(core::mem::size_of::<ContentKey>() == 36);

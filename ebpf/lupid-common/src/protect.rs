@@ -39,6 +39,22 @@ pub const PROTECTED_CLONE_FLAGS: u64 = CLONE_INTO_CGROUP | CLONE_NEWUSER | CLONE
 pub const CGROUP_CONTROL_FILES: [&[u8]; 5] =
     [b"cgroup.procs", b"cgroup.threads", b"cgroup.subtree_control", b"cgroup.kill", b"cgroup.freeze"];
 
+/// `IPPROTO_IP`, `IP_OPTIONS`: IPv4 options, source routing among them.
+pub const SOL_IP: i32 = 0;
+pub const IP_OPTIONS: i32 = 4;
+/// `IPPROTO_IPV6`, and its routing header options (current and RFC 2292).
+pub const SOL_IPV6: i32 = 41;
+pub const IPV6_2292RTHDR: i32 = 5;
+pub const IPV6_RTHDR: i32 = 57;
+
+/// Returns whether `setsockopt(level, name)` is denied to a labeled caller:
+/// IPv4 options and IPv6 routing headers send a packet to hops other than
+/// the destination the connect and send rules judged.
+#[inline(always)]
+pub const fn socket_option_denied(level: i32, name: i32) -> bool {
+    (level == SOL_IP && name == IP_OPTIONS) || (level == SOL_IPV6 && (name == IPV6_RTHDR || name == IPV6_2292RTHDR))
+}
+
 /// Returns whether a clone with `flags` is denied to a labeled caller.
 #[inline(always)]
 pub const fn clone_denied(flags: u64) -> bool {

@@ -20,6 +20,7 @@ use lupid_common::{Event, InodeKey, KernelOffsets, ProtectedDir, RULE_PATH_MAX, 
 use crate::{
     gate::{self, DENIED, Entry},
     maps::{PROTECTED_DIRS, count_error, kernel_offsets},
+    request,
 };
 
 /// Longest name copied into the record after the folder's path.
@@ -39,6 +40,64 @@ pub(crate) fn check_change(hook: u32, dir: *const u8, dentry: *const u8) -> i32 
     check_changes(hook, [(dir, dentry), (dir, dentry)])
 }
 
+/// Denies a labeled caller a change of the attributes of `dentry` (a
+/// `struct dentry *`): of a file in a protected directory, or of a
+/// protected directory itself.
+pub(crate) fn check_attr(dentry: *const u8) -> i32 {
+    let offsets = kernel_offsets();
+    let (parent, own) = (parent_inode(dentry, offsets), own_inode(dentry, offsets));
+    check_changes(lupid_common::hook::SET_ATTR, [(parent, dentry), (own, dentry)])
+}
+
+/// Decides `truncate(2)` of the file at `path` (a `struct path *`). The
+/// hook also runs for `ftruncate` and `O_TRUNC` opens, which the open of
+/// the file already decided, and those pass. A truncate by name needs the
+/// file's path, which Linux 6.1 lets no program build in this hook, so it
+/// is denied: `protected` in lupid's folders, else as unresolved, with
+/// the name the agent passed kept in the record.
+pub(crate) fn check_truncate(path: *const u8) -> i32 {
+    if request::current_syscall() != Some(request::NR_TRUNCATE) {
+        return 0;
+    }
+    let Some((cgroup_id, agent)) = gate::caller_agent() else {
+        return 0;
+    };
+    let offsets = kernel_offsets();
+    // SAFETY: the helper checks the kernel address and faults safely.
+    let dentry: *const u8 =
+        unsafe { bpf_probe_read_kernel(path.add(offsets.path_dentry as usize).cast()) }.unwrap_or(core::ptr::null());
+    let (decision, folder) = match lookup(parent_inode(dentry, offsets), offsets) {
+        Folder::Protected(folder) => (Decision::protected(), folder),
+        Folder::Unprotected | Folder::Unreadable => {
+            count_error(error::PATH_UNRESOLVED);
+            (Decision::fail_closed(reason::PATH_UNRESOLVED), core::ptr::null())
+        }
+    };
+    match gate::enter_labeled(lupid_common::hook::TRUNCATE, cgroup_id, agent) {
+        Entry::Labeled { mut event, agent } => {
+            let out = event.as_mut_ptr();
+            write_name(out, folder, dentry, offsets);
+            request::from_syscall(out);
+            gate::finish(event, &agent, decision)
+        }
+        Entry::Unlabeled | Entry::Refused => DENIED,
+    }
+}
+
+/// Returns `dentry->d_parent->d_inode`, or null.
+fn parent_inode(dentry: *const u8, offsets: &KernelOffsets) -> *const u8 {
+    // SAFETY: the helper checks the kernel address and faults safely.
+    let parent: *const u8 =
+        unsafe { bpf_probe_read_kernel(dentry.add(offsets.dentry_d_parent as usize).cast()) }.unwrap_or(core::ptr::null());
+    own_inode(parent, offsets)
+}
+
+/// Returns `dentry->d_inode`, or null.
+fn own_inode(dentry: *const u8, offsets: &KernelOffsets) -> *const u8 {
+    // SAFETY: the helper checks the kernel address and faults safely.
+    unsafe { bpf_probe_read_kernel(dentry.add(offsets.dentry_d_inode as usize).cast()) }.unwrap_or(core::ptr::null())
+}
+
 /// As [`check_change`] for a rename, which changes two directories.
 pub(crate) fn check_rename(old: (*const u8, *const u8), new: (*const u8, *const u8)) -> i32 {
     check_changes(lupid_common::hook::RENAME, [old, new])
@@ -51,7 +110,7 @@ fn check_changes(hook: u32, changes: [(*const u8, *const u8); 2]) -> i32 {
     let offsets = kernel_offsets();
     let mut found = (Folder::Unprotected, core::ptr::null::<u8>());
     for (dir, dentry) in changes {
-        match lookup(dir, &offsets) {
+        match lookup(dir, offsets) {
             Folder::Unprotected => {}
             other => {
                 found = (other, dentry);
@@ -69,7 +128,7 @@ fn check_changes(hook: u32, changes: [(*const u8, *const u8); 2]) -> i32 {
     };
     match gate::enter_labeled(hook, cgroup_id, agent) {
         Entry::Labeled { mut event, agent } => {
-            write_name(event.as_mut_ptr(), folder, dentry, &offsets);
+            write_name(event.as_mut_ptr(), folder, dentry, offsets);
             gate::finish(event, &agent, decision)
         }
         Entry::Unlabeled | Entry::Refused => DENIED,
@@ -77,7 +136,11 @@ fn check_changes(hook: u32, changes: [(*const u8, *const u8); 2]) -> i32 {
 }
 
 /// Looks the directory `dir` (a `struct inode *`) up in `PROTECTED_DIRS`.
+/// A null `dir` (no inode yet) is no protected directory.
 fn lookup(dir: *const u8, offsets: &KernelOffsets) -> Folder {
+    if dir.is_null() {
+        return Folder::Unprotected;
+    }
     // SAFETY: the helper checks kernel addresses and faults safely; the
     // offsets come from the running kernel's BTF.
     let key = unsafe {

@@ -253,6 +253,97 @@ folder_hook!(inode_symlink, "inode_symlink", 3, CREATE_NAME, "a new symbolic lin
 folder_hook!(inode_unlink, "inode_unlink", 2, REMOVE_NAME, "an unlink");
 folder_hook!(inode_rmdir, "inode_rmdir", 2, REMOVE_NAME, "a directory removal");
 
+/// `inode_setattr(struct dentry *dentry, struct iattr *attr)`: denies a
+/// labeled caller a change of the mode, owner, times or size of a file in
+/// one of lupid's own folders, or of such a folder.
+#[lsm(hook = "inode_setattr")]
+pub(crate) fn inode_setattr(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(2);
+    if previous != 0 {
+        return previous;
+    }
+    folders::check_attr(ctx.arg(0))
+}
+
+/// `inode_setxattr(struct user_namespace *mnt_userns, struct dentry
+/// *dentry, const char *name, const void *value, size_t size, int flags)`:
+/// as `inode_setattr`, for extended attributes.
+#[lsm(hook = "inode_setxattr")]
+pub(crate) fn inode_setxattr(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(6);
+    if previous != 0 {
+        return previous;
+    }
+    folders::check_attr(ctx.arg(1))
+}
+
+/// `inode_removexattr(struct user_namespace *mnt_userns, struct dentry
+/// *dentry, const char *name)`: as `inode_setxattr`.
+#[lsm(hook = "inode_removexattr")]
+pub(crate) fn inode_removexattr(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(3);
+    if previous != 0 {
+        return previous;
+    }
+    folders::check_attr(ctx.arg(1))
+}
+
+/// `path_truncate(const struct path *path)`: denies a labeled caller's
+/// `truncate(2)` by name; `ftruncate` and `O_TRUNC` opens were decided by
+/// the open.
+#[lsm(hook = "path_truncate")]
+pub(crate) fn path_truncate(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(1);
+    if previous != 0 {
+        return previous;
+    }
+    folders::check_truncate(ctx.arg(0))
+}
+
+/// Defines an LSM program on `$hook(struct task_struct *p, ...)` that
+/// denies a labeled caller a change of the daemon's limits or scheduling.
+/// `$ret` is the index of the hook's previous return value.
+macro_rules! task_set_hook {
+    ($hook:ident, $name:tt, $ret:literal, $what:literal) => {
+        #[doc = concat!("`", $name, "`: denies a labeled caller ", $what, " of the daemon.")]
+        #[lsm(hook = $name)]
+        pub(crate) fn $hook(ctx: LsmContext) -> i32 {
+            let previous: i32 = ctx.arg($ret);
+            if previous != 0 {
+                return previous;
+            }
+            protect::check_task_set(&ctx)
+        }
+    };
+}
+
+task_set_hook!(task_setrlimit, "task_setrlimit", 3, "a change of the resource limits");
+task_set_hook!(task_setnice, "task_setnice", 2, "a change of the nice value");
+task_set_hook!(task_setioprio, "task_setioprio", 2, "a change of the I/O priority");
+task_set_hook!(task_setscheduler, "task_setscheduler", 1, "a change of the scheduling policy");
+
+/// `file_send_sigiotask(struct task_struct *tsk, struct fown_struct *fown,
+/// int sig)`: refuses a `SIGIO`-style signal to the daemon.
+#[lsm(hook = "file_send_sigiotask")]
+pub(crate) fn file_send_sigiotask(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(3);
+    if previous != 0 {
+        return previous;
+    }
+    protect::check_sigio(&ctx)
+}
+
+/// `socket_setsockopt(struct socket *sock, int level, int optname)`: denies
+/// a labeled caller IPv4 options and IPv6 routing headers.
+#[lsm(hook = "socket_setsockopt")]
+pub(crate) fn socket_setsockopt(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(3);
+    if previous != 0 {
+        return previous;
+    }
+    protect::check_setsockopt(&ctx)
+}
+
 /// `inode_rename(struct inode *old_dir, struct dentry *old_dentry, struct
 /// inode *new_dir, struct dentry *new_dentry)`: denies a labeled caller a
 /// rename out of or into one of lupid's own folders.

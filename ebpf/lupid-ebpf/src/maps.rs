@@ -96,6 +96,9 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     binprm_filename: 0,
     pt_regs_di: 0,
     pt_regs_si: 0,
+    dentry_d_inode: 0,
+    dentry_d_parent: 0,
+    path_dentry: 0,
 };
 
 const EVENTS_BYTES: u32 = 32 << 20;

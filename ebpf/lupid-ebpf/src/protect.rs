@@ -70,10 +70,54 @@ pub(crate) fn check_socket_create(ctx: &LsmContext) -> i32 {
 /// Denies a signal to the daemon, signal 0 (the existence check) included.
 pub(crate) fn check_kill(ctx: &LsmContext) -> i32 {
     let target: *const u8 = ctx.arg(0);
-    if !is_daemon(target, &kernel_offsets()) {
+    if !is_daemon(target, kernel_offsets()) {
         return 0;
     }
-    match gate::enter(hook::KILL) {
+    deny_labeled_at(hook::KILL, target)
+}
+
+/// Denies a change of the daemon's resource limits, nice value, I/O
+/// priority or scheduling policy: a CPU-time limit of one second has the
+/// kernel kill it. `target` is the hook's `struct task_struct *`.
+pub(crate) fn check_task_set(ctx: &LsmContext) -> i32 {
+    let target: *const u8 = ctx.arg(0);
+    if !is_daemon(target, kernel_offsets()) {
+        return 0;
+    }
+    deny_labeled_at(hook::TASK_SET, target)
+}
+
+/// Refuses a signal to the daemon that arrives through `SIGIO`
+/// (`F_SETOWN` on a file, then I/O on it): the kernel sends it without
+/// `task_kill`. Whoever triggers the I/O, such a signal is refused, since
+/// the daemon asks for none; it is recorded when the caller is labeled.
+pub(crate) fn check_sigio(ctx: &LsmContext) -> i32 {
+    let target: *const u8 = ctx.arg(0);
+    if !is_daemon(target, kernel_offsets()) {
+        return 0;
+    }
+    match deny_labeled_at(hook::KILL, target) {
+        0 => DENIED,
+        denied => denied,
+    }
+}
+
+/// Denies the socket options that route packets past the destination the
+/// connect and send rules judged: IPv4 options (source routing) and IPv6
+/// routing headers.
+pub(crate) fn check_setsockopt(ctx: &LsmContext) -> i32 {
+    let level: i32 = ctx.arg(1);
+    let name: i32 = ctx.arg(2);
+    if !protect::socket_option_denied(level, name) {
+        return 0;
+    }
+    deny_labeled(hook::SETSOCKOPT)
+}
+
+/// Denies the action and records it with its target task when the caller
+/// is labeled, and allows it for every other caller.
+fn deny_labeled_at(hook: u32, target: *const u8) -> i32 {
+    match gate::enter(hook) {
         Entry::Unlabeled => 0,
         Entry::Refused => DENIED,
         Entry::Labeled { mut event, agent } => {

@@ -19,10 +19,26 @@ use crate::maps::kernel_offsets;
 /// System call numbers on x86_64 of the calls that name a file by path.
 const NR_OPEN: u64 = 2;
 const NR_EXECVE: u64 = 59;
+pub(crate) const NR_TRUNCATE: u64 = 76;
 const NR_CREAT: u64 = 85;
 const NR_OPENAT: u64 = 257;
 const NR_EXECVEAT: u64 = 322;
 const NR_OPENAT2: u64 = 437;
+
+/// Returns the number of the current system call, or `None` when the task
+/// has no saved registers to read it from.
+#[inline(never)]
+pub(crate) fn current_syscall() -> Option<u64> {
+    let offsets = kernel_offsets();
+    // SAFETY: as in `from_syscall`.
+    unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf().cast()) as *const u8;
+        if regs.is_null() {
+            return None;
+        }
+        bpf_probe_read_kernel::<u64>(regs.add(offsets.pt_regs_orig_ax as usize).cast()).ok()
+    }
+}
 
 /// Copies the path argument of the current system call into the event's
 /// `request`, when the call is one of those that name a file by path. For
@@ -43,7 +59,7 @@ pub(crate) fn from_syscall(out: *mut Event) {
             return;
         };
         let argument = match syscall {
-            NR_OPEN | NR_CREAT | NR_EXECVE => offsets.pt_regs_di,
+            NR_OPEN | NR_CREAT | NR_EXECVE | NR_TRUNCATE => offsets.pt_regs_di,
             NR_OPENAT | NR_OPENAT2 | NR_EXECVEAT => offsets.pt_regs_si,
             _ => return,
         };
