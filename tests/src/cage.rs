@@ -1,9 +1,11 @@
 //! Command line of the probe's actions against lupid's built-in
-//! protections: leaving the cgroup, namespaces, mounts, signals and ptrace
-//! to the daemon, `bpf(2)`, raw sockets, hard links, and changes of names
-//! in lupid's own folders.
+//! protections: leaving the cgroup, namespaces, mounts, signals, ptrace,
+//! SIGIO, resource limits and priorities aimed at the daemon, `bpf(2)`, raw
+//! sockets, source-routing socket options, hard links, and changes of names,
+//! sizes and attributes in lupid's own folders.
 
 use std::ffi::{OsStr, OsString};
+use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 
 /// One action against a built-in protection.
@@ -39,6 +41,26 @@ pub enum CageAction {
     Symlink { target: OsString, link: OsString },
     /// `mkdir(path, 0700)`.
     Mkdir { path: OsString },
+    /// `truncate(path, 0)`.
+    Truncate { path: OsString },
+    /// `chmod(path, mode)`.
+    Chmod { path: OsString, mode: u32 },
+    /// `setxattr(path, name, value, 0)`. `name` is the whole attribute
+    /// name with its namespace, such as `user.origin`.
+    Setxattr { path: OsString, name: OsString, value: OsString },
+    /// Asks the kernel to send SIGKILL to `pid` as the SIGIO of a pipe:
+    /// `fcntl(F_SETOWN, pid)`, `fcntl(F_SETSIG, SIGKILL)` and
+    /// `fcntl(F_SETFL, O_ASYNC)` on the read end, then a one-byte write.
+    Sigio { pid: i32 },
+    /// `prlimit64(pid, RLIMIT_CPU)` with a soft and hard limit of 1 s.
+    Prlimit { pid: i32 },
+    /// `setpriority(PRIO_PROCESS, pid, nice)`.
+    Setpriority { pid: i32, nice: i32 },
+    /// A UDP socket with a source route to `addr`, then a `sendto` of
+    /// `addr` when the option was accepted. The route is `IP_OPTIONS` with
+    /// an LSRR option for an IPv4 `addr`, and `IPV6_RTHDR` with a segment
+    /// routing header for an IPv6 one.
+    IpOptions { addr: SocketAddr },
 }
 
 /// Returns whether `action` names one of these actions.
@@ -59,6 +81,13 @@ pub fn is_action(action: &[u8]) -> bool {
             | b"rename"
             | b"symlink"
             | b"mkdir"
+            | b"truncate"
+            | b"chmod"
+            | b"setxattr"
+            | b"sigio"
+            | b"prlimit"
+            | b"setpriority"
+            | b"ip-options"
     )
 }
 
@@ -89,6 +118,17 @@ pub fn parse(action: &[u8], args: &mut impl Iterator<Item = OsString>) -> Result
         b"rename" => CageAction::Rename { old: next("OLD")?, new: next("NEW")? },
         b"symlink" => CageAction::Symlink { target: next("TARGET")?, link: next("LINK")? },
         b"mkdir" => CageAction::Mkdir { path: next("PATH")? },
+        b"truncate" => CageAction::Truncate { path: next("PATH")? },
+        b"chmod" => CageAction::Chmod { path: next("PATH")?, mode: parse_mode(&next("MODE")?)? },
+        b"setxattr" => CageAction::Setxattr { path: next("PATH")?, name: next("NAME")?, value: next("VALUE")? },
+        b"sigio" => CageAction::Sigio { pid: parse_number(&next("PID")?)? },
+        b"prlimit" => CageAction::Prlimit { pid: parse_number(&next("PID")?)? },
+        b"setpriority" => {
+            CageAction::Setpriority { pid: parse_number(&next("PID")?)?, nice: parse_number(&next("NICE")?)? }
+        }
+        b"ip-options" => CageAction::IpOptions {
+            addr: crate::probe::parse_socket_addr(&next("ADDR:PORT")?).map_err(|error| error.to_string())?,
+        },
         _ => return Err(format!("unknown action {name:?}")),
     };
     Ok(parsed)
@@ -100,6 +140,17 @@ fn parse_flags(text: &OsStr) -> Result<u64, String> {
     let digits = text.to_str().ok_or_else(invalid)?;
     let digits = digits.strip_prefix("0x").unwrap_or(digits);
     u64::from_str_radix(digits, 16).map_err(|_| invalid())
+}
+
+/// Parses a file mode written in octal, such as `0644`, up to `07777`.
+fn parse_mode(text: &OsStr) -> Result<u32, String> {
+    let invalid = || format!("invalid MODE {:?}: expected octal digits up to 07777", text.to_string_lossy());
+    let digits = text.to_str().ok_or_else(invalid)?;
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| invalid())?;
+    if mode > 0o7777 {
+        return Err(invalid());
+    }
+    Ok(mode)
 }
 
 /// Parses a decimal number, negative ones included.
@@ -137,6 +188,67 @@ mod tests {
     #[test]
     fn invalid_flags_rejected() {
         assert!(parse_words(&["unshare", "0xzz"]).is_err());
+    }
+
+    #[test]
+    fn truncate_takes_path() {
+        let action = parse_words(&["truncate", "/srv/secrets/token"]).unwrap();
+        assert_eq!(action, CageAction::Truncate { path: "/srv/secrets/token".into() });
+        assert!(parse_words(&["truncate"]).is_err());
+    }
+
+    #[test]
+    fn chmod_mode_is_octal() {
+        let action = parse_words(&["chmod", "/x", "0644"]).unwrap();
+        assert_eq!(action, CageAction::Chmod { path: "/x".into(), mode: 0o644 });
+        let action = parse_words(&["chmod", "/x", "4755"]).unwrap();
+        assert_eq!(action, CageAction::Chmod { path: "/x".into(), mode: 0o4755 }, "set-id bits are kept");
+    }
+
+    #[test]
+    fn chmod_invalid_mode_rejected() {
+        let error = parse_words(&["chmod", "/x", "0999"]).unwrap_err();
+        assert!(error.contains("\"0999\""), "the error must name the mode: {error}");
+        assert!(parse_words(&["chmod", "/x", "17777"]).is_err(), "a mode above 07777 must be rejected");
+        assert!(parse_words(&["chmod", "/x", "-644"]).is_err());
+        assert!(parse_words(&["chmod", "/x"]).unwrap_err().contains("MODE"));
+    }
+
+    #[test]
+    fn setxattr_takes_name_and_value() {
+        let action = parse_words(&["setxattr", "/x", "user.origin", "agent"]).unwrap();
+        let expected = CageAction::Setxattr { path: "/x".into(), name: "user.origin".into(), value: "agent".into() };
+        assert_eq!(action, expected);
+        assert!(parse_words(&["setxattr", "/x", "user.origin"]).unwrap_err().contains("VALUE"));
+    }
+
+    #[test]
+    fn task_actions_take_pid() {
+        assert_eq!(parse_words(&["sigio", "812"]).unwrap(), CageAction::Sigio { pid: 812 });
+        assert_eq!(parse_words(&["prlimit", "812"]).unwrap(), CageAction::Prlimit { pid: 812 });
+        assert!(parse_words(&["sigio", "daemon"]).is_err());
+    }
+
+    #[test]
+    fn setpriority_takes_negative_nice() {
+        let action = parse_words(&["setpriority", "812", "-20"]).unwrap();
+        assert_eq!(action, CageAction::Setpriority { pid: 812, nice: -20 });
+        assert!(parse_words(&["setpriority", "812"]).unwrap_err().contains("NICE"));
+    }
+
+    #[test]
+    fn ip_options_takes_address() {
+        let action = parse_words(&["ip-options", "127.0.0.1:8080"]).unwrap();
+        assert_eq!(action, CageAction::IpOptions { addr: "127.0.0.1:8080".parse().unwrap() });
+        let action = parse_words(&["ip-options", "[::1]:8080"]).unwrap();
+        assert_eq!(action, CageAction::IpOptions { addr: "[::1]:8080".parse().unwrap() });
+    }
+
+    #[test]
+    fn ip_options_invalid_address_rejected() {
+        let error = parse_words(&["ip-options", "localhost:8080"]).unwrap_err();
+        assert!(error.contains("localhost:8080"), "the error must name the address: {error}");
+        assert!(parse_words(&["ip-options"]).unwrap_err().contains("ADDR:PORT"));
     }
 
     #[test]

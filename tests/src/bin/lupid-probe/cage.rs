@@ -1,8 +1,12 @@
 //! Actions against lupid's built-in protections. Each is one system call
-//! (two for `move-mount` and `ptrace-attach`) and prints one report line.
+//! (two for `move-mount` and `ptrace-attach`) and prints one report line,
+//! except `sigio`, which needs a pipe and three `fcntl` calls before its
+//! write, and `ip-options`, which prints a line for the `setsockopt` and one
+//! for the send that follows it.
 
 use std::ffi::{CString, OsStr};
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
@@ -21,6 +25,23 @@ const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 /// `BPF_MAP_CREATE` and `BPF_MAP_TYPE_ARRAY`, from `linux/bpf.h`.
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
+/// `F_SETSIG`, from `asm-generic/fcntl.h`, which the libc crate does not
+/// define for glibc.
+const F_SETSIG: libc::c_int = 10;
+/// `IPOPT_NOP` and `IPOPT_LSRR` (loose source and record route), from
+/// `linux/ip.h`.
+const IPOPT_NOP: u8 = 1;
+const IPOPT_LSRR: u8 = 131;
+/// `IPV6_SRCRT_TYPE_4`, the segment routing header, from `linux/ipv6.h`.
+const IPV6_SRCRT_TYPE_4: u8 = 4;
+/// The first hop of the source routes of `ip-options`: addresses that
+/// policy P0 does not allow the agent to reach. The test VM puts the IPv4
+/// one on `lo`, and the IPv6 one (RFC 3849 documentation prefix) has no
+/// route there.
+const ROUTE_HOP_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+const ROUTE_HOP_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
+/// Payload of the datagram `ip-options` sends.
+const PAYLOAD: &[u8] = b"lupid-probe\n";
 
 /// `struct clone_args` of `linux/sched.h`, up to `cgroup` (version 2).
 #[repr(C)]
@@ -112,7 +133,145 @@ pub(crate) fn run(action: CageAction) -> ExitCode {
             let result = unsafe { libc::mkdir(path_c.as_ptr(), 0o700) };
             report("mkdir", path.as_bytes(), &outcome(result.into(), "created"))
         }
+        CageAction::Truncate { path } => {
+            let path_c = c_string(&path);
+            // SAFETY: the pointer is a NUL-terminated string that outlives the call.
+            let result = unsafe { libc::truncate(path_c.as_ptr(), 0) };
+            report("truncate", path.as_bytes(), &outcome(result.into(), "truncated to 0 bytes"))
+        }
+        CageAction::Chmod { path, mode } => {
+            let path_c = c_string(&path);
+            // SAFETY: the pointer is a NUL-terminated string that outlives the call.
+            let result = unsafe { libc::chmod(path_c.as_ptr(), mode) };
+            let object = [path.as_bytes(), format!(" {mode:04o}").as_bytes()].concat();
+            report("chmod", &object, &outcome(result.into(), "mode changed"))
+        }
+        CageAction::Setxattr { path, name, value } => {
+            let (path_c, name_c) = (c_string(&path), c_string(&name));
+            // SAFETY: both names are NUL-terminated strings, and the value
+            // pointer is valid for `value.len()` bytes; all outlive the call.
+            let result = unsafe {
+                libc::setxattr(path_c.as_ptr(), name_c.as_ptr(), value.as_bytes().as_ptr().cast(), value.len(), 0)
+            };
+            let object = [path.as_bytes(), b" ", name.as_bytes()].concat();
+            report("setxattr", &object, &outcome(result.into(), "attribute set"))
+        }
+        CageAction::Sigio { pid } => sigio(pid),
+        CageAction::Prlimit { pid } => {
+            let limit = libc::rlimit64 { rlim_cur: 1, rlim_max: 1 };
+            // SAFETY: `limit` is a valid `rlimit64` that outlives the call,
+            // and prlimit64 accepts a null pointer for the old limit.
+            let result = unsafe { libc::prlimit64(pid, libc::RLIMIT_CPU, &raw const limit, std::ptr::null_mut()) };
+            report("prlimit", format!("{pid} RLIMIT_CPU").as_bytes(), &outcome(result.into(), "limit set to 1 s"))
+        }
+        CageAction::Setpriority { pid, nice } => {
+            let object = format!("{pid} {nice}");
+            let Ok(who) = libc::id_t::try_from(pid) else {
+                return report("setpriority", object.as_bytes(), &Outcome::Failed(libc::EINVAL));
+            };
+            // SAFETY: setpriority has no memory-safety preconditions.
+            let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, who, nice) };
+            report("setpriority", object.as_bytes(), &outcome(result.into(), "priority set"))
+        }
+        CageAction::IpOptions { addr } => ip_options(addr),
     }
+}
+
+/// Makes the kernel send SIGKILL to `pid` as the SIGIO of a pipe: the
+/// read end is owned by `pid`, signals with SIGKILL and is in async mode,
+/// so the one-byte write to the other end sends the signal. The write
+/// succeeds whether or not the signal is sent, so the report cannot show a
+/// denial; the caller checks the target and the ledger.
+fn sigio(pid: i32) -> ExitCode {
+    let object = pid.to_string();
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return report("pipe", object.as_bytes(), &Outcome::from_error(&io::Error::last_os_error()));
+    }
+    // SAFETY: pipe2 just returned both descriptors, and nothing else owns them.
+    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+
+    // SAFETY: F_GETFL takes no argument.
+    let status_flags = unsafe { libc::fcntl(read_end.as_raw_fd(), libc::F_GETFL) };
+    if status_flags < 0 {
+        return report("fcntl", b"F_GETFL", &Outcome::from_error(&io::Error::last_os_error()));
+    }
+    let steps = [
+        ("F_SETOWN", libc::F_SETOWN, pid),
+        ("F_SETSIG", F_SETSIG, libc::SIGKILL),
+        ("F_SETFL", libc::F_SETFL, status_flags | libc::O_ASYNC),
+    ];
+    for (name, command, argument) in steps {
+        // SAFETY: each command takes an integer argument.
+        let result = unsafe { libc::fcntl(read_end.as_raw_fd(), command, argument) };
+        if result < 0 {
+            let object = format!("{name} {argument}");
+            return report("fcntl", object.as_bytes(), &Outcome::from_error(&io::Error::last_os_error()));
+        }
+    }
+
+    // SAFETY: the buffer is one valid byte.
+    let written = unsafe { libc::write(write_end.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+    if written < 0 {
+        return report("write", object.as_bytes(), &Outcome::from_error(&io::Error::last_os_error()));
+    }
+    report("sigio", object.as_bytes(), &Outcome::Ok("SIGKILL requested through the SIGIO of a pipe".into()))
+}
+
+/// Sets a source route on a new UDP socket: `IP_OPTIONS` with an LSRR
+/// option through [`ROUTE_HOP_V4`] for an IPv4 `addr`, or `IPV6_RTHDR`
+/// with a segment routing header through [`ROUTE_HOP_V6`] for an IPv6
+/// one. With the route set, a `sendto` of `addr` goes to the first hop.
+/// Prints the `setsockopt` line, and sends only when the option was
+/// accepted, printing a second line.
+fn ip_options(addr: SocketAddr) -> ExitCode {
+    let (family, level, option, name, hop, value) = match addr.ip() {
+        IpAddr::V4(_) => {
+            let [a, b, c, d] = ROUTE_HOP_V4.octets();
+            // A no-op for 4-byte alignment, then LSRR: type, length 7,
+            // pointer 4 (the first address), one address. The kernel takes
+            // that address as the first hop and writes the destination in
+            // its place when it sends.
+            let value = vec![IPOPT_NOP, IPOPT_LSRR, 7, 4, a, b, c, d];
+            (libc::AF_INET, libc::IPPROTO_IP, libc::IP_OPTIONS, "IP_OPTIONS LSRR", IpAddr::V4(ROUTE_HOP_V4), value)
+        }
+        IpAddr::V6(_) => {
+            // `struct ipv6_sr_hdr` of `linux/seg6.h` with two segments:
+            // next header (set by the kernel), length in 8-byte units after
+            // the first 8 bytes, type 4, segments left 1, last entry 1,
+            // flags, tag. Segment 1 is the first hop, and the kernel
+            // writes the destination into segment 0 when it sends.
+            let mut value = vec![0, 4, IPV6_SRCRT_TYPE_4, 1, 1, 0, 0, 0];
+            value.extend_from_slice(&Ipv6Addr::UNSPECIFIED.octets());
+            value.extend_from_slice(&ROUTE_HOP_V6.octets());
+            (libc::AF_INET6, libc::IPPROTO_IPV6, libc::IPV6_RTHDR, "IPV6_RTHDR SRH", IpAddr::V6(ROUTE_HOP_V6), value)
+        }
+    };
+    let object = format!("{name} {hop}");
+
+    // SAFETY: socket has no memory-safety preconditions.
+    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return report("socket", object.as_bytes(), &Outcome::from_error(&io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    let socket = UdpSocket::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let length = libc::socklen_t::try_from(value.len()).expect("an option of at most 40 bytes fits in socklen_t");
+    // SAFETY: the pointer is valid for `length` bytes for the whole call.
+    let result = unsafe { libc::setsockopt(socket.as_raw_fd(), level, option, value.as_ptr().cast(), length) };
+    let option_outcome = outcome(result.into(), "option set");
+    if result < 0 {
+        return report("setsockopt", object.as_bytes(), &option_outcome);
+    }
+    // The exit code follows the send, so this line's is not needed.
+    let _ = report("setsockopt", object.as_bytes(), &option_outcome);
+
+    let send_outcome = match socket.send_to(PAYLOAD, addr) {
+        Ok(count) => Outcome::Ok(format!("{count} bytes sent")),
+        Err(error) => Outcome::from_error(&error),
+    };
+    report("sendto", format!("{addr} udp").as_bytes(), &send_outcome)
 }
 
 /// Clones with `clone3`. The child exits at once and the parent reaps it.
