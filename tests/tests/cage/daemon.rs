@@ -1,6 +1,11 @@
-//! Reaching the daemon: signals, ptrace, `bpf(2)`, and opens in the
+//! Reaching the daemon: signals (SIGIO included), ptrace, resource limits
+//! and priorities, `bpf(2)`, and opens and changes of files in the
 //! daemon's folders.
 
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -185,4 +190,145 @@ fn daemon_folder_names_kept() {
     std::fs::write(scratch, b"x").expect("failed to write the scratch file");
     let outcome = daemon.run_probe("unlink-scratch", &policy, &["unlink", &text(scratch)]);
     assert_eq!(outcome.code, 0, "unlinking a file in /tmp is allowed; {outcome}");
+}
+
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn daemon_folder_files_kept() {
+    let daemon = Daemon::start();
+    let policy = daemon.policy_p0();
+    let ledger = daemon.ledger();
+    let state = ledger.path().parent().expect("the ledger lies in the state folder").to_owned();
+    let current = ledger.path().join("CURRENT");
+    let key = state.join("checkpoint.key");
+    let current_text = current.to_str().expect("UTF-8");
+    let key_text = key.to_str().expect("UTF-8");
+    let current_size = file_size(&current);
+    let key_mode = file_mode(&key);
+    assert_eq!(key_mode, 0o600, "the daemon writes its signing key with mode 0600");
+
+    let outcome = daemon.run_probe("truncate-ledger", &policy, &["truncate", current_text]);
+    assert_eq!(outcome.code, 1, "truncating the ledger's CURRENT file must be denied; {outcome}");
+    assert!(outcome.has_line(&format!("truncate {current_text}: EPERM (errno 1)")), "expected EPERM; {outcome}");
+    let denial = protected_denial(&daemon, "truncate-ledger", "truncate");
+    assert_eq!(denial["path"], current_text, "the record names the file: {denial}");
+    assert_eq!(file_size(&current), current_size, "the ledger's CURRENT file keeps its size");
+
+    let outcome = daemon.run_probe("chmod-key", &policy, &["chmod", key_text, "0644"]);
+    assert_eq!(outcome.code, 1, "a chmod of the signing key must be denied; {outcome}");
+    assert!(outcome.has_line(&format!("chmod {key_text} 0644: EPERM (errno 1)")), "expected EPERM; {outcome}");
+    let denial = protected_denial(&daemon, "chmod-key", "set_attr");
+    assert_eq!(denial["path"], key_text, "the record names the file: {denial}");
+    assert_eq!(file_mode(&key), key_mode, "the signing key keeps mode 0600");
+
+    let outcome = daemon.run_probe("setxattr-key", &policy, &["setxattr", key_text, "user.lupid-test", "planted"]);
+    assert_eq!(outcome.code, 1, "setting an extended attribute on the signing key must be denied; {outcome}");
+    let line = format!("setxattr {key_text} user.lupid-test: EPERM (errno 1)");
+    assert!(outcome.has_line(&line), "expected EPERM; {outcome}");
+    let denial = protected_denial(&daemon, "setxattr-key", "set_attr");
+    assert_eq!(denial["path"], key_text, "the record names the file: {denial}");
+    assert!(!has_xattr(&key, "user.lupid-test"), "the signing key has no user.lupid-test attribute");
+
+    let verify = ledger.verify();
+    assert_eq!(verify.code, 0, "the ledger must still verify after the denied changes; {verify}");
+
+    // A change of a file outside lupid's folders is not affected.
+    let scratch = Path::new("/tmp/lupid-scratch-mode");
+    fs::write(scratch, b"x").expect("failed to write the scratch file");
+    fs::set_permissions(scratch, fs::Permissions::from_mode(0o600)).expect("failed to chmod the scratch file");
+    let scratch_text = scratch.to_str().expect("UTF-8");
+    let outcome = daemon.run_probe("chmod-scratch", &policy, &["chmod", scratch_text, "0644"]);
+    assert_eq!(outcome.code, 0, "a chmod of a file in /tmp is allowed; {outcome}");
+    assert_eq!(file_mode(scratch), 0o644, "the allowed chmod changed the mode");
+}
+
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn daemon_limits_and_sigio_denied() {
+    let daemon = Daemon::start();
+    let policy = daemon.policy_p0();
+    let target = daemon_pid(&daemon);
+    let pid = target.to_string();
+    let cpu_limit = cpu_time_limit(target);
+    let nice = stat_fields(target)[STAT_NICE].clone();
+
+    // An allowed 1 s CPU limit would end the daemon with SIGXCPU once its
+    // CPU time passes 1 s.
+    let outcome = daemon.run_probe("prlimit-daemon", &policy, &["prlimit", &pid]);
+    assert_eq!(outcome.code, 1, "prlimit on the daemon must be denied; {outcome}");
+    assert!(outcome.has_line(&format!("prlimit {pid} RLIMIT_CPU: EPERM (errno 1)")), "expected EPERM; {outcome}");
+    let denial = protected_denial(&daemon, "prlimit-daemon", "task_set");
+    assert_eq!(denial["target_pid"], target, "the record names the daemon as the target: {denial}");
+    assert_eq!(cpu_time_limit(target), cpu_limit, "the daemon keeps its CPU time limit");
+
+    let outcome = daemon.run_probe("nice-daemon", &policy, &["setpriority", &pid, "19"]);
+    assert_eq!(outcome.code, 1, "setpriority on the daemon must be denied; {outcome}");
+    assert!(outcome.has_line(&format!("setpriority {pid} 19: EPERM (errno 1)")), "expected EPERM; {outcome}");
+    let denial = protected_denial(&daemon, "nice-daemon", "task_set");
+    assert_eq!(denial["target_pid"], target, "the record names the daemon as the target: {denial}");
+    assert_eq!(stat_fields(target)[STAT_NICE], nice, "the daemon keeps its nice value");
+
+    // The kernel sends SIGIO signals from the writer's `write`, which
+    // succeeds either way, so the probe reports ok and only the daemon and
+    // the ledger show the denial.
+    let outcome = daemon.run_probe("sigio-daemon", &policy, &["sigio", &pid]);
+    assert_eq!(outcome.code, 0, "the pipe setup and the write succeed; {outcome}");
+    assert!(outcome.has_line_starting(&format!("sigio {pid}: ok")), "expected the sigio line; {outcome}");
+    let status = daemon.status();
+    assert!(status.is_object(), "the daemon must still reply to status after the SIGIO: {status}");
+    let fields = stat_fields(target);
+    assert_ne!(fields[STAT_STATE], "Z", "the daemon must not be a zombie after the SIGIO: {fields:?}");
+    let denial = protected_denial(&daemon, "sigio-daemon", "kill");
+    assert_eq!(denial["target_pid"], target, "the record names the daemon as the target: {denial}");
+}
+
+/// Indexes into [`stat_fields`] of the state (field 3 of `proc_pid_stat(5)`)
+/// and the nice value (field 19).
+const STAT_STATE: usize = 0;
+const STAT_NICE: usize = 16;
+
+/// Returns the fields of `/proc/PID/stat` after the command name, which
+/// ends at the last `)`, starting with the state.
+fn stat_fields(pid: u32) -> Vec<String> {
+    let path = format!("/proc/{pid}/stat");
+    let text = fs::read_to_string(&path).unwrap_or_else(|error| panic!("failed to read {path}: {error}"));
+    let (_, fields) = text.rsplit_once(')').unwrap_or_else(|| panic!("{path} has no command name: {text}"));
+    fields.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Returns the `Max cpu time` line of `/proc/PID/limits`.
+fn cpu_time_limit(pid: u32) -> String {
+    let path = format!("/proc/{pid}/limits");
+    let text = fs::read_to_string(&path).unwrap_or_else(|error| panic!("failed to read {path}: {error}"));
+    let line = text.lines().find(|line| line.starts_with("Max cpu time"));
+    line.unwrap_or_else(|| panic!("{path} has no Max cpu time line: {text}")).to_owned()
+}
+
+fn file_size(path: &Path) -> u64 {
+    fs::metadata(path).unwrap_or_else(|error| panic!("failed to stat {}: {error}", path.display())).len()
+}
+
+/// Returns the permission bits of `path`, set-id and sticky bits included.
+fn file_mode(path: &Path) -> u32 {
+    let metadata = fs::metadata(path).unwrap_or_else(|error| panic!("failed to stat {}: {error}", path.display()));
+    metadata.permissions().mode() & 0o7777
+}
+
+/// Returns whether `path` has the extended attribute `name`. `ENODATA`
+/// (no such attribute) and `EOPNOTSUPP` (a file system without user
+/// attributes) return false, and any other error panics.
+fn has_xattr(path: &Path, name: &str) -> bool {
+    let path_c = CString::new(path.to_str().expect("UTF-8")).expect("a path contains no NUL byte");
+    let name_c = CString::new(name).expect("an attribute name contains no NUL byte");
+    // SAFETY: both names are NUL-terminated strings that outlive the call,
+    // and with a null buffer of size 0 getxattr returns only the value's size.
+    let size = unsafe { libc::getxattr(path_c.as_ptr(), name_c.as_ptr(), std::ptr::null_mut(), 0) };
+    if size >= 0 {
+        return true;
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::ENODATA | libc::EOPNOTSUPP) => false,
+        _ => panic!("getxattr {name} of {} failed: {error}", path.display()),
+    }
 }

@@ -1,10 +1,14 @@
-//! Packet and raw sockets, and hard links.
+//! Packet and raw sockets, hard links, and `truncate(2)` by path. A
+//! truncate is decided as an open for writing of the resolved path, so
+//! unlike the other cases here its denial comes from a policy rule.
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::Path;
 
 use super::{AGENT_UID, protected_denial};
-use crate::common::{Daemon, PROBE_BIN};
+use crate::common::ledger::wait_decision;
+use crate::common::{Daemon, PROBE_BIN, SECRET, SECRETS_LINK};
 
 /// `socket(2)` arguments as the probe takes them: family, type, protocol.
 /// `AF_PACKET` with `htons(ETH_P_ALL)`, and `AF_INET` with `IPPROTO_RAW`.
@@ -71,4 +75,39 @@ fn hard_links_denied() {
         assert!(fs::symlink_metadata(alias).is_err(), "the link {alias} must not exist");
         protected_denial(&daemon, agent, "link");
     }
+}
+
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn truncate_secret_denied() {
+    let daemon = Daemon::start();
+    let policy = daemon.policy_p0();
+    let ledger = daemon.ledger();
+    let size = file_size(Path::new(SECRET));
+    assert!(size > 0, "the fixture writes a secret that is not empty");
+    let linked = format!("{SECRETS_LINK}/token");
+
+    // Through the symlink /tmp/s to /srv/secrets, the record names the
+    // resolved path, which deny-secrets matches.
+    for (agent, path) in [("truncate-secret", SECRET), ("truncate-secret-link", linked.as_str())] {
+        let outcome = daemon.run_probe(agent, &policy, &["truncate", path]);
+        assert_eq!(outcome.code, 1, "truncating {path} must be denied by deny-secrets; {outcome}");
+        assert!(outcome.has_line(&format!("truncate {path}: EPERM (errno 1)")), "expected EPERM; {outcome}");
+        let (denial, _) = wait_decision(&ledger, agent, "truncate", "deny");
+        assert_eq!(denial["reason"], "rule", "{denial}");
+        assert_eq!(denial["rule"], "deny-secrets", "{denial}");
+        assert_eq!(denial["path"], SECRET, "the record names the resolved path: {denial}");
+        assert_eq!(file_size(Path::new(SECRET)), size, "the secret keeps its size after {agent}");
+    }
+
+    // allow-open covers writes to /tmp, so a truncate there is allowed.
+    let scratch = Path::new("/tmp/lupid-truncate-scratch");
+    fs::write(scratch, b"scratch").expect("failed to write the scratch file");
+    let outcome = daemon.run_probe("truncate-scratch", &policy, &["truncate", scratch.to_str().expect("UTF-8")]);
+    assert_eq!(outcome.code, 0, "allow-open covers a truncate in /tmp; {outcome}");
+    assert_eq!(file_size(scratch), 0, "the allowed truncate emptied the file");
+}
+
+fn file_size(path: &Path) -> u64 {
+    fs::metadata(path).unwrap_or_else(|error| panic!("failed to stat {}: {error}", path.display())).len()
 }
