@@ -42,9 +42,11 @@ pub const CGROUP_CONTROL_FILES: [&[u8]; 5] =
 /// `IPPROTO_IP`, `IP_OPTIONS`: IPv4 options, source routing among them.
 pub const SOL_IP: i32 = 0;
 pub const IP_OPTIONS: i32 = 4;
-/// `IPPROTO_IPV6`, and its routing header options (current and RFC 2292).
+/// `IPPROTO_IPV6`, and its routing header options (current and RFC 2292,
+/// whose `IPV6_2292PKTOPTIONS` can carry a routing header as well).
 pub const SOL_IPV6: i32 = 41;
 pub const IPV6_2292RTHDR: i32 = 5;
+pub const IPV6_2292PKTOPTIONS: i32 = 6;
 pub const IPV6_RTHDR: i32 = 57;
 
 /// Returns whether `setsockopt(level, name)` is denied to a labeled caller:
@@ -52,7 +54,8 @@ pub const IPV6_RTHDR: i32 = 57;
 /// the destination the connect and send rules judged.
 #[inline(always)]
 pub const fn socket_option_denied(level: i32, name: i32) -> bool {
-    (level == SOL_IP && name == IP_OPTIONS) || (level == SOL_IPV6 && (name == IPV6_RTHDR || name == IPV6_2292RTHDR))
+    (level == SOL_IP && name == IP_OPTIONS)
+        || (level == SOL_IPV6 && (name == IPV6_RTHDR || name == IPV6_2292RTHDR || name == IPV6_2292PKTOPTIONS))
 }
 
 /// Returns whether a clone with `flags` is denied to a labeled caller.
@@ -109,6 +112,19 @@ fn ends_with_component(len: usize, byte_at: &impl Fn(usize) -> u8, name: &[u8]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_routing_options_denied() {
+        assert!(socket_option_denied(SOL_IP, IP_OPTIONS));
+        assert!(socket_option_denied(SOL_IPV6, IPV6_RTHDR));
+        assert!(socket_option_denied(SOL_IPV6, IPV6_2292RTHDR));
+        assert!(socket_option_denied(SOL_IPV6, IPV6_2292PKTOPTIONS));
+        // IP_TTL and IPV6_V6ONLY route nothing.
+        assert!(!socket_option_denied(SOL_IP, 2));
+        assert!(!socket_option_denied(SOL_IPV6, 26));
+        // IP_OPTIONS's number at another level is another option.
+        assert!(!socket_option_denied(6, IP_OPTIONS));
+    }
 
     fn control(path: &[u8]) -> bool {
         is_cgroup_control_file(path.len(), |i| path[i])
