@@ -21,9 +21,9 @@ const EXIT_MARKER: &str = "LUPID-VM-EXIT=";
 /// How long qemu may take to power off after the marker.
 const POWEROFF_GRACE: Duration = Duration::from_secs(30);
 
-/// The part of the VM suite that the first of two VMs runs when the whole
-/// suite runs; the second runs every other test, so a new module is never
-/// left out. The two halves take about as long.
+/// The tests the first of two VMs runs when the whole suite runs. The
+/// second runs every other test, so a new module is never left out, and
+/// the two halves take about as long.
 const FIRST_HALF: &str = "bypass::,cage::";
 
 /// Program that /init runs, chosen with `lupid.mode=` on the kernel command line.

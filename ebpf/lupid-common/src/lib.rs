@@ -390,9 +390,10 @@ pub struct Event {
     /// IPv4 or IPv6 address, 0 otherwise.
     pub protocol: u16,
     pub padding: [u8; 2],
-    /// The process a signal or ptrace access was aimed at (`hook::KILL`,
-    /// `hook::PTRACE`), by thread group id in the initial pid namespace; its
-    /// `comm` is in `path`. 0 for other hooks.
+    /// The process a signal, ptrace access or limit change was aimed at
+    /// (`hook::KILL`, `hook::PTRACE`, `hook::TASK_SET`), by its thread group
+    /// id in the initial pid namespace. Its `comm` is in `path`. 0 for
+    /// other hooks.
     pub target_pid: u32,
     /// Destination address; IPv4 is stored IPv4-mapped.
     pub addr: [u8; 16],

@@ -89,8 +89,9 @@ pub(crate) fn check_task_set(ctx: &LsmContext) -> i32 {
 
 /// Refuses a signal to the daemon that arrives through `SIGIO`
 /// (`F_SETOWN` on a file, then I/O on it): the kernel sends it without
-/// `task_kill`. Whoever triggers the I/O, such a signal is refused, since
-/// the daemon asks for none; it is recorded when the caller is labeled.
+/// `task_kill`. The daemon asks for no such signal, so it is refused
+/// whatever process triggers the I/O, and recorded when that process is
+/// labeled.
 pub(crate) fn check_sigio(ctx: &LsmContext) -> i32 {
     let target: *const u8 = ctx.arg(0);
     if !is_daemon(target, kernel_offsets()) {
