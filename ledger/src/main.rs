@@ -143,9 +143,16 @@ struct QueryArgs {
     /// Verdict of the decision.
     #[arg(long, value_parser = name_parser(Verdict::ALL, Verdict::name))]
     verdict: Option<Verdict>,
-    /// Numeric id of the matching rule; 0 is the default verdict.
+    /// Numeric id of the matching rule; 0 is the default verdict. Ids are
+    /// numbered per policy version, so `--rule-name` is the one to use
+    /// across versions.
     #[arg(long, value_name = "ID")]
     rule: Option<u32>,
+    /// Name of the rule that decided, as the policy file spells it (the
+    /// ledger keeps it in every decision). Checked on each record that the
+    /// other filters select, so alone it reads every record.
+    #[arg(long, value_name = "NAME")]
+    rule_name: Option<String>,
     /// Text that the object (file path, `address:port`, or `pid N (comm)`
     /// for the target of a kill or ptrace) or the requested name (the path
     /// as the agent passed it to open or exec) contains. Checked on each
@@ -426,6 +433,7 @@ fn run_query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         hook: args.hook,
         verdict: args.verdict,
         rule_id: args.rule,
+        rule_name: args.rule_name.clone(),
         object: args.object.clone(),
         since_ns: args.since,
         until_ns: args.until,

@@ -55,6 +55,10 @@ pub struct Query {
     pub hook: Option<Hook>,
     pub verdict: Option<Verdict>,
     pub rule_id: Option<u32>,
+    /// Name of the rule that decided, as the policy file and the records
+    /// spell it. Checked on each record that the other filters select, so
+    /// alone it reads every record.
+    pub rule_name: Option<String>,
     /// Text that the object, as [`object_text`] formats it (the path,
     /// `address:port` of a socket or `pid N (comm)` of a process), or the
     /// decision's requested name must contain. Matched against the lossy
@@ -81,7 +85,11 @@ impl Query {
         match &record.body {
             RecordBody::Identity(identity) => {
                 let has_decision_filter =
-                    self.hook.is_some() || self.verdict.is_some() || self.rule_id.is_some() || self.via.is_some();
+                    self.hook.is_some()
+                        || self.verdict.is_some()
+                        || self.rule_id.is_some()
+                        || self.rule_name.is_some()
+                        || self.via.is_some();
                 self.agent.as_deref() == Some(identity.agent.as_str())
                     && !has_decision_filter
                     && self.object_matches(|| String::from_utf8_lossy(&identity.exe_path).into_owned())
@@ -91,6 +99,7 @@ impl Query {
                     && self.hook.is_none_or(|hook| hook == decision.hook)
                     && self.verdict.is_none_or(|verdict| verdict == decision.verdict)
                     && self.rule_id.is_none_or(|rule_id| rule_id == decision.rule_id)
+                    && self.rule_name.as_ref().is_none_or(|name| *name == decision.rule)
                     && self.via.is_none_or(|via| via == decision.via)
                     && self.decision_object_matches(decision)
             }

@@ -27,7 +27,8 @@ fn decision(agent: &str, hook: Hook, verdict: Verdict, rule_id: u32, path: &str)
         }
         _ => Object::Path { path: path.as_bytes().to_vec(), truncated: false },
     };
-    RecordBody::Decision(Decision { agent: agent.into(), hook, verdict, rule_id, object, ..template })
+    let rule = format!("rule-{rule_id}");
+    RecordBody::Decision(Decision { agent: agent.into(), hook, verdict, rule_id, rule, object, ..template })
 }
 
 /// Appends 600 records: identities of each agent first, then decisions
@@ -95,6 +96,10 @@ fn queries() -> Vec<Query> {
     for rule_id in 0..5 {
         queries.push(Query { rule_id: Some(rule_id), ..Query::default() });
     }
+    for rule_name in ["rule-2", "rule-9"] {
+        queries.push(Query { rule_name: Some(rule_name.into()), ..Query::default() });
+    }
+    queries.push(Query { rule_name: Some("rule-1".into()), verdict: Some(Verdict::Deny), ..Query::default() });
 
     queries.push(Query { object: Some("file-12".into()), ..Query::default() });
     queries.push(Query { object: Some("10.0.0.3:443".into()), ..Query::default() });
@@ -179,6 +184,10 @@ fn query_each_dimension() {
     let rule = run(Query { rule_id: Some(3), ..Query::default() });
     assert!(!rule.is_empty());
     assert!(rule.iter().all(|s| matches!(&s.record.body, RecordBody::Decision(d) if d.rule_id == 3)));
+
+    let named = run(Query { rule_name: Some("rule-3".into()), ..Query::default() });
+    assert_eq!(named.len(), rule.len(), "each rule id carries one name here");
+    assert!(named.iter().all(|s| matches!(&s.record.body, RecordBody::Decision(d) if d.rule == "rule-3")));
 
     let object = run(Query { object: Some("file-120.txt".into()), ..Query::default() });
     assert_eq!(object.len(), 1);
