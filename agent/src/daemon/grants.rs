@@ -45,18 +45,23 @@ pub(crate) struct Grant<'a> {
 /// its name's live leases that satisfy a lease-required rule of `policy`. A
 /// lease that does not is left out and logged.
 pub(crate) fn extra_rules(policy: &Policy, name: &str, book: &Book) -> Vec<Rule> {
-    let mut leases = book.live_for(name).filter_map(|lease| Some((lease, lease.slot?))).peekable();
-    if leases.peek().is_none() {
+    if book.live_for(name).all(|lease| lease.slot.is_none()) {
         return Vec::new();
     }
     // One compile serves every lease's check.
-    let compiled = match compile_unleased(policy) {
-        Ok(compiled) => compiled,
+    match compile_unleased(policy) {
+        Ok(compiled) => extra_rules_with(policy, &compiled, name, book),
         Err(message) => {
             tracing::warn!(agent = name, %message, "the agent's leases are left out of a policy that does not compile");
-            return Vec::new();
+            Vec::new()
         }
-    };
+    }
+}
+
+/// Returns what [`extra_rules`] returns, checking each lease with
+/// `compiled`, which is `policy` compiled alone.
+fn extra_rules_with(policy: &Policy, compiled: &policy::CompiledPolicy, name: &str, book: &Book) -> Vec<Rule> {
+    let leases = book.live_for(name).filter_map(|lease| Some((lease, lease.slot?)));
     let mut rules = Vec::new();
     for (lease, slot) in leases {
         let (capability, content) = match lease.parsed() {
@@ -66,7 +71,7 @@ pub(crate) fn extra_rules(policy: &Policy, name: &str, book: &Book) -> Vec<Rule>
                 continue;
             }
         };
-        match answered_rule(policy, &compiled, &capability, content.as_ref()) {
+        match lease_rule(policy, compiled, &capability, content.as_ref()) {
             Ok(_) => rules.extend(leases::lease_rules(lease.id, &capability, content, slot)),
             Err(message) => tracing::warn!(lease = lease.id, %message, "lease left out of the policy"),
         }
@@ -109,17 +114,10 @@ fn leased_content(policy: &Policy, capability: &Capability) -> Option<[u8; 32]> 
 /// protocol is compiled for that protocol only. A lease for every protocol
 /// is granted only when `lease` rules decide the address and port for TCP,
 /// UDP and the other protocols alike, ICMP standing in for the others.
-pub(crate) fn lease_rule(
-    policy: &Policy,
-    capability: &Capability,
-    content: Option<&[u8; 32]>,
-) -> Result<String, String> {
-    answered_rule(policy, &compile_unleased(policy)?, capability, content)
-}
-
-/// Returns what [`lease_rule`] returns, deciding with `compiled`, which is
-/// `policy` compiled alone, so several leases share one compile.
-fn answered_rule(
+///
+/// `compiled` is `policy` compiled alone, so several checks share one
+/// compile.
+fn lease_rule(
     policy: &Policy,
     compiled: &policy::CompiledPolicy,
     capability: &Capability,
@@ -264,27 +262,27 @@ fn access_bits(wanted: Access) -> Vec<u32> {
 }
 
 /// Returns the capability of a lease request without the open accesses
-/// that `policy` already allows, so a request to write and create a file
-/// under a rule that allows writes grants only the create. The request
-/// named every access the open asked for, the allowed ones included.
+/// that the policy `compiled` already allows, so a request to write and
+/// create a file under a rule that allows writes grants only the create.
+/// The request names every access the open requested, the allowed ones
+/// included.
 /// Returns the capability unchanged when it is not an open or when the
 /// policy allows every access it names, so the grant fails with the
 /// reason of [`lease_rule`].
-fn without_allowed(policy: &Policy, capability: Capability) -> Result<Capability, String> {
-    let Capability::Open(pattern, wanted) = &capability else { return Ok(capability) };
-    let compiled = compile_unleased(policy)?;
-    let slots = open_slots(&compiled, pattern.path.as_bytes());
+fn without_allowed(compiled: &policy::CompiledPolicy, capability: Capability) -> Capability {
+    let Capability::Open(pattern, wanted) = &capability else { return capability };
+    let slots = open_slots(compiled, pattern.path.as_bytes());
     let create = if u32::from(slots.create.verdict) == verdict::NONE { slots.write } else { slots.create };
-    let allowed = |slot| decide_slot(&compiled, slot).allows();
+    let allowed = |slot| decide_slot(compiled, slot).allows();
     let needed = Access {
         read: wanted.read && !allowed(slots.read),
         write: wanted.write && !allowed(slots.write),
         create: wanted.create && !allowed(create),
     };
     if needed == Access::default() {
-        return Ok(capability);
+        return capability;
     }
-    Ok(Capability::Open(pattern.clone(), needed))
+    Capability::Open(pattern.clone(), needed)
 }
 
 /// Grants a lease and puts it in force. Returns it as the book keeps it.
@@ -301,15 +299,18 @@ pub(crate) fn grant(state: &State, grant: &Grant<'_>) -> Result<Lease, String> {
         ));
     };
     let policy = registry.agents[first].policy.clone();
-    let capability = if grant.request_id == 0 { requested } else { without_allowed(&policy, requested)? };
+    // One compile serves the narrowing, the lease's check and the checks of
+    // the agent's other leases.
+    let compiled = compile_unleased(&policy)?;
+    let capability = if grant.request_id == 0 { requested } else { without_allowed(&compiled, requested) };
     let content = leased_content(&policy, &capability);
-    let rule = lease_rule(&policy, &capability, content.as_ref())?;
+    let rule = lease_rule(&policy, &compiled, &capability, content.as_ref())?;
     let rule_id = policy.rules().iter().position(|r| r.id == rule).map_or(0, |i| u32::try_from(i + 1).unwrap_or(0));
     let slot = leases::free_slot(&book).ok_or("every lease slot is in use; revoke a lease first")?;
     // Compile with the new lease and the install's checks before anything is
     // recorded, so a lease the kernel maps cannot hold (a prefix past its
     // port rules) or one inside a protected folder is rejected.
-    let mut trial = extra_rules(&policy, grant.agent, &book);
+    let mut trial = extra_rules_with(&policy, &compiled, grant.agent, &book);
     trial.extend(leases::lease_rules(0, &capability, content, slot));
     registry.compile(&policy, 0, &trial)?;
     let boot_id =
@@ -583,7 +584,9 @@ mod tests {
     }
 
     fn check(rules: &str, capability: &str) -> Result<String, String> {
-        lease_rule(&policy(rules), &Capability::parse(capability).expect("a capability"), None)
+        let policy = policy(rules);
+        let compiled = super::compile_unleased(&policy)?;
+        lease_rule(&policy, &compiled, &Capability::parse(capability).expect("a capability"), None)
     }
 
     #[test]
@@ -715,7 +718,8 @@ mod tests {
 
     fn narrowed(rules: &str, capability: &str) -> String {
         let capability = Capability::parse(capability).expect("a capability");
-        without_allowed(&policy(rules), capability).expect("the policy compiles").text()
+        let compiled = super::compile_unleased(&policy(rules)).expect("the policy compiles");
+        without_allowed(&compiled, capability).text()
     }
 
     #[test]
