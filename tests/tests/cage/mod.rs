@@ -13,6 +13,9 @@ mod escape;
 mod mounts;
 mod objects;
 
+use std::fs;
+use std::path::Path;
+
 use serde_json::Value;
 
 use crate::common::Daemon;
@@ -39,4 +42,9 @@ fn daemon_pid(daemon: &Daemon) -> u32 {
         .unwrap_or_else(|| panic!("the ledger has no daemon_start record: {records:?}"));
     let pid = start["pid"].as_u64().unwrap_or_else(|| panic!("daemon_start has no pid: {start}"));
     u32::try_from(pid).expect("a process id fits in u32")
+}
+
+/// Returns the size of `path` in bytes, and panics when it cannot be read.
+fn file_size(path: &Path) -> u64 {
+    fs::metadata(path).unwrap_or_else(|error| panic!("failed to stat {}: {error}", path.display())).len()
 }

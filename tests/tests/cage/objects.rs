@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::Path;
 
-use super::{AGENT_UID, protected_denial};
+use super::{AGENT_UID, file_size, protected_denial};
 use crate::common::ledger::wait_decision;
 use crate::common::{Daemon, PROBE_BIN, SECRET, SECRETS_LINK};
 
@@ -105,8 +105,4 @@ fn truncate_by_name_denied() {
     }
     assert_eq!(file_size(Path::new(SECRET)), size, "the secret keeps its size");
     assert_eq!(file_size(scratch), 7, "the scratch file keeps its size");
-}
-
-fn file_size(path: &Path) -> u64 {
-    fs::metadata(path).unwrap_or_else(|error| panic!("failed to stat {}: {error}", path.display())).len()
 }
