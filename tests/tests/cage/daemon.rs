@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::{daemon_pid, protected_denial};
+use super::{daemon_pid, file_size, protected_denial};
 use crate::common::Daemon;
 use crate::common::ledger::decisions;
 
@@ -154,7 +154,7 @@ fn daemon_folder_names_kept() {
     let daemon = Daemon::start();
     let policy = daemon.policy_p0();
     let ledger = daemon.ledger();
-    let state = ledger.path().parent().expect("the ledger lies in the state folder").to_owned();
+    let state = daemon.state_dir();
     let current = ledger.path().join("CURRENT");
     let key = state.join("checkpoint.key");
     let text = |path: &Path| path.to_str().expect("UTF-8").to_owned();
@@ -183,7 +183,8 @@ fn daemon_folder_names_kept() {
     assert!(current.exists(), "the ledger's CURRENT file is still there");
     assert!(key.exists(), "the signing key is still there");
     assert!(pinned_map.exists(), "the pinned map is still there");
-    assert!(!planted.exists() && !state.join("planted").exists(), "nothing was planted in the state folder");
+    assert!(!planted.exists(), "no symlink was planted in the state folder");
+    assert!(!state.join("planted").exists(), "no folder was planted in the state folder");
 
     // A change outside lupid's folders is not affected.
     let scratch = Path::new("/tmp/lupid-scratch-file");
@@ -198,7 +199,7 @@ fn daemon_folder_files_kept() {
     let daemon = Daemon::start();
     let policy = daemon.policy_p0();
     let ledger = daemon.ledger();
-    let state = ledger.path().parent().expect("the ledger lies in the state folder").to_owned();
+    let state = daemon.state_dir();
     let current = ledger.path().join("CURRENT");
     let key = state.join("checkpoint.key");
     let current_text = current.to_str().expect("UTF-8");
@@ -302,10 +303,6 @@ fn cpu_time_limit(pid: u32) -> String {
     let text = fs::read_to_string(&path).unwrap_or_else(|error| panic!("failed to read {path}: {error}"));
     let line = text.lines().find(|line| line.starts_with("Max cpu time"));
     line.unwrap_or_else(|| panic!("{path} has no Max cpu time line: {text}")).to_owned()
-}
-
-fn file_size(path: &Path) -> u64 {
-    fs::metadata(path).unwrap_or_else(|error| panic!("failed to stat {}: {error}", path.display())).len()
 }
 
 /// Returns the permission bits of `path`, set-id and sticky bits included.

@@ -195,9 +195,15 @@ impl Daemon {
         path
     }
 
-    /// The daemon's `--socket`.
+    /// Returns the daemon's `--socket`.
     pub(crate) fn socket_path(&self) -> &Path {
         &self.socket
+    }
+
+    /// Returns the daemon's `--state-dir`, the folder of the ledger and the
+    /// signing key.
+    pub(crate) fn state_dir(&self) -> &Path {
+        &self.state_dir
     }
 
     /// Writes policy P0 and returns its path.
