@@ -73,7 +73,7 @@ pub enum GapCause {
     /// (`events_lost`). The interval runs from the record before to this
     /// one.
     EventsLost { first_kernel_seq: u64, last_kernel_seq: u64 },
-    /// No daemon was running (`daemon_gap`); the kernel programs went on
+    /// No daemon was running (`daemon_gap`). The kernel programs went on
     /// deciding, and the events they could queue were recorded after it.
     DaemonAway,
 }
@@ -322,8 +322,6 @@ fn check_nodes(
     outcome
 }
 
-/// Checks one stored record against the expected `seq` and `prev_hash`, and
-/// a checkpoint record against the tree of the records before it.
 /// Returns the gap that `record` reports, if any. `previous_ns` is the
 /// wall time of the record before it.
 fn gap_of(record: &Record, previous_ns: u64) -> Option<Gap> {
@@ -339,6 +337,9 @@ fn gap_of(record: &Record, previous_ns: u64) -> Option<Gap> {
     Some(Gap { seq: record.seq, from_ns, to_ns, cause })
 }
 
+/// Checks one stored record against the expected `seq` and `prev_hash`, and
+/// a checkpoint record against the tree of the records before it, and
+/// returns the decoded record.
 fn check_record(seq: u64, prev_hash: &Hash, key: &[u8], value: &[u8], frontier: &Frontier) -> Result<Record, BreakKind> {
     let key_seq = decode_key(key).ok_or_else(|| BreakKind::InvalidKey { key: key.to_vec() })?;
     if key_seq != seq {
