@@ -27,7 +27,9 @@ use super::{
 };
 use crate::policy::{
     self, Access, PathPattern, Policy, Protocol, Rule, Target,
-    reference::{PathHook, decide_connect_reference, decide_path_with, decide_slot, open_slots, unleased},
+    reference::{
+        PathHook, create_slot, decide_connect_reference, decide_path_with, decide_slot, open_slots, unleased,
+    },
 };
 
 /// A `lease grant` as the daemon receives it.
@@ -210,17 +212,14 @@ fn decisions<'a>(
                 let slot = match bit {
                     access::READ => slots.read,
                     access::WRITE => slots.write,
-                    _ if u32::from(slots.create.verdict) != verdict::NONE => slots.create,
-                    _ if pattern.subtree => {
+                    _ if pattern.subtree && u32::from(slots.create.verdict) == verdict::NONE => {
                         return Err(format!(
                             "no create rule covers {pattern}, so the write rules decide creating files there, \
                              and a subtree lease on create would take their place below it; grant one file, \
                              or add a `lease` rule on create"
                         ));
                     }
-                    // As `decide_open` does, the write slot decides a create
-                    // that no create rule covers.
-                    _ => slots.write,
+                    _ => create_slot(&slots),
                 };
                 decisions.push((None, decide_slot(compiled, slot)));
             }
@@ -272,12 +271,11 @@ fn access_bits(wanted: Access) -> Vec<u32> {
 fn without_allowed(compiled: &policy::CompiledPolicy, capability: Capability) -> Capability {
     let Capability::Open(pattern, wanted) = &capability else { return capability };
     let slots = open_slots(compiled, pattern.path.as_bytes());
-    let create = if u32::from(slots.create.verdict) == verdict::NONE { slots.write } else { slots.create };
     let allowed = |slot| decide_slot(compiled, slot).allows();
     let needed = Access {
         read: wanted.read && !allowed(slots.read),
         write: wanted.write && !allowed(slots.write),
-        create: wanted.create && !allowed(create),
+        create: wanted.create && !allowed(create_slot(&slots)),
     };
     if needed == Access::default() {
         return capability;
