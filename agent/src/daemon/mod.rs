@@ -321,11 +321,11 @@ fn drain(state: &State, ring: &mut RingBuf<MapData>, tracker: &mut SequenceTrack
         let agent = registry.agents.get(&event.agent_id);
         let lease_rule = if event.reason == lupid_common::reason::LEASE {
             let book = book.get_or_insert_with(|| state.book.lock().expect("book lock"));
-            book.leases.iter().find(|lease| lease.id == event.lease_id).map(|lease| lease.rule.clone())
+            book.leases.iter().find(|lease| lease.id == event.lease_id).map(|lease| lease.rule.as_str())
         } else {
             None
         };
-        let record = events::to_record(&event, agent, lease_rule.as_deref());
+        let record = events::to_record(&event, agent, lease_rule);
         if event.reason == lupid_common::reason::LEASE_REQUIRED
             && let (Some(agent), RecordBody::Decision(decision)) = (agent, &record)
         {
