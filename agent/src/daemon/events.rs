@@ -170,9 +170,7 @@ impl SequenceTracker {
                 // once instead of one number at a time.
                 tracker.next = tracker.next.max(high.saturating_add(1));
                 tracker.ahead = tracker.ahead.split_off(&tracker.next);
-                while tracker.ahead.remove(&tracker.next) {
-                    tracker.next += 1;
-                }
+                tracker.advance();
             } else {
                 // NOTE: a range past a hole still goes into `ahead` one number
                 // at a time, which costs memory for each number it spans.
@@ -216,6 +214,11 @@ impl SequenceTracker {
         if seq >= self.next {
             self.ahead.insert(seq);
         }
+        self.advance();
+    }
+
+    /// Moves `next` past the numbers at its front that have arrived.
+    fn advance(&mut self) {
         while self.ahead.remove(&self.next) {
             self.next += 1;
         }
