@@ -49,7 +49,8 @@ const MAX_DEPTH: usize = 8;
 /// Returns how many folders are protected.
 ///
 /// NOTE: a folder created below a protected one after the start is not
-/// registered until the next start.
+/// registered until the next start. A folder more than [`MAX_DEPTH`] levels
+/// below a protected one is never registered.
 pub(crate) fn register_folders(folders: &[&Path]) -> anyhow::Result<usize> {
     let mut entries = BTreeMap::new();
     for folder in folders {
@@ -57,7 +58,7 @@ pub(crate) fn register_folders(folders: &[&Path]) -> anyhow::Result<usize> {
     }
     if entries.len() > PROTECTED_DIRS_CAPACITY as usize {
         anyhow::bail!(
-            "lupid's folders hold {} folders, but the kernel map has room for {PROTECTED_DIRS_CAPACITY}; \
+            "lupid's folders contain {} folders, but the kernel map has room for {PROTECTED_DIRS_CAPACITY}: \
              remove folders from the state folder",
             entries.len()
         );
@@ -97,7 +98,10 @@ fn collect_folders(folder: &Path, depth: usize, entries: &mut BTreeMap<InodeKey,
     let children = std::fs::read_dir(folder).with_context(|| format!("failed to list {}", folder.display()))?;
     for child in children {
         let child = child.with_context(|| format!("failed to list {}", folder.display()))?;
-        if child.file_type().is_ok_and(|kind| kind.is_dir()) {
+        // A child whose type cannot be read fails the start, because a
+        // skipped folder would be left unprotected.
+        let kind = child.file_type().with_context(|| format!("failed to read the type of {}", child.path().display()))?;
+        if kind.is_dir() {
             collect_folders(&child.path(), depth + 1, entries)?;
         }
     }
