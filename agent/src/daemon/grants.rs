@@ -186,29 +186,29 @@ fn lease_rule(
     answered.ok_or_else(|| refuse("it names no access".into()))
 }
 
-/// A decision of the policy on one part of a capability, labelled with the
+/// A decision of the policy on one part of a capability, labeled with the
 /// protocol it is for when the capability covers every protocol.
-type Labelled = (Option<&'static str>, Decision);
+type Labeled = (Option<&'static str>, Decision);
 
 /// Returns the path a capability names, if any, and the decisions of the
 /// policy without leases on what the capability allows, one per access or
 /// protocol. A connect capability for every protocol gets one decision per
-/// protocol, each labelled with the protocol's name. Fails on a subtree
+/// protocol, each labeled with the protocol's name. Fails on a subtree
 /// create lease where no create rule decides.
 fn decisions<'a>(
     compiled: &policy::CompiledPolicy,
     capability: &'a Capability,
     content: Option<&[u8; 32]>,
-) -> Result<(Option<&'a PathPattern>, Vec<Labelled>), String> {
+) -> Result<(Option<&'a PathPattern>, Vec<Labeled>), String> {
     Ok(match capability {
         Capability::Exec(pattern) => {
             let decision = decide_path_with(compiled, PathHook::Exec, pattern.path.as_bytes(), 0, content, unleased);
             (Some(pattern), vec![(None, decision)])
         }
-        Capability::Open(pattern, wanted) => {
+        Capability::Open(pattern, requested) => {
             let slots = open_slots(compiled, pattern.path.as_bytes());
             let mut decisions = Vec::new();
-            for bit in access_bits(*wanted) {
+            for bit in access_bits(*requested) {
                 let slot = match bit {
                     access::READ => slots.read,
                     access::WRITE => slots.write,
@@ -250,12 +250,12 @@ fn decisions<'a>(
 /// another protocol, so they are all decided alike.
 const IPPROTO_ICMP: u16 = 1;
 
-/// Returns the `access::*` bit of each access in `wanted`, in the order
+/// Returns the `access::*` bit of each access in `requested`, in the order
 /// read, write, create.
-fn access_bits(wanted: Access) -> Vec<u32> {
-    [(wanted.read, access::READ), (wanted.write, access::WRITE), (wanted.create, access::CREATE)]
+fn access_bits(requested: Access) -> Vec<u32> {
+    [(requested.read, access::READ), (requested.write, access::WRITE), (requested.create, access::CREATE)]
         .into_iter()
-        .filter(|(is_wanted, _)| *is_wanted)
+        .filter(|(is_requested, _)| *is_requested)
         .map(|(_, bit)| bit)
         .collect()
 }
@@ -269,13 +269,13 @@ fn access_bits(wanted: Access) -> Vec<u32> {
 /// policy allows every access it names, so the grant fails with the
 /// reason of [`lease_rule`].
 fn without_allowed(compiled: &policy::CompiledPolicy, capability: Capability) -> Capability {
-    let Capability::Open(pattern, wanted) = &capability else { return capability };
+    let Capability::Open(pattern, requested) = &capability else { return capability };
     let slots = open_slots(compiled, pattern.path.as_bytes());
     let allowed = |slot| decide_slot(compiled, slot).allows();
     let needed = Access {
-        read: wanted.read && !allowed(slots.read),
-        write: wanted.write && !allowed(slots.write),
-        create: wanted.create && !allowed(create_slot(&slots)),
+        read: requested.read && !allowed(slots.read),
+        write: requested.write && !allowed(slots.write),
+        create: requested.create && !allowed(create_slot(&slots)),
     };
     if needed == Access::default() {
         return capability;

@@ -23,7 +23,7 @@ pub(crate) enum PathHook {
     /// lease one access slot at a time ([`open_slots`]).
     #[cfg_attr(not(test), expect(dead_code))]
     Open,
-    /// A connect or datagram send to a Unix socket; the path is the peer's
+    /// A connect or datagram send to a Unix socket. The path is the peer's
     /// bound name (`@NAME` for an abstract socket).
     UnixConnect,
 }
