@@ -188,12 +188,13 @@ impl Record {
     }
 
     fn write_to(&self, out: &mut Writer) -> Result<(), EncodeError> {
-        out.u8(format_version(&self.body));
+        let version = format_version(&self.body);
+        out.u8(version);
         out.u64(self.seq);
         out.u64(self.time_ns);
         out.u8(self.body.kind() as u8);
         out.raw(&self.prev_hash);
-        encode_body(out, &self.body)
+        encode_body(out, &self.body, version)
     }
 
     /// Decodes canonical bytes produced by [`Record::encode`].
@@ -251,7 +252,7 @@ fn decision_format_version(decision: &Decision) -> u8 {
     }
 }
 
-fn encode_body(out: &mut Writer, body: &RecordBody) -> Result<(), EncodeError> {
+fn encode_body(out: &mut Writer, body: &RecordBody, version: u8) -> Result<(), EncodeError> {
     match body {
         RecordBody::DaemonStart(start) => {
             out.bytes("version", start.version.as_bytes())?;
@@ -262,7 +263,7 @@ fn encode_body(out: &mut Writer, body: &RecordBody) -> Result<(), EncodeError> {
             out.bytes("reason", stop.reason.as_bytes())?;
         }
         RecordBody::Identity(identity) => encode_identity(out, identity)?,
-        RecordBody::Decision(decision) => encode_decision(out, decision)?,
+        RecordBody::Decision(decision) => encode_decision(out, decision, version)?,
         RecordBody::AgentExit(exit) => {
             out.u32(exit.agent_id);
             out.bytes("agent", exit.agent.as_bytes())?;
@@ -354,7 +355,9 @@ fn encode_identity(out: &mut Writer, identity: &Identity) -> Result<(), EncodeEr
     Ok(())
 }
 
-fn encode_decision(out: &mut Writer, decision: &Decision) -> Result<(), EncodeError> {
+/// Encodes a decision body in format `version`, the one [`format_version`]
+/// returns for it.
+fn encode_decision(out: &mut Writer, decision: &Decision, version: u8) -> Result<(), EncodeError> {
     out.u64(decision.kernel_seq);
     out.u64(decision.boot_ns);
     out.u32(decision.agent_id);
@@ -393,7 +396,6 @@ fn encode_decision(out: &mut Writer, decision: &Decision) -> Result<(), EncodeEr
         }
     }
     // Each version appends fields to the one before (see `format_version`).
-    let version = decision_format_version(decision);
     if version >= LEASE_FORMAT_VERSION {
         out.u32(decision.lease_id);
     }
