@@ -123,7 +123,7 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
         Hook::Exec | Hook::Clone => (PROCESS_ACTIVITY, 1, "Launch"),
         Hook::Kill => (PROCESS_ACTIVITY, 2, "Terminate"),
         Hook::Ptrace => (PROCESS_ACTIVITY, 3, "Open"),
-        Hook::UsernsCreate | Hook::Bpf => (PROCESS_ACTIVITY, 99, "Other"),
+        Hook::UsernsCreate | Hook::Bpf | Hook::TaskSet => (PROCESS_ACTIVITY, 99, "Other"),
         Hook::Open => (FILE_SYSTEM_ACTIVITY, 14, "Open"),
         Hook::Mount | Hook::MoveMount => (FILE_SYSTEM_ACTIVITY, 12, "Mount"),
         Hook::Umount => (FILE_SYSTEM_ACTIVITY, 13, "Unmount"),
@@ -132,11 +132,9 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
         Hook::Rename => (FILE_SYSTEM_ACTIVITY, 5, "Rename"),
         Hook::Truncate => (FILE_SYSTEM_ACTIVITY, 3, "Update"),
         Hook::SetAttr => (FILE_SYSTEM_ACTIVITY, 6, "Set Attributes"),
-        Hook::TaskSet => (PROCESS_ACTIVITY, 99, "Other"),
-        Hook::Setsockopt => (NETWORK_ACTIVITY, 99, "Other"),
         Hook::Connect => (NETWORK_ACTIVITY, 1, "Open"),
         Hook::Send => (NETWORK_ACTIVITY, 6, "Traffic"),
-        Hook::SocketCreate => (NETWORK_ACTIVITY, 99, "Other"),
+        Hook::SocketCreate | Hook::Setsockopt => (NETWORK_ACTIVITY, 99, "Other"),
     };
     let OcsfClass { uid: class_uid, name: class_name, category_uid, category_name } = class;
     let (id, action, disposition, severity_id, severity) = match decision.verdict {
