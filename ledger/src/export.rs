@@ -18,7 +18,7 @@
 //!
 //! Socket addresses: for `inet` and `inet6` families, `addr` is the usual
 //! text form, with IPv4-mapped addresses shown as plain IPv4. For any other
-//! family `addr` is `null` and `addr_hex` holds the 16 stored bytes. A
+//! family `addr` is `null` and `addr_hex` contains the 16 stored bytes. A
 //! connect to a Unix socket has `family` `unix` and the peer's bound name
 //! in `path` (`@NAME` for an abstract socket), with no `addr` or `port`.
 //! A decision on an `inet` or `inet6` socket has `protocol`, the socket's
