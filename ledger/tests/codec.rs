@@ -126,44 +126,19 @@ fn version_2_other_kind_rejected() {
 }
 
 #[test]
-fn version_3_other_kind_rejected() {
-    for body in [common::every_kind(), common::lease_kinds()].concat() {
-        let kind = body.kind();
-        if kind == Kind::Decision {
-            continue;
+fn versions_3_to_5_other_kind_rejected() {
+    let versions = [codec::PROTOCOL_VIA_FORMAT_VERSION, codec::TASK_FORMAT_VERSION, codec::REQUESTED_NAME_FORMAT_VERSION];
+    for version in versions {
+        for body in [common::every_kind(), common::lease_kinds()].concat() {
+            let kind = body.kind();
+            if kind == Kind::Decision {
+                continue;
+            }
+            let mut bytes = record(body).encode().unwrap();
+            bytes[0] = version;
+            let expected = DecodeError::NonCanonicalVersion { kind: kind.name(), version, canonical: 1 };
+            assert_eq!(Record::decode(&bytes), Err(expected), "version {version}");
         }
-        let mut bytes = record(body).encode().unwrap();
-        bytes[0] = codec::PROTOCOL_VIA_FORMAT_VERSION;
-        let expected = DecodeError::NonCanonicalVersion { kind: kind.name(), version: 3, canonical: 1 };
-        assert_eq!(Record::decode(&bytes), Err(expected));
-    }
-}
-
-#[test]
-fn version_4_other_kind_rejected() {
-    for body in [common::every_kind(), common::lease_kinds()].concat() {
-        let kind = body.kind();
-        if kind == Kind::Decision {
-            continue;
-        }
-        let mut bytes = record(body).encode().unwrap();
-        bytes[0] = codec::TASK_FORMAT_VERSION;
-        let expected = DecodeError::NonCanonicalVersion { kind: kind.name(), version: 4, canonical: 1 };
-        assert_eq!(Record::decode(&bytes), Err(expected));
-    }
-}
-
-#[test]
-fn version_5_other_kind_rejected() {
-    for body in [common::every_kind(), common::lease_kinds()].concat() {
-        let kind = body.kind();
-        if kind == Kind::Decision {
-            continue;
-        }
-        let mut bytes = record(body).encode().unwrap();
-        bytes[0] = codec::REQUESTED_NAME_FORMAT_VERSION;
-        let expected = DecodeError::NonCanonicalVersion { kind: kind.name(), version: 5, canonical: 1 };
-        assert_eq!(Record::decode(&bytes), Err(expected));
     }
 }
 
@@ -463,7 +438,9 @@ fn decision_version_1_golden_bytes() {
     let expected = record(common::connect_decision());
     assert_golden(CONNECT_VERSION_1, &expected, "f360cbb68d20cb1ca7acc9bd6db73052dbaba5c2db8116bce38eddef53cf4630");
     let RecordBody::Decision(decision) = expected.body else { unreachable!() };
-    assert_eq!((decision.lease_id, decision.protocol, decision.via), (0, 0, Via::Syscall));
+    assert_eq!(decision.lease_id, 0);
+    assert_eq!(decision.protocol, 0);
+    assert_eq!(decision.via, Via::Syscall);
 }
 
 #[test]
@@ -471,7 +448,9 @@ fn decision_version_2_golden_bytes() {
     let expected = record(common::lease_decision());
     assert_golden(LEASE_VERSION_2, &expected, "cbc10b87f38834b2e86a9d2e70de46172fe6ef4d04b0d5b7b452190bacea95a4");
     let RecordBody::Decision(decision) = expected.body else { unreachable!() };
-    assert_eq!((decision.lease_id, decision.protocol, decision.via), (17, 0, Via::Syscall));
+    assert_eq!(decision.lease_id, 17);
+    assert_eq!(decision.protocol, 0);
+    assert_eq!(decision.via, Via::Syscall);
 }
 
 /// Returns `common::connect_decision()` with these version 2 and 3 fields.
@@ -521,13 +500,19 @@ fn version_3_roundtrip_cases() {
     }
 }
 
-#[test]
-fn version_3_rejects_every_prefix() {
-    let bytes = record(common::io_uring_send_decision()).encode().unwrap();
+/// Checks that every proper prefix of the encoding of `body` is rejected as
+/// truncated.
+fn assert_every_prefix_truncated(body: RecordBody) {
+    let bytes = record(body).encode().unwrap();
     for len in 0..bytes.len() {
         let result = Record::decode(&bytes[..len]);
         assert!(matches!(result, Err(DecodeError::Truncated { .. })), "prefix of {len} bytes: {result:?}");
     }
+}
+
+#[test]
+fn version_3_rejects_every_prefix() {
+    assert_every_prefix_truncated(common::io_uring_send_decision());
 }
 
 #[test]
@@ -683,11 +668,7 @@ fn ptrace_task_roundtrip() {
 
 #[test]
 fn version_4_rejects_every_prefix() {
-    let bytes = record(common::kill_decision()).encode().unwrap();
-    for len in 0..bytes.len() {
-        let result = Record::decode(&bytes[..len]);
-        assert!(matches!(result, Err(DecodeError::Truncated { .. })), "prefix of {len} bytes: {result:?}");
-    }
+    assert_every_prefix_truncated(common::kill_decision());
 }
 
 #[test]
@@ -711,6 +692,19 @@ fn task_below_version_4_fitting_layout_rejected() {
     assert_eq!(Record::decode(&bytes), Err(expected));
 }
 
+/// Returns the encoding of a decision without a requested name after its
+/// version byte, in the version 4 layout: padded with the zero version 2
+/// and 3 fields that its own version leaves out.
+fn version_4_layout(decision: &Record) -> Vec<u8> {
+    let encoded = decision.encode().unwrap();
+    let missing: &[u8] = match encoded[0] {
+        1 => &[0; 7],
+        2 => &[0; 3],
+        _ => &[],
+    };
+    [&encoded[1..], missing].concat()
+}
+
 #[test]
 fn version_4_without_task_rejected() {
     let cases = [
@@ -719,15 +713,7 @@ fn version_4_without_task_rejected() {
         ("socket alone", connect_with(0, 0, Via::Syscall), 1),
     ];
     for (name, original, canonical) in cases {
-        // Version 4 has the version 3 layout, so the record is padded with
-        // the zero version 2 and 3 fields that its own version leaves out.
-        let encoded = original.encode().unwrap();
-        let missing: &[u8] = match encoded[0] {
-            1 => &[0; 7],
-            2 => &[0; 3],
-            _ => &[],
-        };
-        let bytes = [&[codec::TASK_FORMAT_VERSION][..], &encoded[1..], missing].concat();
+        let bytes = [&[codec::TASK_FORMAT_VERSION][..], &version_4_layout(&original)].concat();
         let expected = DecodeError::NonCanonicalVersion { kind: "decision", version: 4, canonical };
         assert_eq!(Record::decode(&bytes), Err(expected), "{name}");
     }
@@ -829,13 +815,7 @@ fn version_5_roundtrip_cases() {
         // Without the requested name, the same bytes are the version 4
         // layout: the decision's own encoding with its missing version 2
         // and 3 fields as zeros.
-        let without = record(decision).encode().unwrap();
-        let missing: &[u8] = match without[0] {
-            1 => &[0; 7],
-            2 => &[0; 3],
-            _ => &[],
-        };
-        assert_eq!(bytes[1..len - suffix], [&without[1..], missing].concat(), "{name}: version 4 layout");
+        assert_eq!(bytes[1..len - suffix], version_4_layout(&record(decision)), "{name}: version 4 layout");
 
         assert_eq!(Record::decode(&bytes).unwrap(), original, "{name}");
     }
@@ -843,11 +823,7 @@ fn version_5_roundtrip_cases() {
 
 #[test]
 fn version_5_rejects_every_prefix() {
-    let bytes = record(common::requested_open_decision()).encode().unwrap();
-    for len in 0..bytes.len() {
-        let result = Record::decode(&bytes[..len]);
-        assert!(matches!(result, Err(DecodeError::Truncated { .. })), "prefix of {len} bytes: {result:?}");
-    }
+    assert_every_prefix_truncated(common::requested_open_decision());
 }
 
 #[test]
@@ -861,14 +837,9 @@ fn version_5_without_requested_name_rejected() {
     for (name, decision, canonical) in cases {
         // The version 5 layout with an empty requested name and the flag
         // clear: the version 4 layout, then a zero length and a zero flag.
-        let encoded = record(decision).encode().unwrap();
-        assert_eq!(encoded[0], canonical, "{name}");
-        let missing: &[u8] = match encoded[0] {
-            1 => &[0; 7],
-            2 => &[0; 3],
-            _ => &[],
-        };
-        let bytes = [&[codec::REQUESTED_NAME_FORMAT_VERSION][..], &encoded[1..], missing, &[0; 5]].concat();
+        let decision = record(decision);
+        assert_eq!(decision.encode().unwrap()[0], canonical, "{name}");
+        let bytes = [&[codec::REQUESTED_NAME_FORMAT_VERSION][..], &version_4_layout(&decision), &[0; 5]].concat();
         let expected = DecodeError::NonCanonicalVersion { kind: "decision", version: 5, canonical };
         assert_eq!(Record::decode(&bytes), Err(expected), "{name}");
     }
