@@ -227,15 +227,7 @@ fn protected_event(hook: Hook) -> Value {
         object: Object::Path { path: Vec::new(), truncated: false },
         ..template
     });
-    let dir = TempDir::new().unwrap();
-    let mut ledger = Ledger::open(dir.path()).unwrap();
-    ledger.append_batch(vec![(TIME_NS, body)]).unwrap();
-    drop(ledger);
-
-    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
-    let mut out = Vec::new();
-    ocsf::export_ocsf(&reader, &mut out).unwrap();
-    serde_json::from_str(String::from_utf8(out).unwrap().trim()).unwrap()
+    single_event(body)
 }
 
 #[test]
