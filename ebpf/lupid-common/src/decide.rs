@@ -134,9 +134,9 @@ pub struct OpenSlots {
 /// Decides an open from the best read, write and create slots of the
 /// resolved path.
 ///
-/// `access` contains `access::*` bits; an open with neither read nor write
+/// `access` contains `access::*` bits. An open with neither read nor write
 /// is judged as a read, and `access::CREATE` is set when the open created
-/// the file. The create slot is the deepest create rule; where no create
+/// the file. The create slot is the deepest create rule. Where no create
 /// rule covers the path, the write slot decides the create as well. A
 /// denial of any requested access wins, checked in the order
 /// read, write, create. A lease is settled (and counted) only for a
@@ -216,7 +216,7 @@ pub fn decide_unix(slot: &RuleSlot, default_verdict: u32, lease: impl Fn(u32) ->
 ///
 /// `rule` is `None` when no prefix of the policy covers the address. The
 /// entries are ordered most specific first, so the first one whose port
-/// range holds `port` and whose protocol is `protocol` or any decides.
+/// range contains `port` and whose protocol is `protocol` or any decides.
 #[inline(always)]
 pub fn decide_connect(
     rule: Option<&NetRule>,

@@ -23,7 +23,8 @@ use crate::{
     request,
 };
 
-/// Longest name copied into the record after the folder's path.
+/// Maximum length of the name copied into the record after the folder's
+/// path.
 const NAME_MAX: u32 = 255;
 
 /// The result of a directory lookup.
@@ -33,20 +34,31 @@ enum Folder {
     Unreadable,
 }
 
+/// A directory whose protection a change must check. It is resolved only
+/// once the caller is known to be labeled, so other processes pay one map
+/// lookup per hook.
+#[derive(Clone, Copy)]
+enum Dir {
+    /// The directory's `struct inode *`, as the hook passes it.
+    Inode(*const u8),
+    /// The directory that contains a `struct dentry *`.
+    ParentOf(*const u8),
+    /// The inode of a `struct dentry *`, a directory when it is protected.
+    Of(*const u8),
+}
+
 /// Denies a labeled caller's change of a name in a protected directory:
 /// `dir` is the directory's `struct inode *`, `dentry` the name's `struct
 /// dentry *`.
 pub(crate) fn check_change(hook: u32, dir: *const u8, dentry: *const u8) -> i32 {
-    check_changes(hook, [(dir, dentry), (dir, dentry)])
+    check_changes(hook, [(Dir::Inode(dir), dentry), (Dir::Inode(dir), dentry)])
 }
 
 /// Denies a labeled caller a change of the attributes of `dentry` (a
 /// `struct dentry *`): of a file in a protected directory, or of a
 /// protected directory itself.
 pub(crate) fn check_attr(dentry: *const u8) -> i32 {
-    let offsets = kernel_offsets();
-    let (parent, own) = (parent_inode(dentry, offsets), own_inode(dentry, offsets));
-    check_changes(lupid_common::hook::SET_ATTR, [(parent, dentry), (own, dentry)])
+    check_changes(lupid_common::hook::SET_ATTR, [(Dir::ParentOf(dentry), dentry), (Dir::Of(dentry), dentry)])
 }
 
 /// Decides `truncate(2)` of the file at `path` (a `struct path *`). The
@@ -56,7 +68,8 @@ pub(crate) fn check_attr(dentry: *const u8) -> i32 {
 /// is denied: `protected` in lupid's folders, else as unresolved, with
 /// the name the agent passed kept in the record.
 pub(crate) fn check_truncate(path: *const u8) -> i32 {
-    if request::current_syscall() != Some(request::NR_TRUNCATE) {
+    // A system call that cannot be read counts as a truncate by name.
+    if request::current_syscall().is_some_and(|syscall| syscall != request::NR_TRUNCATE) {
         return 0;
     }
     let Some((cgroup_id, agent)) = gate::caller_agent() else {
@@ -66,7 +79,7 @@ pub(crate) fn check_truncate(path: *const u8) -> i32 {
     // SAFETY: the helper checks the kernel address and faults safely.
     let dentry: *const u8 =
         unsafe { bpf_probe_read_kernel(path.add(offsets.path_dentry as usize).cast()) }.unwrap_or(core::ptr::null());
-    let (decision, folder) = match lookup(parent_inode(dentry, offsets), offsets) {
+    let (decision, folder) = match folder_of(Dir::ParentOf(dentry), offsets) {
         Folder::Protected(folder) => (Decision::protected(), folder),
         Folder::Unprotected | Folder::Unreadable => {
             count_error(error::PATH_UNRESOLVED);
@@ -84,33 +97,44 @@ pub(crate) fn check_truncate(path: *const u8) -> i32 {
     }
 }
 
-/// Returns `dentry->d_parent->d_inode`, or null.
-fn parent_inode(dentry: *const u8, offsets: &KernelOffsets) -> *const u8 {
-    // SAFETY: the helper checks the kernel address and faults safely.
-    let parent: *const u8 =
-        unsafe { bpf_probe_read_kernel(dentry.add(offsets.dentry_d_parent as usize).cast()) }.unwrap_or(core::ptr::null());
-    own_inode(parent, offsets)
+/// Looks `dir` up in `PROTECTED_DIRS`. A directory that cannot be read is
+/// `Unreadable`, which denies.
+fn folder_of(dir: Dir, offsets: &KernelOffsets) -> Folder {
+    let inode = match dir {
+        Dir::Inode(inode) => Ok(inode),
+        Dir::ParentOf(dentry) => read_pointer(dentry, offsets.dentry_d_parent)
+            .and_then(|parent| read_pointer(parent, offsets.dentry_d_inode)),
+        Dir::Of(dentry) => read_pointer(dentry, offsets.dentry_d_inode),
+    };
+    match inode {
+        Ok(inode) => lookup(inode, offsets),
+        Err(()) => Folder::Unreadable,
+    }
 }
 
-/// Returns `dentry->d_inode`, or null.
-fn own_inode(dentry: *const u8, offsets: &KernelOffsets) -> *const u8 {
-    // SAFETY: the helper checks the kernel address and faults safely.
-    unsafe { bpf_probe_read_kernel(dentry.add(offsets.dentry_d_inode as usize).cast()) }.unwrap_or(core::ptr::null())
+/// Reads the pointer at `offset` in the kernel object `object`.
+fn read_pointer(object: *const u8, offset: u32) -> Result<*const u8, ()> {
+    if object.is_null() {
+        return Err(());
+    }
+    // SAFETY: the helper checks the kernel address and faults safely; the
+    // offset comes from the running kernel's BTF.
+    unsafe { bpf_probe_read_kernel(object.add(offset as usize).cast()) }.map_err(|_| ())
 }
 
 /// As [`check_change`] for a rename, which changes two directories.
 pub(crate) fn check_rename(old: (*const u8, *const u8), new: (*const u8, *const u8)) -> i32 {
-    check_changes(lupid_common::hook::RENAME, [old, new])
+    check_changes(lupid_common::hook::RENAME, [(Dir::Inode(old.0), old.1), (Dir::Inode(new.0), new.1)])
 }
 
-fn check_changes(hook: u32, changes: [(*const u8, *const u8); 2]) -> i32 {
+fn check_changes(hook: u32, changes: [(Dir, *const u8); 2]) -> i32 {
     let Some((cgroup_id, agent)) = gate::caller_agent() else {
         return 0;
     };
     let offsets = kernel_offsets();
     let mut found = (Folder::Unprotected, core::ptr::null::<u8>());
     for (dir, dentry) in changes {
-        match lookup(dir, offsets) {
+        match folder_of(dir, offsets) {
             Folder::Unprotected => {}
             other => {
                 found = (other, dentry);

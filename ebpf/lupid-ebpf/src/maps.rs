@@ -31,9 +31,9 @@ pub(crate) static EXEC_CONTENT: HashMap<ContentKey, RuleSlot> = HashMap::with_ma
 
 /// Every thread of a labeled agent, by `task_struct` address, to the cgroup
 /// id of the agent it belongs to. A task is labeled at its first hook in a
-/// labeled cgroup and at its birth from a labeled parent (`task_alloc`),
-/// and unlabeled when it is freed (`task_free`), so a task that leaves its
-/// cgroup, by any means, stays confined as its agent.
+/// labeled cgroup and at its birth from a labeled parent (`task_alloc`).
+/// It is unlabeled when it is freed (`task_free`). So a task that leaves
+/// its cgroup, by any means, stays confined as its agent.
 #[map]
 pub(crate) static LABELED_TASKS: HashMap<u64, u64> = HashMap::with_max_entries(LABELED_TASKS_CAPACITY, 0);
 

@@ -2,8 +2,8 @@
 //! an IPv6 address (IPv4 as `::ffff:a.b.c.d`), match the agent's network
 //! rules for the socket's protocol, decide.
 //!
-//! A Unix socket's connect and sends are decided later, by the hooks in
-//! `unix`, on the socket the kernel found for the name; here they pass.
+//! A Unix socket's connect and sends pass here. The hooks in `unix` decide
+//! them later, on the socket the kernel found for the name.
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, maps::lpm_trie::Key, programs::LsmContext};
 use lupid_common::{

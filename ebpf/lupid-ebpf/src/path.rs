@@ -127,12 +127,12 @@ pub(crate) fn check_open(ctx: &LsmContext) -> i32 {
     gate::finish(event, &agent, decision)
 }
 
-/// Decides an open from the slots a scan found, in a frame of its own: the
+/// Decides an open from the slots a scan found, in a frame of its own. The
 /// working space of `decide_open` and the key of the scan together would
 /// pass the 512 bytes of stack the verifier allows one chain of calls.
 #[inline(never)]
-fn decide_open_slots(wanted: u32, found: &OpenSlots, default_verdict: u32) -> Decision {
-    decide_open(wanted, found, default_verdict, lease::settle)
+fn decide_open_slots(requested: u32, found: &OpenSlots, default_verdict: u32) -> Decision {
+    decide_open(requested, found, default_verdict, lease::settle)
 }
 
 /// Writes the SHA-256 digest of the binary `file` into the event's scratch

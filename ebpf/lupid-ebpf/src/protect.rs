@@ -87,11 +87,10 @@ pub(crate) fn check_task_set(ctx: &LsmContext) -> i32 {
     deny_labeled_at(hook::TASK_SET, target)
 }
 
-/// Refuses a signal to the daemon that arrives through `SIGIO`
-/// (`F_SETOWN` on a file, then I/O on it): the kernel sends it without
-/// `task_kill`. The daemon asks for no such signal, so it is refused
-/// whatever process triggers the I/O, and recorded when that process is
-/// labeled.
+/// Denies a signal to the daemon that arrives through `SIGIO` (`F_SETOWN`
+/// on a file, then I/O on it), which the kernel sends without `task_kill`.
+/// The daemon sets no file owner itself, so the signal is denied whatever
+/// process triggers the I/O, and recorded when that process is labeled.
 pub(crate) fn check_sigio(ctx: &LsmContext) -> i32 {
     let target: *const u8 = ctx.arg(0);
     if !is_daemon(target, kernel_offsets()) {

@@ -46,9 +46,9 @@ pub(crate) fn current_syscall() -> Option<u64> {
 #[inline(never)]
 pub(crate) fn from_syscall(out: *mut Event) {
     let offsets = kernel_offsets();
-    // SAFETY: the helpers have no preconditions beyond the current task,
-    // which a hook always has; the reads fault safely, and the offsets come
-    // from the running kernel's BTF.
+    // SAFETY: the helpers need only the current task, which a hook always
+    // has. The reads fault safely, and the offsets come from the running
+    // kernel's BTF.
     unsafe {
         let task = bpf_get_current_task_btf();
         let regs = bpf_task_pt_regs(task.cast()) as *const u8;

@@ -34,7 +34,7 @@ const SUN_FAMILY_LEN: i32 = 2;
 /// *newsk)`: a stream or seqpacket connect to the listening socket `other`.
 pub(crate) fn check_stream_connect(ctx: &LsmContext) -> i32 {
     let peer: *const u8 = ctx.arg(1);
-    check_peer(peer)
+    check_peer(gate::enter(hook::CONNECT), peer)
 }
 
 /// `unix_may_send(struct socket *sock, struct socket *other)`: a datagram
@@ -42,14 +42,14 @@ pub(crate) fn check_stream_connect(ctx: &LsmContext) -> i32 {
 /// connected to was decided by that connect and passes without a record,
 /// as a send on a connected IP socket does.
 pub(crate) fn check_may_send(ctx: &LsmContext) -> i32 {
-    if gate::caller_agent().is_none() {
+    let Some((cgroup_id, agent)) = gate::caller_agent() else {
         return 0;
-    }
+    };
     let offsets = kernel_offsets();
     let socket: *const u8 = ctx.arg(0);
     let other: *const u8 = ctx.arg(1);
-    let (Some(sock), Some(peer)) = (sock_of(socket, &offsets), sock_of(other, &offsets)) else {
-        return fail_unread();
+    let (Some(sock), Some(peer)) = (sock_of(socket, offsets), sock_of(other, offsets)) else {
+        return fail_unread(gate::enter_labeled(hook::CONNECT, cgroup_id, agent));
     };
     // SAFETY: the helper checks the kernel address and faults safely; the
     // offset comes from the running kernel's BTF.
@@ -57,15 +57,15 @@ pub(crate) fn check_may_send(ctx: &LsmContext) -> i32 {
         unsafe { bpf_probe_read_kernel(sock.add(offsets.unix_sock_peer as usize).cast()) };
     match connected {
         Ok(connected) if connected == peer => 0,
-        Ok(_) => check_peer(peer),
-        Err(_) => fail_unread(),
+        Ok(_) => check_peer(gate::enter_labeled(hook::CONNECT, cgroup_id, agent), peer),
+        Err(_) => fail_unread(gate::enter_labeled(hook::CONNECT, cgroup_id, agent)),
     }
 }
 
-/// Decides the caller's connect or send to the socket `peer` (a `struct
-/// sock *`, which starts a `struct unix_sock`).
-fn check_peer(peer: *const u8) -> i32 {
-    let (mut event, agent) = match gate::enter(hook::CONNECT) {
+/// Decides the connect or send of the caller `entry` describes to the
+/// socket `peer` (a `struct sock *`, which starts a `struct unix_sock`).
+fn check_peer(entry: Entry, peer: *const u8) -> i32 {
+    let (mut event, agent) = match entry {
         Entry::Unlabeled => return 0,
         Entry::Refused => return DENIED,
         Entry::Labeled { event, agent } => (event, agent),
@@ -75,9 +75,9 @@ fn check_peer(peer: *const u8) -> i32 {
     unsafe { (&raw mut (*out).family).write(family::UNIX) };
     let decision = match read_name(out, peer) {
         Ok(()) => {
-            // The length is read back from the event, so the verifier sees
-            // one unknown length below `PATH_MAX` instead of walking the
-            // scan once for every length `read_name` can return.
+            // The length is read back from the event, so the verifier
+            // tracks one unknown length below `PATH_MAX` instead of walking
+            // the scan once for every length `read_name` can return.
             // SAFETY: `out` is the reserved event.
             let len = unsafe { core::ptr::read_volatile(&raw const (*out).path_len) } as usize;
             let found = scan::<{ slots::UNIX }>(out, agent.policy_id, len);
@@ -95,10 +95,50 @@ fn check_peer(peer: *const u8) -> i32 {
 /// an abstract name that contains a NUL.
 fn read_name(out: *mut Event, peer: *const u8) -> Result<(), Decision> {
     let offsets = kernel_offsets();
-    // SAFETY: `out` is the reserved event; `path` lies inside it and is
-    // longer than `SUN_PATH_LEN` bytes.
+    let (address, size) = bound_address(peer, offsets)?;
+    // The mask repeats the bound for the verifier, which may not carry it
+    // through the return of `bound_address`.
+    let size = size & 0x7f;
+
+    // SAFETY: `out` is the reserved event, and its `path` is longer than
+    // `SUN_PATH_LEN` bytes.
     let path = unsafe { (&raw mut (*out).path).cast::<u8>() };
-    // SAFETY: the helper checks kernel addresses and faults safely; the
+    // SAFETY: `size` is at most `SUN_PATH_LEN`, within the event's path. The
+    // source is the bound `sockaddr_un` past its family.
+    let read = unsafe {
+        let name = address.add(offsets.unix_address_name as usize + SUN_FAMILY_LEN as usize);
+        probe_read_raw(path.cast(), size, name.cast())
+    };
+    if read != 0 {
+        return Err(unread());
+    }
+
+    let size = size as usize;
+    // SAFETY: the index is below `size`, inside the bytes just read.
+    let abstract_name = unsafe { path.read() } == 0;
+    let len = if abstract_name { size } else { nul_at(path, size) };
+    // SAFETY: as above.
+    unsafe { (&raw mut (*out).path_len).write(len as u32) };
+    if abstract_name {
+        // SAFETY: as above.
+        unsafe { path.write(b'@') };
+        if nul_at(path, size) != size {
+            return Err(unresolved());
+        }
+        return Ok(());
+    }
+    // SAFETY: as above.
+    if unsafe { path.read() } != b'/' {
+        return Err(unresolved());
+    }
+    Ok(())
+}
+
+/// Returns the bound `struct unix_address` of `peer` and the length of its
+/// `sun_path` bytes, at most `SUN_PATH_LEN`. An unbound peer, or a length
+/// out of range, is unresolved.
+fn bound_address(peer: *const u8, offsets: &KernelOffsets) -> Result<(*const u8, u32), Decision> {
+    // SAFETY: the helper checks kernel addresses and faults safely. The
     // offsets come from the running kernel's BTF.
     let (address, address_len) = unsafe {
         let address: *const u8 = bpf_probe_read_kernel(peer.add(offsets.unix_sock_addr as usize).cast())
@@ -114,33 +154,7 @@ fn read_name(out: *mut Event, peer: *const u8) -> Result<(), Decision> {
     if raw_len <= 0 || raw_len > SUN_PATH_LEN as i32 {
         return Err(unresolved());
     }
-    let size = (raw_len as u32) & 0x7f;
-    // SAFETY: `size` is at most `SUN_PATH_LEN`, within the event's path; the
-    // source is the bound `sockaddr_un` past its family.
-    let read = unsafe {
-        let name = address.add(offsets.unix_address_name as usize + SUN_FAMILY_LEN as usize);
-        probe_read_raw(path.cast(), size, name.cast())
-    };
-    if read != 0 {
-        return Err(unread());
-    }
-    let size = size as usize;
-    // SAFETY: the index is below `size`, inside the bytes just read.
-    let abstract_name = unsafe { path.read() } == 0;
-    let len = if abstract_name { size } else { nul_at(path, size) };
-    // SAFETY: as above.
-    unsafe { (&raw mut (*out).path_len).write(len as u32) };
-    if abstract_name {
-        // SAFETY: as above.
-        unsafe { path.write(b'@') };
-        if nul_at(path, size) != size {
-            return Err(unresolved());
-        }
-    // SAFETY: as above.
-    } else if unsafe { path.read() } != b'/' {
-        return Err(unresolved());
-    }
-    Ok(())
+    Ok((address, (raw_len as u32) & 0x7f))
 }
 
 /// Returns the index of the first NUL among the first `size` bytes of
@@ -175,10 +189,10 @@ fn unresolved() -> Decision {
     Decision::fail_closed(reason::PATH_UNRESOLVED)
 }
 
-/// Denies a labeled caller's send whose sockets could not be read, with a
-/// record.
-fn fail_unread() -> i32 {
-    match gate::enter(hook::CONNECT) {
+/// Denies the send of the caller `entry` describes, whose sockets could not
+/// be read, with a record.
+fn fail_unread(entry: Entry) -> i32 {
+    match entry {
         Entry::Unlabeled => 0,
         Entry::Refused => DENIED,
         Entry::Labeled { mut event, agent } => {
