@@ -173,14 +173,9 @@ fn export_connect_decision() {
 
 #[test]
 fn export_io_uring_send_decision() {
-    let dir = TempDir::new().unwrap();
-    let mut ledger = Ledger::open(dir.path()).unwrap();
-    ledger.append_batch(vec![(5, common::io_uring_send_decision())]).unwrap();
-    drop(ledger);
-
-    let output = run(&["export"], dir.path());
-    assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let decision: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let lines = export_bodies(vec![common::io_uring_send_decision()]);
+    assert_eq!(lines.len(), 1);
+    let decision = &lines[0];
     assert_eq!(decision["hook"], "send");
     assert_eq!(decision["via"], "io_uring");
     assert_eq!(decision["protocol"], "udp");
@@ -189,16 +184,34 @@ fn export_io_uring_send_decision() {
     assert_eq!(decision["lease_id"], 0);
 }
 
-/// Exports a ledger of `bodies` and returns the parsed export lines.
-fn export_bodies(bodies: Vec<RecordBody>) -> Vec<Value> {
+/// Creates a ledger of `bodies`, all at wall time 5 ns, and returns its
+/// folder.
+fn ledger_of(bodies: Vec<RecordBody>) -> TempDir {
     let dir = TempDir::new().unwrap();
     let mut ledger = Ledger::open(dir.path()).unwrap();
     ledger.append_batch(bodies.into_iter().map(|body| (5, body)).collect()).unwrap();
-    drop(ledger);
+    dir
+}
 
+/// Parses each line of the command's standard output as JSON.
+fn json_lines(output: &std::process::Output) -> Vec<Value> {
+    stdout(output).lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect()
+}
+
+/// Runs `lupid-ledger query` with `args` and the JSON format, checks that
+/// it exits 0, and returns the `seq` of each record printed.
+fn query_seqs(args: &[&str], ledger: &Path) -> Vec<u64> {
+    let output = run(&[&["query"], args, &["--format", "json"]].concat(), ledger);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    json_lines(&output).iter().map(|line| line["seq"].as_u64().expect("each record has a seq")).collect()
+}
+
+/// Exports a ledger of `bodies` and returns the parsed export lines.
+fn export_bodies(bodies: Vec<RecordBody>) -> Vec<Value> {
+    let dir = ledger_of(bodies);
     let output = run(&["export"], dir.path());
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    stdout(&output).lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect()
+    json_lines(&output)
 }
 
 #[test]
@@ -275,15 +288,11 @@ fn export_truncated_flag_without_name() {
 
 #[test]
 fn query_object_finds_requested_name() {
-    let dir = TempDir::new().unwrap();
-    let mut ledger = Ledger::open(dir.path()).unwrap();
-    let bodies = [common::every_kind(), vec![common::requested_open_decision()]].concat();
-    ledger.append_batch(bodies.into_iter().map(|body| (5, body)).collect()).unwrap();
-    drop(ledger);
+    let dir = ledger_of([common::every_kind(), vec![common::requested_open_decision()]].concat());
 
     let output = run(&["query", "--object", "/tmp/x", "--format", "json"], dir.path());
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let lines: Vec<Value> = stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let lines = json_lines(&output);
     let seqs: Vec<u64> = lines.iter().map(|line| line["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, [7], "only the decision requested as /tmp/x");
     assert_eq!(lines[0]["requested"], "/tmp/x");
@@ -291,11 +300,7 @@ fn query_object_finds_requested_name() {
 
 #[test]
 fn query_table_shows_target() {
-    let dir = TempDir::new().unwrap();
-    let mut ledger = Ledger::open(dir.path()).unwrap();
-    let bodies = [common::every_kind(), vec![common::kill_decision()]].concat();
-    ledger.append_batch(bodies.into_iter().map(|body| (5, body)).collect()).unwrap();
-    drop(ledger);
+    let dir = ledger_of([common::every_kind(), vec![common::kill_decision()]].concat());
 
     let output = run(&["query", "--hook", "kill"], dir.path());
     assert_eq!(output.status.code(), Some(0), "{output:?}");
@@ -304,11 +309,7 @@ fn query_table_shows_target() {
     assert_eq!(lines.len(), 2, "header and the kill decision: {table}");
     assert!(lines[1].ends_with("pid 812 (lupid-agent)"), "{table}");
 
-    let output = run(&["query", "--object", "pid 812", "--format", "json"], dir.path());
-    assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let lines: Vec<Value> = stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
-    let seqs: Vec<u64> = lines.iter().map(|line| line["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, [7], "only the kill decision");
+    assert_eq!(query_seqs(&["--object", "pid 812"], dir.path()), [7], "only the kill decision");
 }
 
 #[test]
@@ -321,18 +322,9 @@ fn export_protocol_names() {
         (132, serde_json::json!(132)),
     ];
     let RecordBody::Decision(template) = common::connect_decision() else { unreachable!() };
-    let bodies = cases
-        .iter()
-        .map(|(protocol, _)| (5, RecordBody::Decision(Decision { protocol: *protocol, ..template.clone() })))
-        .collect();
-    let dir = TempDir::new().unwrap();
-    let mut ledger = Ledger::open(dir.path()).unwrap();
-    ledger.append_batch(bodies).unwrap();
-    drop(ledger);
-
-    let output = run(&["export"], dir.path());
-    assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let lines: Vec<Value> = stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let bodies =
+        cases.iter().map(|(protocol, _)| RecordBody::Decision(Decision { protocol: *protocol, ..template.clone() }));
+    let lines = export_bodies(bodies.collect());
     assert_eq!(lines.len(), cases.len());
     for (line, (protocol, expected)) in lines.iter().zip(&cases) {
         assert_eq!(&line["protocol"], expected, "protocol {protocol}");
@@ -479,11 +471,7 @@ fn query_table_shows_lease() {
 
 #[test]
 fn query_table_shows_io_uring() {
-    let dir = TempDir::new().unwrap();
-    let mut ledger = Ledger::open(dir.path()).unwrap();
-    let bodies = vec![(5, common::connect_decision()), (6, common::io_uring_send_decision())];
-    ledger.append_batch(bodies).unwrap();
-    drop(ledger);
+    let dir = ledger_of(vec![common::connect_decision(), common::io_uring_send_decision()]);
 
     let output = run(&["query", "--agent", "coder"], dir.path());
     assert_eq!(output.status.code(), Some(0), "{output:?}");
@@ -496,22 +484,10 @@ fn query_table_shows_io_uring() {
 
 #[test]
 fn query_via_filter() {
-    let dir = TempDir::new().unwrap();
-    let mut ledger = Ledger::open(dir.path()).unwrap();
-    let bodies = [common::every_kind(), vec![common::io_uring_send_decision()]].concat();
-    ledger.append_batch(bodies.into_iter().map(|body| (5, body)).collect()).unwrap();
-    drop(ledger);
+    let dir = ledger_of([common::every_kind(), vec![common::io_uring_send_decision()]].concat());
 
-    let output = run(&["query", "--via", "io_uring", "--format", "json"], dir.path());
-    assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let lines: Vec<Value> = stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
-    let seqs: Vec<u64> = lines.iter().map(|line| line["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, [7], "only the io_uring send");
-
-    let output = run(&["query", "--agent", "coder", "--via", "syscall", "--format", "json"], dir.path());
-    assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let lines: Vec<Value> = stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
-    let seqs: Vec<u64> = lines.iter().map(|line| line["seq"].as_u64().unwrap()).collect();
+    assert_eq!(query_seqs(&["--via", "io_uring"], dir.path()), [7], "only the io_uring send");
+    let seqs = query_seqs(&["--agent", "coder", "--via", "syscall"], dir.path());
     assert_eq!(seqs, [2, 3], "the open and connect decisions, not the identity");
 
     let output = run(&["query", "--via", "uring"], dir.path());
