@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use lupid_common::decide::{self, Decision, OpenSlots};
-use lupid_common::{NetRule, PathRule, RULE_PATH_MAX, RuleSlot, access, verdict};
+use lupid_common::{NetRule, PathRule, RULE_PATH_MAX, RuleSlot, access};
 
 use super::CompiledPolicy;
 
@@ -79,11 +79,10 @@ pub(crate) fn open_slots(compiled: &CompiledPolicy, path: &[u8]) -> OpenSlots {
     OpenSlots { read: best.read, write: best.write, create: best.create }
 }
 
-/// Returns the slot that decides a create in `slots`: the create slot, or
-/// the write slot where no create rule covers the path, as `decide_open`
+/// Returns the slot that decides a create in `slots`, as `decide_open`
 /// chooses it.
 pub(crate) fn create_slot(slots: &OpenSlots) -> RuleSlot {
-    if u32::from(slots.create.verdict) == verdict::NONE { slots.write } else { slots.create }
+    *slots.create_or_write()
 }
 
 /// Decides one rule slot by itself, with no valid lease, as an open for

@@ -131,6 +131,16 @@ pub struct OpenSlots {
     pub create: RuleSlot,
 }
 
+impl OpenSlots {
+    /// Returns the slot that decides a create: the create slot, or the
+    /// write slot where no create rule covers the path, because creating a
+    /// file is then part of writing it.
+    #[inline(always)]
+    pub fn create_or_write(&self) -> &RuleSlot {
+        if self.create.verdict == verdict::NONE as u16 { &self.write } else { &self.create }
+    }
+}
+
 /// Decides an open from the best read, write and create slots of the
 /// resolved path.
 ///
@@ -156,9 +166,7 @@ pub fn decide_open(access: u32, slots: &OpenSlots, default_verdict: u32, lease: 
     let mut decisions = [
         Decision::from_slot(&slots.read, default_verdict),
         Decision::from_slot(&slots.write, default_verdict),
-        // Where no create rule covers the path, creating a file is part of
-        // writing it.
-        Decision::from_slot(if slots.create.verdict == verdict::NONE as u16 { &slots.write } else { &slots.create }, default_verdict),
+        Decision::from_slot(slots.create_or_write(), default_verdict),
     ];
     // A plain denial of any requested access decides first.
     let mut i = 0;
