@@ -78,15 +78,16 @@ pub(crate) fn test_with_kernel(ctx: &Context, kernel: &Kernel, filter: Option<&s
             .collect();
         runs.into_iter().map(|run| run.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a VM thread panicked")))).collect()
     });
-    for result in &results {
-        if let Err(error) = result {
-            eprintln!("xtask: error: {error:#}");
-        }
+    // The caller prints the returned error, so only the other VM's error
+    // is printed here.
+    let mut errors = results.into_iter().filter_map(Result::err);
+    let Some(first) = errors.next() else {
+        return Ok(());
+    };
+    for error in errors {
+        eprintln!("xtask: error: {error:#}");
     }
-    match results.into_iter().find(Result::is_err) {
-        Some(failed) => failed,
-        None => Ok(()),
-    }
+    Err(first)
 }
 
 /// Boots a VM with busybox and `executables` that runs `command` in place
