@@ -75,8 +75,8 @@ echo "init: lupid.mode=$mode"
 case "$mode" in
     test)
         # The VM tests are #[ignore]d so that host runs of `cargo test` skip them.
-        # lupid.filter and lupid.skip hold comma-separated name parts: a
-        # test runs when its name contains any filter and no skip.
+        # lupid.filter and lupid.skip contain comma-separated name parts. A
+        # test runs when its name contains any filter part and no skip part.
         set -- --ignored --test-threads=1
         for part in $(echo "$filter" | tr ',' ' '); do
             set -- "$@" "$part"
