@@ -21,16 +21,16 @@ const EXIT_MARKER: &str = "LUPID-VM-EXIT=";
 /// How long qemu may take to power off after the marker.
 const POWEROFF_GRACE: Duration = Duration::from_secs(30);
 
-/// The tests the first of two VMs runs when the whole suite runs. The
-/// second runs every other test, so a new module is never left out, and
-/// the two halves take about as long.
+/// Comma-separated name parts of the tests that the first of two VMs runs
+/// when the whole suite runs. The second runs every other test, so a new
+/// module is never left out, and the two halves take about as long.
 const FIRST_HALF: &str = "bypass::,cage::";
 
 /// Program that /init runs, chosen with `lupid.mode=` on the kernel command line.
 #[derive(Clone, Copy)]
 pub(crate) enum Mode<'a> {
     /// The `vm` integration tests whose names contain a part of `filter`
-    /// (every test without one) and no part of `skip`; both are
+    /// (every test without one) and no part of `skip`. Both are
     /// comma-separated.
     Test { filter: Option<&'a str>, skip: Option<&'a str> },
     /// The demo script.
