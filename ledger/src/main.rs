@@ -143,9 +143,9 @@ struct QueryArgs {
     /// Verdict of the decision.
     #[arg(long, value_parser = name_parser(Verdict::ALL, Verdict::name))]
     verdict: Option<Verdict>,
-    /// Numeric id of the matching rule; 0 is the default verdict. Ids are
-    /// numbered per policy version, so `--rule-name` is the one to use
-    /// across versions.
+    /// Numeric id of the matching rule, where 0 is the default verdict. Ids
+    /// are numbered per policy version, so use `--rule-name` across
+    /// versions.
     #[arg(long, value_name = "ID")]
     rule: Option<u32>,
     /// Name of the rule that decided, as the policy file spells it (the
