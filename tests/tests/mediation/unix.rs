@@ -1,5 +1,5 @@
 //! Unix socket rules (`connect unix:…`). The kernel decides on the socket
-//! it found for the name, by the name that socket is bound to, so a link
+//! it found for the name, by the name that socket is bound to. So a link
 //! to a socket is judged as the socket, and the daemon's own socket stays
 //! out of reach under any rule.
 

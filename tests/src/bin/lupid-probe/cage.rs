@@ -149,7 +149,7 @@ pub(crate) fn run(action: CageAction) -> ExitCode {
         CageAction::Setxattr { path, name, value } => {
             let (path_c, name_c) = (c_string(&path), c_string(&name));
             // SAFETY: both names are NUL-terminated strings, and the value
-            // pointer is valid for `value.len()` bytes; all outlive the call.
+            // pointer is valid for `value.len()` bytes. All outlive the call.
             let result = unsafe {
                 libc::setxattr(path_c.as_ptr(), name_c.as_ptr(), value.as_bytes().as_ptr().cast(), value.len(), 0)
             };
@@ -181,7 +181,7 @@ pub(crate) fn run(action: CageAction) -> ExitCode {
 /// read end is owned by `pid`, signals with SIGKILL and is in async mode,
 /// so the one-byte write to the other end sends the signal. The write
 /// succeeds whether or not the signal is sent, so the report cannot show a
-/// denial; the caller checks the target and the ledger.
+/// denial. The caller checks the target and the ledger.
 fn sigio(pid: i32) -> ExitCode {
     let object = pid.to_string();
     let mut fds = [0; 2];
