@@ -19,9 +19,9 @@
 //!   opened read-only), every record is read in `seq` order.
 //!
 //! Every candidate record is then read and checked against all filters, so
-//! the time range, the object text and `via` are checked there. The object
-//! and `via` filters have no index: a query with only those reads every
-//! record. The read stops after `limit` matches. The object filter also
+//! the time range, the object text, the rule name and `via` are checked
+//! there. The object, rule name and `via` filters have no index, so a query
+//! with only those reads every record. The read stops after `limit` matches. The object filter also
 //! matches a decision whose requested name (the name the agent passed to
 //! the system call) contains the text.
 //!
