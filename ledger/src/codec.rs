@@ -9,33 +9,38 @@
 //!
 //! | version | records | body |
 //! | --- | --- | --- |
-//! | 1 | every record that needs none of versions 2 to 5 | as below |
-//! | 2 | a decision whose `lease_id` is not 0, with `protocol` 0, `via` syscall and no task object | the version 1 decision body, then `lease_id` (u32) |
-//! | 3 | a decision with no task object whose `protocol` is not 0 or whose `via` is `io_uring` | the version 2 decision body, then `protocol` (u16) and `via` (u8: 0 `syscall`, 1 `io_uring`) |
+//! | 1 | every record that needs none of versions 2 to 6 | as below |
+//! | 2 | a decision whose `lease_id` is not 0, with `protocol` 0, `via` syscall and no task object or path pair | the version 1 decision body, then `lease_id` (u32) |
+//! | 3 | a decision with no task object or path pair whose `protocol` is not 0 or whose `via` is `io_uring` | the version 2 decision body, then `protocol` (u16) and `via` (u8: 0 `syscall`, 1 `io_uring`) |
 //! | 4 | a decision whose object is a task (kill, ptrace), with no requested name | the version 3 decision body, with object tag 3 |
-//! | 5 | a decision with a requested name (`requested` not empty or `requested_truncated` set) | the version 4 decision body, then `requested` (byte string) and `requested_truncated` (flag) |
+//! | 5 | a decision with a requested name (`requested` not empty or `requested_truncated` set) and no path pair | the version 4 decision body, then `requested` (byte string) and `requested_truncated` (flag) |
+//! | 6 | a decision whose object is a path pair (rename, link) | the version 5 decision body, with object tag 4 |
 //!
 //! A version 3 decision always contains `lease_id`, which may be 0 there,
-//! and a version 4 or 5 decision always contains `lease_id`, `protocol` and
-//! `via`. Object tag 3 exists only in versions 4 and 5, so a build that
-//! reads up to version 3 rejects a task object as an unsupported version
-//! rather than as a record of another shape. A version 5 decision may have
-//! any object.
+//! and a version 4, 5 or 6 decision always contains `lease_id`, `protocol`
+//! and `via`. A version 6 decision also always contains `requested` and
+//! `requested_truncated`, which may be empty and clear there. Object tag 3
+//! exists only in versions 4 and 5, and object tag 4 only in version 6. A
+//! build that reads only lower versions therefore rejects such an object as
+//! an unsupported version rather than as a record of another shape. A
+//! version 5 decision may have any object but a path pair.
 //!
-//! Decoding accepts all five versions. It rejects a record in a version
+//! Decoding accepts all six versions. It rejects a record in a version
 //! other than the one its content needs as
 //! [`DecodeError::NonCanonicalVersion`], so each record has one encoding.
 //! Such records are:
 //!
+//! - a version 6 decision without a path pair;
+//! - a path pair in a version below 6;
 //! - a version 5 decision with an empty `requested` and
 //!   `requested_truncated` clear;
 //! - a version 4 decision without a task object;
 //! - a task object in a version below 4;
 //! - a version 3 decision with `protocol` 0 and `via` syscall;
 //! - a version 2 decision with `lease_id` 0;
-//! - a version 2, 3, 4 or 5 record of any other kind.
+//! - a version 2 to 6 record of any other kind.
 //!
-//! A record written before versions 2 to 5 existed keeps its bytes and its
+//! A record written before versions 2 to 6 existed keeps its bytes and its
 //! hash, and decodes with `lease_id` 0, `protocol` 0, `via` syscall and no
 //! requested name as far as its version lacks them.
 //!
@@ -45,7 +50,7 @@
 //!
 //! | bytes | field |
 //! | --- | --- |
-//! | 1 | format version, `1` to `5` |
+//! | 1 | format version, `1` to `6` |
 //! | 8 | `seq` (u64) |
 //! | 8 | `time_ns`, wall time in Unix nanoseconds (u64) |
 //! | 1 | kind ([`Kind`] code) |
@@ -61,8 +66,10 @@
 //!   string;
 //! - [`Hook`] and [`Verdict`] as one byte each and [`Reason`] as a u32, with
 //!   the `lupid_common` codes, and [`Via`] as one byte with its own code;
-//! - [`Object`] as a one-byte tag (1 path, 2 socket, 3 task) followed by
-//!   its fields (a task is `pid` (u32), then `comm` as a byte string);
+//! - [`Object`] as a one-byte tag (1 path, 2 socket, 3 task, 4 path pair)
+//!   followed by its fields. A task is `pid` (u32), then `comm` as a byte
+//!   string. A path pair is `old` and `new` as byte strings, then
+//!   `truncated`;
 //! - flags (`truncated`, `requested_truncated`, `recorded_late`) as one
 //!   byte that must be 0 or 1.
 //!
@@ -88,16 +95,16 @@ use crate::record::{
     RecordBody, Verdict, Via,
 };
 
-/// Format version of every record that has no content of versions 2 to 5.
+/// Format version of every record that has no content of versions 2 to 6.
 pub const FORMAT_VERSION: u8 = 1;
 
-/// Format version of a decision with a lease id and no version 3 to 5 content:
+/// Format version of a decision with a lease id and no version 3 to 6 content:
 /// the version 1 layout with `lease_id` (u32) after the last decision field.
 pub const LEASE_FORMAT_VERSION: u8 = 2;
 
 /// Format version of a decision with a protocol or an `io_uring` origin and
-/// no task object: the version 2 layout with `protocol` (u16) and `via` (u8)
-/// after `lease_id`.
+/// no task object or path pair: the version 2 layout with `protocol` (u16)
+/// and `via` (u8) after `lease_id`.
 pub const PROTOCOL_VIA_FORMAT_VERSION: u8 = 3;
 
 /// Format version of a decision whose object is an [`Object::Task`] and
@@ -107,9 +114,14 @@ pub const TASK_FORMAT_VERSION: u8 = 4;
 
 /// Format version of a decision with a requested name
 /// ([`Decision::requested`] not empty or [`Decision::requested_truncated`]
-/// set): the version 4 layout with `requested` (byte string) and
-/// `requested_truncated` (flag) after `via`.
+/// set) and no path pair: the version 4 layout with `requested` (byte
+/// string) and `requested_truncated` (flag) after `via`.
 pub const REQUESTED_NAME_FORMAT_VERSION: u8 = 5;
+
+/// Format version of a decision whose object is an [`Object::PathPair`],
+/// with or without a requested name: the version 5 layout, in which object
+/// tag 4 is valid.
+pub const PATH_PAIR_FORMAT_VERSION: u8 = 6;
 
 /// Size of the fixed record header in bytes.
 pub const HEADER_LEN: usize = 1 + 8 + 8 + 1 + HASH_LEN;
@@ -117,6 +129,7 @@ pub const HEADER_LEN: usize = 1 + 8 + 8 + 1 + HASH_LEN;
 const OBJECT_PATH: u8 = 1;
 const OBJECT_SOCKET: u8 = 2;
 const OBJECT_TASK: u8 = 3;
+const OBJECT_PATH_PAIR: u8 = 4;
 
 /// Domain-separation prefix of RFC 6962 leaf hashes.
 const LEAF_PREFIX: u8 = 0x00;
@@ -134,12 +147,13 @@ pub enum DecodeError {
     #[error("record ends inside field `{field}` (needs {needed} bytes at offset {offset}, {len} total)")]
     Truncated { field: &'static str, offset: usize, needed: usize, len: usize },
     #[error(
-        "unsupported format version {0} (this build reads versions {FORMAT_VERSION} to {REQUESTED_NAME_FORMAT_VERSION})"
+        "unsupported format version {0} (this build reads versions {FORMAT_VERSION} to {PATH_PAIR_FORMAT_VERSION})"
     )]
     UnsupportedVersion(u8),
     /// A record in another version than its content needs: a higher one,
-    /// which would give it a second encoding and a second hash, or a version
-    /// below 4 with a task object.
+    /// which would give it a second encoding and a second hash, or a lower
+    /// one with an object that the lower version lacks (a task object below
+    /// version 4, a path pair below version 6).
     #[error("{kind} record is in format version {version}, but its canonical encoding is version {canonical}")]
     NonCanonicalVersion { kind: &'static str, version: u8, canonical: u8 },
     #[error("unknown record kind {0}")]
@@ -201,7 +215,7 @@ impl Record {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut input = Reader { bytes, offset: 0 };
         let version = input.u8("version")?;
-        if !(FORMAT_VERSION..=REQUESTED_NAME_FORMAT_VERSION).contains(&version) {
+        if !(FORMAT_VERSION..=PATH_PAIR_FORMAT_VERSION).contains(&version) {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         let seq = input.u64("seq")?;
@@ -239,7 +253,9 @@ fn format_version(body: &RecordBody) -> u8 {
 }
 
 fn decision_format_version(decision: &Decision) -> u8 {
-    if decision.has_requested_name() {
+    if matches!(decision.object, Object::PathPair { .. }) {
+        PATH_PAIR_FORMAT_VERSION
+    } else if decision.has_requested_name() {
         REQUESTED_NAME_FORMAT_VERSION
     } else if matches!(decision.object, Object::Task { .. }) {
         TASK_FORMAT_VERSION
@@ -393,6 +409,12 @@ fn encode_decision(out: &mut Writer, decision: &Decision, version: u8) -> Result
             out.u8(OBJECT_TASK);
             out.u32(*pid);
             out.bytes("task_comm", comm)?;
+        }
+        Object::PathPair { old, new, truncated } => {
+            out.u8(OBJECT_PATH_PAIR);
+            out.bytes("old_path", old)?;
+            out.bytes("new_path", new)?;
+            out.u8(u8::from(*truncated));
         }
     }
     // Each version appends fields to the one before (see `format_version`).
@@ -554,10 +576,15 @@ fn decode_decision(input: &mut Reader<'_>, version: u8) -> Result<Decision, Deco
             addr: input.array("addr")?,
             port: u16::from_be_bytes(input.array("port")?),
         },
-        // A task object in a version below 4 decodes here and is rejected
-        // as a non-canonical version once the whole record is read.
-        // Versions 4 and 5 accept it.
+        // A task object in a version below 4, or a path pair below 6,
+        // decodes here and is rejected as a non-canonical version once the
+        // whole record is read.
         OBJECT_TASK => Object::Task { pid: input.u32("task_pid")?, comm: input.bytes("task_comm")? },
+        OBJECT_PATH_PAIR => Object::PathPair {
+            old: input.bytes("old_path")?,
+            new: input.bytes("new_path")?,
+            truncated: input.flag("path_pair_truncated")?,
+        },
         tag => return Err(DecodeError::UnknownObject(tag)),
     };
     let lease_id = if version >= LEASE_FORMAT_VERSION { input.u32("lease_id")? } else { 0 };

@@ -31,6 +31,13 @@
 //! `target_comm` its `comm`. Such decisions recorded before format version
 //! 4 name no target and have an empty `path` instead.
 //!
+//! A decision with two names (a rename or a hard link, format version 6)
+//! has `old_path`, the existing file's resolved path, and `new_path`, the
+//! name it gets. Its `path_truncated` is `true` when the kernel could not
+//! build one of the names, which is then empty. It has no `path`. A link or
+//! rename decision without two names, as is every one recorded before
+//! version 6, names at most one file, in `path`.
+//!
 //! A decision that stores the name the agent passed to the system call
 //! (exec and open decisions from format version 5 on) has `requested`, that
 //! name before the kernel resolved it into `path`, and
@@ -250,6 +257,11 @@ fn put_decision(object: &mut JsonObject, decision: &Decision) {
         Object::Task { pid, comm } => {
             object.put("target_pid", json!(pid));
             object.put_bytes("target_comm", comm);
+        }
+        Object::PathPair { old, new, truncated } => {
+            object.put_bytes("old_path", old);
+            object.put_bytes("new_path", new);
+            object.put("path_truncated", json!(truncated));
         }
     }
     if decision.has_requested_name() {

@@ -153,10 +153,11 @@ struct QueryArgs {
     /// other filters select, so alone it reads every record.
     #[arg(long, value_name = "NAME")]
     rule_name: Option<String>,
-    /// Text that the object (file path, `address:port`, or `pid N (comm)`
-    /// for the target of a kill or ptrace) or the requested name (the path
-    /// as the agent passed it to open or exec) contains. Checked on each
-    /// record that the other filters select, so alone it reads every record.
+    /// Text that the object (file path, `address:port`, `pid N (comm)` for
+    /// the target of a kill or ptrace, or either name of a rename or link)
+    /// or the requested name (the path as the agent passed it to open or
+    /// exec) contains. Checked on each record that the other filters
+    /// select, so alone it reads every record.
     #[arg(long, value_name = "TEXT")]
     object: Option<String>,
     /// Earliest record time, inclusive: RFC 3339 or Unix nanoseconds.
@@ -181,7 +182,8 @@ struct QueryArgs {
 enum QueryFormat {
     /// Aligned columns: seq, time, agent, hook (followed by `via io_uring`
     /// when the action came through `io_uring`), verdict (with the lease id
-    /// when a lease allowed the action), rule, object.
+    /// when a lease allowed the action), rule, object (`OLD -> NEW` for a
+    /// rename or link).
     Table,
     /// JSON Lines, in the form of `export --format jsonl`.
     Json,

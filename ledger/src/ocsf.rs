@@ -16,22 +16,30 @@
 //! | `userns_create`, bpf | Process Activity | 1007 | Other | 99 | none |
 //! | mount, `move_mount` | File System Activity | 1001 | Mount | 12 | none |
 //! | umount | File System Activity | 1001 | Unmount | 13 | none |
-//! | link | File System Activity | 1001 | Create | 1 | none |
+//! | link | File System Activity | 1001 | Other (`activity_name` `Link`) | 99 | `file.path` and `file_result.path`, or none |
 //! | `create_name` | File System Activity | 1001 | Create | 1 | `file.path` |
 //! | `remove_name` | File System Activity | 1001 | Delete | 4 | `file.path` |
-//! | rename | File System Activity | 1001 | Rename | 5 | `file.path` |
+//! | rename | File System Activity | 1001 | Rename | 5 | `file.path`, or `file.path` and `file_result.path` |
 //! | `socket_create`, setsockopt | Network Activity | 4001 | Other | 99 | none |
 //! | truncate | File System Activity | 1001 | Update | 3 | `file.path` |
 //! | `set_attr` | File System Activity | 1001 | Set Attributes | 6 | `file.path` |
 //! | `task_set` | Process Activity | 1007 | Other | 99 | `process` (the daemon) |
 //!
-//! The hooks from clone on record only denials by lupid's built-in
+//! The hooks from clone on record denials by lupid's built-in
 //! protections. Most of their decisions name no object, so the event
 //! carries no `file`, `process` or `dst_endpoint`. `create_name`,
-//! `remove_name` and `rename` name the file in lupid's folder. Kill and
-//! ptrace name the process the agent aimed at in `process`, the target
-//! process of the 1.7.0 Process Activity class: `pid` is its thread group
-//! id and `name` its `comm`. Kill and ptrace decisions recorded before
+//! `remove_name` and `rename` name the file in lupid's folder. A rename or
+//! hard link that names both of its paths (format version 6) has the
+//! existing file in `file` and the name it gets in `file_result`, which
+//! 1.7.0 File System Activity defines as the file that results from the
+//! activity. A name the kernel could not build has the path `<truncated>`.
+//! OCSF 1.7.0 has no activity for a hard link, so a link is `activity_id`
+//! 99 (Other) with `activity_name` `Link`, as the schema prescribes for a
+//! source-specific activity. Its `type_name` is `File System Activity:
+//! Other`, the caption of its `type_uid`. Kill and ptrace name the process
+//! the agent aimed at in `process`, the target process of the 1.7.0
+//! Process Activity class: `pid` is its thread group id and `name` its
+//! `comm`. Kill and ptrace decisions recorded before
 //! format version 4 carry no `process`. A signal is mapped to Terminate
 //! and a ptrace access to Open (of a process), the nearest OCSF
 //! activities.
@@ -73,7 +81,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     export::{ExportError, IPPROTO_ICMP, IPPROTO_ICMPV6},
-    query::object_text,
+    query::{name_text, object_text},
     reader::{LedgerReader, StoredRecord},
     record::{Decision, Hook, Object, RecordBody, Verdict},
     timestamp::format_rfc3339,
@@ -96,6 +104,10 @@ const FILE_SYSTEM_ACTIVITY: OcsfClass =
     OcsfClass { uid: 1001, name: "File System Activity", category_uid: 1, category_name: "System Activity" };
 const NETWORK_ACTIVITY: OcsfClass =
     OcsfClass { uid: 4001, name: "Network Activity", category_uid: 4, category_name: "Network Activity" };
+
+/// `activity_id` 99, Other, in every OCSF class: an activity that the class
+/// does not define, named by `activity_name`.
+const OTHER_ACTIVITY: u32 = 99;
 
 /// Writes every decision record of the ledger as one OCSF event per line.
 /// Returns the number of events written.
@@ -123,18 +135,19 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
         Hook::Exec | Hook::Clone => (PROCESS_ACTIVITY, 1, "Launch"),
         Hook::Kill => (PROCESS_ACTIVITY, 2, "Terminate"),
         Hook::Ptrace => (PROCESS_ACTIVITY, 3, "Open"),
-        Hook::UsernsCreate | Hook::Bpf | Hook::TaskSet => (PROCESS_ACTIVITY, 99, "Other"),
+        Hook::UsernsCreate | Hook::Bpf | Hook::TaskSet => (PROCESS_ACTIVITY, OTHER_ACTIVITY, "Other"),
         Hook::Open => (FILE_SYSTEM_ACTIVITY, 14, "Open"),
         Hook::Mount | Hook::MoveMount => (FILE_SYSTEM_ACTIVITY, 12, "Mount"),
         Hook::Umount => (FILE_SYSTEM_ACTIVITY, 13, "Unmount"),
-        Hook::Link | Hook::CreateName => (FILE_SYSTEM_ACTIVITY, 1, "Create"),
+        Hook::CreateName => (FILE_SYSTEM_ACTIVITY, 1, "Create"),
+        Hook::Link => (FILE_SYSTEM_ACTIVITY, OTHER_ACTIVITY, "Link"),
         Hook::RemoveName => (FILE_SYSTEM_ACTIVITY, 4, "Delete"),
         Hook::Rename => (FILE_SYSTEM_ACTIVITY, 5, "Rename"),
         Hook::Truncate => (FILE_SYSTEM_ACTIVITY, 3, "Update"),
         Hook::SetAttr => (FILE_SYSTEM_ACTIVITY, 6, "Set Attributes"),
         Hook::Connect => (NETWORK_ACTIVITY, 1, "Open"),
         Hook::Send => (NETWORK_ACTIVITY, 6, "Traffic"),
-        Hook::SocketCreate | Hook::Setsockopt => (NETWORK_ACTIVITY, 99, "Other"),
+        Hook::SocketCreate | Hook::Setsockopt => (NETWORK_ACTIVITY, OTHER_ACTIVITY, "Other"),
     };
     let OcsfClass { uid: class_uid, name: class_name, category_uid, category_name } = class;
     let (id, action, disposition, severity_id, severity) = match decision.verdict {
@@ -150,7 +163,10 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
     event.insert("activity_id".into(), json!(activity_id));
     event.insert("activity_name".into(), json!(activity_name));
     event.insert("type_uid".into(), json!(class_uid * 100 + activity_id));
-    event.insert("type_name".into(), json!(format!("{class_name}: {activity_name}")));
+    // `type_name` is the caption of `type_uid`, which for Other is "Other"
+    // whatever `activity_name` contains.
+    let type_activity = if activity_id == OTHER_ACTIVITY { "Other" } else { activity_name };
+    event.insert("type_name".into(), json!(format!("{class_name}: {type_activity}")));
     event.insert("time".into(), json!(record.time_ns / 1_000_000));
     event.insert("severity_id".into(), json!(severity_id));
     event.insert("severity".into(), json!(severity));
@@ -182,12 +198,16 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
         (Object::Task { pid, comm }, _) => {
             event.insert("process".into(), json!({ "pid": pid, "name": String::from_utf8_lossy(comm) }));
         }
+        (Object::PathPair { old, new, truncated }, _) => {
+            event.insert("file".into(), file(name_text(old, *truncated)));
+            event.insert("file_result".into(), file(name_text(new, *truncated)));
+        }
         (Object::Path { path, .. }, _) if path.is_empty() && !matches!(decision.hook, Hook::Exec | Hook::Open) => {}
         (object, Hook::Exec) => {
-            event.insert("process".into(), json!({ "file": file(object) }));
+            event.insert("process".into(), json!({ "file": file(object_text(object)) }));
         }
         (object, _) => {
-            event.insert("file".into(), file(object));
+            event.insert("file".into(), file(object_text(object)));
         }
     }
     let mut unmapped = json!({
@@ -246,11 +266,10 @@ fn actor(decision: &Decision) -> Value {
     })
 }
 
-/// Formats a path object as an OCSF file object: `path`, `name` (the part
-/// after the last `/`) and `type_id` 0 (Unknown), since the kernel reports
-/// no file type.
-fn file(object: &Object) -> Value {
-    let path = object_text(object);
+/// Formats a path as an OCSF file object: `path`, `name` (the part after
+/// the last `/`) and `type_id` 0 (Unknown), since the kernel reports no
+/// file type.
+fn file(path: String) -> Value {
     let name = path.rsplit('/').next().unwrap_or_default().to_owned();
     json!({ "path": path, "name": name, "type_id": 0, "type": "Unknown" })
 }

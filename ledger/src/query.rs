@@ -23,7 +23,8 @@
 //! there. The object, rule name and `via` filters have no index, so a query
 //! with only those reads every record. The read stops after `limit` matches. The object filter also
 //! matches a decision whose requested name (the name the agent passed to
-//! the system call) contains the text.
+//! the system call) contains the text, and a rename or link whose old or
+//! new name contains it.
 //!
 //! Measured with the ignored test `query_large_ledger_timing` on 1,000,000
 //! records and 2 shared cores: every indexed query took under 20 ms. Ten
@@ -61,8 +62,10 @@ pub struct Query {
     pub rule_name: Option<String>,
     /// Text that the object, as [`object_text`] formats it (the path,
     /// `address:port` of a socket or `pid N (comm)` of a process), or the
-    /// decision's requested name must contain. Matched against the lossy
-    /// UTF-8 form of the path, `comm` and requested name.
+    /// decision's requested name must contain. A rename or link matches when
+    /// its old or its new name contains the text, which therefore cannot
+    /// span both names. Matched against the lossy UTF-8 form of the path,
+    /// `comm` and requested name.
     pub object: Option<String>,
     /// Earliest wall time, Unix nanoseconds, inclusive.
     pub since_ns: Option<u64>,
@@ -107,10 +110,17 @@ impl Query {
         }
     }
 
-    /// Checks the object filter against a decision's object, then against
-    /// its requested name when it stores one.
+    /// Checks the object filter against a decision's object (each name of
+    /// a path pair on its own), then against its requested name when it
+    /// stores one.
     fn decision_object_matches(&self, decision: &Decision) -> bool {
-        if self.object_matches(|| object_text(&decision.object)) {
+        let object_matched = match &decision.object {
+            Object::PathPair { old, new, truncated } => {
+                self.object_matches(|| name_text(old, *truncated)) || self.object_matches(|| name_text(new, *truncated))
+            }
+            object => self.object_matches(|| object_text(object)),
+        };
+        if object_matched {
             return true;
         }
         decision.has_requested_name()
@@ -126,8 +136,12 @@ impl Query {
 
 /// Formats a decision's object: the path (lossy UTF-8, `<truncated>` when
 /// the kernel could not read it), `address:port` (`[address]:port` for
-/// IPv6), or `pid N (comm)` for the target of a kill or ptrace, with
-/// `comm` as lossy UTF-8.
+/// IPv6), `pid N (comm)` for the target of a kill or ptrace, with `comm`
+/// as lossy UTF-8, or `OLD -> NEW` for a rename or link, each name as a
+/// path is.
+///
+/// NOTE: a file name may itself contain ` -> `, so `OLD -> NEW` can be
+/// read more than one way. The JSON Lines export keeps the names apart.
 pub fn object_text(object: &Object) -> String {
     match object {
         Object::Path { truncated: true, .. } => "<truncated>".into(),
@@ -140,6 +154,20 @@ pub fn object_text(object: &Object) -> String {
             }
         }
         Object::Task { pid, comm } => format!("pid {pid} ({})", String::from_utf8_lossy(comm)),
+        Object::PathPair { old, new, truncated } => {
+            format!("{} -> {}", name_text(old, *truncated), name_text(new, *truncated))
+        }
+    }
+}
+
+/// Formats one name of a path pair as lossy UTF-8, or `<truncated>` for the
+/// name the kernel could not build: the pair's `truncated` flag is set and
+/// the name is empty.
+pub(crate) fn name_text(name: &[u8], truncated: bool) -> String {
+    if truncated && name.is_empty() {
+        "<truncated>".into()
+    } else {
+        String::from_utf8_lossy(name).into_owned()
     }
 }
 

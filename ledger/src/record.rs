@@ -209,7 +209,8 @@ pub struct Decision {
     pub protocol: u16,
     /// The way the action reached the hook. A decision with a `protocol` or
     /// with [`Via::IoUring`] is written as format version 3, or 4 when its
-    /// object is an [`Object::Task`], or 5 when it has a requested name.
+    /// object is an [`Object::Task`], or 5 when it has a requested name, or
+    /// 6 when its object is an [`Object::PathPair`].
     pub via: Via,
     /// The name the agent passed to the system call (`open`, `creat`,
     /// `openat`, `openat2`, `execve`, `execveat`) before the kernel resolved
@@ -221,7 +222,8 @@ pub struct Decision {
     pub requested: Vec<u8>,
     /// Set when the requested name filled the kernel's buffer, so the name
     /// the agent passed may be longer than `requested`. A decision with a
-    /// requested name or this flag is written as format version 5.
+    /// requested name or this flag is written as format version 5, or 6
+    /// when its object is an [`Object::PathPair`].
     pub requested_truncated: bool,
 }
 
@@ -539,7 +541,8 @@ impl Reason {
     }
 }
 
-/// The object of a decision: a file, a socket destination or a process.
+/// The object of a decision: a file, a socket destination, a process, or
+/// the two names of a rename or hard link.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Object {
     /// A file, for exec and open. `truncated` is set when the kernel could
@@ -554,6 +557,11 @@ pub enum Object {
     /// bytes. A decision with this object is written as format version 4,
     /// or 5 when it has a requested name.
     Task { pid: u32, comm: Vec<u8> },
+    /// The two names of a rename or hard link: `old` is the existing file's
+    /// resolved path, `new` the name it gets. `truncated` is set when the
+    /// kernel could not build one of them, in which case that name is
+    /// empty. A decision with this object is written as format version 6.
+    PathPair { old: Vec<u8>, new: Vec<u8>, truncated: bool },
 }
 
 /// An agent's main process exited.

@@ -215,3 +215,38 @@ fn bundle_cli_exit_codes() {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(String::from_utf8(output.stderr).unwrap().contains("--out is only valid with --format bundle"));
 }
+
+#[test]
+fn bundle_and_verify_every_format_version() {
+    let tmp = TempDir::new().unwrap();
+    let ledger_dir = tmp.path().join("ledger");
+    let mut ledger = Ledger::open(&ledger_dir).unwrap();
+    let decisions = [
+        common::open_decision(),
+        common::lease_decision(),
+        common::io_uring_send_decision(),
+        common::kill_decision(),
+        common::requested_open_decision(),
+        common::rename_decision(),
+        common::link_decision(),
+    ];
+    for body in decisions {
+        ledger.append(11, body).unwrap();
+    }
+    let signing = key(1);
+    ledger.checkpoint(&signing).unwrap();
+    drop(ledger);
+
+    let report = lupid_ledger::verify(&ledger_dir).unwrap();
+    assert_eq!(report.first_break, None);
+    assert_eq!(report.records_checked, 8, "seven decisions and the checkpoint");
+
+    let reader = LedgerReader::open_read_only(&ledger_dir).unwrap();
+    let versions: Vec<u8> = (0..7).map(|seq| reader.raw_record(seq).unwrap().unwrap()[0]).collect();
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 6]);
+    let bundle_dir = tmp.path().join("bundle");
+    bundle::export_bundle(&reader, &signing.verifier(), &bundle_dir).unwrap();
+    let bundled = bundle::verify_bundle(&bundle_dir, Some(&signing.verifier())).unwrap();
+    assert_eq!(bundled.first_break, None);
+    assert_eq!(bundled.records_checked, 8);
+}

@@ -313,6 +313,75 @@ fn query_table_shows_target() {
 }
 
 #[test]
+fn export_rename_names() {
+    let lines = export_bodies(vec![common::rename_decision(), common::link_decision()]);
+    let rename = &lines[0];
+    assert_eq!(rename["hook"], "rename");
+    assert_eq!(rename["old_path"], "/home/alice/.ssh/id_ed25519");
+    assert_eq!(rename["new_path"], "/tmp/k");
+    assert_eq!(rename["path_truncated"], false);
+    assert_eq!(rename.get("old_path_hex"), None, "a UTF-8 name has no hex");
+    assert_eq!(rename.get("new_path_hex"), None, "a UTF-8 name has no hex");
+    assert_eq!(rename.get("path"), None, "a path pair has no single path");
+    assert_eq!(rename.get("requested"), None, "no requested name is stored");
+    assert_eq!(rename.get("family"), None);
+    assert_eq!(rename.get("protocol"), None);
+
+    let link = &lines[1];
+    assert_eq!(link["hook"], "link");
+    assert_eq!(link["old_path"], "/usr/bin/git");
+    assert_eq!(link["new_path"], "/tmp/g");
+}
+
+#[test]
+fn export_hostile_path_pair() {
+    let RecordBody::Decision(template) = common::rename_decision() else { unreachable!() };
+    let old = [b"/tmp/".as_slice(), common::HOSTILE].concat();
+    let new = b"/tmp/\xff".to_vec();
+    let object = Object::PathPair { old: old.clone(), new: new.clone(), truncated: false };
+    let dir = ledger_of(vec![RecordBody::Decision(Decision { object, ..template })]);
+    let output = run(&["export"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(output.stdout.is_ascii(), "the export is ASCII");
+
+    let lines = json_lines(&output);
+    let decision = &lines[0];
+    assert_eq!(decision["old_path"], String::from_utf8_lossy(&old).as_ref());
+    assert_eq!(decision["old_path_hex"], hex::encode(&old));
+    assert_eq!(decision["new_path"], "/tmp/\u{fffd}");
+    assert_eq!(decision["new_path_hex"], hex::encode(&new));
+}
+
+#[test]
+fn export_truncated_path_pair() {
+    let RecordBody::Decision(template) = common::rename_decision() else { unreachable!() };
+    let object = Object::PathPair { old: b"/tmp/a".to_vec(), new: Vec::new(), truncated: true };
+    let lines = export_bodies(vec![RecordBody::Decision(Decision { object, ..template })]);
+    assert_eq!(lines[0]["old_path"], "/tmp/a");
+    assert_eq!(lines[0]["new_path"], "");
+    assert_eq!(lines[0]["path_truncated"], true);
+}
+
+#[test]
+fn query_table_shows_path_pair() {
+    let dir = ledger_of([common::every_kind(), vec![common::rename_decision(), common::link_decision()]].concat());
+
+    let output = run(&["query", "--hook", "rename"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let table = stdout(&output);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "header and the rename decision: {table}");
+    assert!(lines[1].ends_with("/home/alice/.ssh/id_ed25519 -> /tmp/k"), "{table}");
+
+    assert_eq!(query_seqs(&["--object", ".ssh/id_ed25519"], dir.path()), [7], "the old name");
+    assert_eq!(query_seqs(&["--object", "/tmp/k"], dir.path()), [7], "the new name");
+    assert_eq!(query_seqs(&["--object", "/tmp/"], dir.path()), [7, 8], "the new names of both");
+    assert_eq!(query_seqs(&["--object", "/usr/bin/git"], dir.path()), [8], "the old name of the link");
+    let across = query_seqs(&["--object", "id_ed25519 -> /tmp"], dir.path());
+    assert!(across.is_empty(), "a match across both names: {across:?}");
+}
+
+#[test]
 fn export_protocol_names() {
     let cases = [
         (6, serde_json::json!("tcp")),

@@ -95,12 +95,12 @@ fn decode_rejects_trailing_bytes() {
 }
 
 #[test]
-fn decode_rejects_version_6() {
+fn decode_rejects_version_7() {
     let mut bytes = record(common::agent_exit()).encode().unwrap();
-    bytes[0] = 6;
+    bytes[0] = 7;
     let error = Record::decode(&bytes).unwrap_err();
-    assert_eq!(error, DecodeError::UnsupportedVersion(6));
-    assert_eq!(error.to_string(), "unsupported format version 6 (this build reads versions 1 to 5)");
+    assert_eq!(error, DecodeError::UnsupportedVersion(7));
+    assert_eq!(error.to_string(), "unsupported format version 7 (this build reads versions 1 to 6)");
 }
 
 #[test]
@@ -126,8 +126,13 @@ fn version_2_other_kind_rejected() {
 }
 
 #[test]
-fn versions_3_to_5_other_kind_rejected() {
-    let versions = [codec::PROTOCOL_VIA_FORMAT_VERSION, codec::TASK_FORMAT_VERSION, codec::REQUESTED_NAME_FORMAT_VERSION];
+fn versions_3_to_6_other_kind_rejected() {
+    let versions = [
+        codec::PROTOCOL_VIA_FORMAT_VERSION,
+        codec::TASK_FORMAT_VERSION,
+        codec::REQUESTED_NAME_FORMAT_VERSION,
+        codec::PATH_PAIR_FORMAT_VERSION,
+    ];
     for version in versions {
         for body in [common::every_kind(), common::lease_kinds()].concat() {
             let kind = body.kind();
@@ -726,7 +731,7 @@ fn decode_rejects_unknown_object_tag() {
     let original = record(common::connect_decision()).encode().unwrap();
     let tag_offset = original.len() - (2 + 16 + 2) - 1;
     assert_eq!(original[tag_offset], 2, "socket tag");
-    for tag in [0, 4, 0xff] {
+    for tag in [0, 5, 0xff] {
         let mut bytes = original.clone();
         bytes[tag_offset] = tag;
         let error = Record::decode(&bytes).unwrap_err();
@@ -881,8 +886,8 @@ fn version_5_rejects_unknown_object_tag() {
     let tag_offset = bytes.len() - (4 + 6 + 1) - 7 - (1 + 4 + 11) - 1;
     assert_eq!(bytes[tag_offset], 1, "path tag");
     let mut changed = bytes.clone();
-    changed[tag_offset] = 4;
-    assert_eq!(Record::decode(&changed), Err(DecodeError::UnknownObject(4)));
+    changed[tag_offset] = 5;
+    assert_eq!(Record::decode(&changed), Err(DecodeError::UnknownObject(5)));
 }
 
 #[test]
@@ -899,6 +904,246 @@ fn decisions_without_requested_name_keep_version() {
     for (decision, version) in cases {
         let RecordBody::Decision(fields) = &decision else { unreachable!() };
         assert!(!fields.has_requested_name(), "{fields:?}");
+        assert_eq!(record(decision).encode().unwrap()[0], version);
+    }
+}
+
+/// Canonical bytes of `common::rename_decision()` in `record()`'s header,
+/// written out by hand from the format description in `codec`.
+const RENAME_VERSION_6: &str = concat!(
+    "06",                                                               // format version
+    "0102030405060708",                                                 // seq
+    "17979cfe3d85cd15",                                                 // time_ns
+    "04",                                                               // kind 4, decision
+    "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a", // prev_hash
+    "0000000000000068",                                                 // kernel_seq 104
+    "000000000d51ae15",                                                 // boot_ns
+    "00000007",                                                         // agent_id 7
+    "00000005636f646572",                                               // agent "coder"
+    "abababababababababababababababababababababababababababababababab", // policy_sha256
+    "00007a6a",                                                         // pid 31338
+    "00007a69",                                                         // tgid 31337
+    "000003e8",                                                         // uid 1000
+    "000003e8",                                                         // gid 1000
+    "0000123456789abc",                                                 // cgroup_id
+    "000000026d76",                                                     // comm "mv"
+    "11",                                                               // hook rename (17)
+    "02",                                                               // verdict deny
+    "00000001",                                                         // reason rule
+    "00000004",                                                         // rule_id 4
+    "0000000d6b6565702d7373682d6b657973",                               // rule "keep-ssh-keys"
+    "00000002",                                                         // access write
+    "04",                                                               // object tag path pair
+    "0000001b2f686f6d652f616c6963652f2e7373682f69645f65643235353139",   // old "/home/alice/.ssh/id_ed25519"
+    "000000062f746d702f6b",                                             // new "/tmp/k"
+    "00",                                                               // path pair truncated
+    "00000000",                                                         // lease_id 0
+    "0000",                                                             // protocol 0
+    "00",                                                               // via syscall
+    "00000000",                                                         // requested ""
+    "00",                                                               // requested_truncated
+);
+
+#[test]
+fn decision_version_6_golden_bytes() {
+    let expected = record(common::rename_decision());
+    assert_golden(RENAME_VERSION_6, &expected, "019dedfe11210144bbb9537fa8875ac430dba93fd3be603be0b25c7880296dd9");
+}
+
+/// Returns the encoding of a decision without a path pair after its
+/// version byte, in the version 5 layout: padded with the zero version 2
+/// and 3 fields and the empty requested name that its own version leaves
+/// out.
+fn version_5_layout(decision: &Record) -> Vec<u8> {
+    let encoded = decision.encode().unwrap();
+    let missing: &[u8] = match encoded[0] {
+        1 => &[0; 7 + 5],
+        2 => &[0; 3 + 5],
+        3 | 4 => &[0; 5],
+        _ => &[],
+    };
+    [&encoded[1..], missing].concat()
+}
+
+/// Returns `decision` with a path pair object of these names.
+fn with_path_pair(decision: RecordBody, old: &[u8], new: &[u8], truncated: bool) -> Record {
+    let RecordBody::Decision(template) = decision else { unreachable!() };
+    let object = Object::PathPair { old: old.to_vec(), new: new.to_vec(), truncated };
+    record(RecordBody::Decision(Decision { object, ..template }))
+}
+
+/// Name, decision, old name, new name and `truncated` of one version 6
+/// case.
+type PathPairCase = (&'static str, RecordBody, Vec<u8>, Vec<u8>, bool);
+
+#[test]
+fn version_6_roundtrip_cases() {
+    let long_name = [b"/".as_slice(), &[b'd'; lupid_common::PATH_MAX - 2]].concat();
+    let cases: [PathPairCase; 11] = [
+        ("rename", common::rename_decision(), b"/a".to_vec(), b"/b".to_vec(), false),
+        ("link", common::link_decision(), b"/usr/bin/git".to_vec(), b"/tmp/g".to_vec(), false),
+        ("non-UTF-8 old", common::rename_decision(), b"/tmp/\xff\xfe".to_vec(), b"/tmp/b".to_vec(), false),
+        ("non-UTF-8 new", common::rename_decision(), b"/tmp/a".to_vec(), b"/tmp/\xc3\x28".to_vec(), false),
+        ("hostile names", common::rename_decision(), common::HOSTILE.to_vec(), common::HOSTILE.to_vec(), false),
+        ("name with arrow", common::rename_decision(), b"/a -> /b".to_vec(), b"/c".to_vec(), false),
+        ("old truncated", common::rename_decision(), Vec::new(), b"/tmp/b".to_vec(), true),
+        ("new truncated", common::link_decision(), b"/tmp/a".to_vec(), Vec::new(), true),
+        ("both empty", common::rename_decision(), Vec::new(), Vec::new(), false),
+        ("longest names", common::rename_decision(), long_name.clone(), long_name, false),
+        ("with requested name", common::requested_open_decision(), b"/etc/shadow".to_vec(), b"/x".to_vec(), false),
+    ];
+    for (name, decision, old, new, truncated) in cases {
+        let original = with_path_pair(decision, &old, &new, truncated);
+        let bytes = original.encode().unwrap();
+        assert_eq!(bytes[0], codec::PATH_PAIR_FORMAT_VERSION, "{name}");
+
+        // The path pair ends before the version 3 fields (7 bytes) and the
+        // requested name (4 + its length + 1 bytes).
+        let RecordBody::Decision(decision) = &original.body else { unreachable!() };
+        let len = bytes.len();
+        let object_end = len - 7 - (4 + decision.requested.len() + 1);
+        let object_start = object_end - (1 + 4 + old.len() + 4 + new.len() + 1);
+        let old_len = u32::try_from(old.len()).unwrap();
+        let new_len = u32::try_from(new.len()).unwrap();
+        let new_start = object_start + 5 + old.len();
+        assert_eq!(bytes[object_start], 4, "{name}: object tag");
+        assert_eq!(bytes[object_start + 1..object_start + 5], old_len.to_be_bytes(), "{name}: old length");
+        assert_eq!(&bytes[object_start + 5..new_start], old.as_slice(), "{name}: old");
+        assert_eq!(bytes[new_start..new_start + 4], new_len.to_be_bytes(), "{name}: new length");
+        assert_eq!(&bytes[new_start + 4..object_end - 1], new.as_slice(), "{name}: new");
+        assert_eq!(bytes[object_end - 1], u8::from(truncated), "{name}: truncated");
+
+        assert_eq!(Record::decode(&bytes).unwrap(), original, "{name}");
+    }
+}
+
+#[test]
+fn version_6_keeps_version_5_fields() {
+    let RecordBody::Decision(template) = common::io_uring_send_decision() else { unreachable!() };
+    let decision = Decision { lease_id: 17, requested: b"../k".to_vec(), requested_truncated: true, ..template };
+    let original = with_path_pair(RecordBody::Decision(decision), b"/a", b"/b", false);
+    let bytes = original.encode().unwrap();
+    assert_eq!(bytes[0], codec::PATH_PAIR_FORMAT_VERSION);
+
+    let len = bytes.len();
+    let suffix = [
+        &17_u32.to_be_bytes()[..], // lease_id 17
+        &17_u16.to_be_bytes(),     // protocol 17, UDP
+        &[1],                      // via io_uring
+        &4_u32.to_be_bytes(),      // requested length
+        b"../k",                   // requested
+        &[1],                      // requested_truncated
+    ]
+    .concat();
+    assert_eq!(bytes[len - suffix.len()..], suffix);
+    assert_eq!(Record::decode(&bytes).unwrap(), original);
+}
+
+#[test]
+fn version_6_rejects_every_prefix() {
+    assert_every_prefix_truncated(common::rename_decision());
+    assert_every_prefix_truncated(common::link_decision());
+}
+
+#[test]
+fn version_6_without_path_pair_rejected() {
+    let cases = [
+        ("requested name", common::requested_open_decision(), 5),
+        ("task object", common::kill_decision(), 4),
+        ("io_uring send", common::io_uring_send_decision(), 3),
+        ("lease", common::lease_decision(), 2),
+        ("open", common::open_decision(), 1),
+    ];
+    for (name, decision, canonical) in cases {
+        let decision = record(decision);
+        assert_eq!(decision.encode().unwrap()[0], canonical, "{name}");
+        let bytes = [&[codec::PATH_PAIR_FORMAT_VERSION][..], &version_5_layout(&decision)].concat();
+        let expected = DecodeError::NonCanonicalVersion { kind: "decision", version: 6, canonical };
+        assert_eq!(Record::decode(&bytes), Err(expected), "{name}");
+    }
+}
+
+#[test]
+fn path_pair_below_version_6_rejected() {
+    // Each version's layout ends this many bytes before version 6 does:
+    // the version 2 and 3 fields it lacks, then the requested name (an empty
+    // length and a clear flag). With those bytes cut, the rest of the
+    // record fits the lower version, whose content check rejects the path
+    // pair.
+    let cases = [
+        (codec::FORMAT_VERSION, 4 + 3 + 5),
+        (codec::LEASE_FORMAT_VERSION, 3 + 5),
+        (codec::PROTOCOL_VIA_FORMAT_VERSION, 5),
+        (codec::TASK_FORMAT_VERSION, 5),
+        (codec::REQUESTED_NAME_FORMAT_VERSION, 0),
+    ];
+    let version_6 = record(common::rename_decision()).encode().unwrap();
+    assert_eq!(version_6[version_6.len() - 12..], [0; 12], "zero version 2, 3 and 5 fields");
+    for (version, cut) in cases {
+        let mut bytes = version_6[..version_6.len() - cut].to_vec();
+        bytes[0] = version;
+        let expected = DecodeError::NonCanonicalVersion { kind: "decision", version, canonical: 6 };
+        assert_eq!(Record::decode(&bytes), Err(expected), "version {version}");
+    }
+}
+
+#[test]
+fn path_pair_in_version_5_bytes_rejected() {
+    // The version 6 bytes with only the version byte changed: versions 5
+    // and 6 share their layout, so only the version check can reject them.
+    let mut bytes = with_path_pair(common::requested_open_decision(), b"/a", b"/b", false).encode().unwrap();
+    bytes[0] = codec::REQUESTED_NAME_FORMAT_VERSION;
+    let expected = DecodeError::NonCanonicalVersion { kind: "decision", version: 5, canonical: 6 };
+    assert_eq!(Record::decode(&bytes), Err(expected));
+}
+
+#[test]
+fn version_6_rejects_invalid_flag() {
+    let mut bytes = record(common::rename_decision()).encode().unwrap();
+    // The flag precedes the version 3 fields (7 bytes) and the empty
+    // requested name (5 bytes).
+    let flag_offset = bytes.len() - 7 - 5 - 1;
+    assert_eq!(bytes[flag_offset], 0);
+    bytes[flag_offset] = 2;
+    let expected = DecodeError::InvalidFlag { field: "path_pair_truncated", value: 2 };
+    assert_eq!(Record::decode(&bytes), Err(expected));
+}
+
+#[test]
+fn version_6_rejects_unknown_object_tag() {
+    let bytes = record(common::rename_decision()).encode().unwrap();
+    // The path pair (tag, 4 + 27 bytes old, 4 + 6 bytes new, flag) precedes
+    // the version 3 fields (7 bytes) and the empty requested name (5).
+    let tag_offset = bytes.len() - 5 - 7 - (1 + 4 + 27 + 4 + 6) - 1;
+    assert_eq!(bytes[tag_offset], 4, "path pair tag");
+    let mut changed = bytes.clone();
+    changed[tag_offset] = 5;
+    assert_eq!(Record::decode(&changed), Err(DecodeError::UnknownObject(5)));
+}
+
+#[test]
+fn path_pair_length_past_end_rejected() {
+    // A length prefix that claims more bytes than the record contains.
+    let mut bytes = record(common::rename_decision()).encode().unwrap();
+    let old_length_offset = bytes.len() - 5 - 7 - (1 + 4 + 27 + 4 + 6);
+    assert_eq!(bytes[old_length_offset..old_length_offset + 4], 27_u32.to_be_bytes());
+    bytes[old_length_offset..old_length_offset + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    let result = Record::decode(&bytes);
+    assert!(matches!(result, Err(DecodeError::Truncated { field: "old_path", .. })), "{result:?}");
+}
+
+#[test]
+fn decisions_without_path_pair_keep_version() {
+    // Adding the path pair did not move any other decision to version 6.
+    let cases = [
+        (common::open_decision(), codec::FORMAT_VERSION),
+        (common::connect_decision(), codec::FORMAT_VERSION),
+        (common::lease_decision(), codec::LEASE_FORMAT_VERSION),
+        (common::io_uring_send_decision(), codec::PROTOCOL_VIA_FORMAT_VERSION),
+        (common::kill_decision(), codec::TASK_FORMAT_VERSION),
+        (common::requested_open_decision(), codec::REQUESTED_NAME_FORMAT_VERSION),
+    ];
+    for (decision, version) in cases {
         assert_eq!(record(decision).encode().unwrap()[0], version);
     }
 }

@@ -241,7 +241,7 @@ fn ocsf_protected_denials() {
         (Hook::Mount, 1001, 12),
         (Hook::MoveMount, 1001, 12),
         (Hook::Umount, 1001, 13),
-        (Hook::Link, 1001, 1),
+        (Hook::Link, 1001, 99),
         (Hook::SocketCreate, 4001, 99),
     ];
     for (hook, class_uid, activity_id) in expected {
@@ -283,4 +283,52 @@ fn protected_hook_codes_round_trip() {
     }
     assert_eq!(Reason::from_code(12), Reason::Protected);
     assert_eq!(Reason::Protected.name(), Some("protected"));
+}
+
+#[test]
+fn ocsf_rename_old_and_new_file() {
+    let event = single_event(common::rename_decision());
+    assert_eq!(event["class_uid"], 1001, "{event}");
+    assert_eq!(event["activity_id"], 5, "{event}");
+    assert_eq!(event["activity_name"], "Rename", "{event}");
+    assert_eq!(event["type_uid"], 100_105, "{event}");
+    assert_eq!(event["type_name"], "File System Activity: Rename", "{event}");
+    assert_eq!(event["action"], "Denied", "{event}");
+    assert_eq!(event["file"]["path"], "/home/alice/.ssh/id_ed25519", "the existing file");
+    assert_eq!(event["file"]["name"], "id_ed25519");
+    assert_eq!(event["file_result"]["path"], "/tmp/k", "the new name");
+    assert_eq!(event["file_result"]["name"], "k");
+    assert_eq!(event["file_result"]["type_id"], 0);
+    assert_eq!(event["actor"]["process"]["name"], "mv");
+}
+
+#[test]
+fn ocsf_link_is_other_activity() {
+    let event = single_event(common::link_decision());
+    assert_eq!(event["class_uid"], 1001, "{event}");
+    assert_eq!(event["activity_id"], 99, "{event}");
+    assert_eq!(event["activity_name"], "Link", "{event}");
+    assert_eq!(event["type_uid"], 100_199, "{event}");
+    assert_eq!(event["type_name"], "File System Activity: Other", "the caption of type_uid");
+    assert_eq!(event["action"], "Allowed", "{event}");
+    assert_eq!(event["file"]["path"], "/usr/bin/git", "the existing file");
+    assert_eq!(event["file_result"]["path"], "/tmp/g", "the new name");
+}
+
+#[test]
+fn ocsf_path_pair_truncated_and_lossy() {
+    let RecordBody::Decision(template) = common::rename_decision() else { unreachable!() };
+    let object = Object::PathPair { old: b"/tmp/\xffa".to_vec(), new: Vec::new(), truncated: true };
+    let event = single_event(RecordBody::Decision(Decision { object, ..template }));
+    assert_eq!(event["file"]["path"], "/tmp/\u{fffd}a");
+    assert_eq!(event["file_result"]["path"], "<truncated>");
+}
+
+#[test]
+fn ocsf_other_activity_type_names() {
+    for (hook, class_name) in [(Hook::Bpf, "Process Activity"), (Hook::SocketCreate, "Network Activity")] {
+        let event = protected_event(hook);
+        assert_eq!(event["activity_name"], "Other", "{hook:?}");
+        assert_eq!(event["type_name"], format!("{class_name}: Other"), "{hook:?}");
+    }
 }

@@ -500,6 +500,64 @@ fn object_filter_requested_name_lossy() {
     assert!(query.matches(&record), "a byte that is not UTF-8 matches U+FFFD");
 }
 
+#[test]
+fn object_text_of_path_pair() {
+    let cases: [(&[u8], &[u8], bool, &str); 6] = [
+        (b"/a", b"/b", false, "/a -> /b"),
+        (b"/tmp/\xff", b"/tmp/b", false, "/tmp/\u{fffd} -> /tmp/b"),
+        (b"", b"/tmp/b", true, "<truncated> -> /tmp/b"),
+        (b"/tmp/a", b"", true, "/tmp/a -> <truncated>"),
+        (b"", b"", false, " -> "),
+        (b"/a -> /b", b"/c", false, "/a -> /b -> /c"),
+    ];
+    for (old, new, truncated, expected) in cases {
+        let object = Object::PathPair { old: old.to_vec(), new: new.to_vec(), truncated };
+        assert_eq!(object_text(&object), expected);
+    }
+}
+
+/// Returns a record of `common::rename_decision()` with this path pair.
+fn rename_record(old: &[u8], new: &[u8], truncated: bool) -> Record {
+    let RecordBody::Decision(template) = common::rename_decision() else { unreachable!() };
+    let object = Object::PathPair { old: old.to_vec(), new: new.to_vec(), truncated };
+    let body = RecordBody::Decision(Decision { object, ..template });
+    Record { seq: 0, time_ns: BASE_NS, prev_hash: [0; 32], body }
+}
+
+#[test]
+fn object_filter_matches_either_name() {
+    let record = rename_record(b"/home/alice/.ssh/id_ed25519", b"/tmp/k", false);
+    let cases = [
+        ("/home/alice/.ssh/id_ed25519", true),
+        ("id_ed", true),
+        ("/tmp/k", true),
+        ("k", true),
+        ("id_ed25519 -> /tmp/k", false),
+        (" -> ", false),
+        ("/tmp/x", false),
+    ];
+    for (needle, expected) in cases {
+        let query = Query { object: Some(needle.into()), ..Query::default() };
+        assert_eq!(query.matches(&record), expected, "{needle}");
+    }
+}
+
+#[test]
+fn object_filter_path_pair_lossy() {
+    let record = rename_record(b"/tmp/a", b"/tmp/\xffb", false);
+    let query = Query { object: Some("/tmp/\u{fffd}b".into()), ..Query::default() };
+    assert!(query.matches(&record), "a byte that is not UTF-8 matches U+FFFD");
+}
+
+#[test]
+fn object_filter_path_pair_truncated() {
+    let record = rename_record(b"", b"/tmp/b", true);
+    for (needle, expected) in [("<truncated>", true), ("/tmp/b", true), ("/home", false)] {
+        let query = Query { object: Some(needle.into()), ..Query::default() };
+        assert_eq!(query.matches(&record), expected, "{needle}");
+    }
+}
+
 fn cli(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lupid-ledger")).args(args).output().expect("run lupid-ledger")
 }

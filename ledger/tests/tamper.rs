@@ -98,7 +98,7 @@ fn undecodable_record() {
     assert_eq!(found.kind, BreakKind::Undecodable(DecodeError::UnsupportedVersion(0)));
     assert_eq!(
         found.to_string(),
-        "record 7: cannot decode: unsupported format version 0 (this build reads versions 1 to 5)"
+        "record 7: cannot decode: unsupported format version 0 (this build reads versions 1 to 6)"
     );
 }
 

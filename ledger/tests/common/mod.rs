@@ -178,6 +178,46 @@ pub(crate) fn requested_open_decision() -> RecordBody {
     })
 }
 
+/// Returns the denial of a rename of `/home/alice/.ssh/id_ed25519` to
+/// `/tmp/k` that the agent's `mv` requested, a decision that needs format
+/// version 6.
+pub(crate) fn rename_decision() -> RecordBody {
+    let RecordBody::Decision(template) = connect_decision() else { unreachable!() };
+    RecordBody::Decision(Decision {
+        kernel_seq: 104,
+        comm: b"mv".to_vec(),
+        hook: Hook::Rename,
+        verdict: Verdict::Deny,
+        reason: Reason::Rule,
+        rule_id: 4,
+        rule: "keep-ssh-keys".into(),
+        access: 2,
+        object: Object::PathPair {
+            old: b"/home/alice/.ssh/id_ed25519".to_vec(),
+            new: b"/tmp/k".to_vec(),
+            truncated: false,
+        },
+        ..template
+    })
+}
+
+/// Returns an allowed hard link of `/usr/bin/git` as `/tmp/g`, a decision
+/// that needs format version 6.
+pub(crate) fn link_decision() -> RecordBody {
+    let RecordBody::Decision(template) = rename_decision() else { unreachable!() };
+    RecordBody::Decision(Decision {
+        kernel_seq: 105,
+        comm: b"ln".to_vec(),
+        hook: Hook::Link,
+        verdict: Verdict::Allow,
+        reason: Reason::Default,
+        rule_id: 0,
+        rule: String::new(),
+        object: Object::PathPair { old: b"/usr/bin/git".to_vec(), new: b"/tmp/g".to_vec(), truncated: false },
+        ..template
+    })
+}
+
 pub(crate) fn lease_granted() -> RecordBody {
     RecordBody::LeaseGranted(LeaseGranted {
         lease_id: 17,
