@@ -282,10 +282,16 @@ fn verify_rate(config: &Config, dir: &Path, bytes: u64) -> Result<Row> {
     let start = Instant::now();
     let report = verify(dir)?;
     let elapsed = start.elapsed();
-    if report.records_checked != config.records || report.first_break.is_some() {
-        bail!("verify checked {} records, break: {:?}", report.records_checked, report.first_break);
+    if report.records_checked != config.records || !report.is_intact() || !report.indexes_checked {
+        bail!(
+            "verify checked {} records, indexes checked: {}, break: {:?}, index break: {:?}",
+            report.records_checked,
+            report.indexes_checked,
+            report.first_break,
+            report.index_break
+        );
     }
-    let note = "chain, canonical re-encoding and stored tree nodes".to_owned();
+    let note = "chain, canonical re-encoding, stored tree nodes and query indexes".to_owned();
     Ok(Row { name: "verify", records: config.records, bytes, elapsed, note })
 }
 

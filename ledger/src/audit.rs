@@ -1,8 +1,9 @@
 //! Verification against signed checkpoints: the ledger's own and those
 //! pinned off the host.
 //!
-//! [`audit`] first runs the chain and tree check of [`crate::verify`]. When
-//! that holds, it checks, in this order:
+//! [`audit`] first runs the chain, tree and index check of
+//! [`crate::verify`]. When the chain and tree are intact, it checks, in
+//! this order:
 //!
 //! 1. each stored checkpoint note: it is stored under its own tree size and,
 //!    given a verifier key, its signature verifies; every checkpoint record
@@ -207,7 +208,9 @@ pub fn audit(dir: &Path, key: Option<&VerifierKey>, pinned: &[String]) -> Result
         pinned_checked: pinned.len(),
         first_checkpoint_break: None,
     };
-    if !chain.is_intact() {
+    // A damaged index does not stop the checkpoint checks, because it
+    // leaves the records that they cover intact.
+    if chain.first_break.is_some() {
         return Ok(report);
     }
     if first_break.is_none() && key.is_some() {

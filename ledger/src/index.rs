@@ -31,11 +31,14 @@
 //! build cut short) or names another layout, [`crate::Ledger::open`] drops
 //! the index column families, builds them again from the records and
 //! writes the key last. Readers use the indexes only under the current
-//! version.
+//! version. [`crate::verify()`] checks that the indexes contain exactly the
+//! entries that the records define ([`crate::index_check`]), and
+//! [`crate::Ledger::rebuild_indexes`] (`lupid-ledger reindex`) builds them
+//! again from the records.
 
 use std::{collections::HashMap, path::Path};
 
-use rocksdb::{DB, IteratorMode, WriteBatch};
+use rocksdb::{DB, IteratorMode, WriteBatch, WriteOptions};
 
 use crate::{
     error::LedgerError,
@@ -56,10 +59,10 @@ pub const TIME_INDEX_CF: &str = "idx_time";
 pub const INDEX_CFS: [&str; 4] = [AGENT_INDEX_CF, RULE_INDEX_CF, VERDICT_HOOK_INDEX_CF, TIME_INDEX_CF];
 
 // Positions of the indexes in [`INDEX_CFS`].
-const AGENT_SLOT: usize = 0;
-const RULE_SLOT: usize = 1;
-const VERDICT_HOOK_SLOT: usize = 2;
-const TIME_SLOT: usize = 3;
+pub(crate) const AGENT_SLOT: usize = 0;
+pub(crate) const RULE_SLOT: usize = 1;
+pub(crate) const VERDICT_HOOK_SLOT: usize = 2;
+pub(crate) const TIME_SLOT: usize = 3;
 
 /// Key in `meta` whose value names the layout of complete indexes.
 pub const INDEX_VERSION_KEY: &[u8] = b"index_version";
@@ -115,13 +118,24 @@ pub fn time_bucket(time_ns: u64) -> u64 {
 pub fn prefixes(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
     let mut prefixes = Vec::new();
     let mut buffer = Vec::new();
-    for_each_prefix(record, &mut buffer, |slot, prefix| prefixes.push((INDEX_CFS[slot], prefix.to_vec())));
+    for_each_posting(record, &mut buffer, |slot, prefix, _| prefixes.push((INDEX_CFS[slot], prefix.to_vec())));
     prefixes
 }
 
-/// Calls `visit` with the slot in [`INDEX_CFS`] and the prefix of every
-/// index entry that contains `record`, building each prefix in `buffer`.
-fn for_each_prefix(record: &Record, buffer: &mut Vec<u8>, mut visit: impl FnMut(usize, &[u8])) {
+/// Returns the offset of a wall time in its `idx_time` bucket, which
+/// `idx_time` stores after each `seq`.
+pub fn time_offset(time_ns: u64) -> u64 {
+    time_ns & ((1 << TIME_BUCKET_BITS) - 1)
+}
+
+/// Calls `visit` with the slot in [`INDEX_CFS`], the prefix and the time
+/// offset of every posting of `record`, building each prefix in `buffer`.
+/// The offset is 0 outside `idx_time`.
+///
+/// This is the one definition of a record's postings: the append path and
+/// the index rebuild write them, and verify compares the stored indexes
+/// with them.
+pub(crate) fn for_each_posting(record: &Record, buffer: &mut Vec<u8>, mut visit: impl FnMut(usize, &[u8], u64)) {
     let (agent, decision) = match &record.body {
         RecordBody::Identity(identity) => (&identity.agent, None),
         RecordBody::Decision(decision) => (&decision.agent, Some(decision)),
@@ -130,18 +144,18 @@ fn for_each_prefix(record: &Record, buffer: &mut Vec<u8>, mut visit: impl FnMut(
 
     buffer.clear();
     put_agent_prefix(buffer, agent);
-    visit(AGENT_SLOT, buffer);
+    visit(AGENT_SLOT, buffer, 0);
     if let Some(decision) = decision {
         buffer.clear();
         buffer.extend_from_slice(&decision.rule_id.to_be_bytes());
-        visit(RULE_SLOT, buffer);
+        visit(RULE_SLOT, buffer, 0);
         buffer.clear();
         put_verdict_hook_prefix(buffer, decision.verdict, decision.hook);
-        visit(VERDICT_HOOK_SLOT, buffer);
+        visit(VERDICT_HOOK_SLOT, buffer, 0);
     }
     buffer.clear();
     buffer.extend_from_slice(&time_bucket(record.time_ns).to_be_bytes());
-    visit(TIME_SLOT, buffer);
+    visit(TIME_SLOT, buffer, time_offset(record.time_ns));
 }
 
 /// The postings lists of one batch of records, by index and prefix.
@@ -166,9 +180,8 @@ impl Postings {
     /// increasing `seq` order.
     pub(crate) fn add(&mut self, record: &Record) {
         let seq = record.seq;
-        let time_offset = record.time_ns & ((1 << TIME_BUCKET_BITS) - 1);
         let Self { lists, prefix } = self;
-        for_each_prefix(record, prefix, |slot, prefix| {
+        for_each_posting(record, prefix, |slot, prefix, time_offset| {
             let lists = &mut lists[slot];
             let list = match lists.get_mut(prefix) {
                 Some(list) => list,
@@ -208,7 +221,7 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
 
 /// Reads one varint from the front of `bytes` and advances it. Returns
 /// `None` when `bytes` ends inside the varint or it overflows a u64.
-fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+pub(crate) fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
     let mut value = 0_u64;
     for shift in (0..64).step_by(7) {
         let (&byte, rest) = bytes.split_first()?;
@@ -266,13 +279,31 @@ pub(crate) fn is_complete(db: &DB, path: &Path) -> Result<bool, LedgerError> {
 }
 
 /// Builds the indexes from every record unless [`INDEX_VERSION_KEY`] names
-/// the current layout, then writes that key. The build starts from empty
-/// column families, so neither an older layout nor a build that a crash
-/// cut short leaves entries behind.
+/// the current layout.
 pub(crate) fn build_if_stale(db: &mut DB, path: &Path) -> Result<(), LedgerError> {
     if is_complete(db, path)? {
         return Ok(());
     }
+    build(db, path)
+}
+
+/// Builds the indexes from every record, whatever they contain now.
+///
+/// [`INDEX_VERSION_KEY`] is deleted first, with a synced write, so a crash
+/// during the build leaves the indexes marked incomplete, and the next
+/// writable open builds them again.
+pub(crate) fn rebuild(db: &mut DB, path: &Path) -> Result<(), LedgerError> {
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    db.delete_cf_opt(column_family(db, path, META_CF)?, INDEX_VERSION_KEY, &options)
+        .map_err(|source| LedgerError::WriteIndex { path: path.to_owned(), source })?;
+    build(db, path)
+}
+
+/// Fills the indexes from every record, then writes [`INDEX_VERSION_KEY`].
+/// The build starts from empty column families, so neither an older layout
+/// nor a build that a crash cut short leaves entries behind.
+fn build(db: &mut DB, path: &Path) -> Result<(), LedgerError> {
     let write_error = |source| LedgerError::WriteIndex { path: path.to_owned(), source };
     for name in INDEX_CFS {
         if db.cf_handle(name).is_some() {

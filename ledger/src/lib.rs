@@ -2,7 +2,8 @@
 //! RocksDB.
 //!
 //! The daemon appends [`Record`]s through [`Ledger`]; tools read them with
-//! [`LedgerReader`], check the chain with [`verify()`], filter it with
+//! [`LedgerReader`], check the chain and the query indexes with
+//! [`verify()`], filter it with
 //! [`query::run`] and export it with [`export_jsonl`], [`ocsf::export_ocsf`]
 //! or, as a folder checkable without RocksDB, [`bundle::export_bundle`].
 //!
@@ -19,6 +20,7 @@ pub mod codec;
 mod error;
 pub mod export;
 pub mod index;
+pub mod index_check;
 pub mod keys;
 pub mod merkle;
 pub mod note;
@@ -36,6 +38,7 @@ pub use audit::{AuditReport, CheckpointBreak, CheckpointBreakKind, audit};
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use codec::{DecodeError, EncodeError, leaf_hash};
 pub use error::{HeadProblem, LedgerError};
+pub use index_check::{EntryProblem, IndexBreak, IndexBreakKind};
 pub use export::{ExportError, export_jsonl, record_json};
 pub use keys::{KeyError, SigningKey, VerifierKey};
 pub use merkle::ProofError;

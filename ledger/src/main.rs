@@ -1,10 +1,11 @@
 //! `lupid-ledger`: check, prove and export a lupid ledger.
 //!
-//! Exit codes: 0 success (for `verify`: the chain, tree and checkpoints
-//! hold, of a ledger or a bundle; for `verify-proof`: the proof holds), 1
-//! `verify` or `verify-proof` found a break, 2 error (the ledger, a key or a
-//! file cannot be read, an argument is invalid, or the output cannot be
-//! written).
+//! Exit codes: 0 success, 1 `verify` or `verify-proof` found a break, 2
+//! error (the ledger, a key or a file cannot be read, an argument is
+//! invalid, or the output cannot be written). For `verify`, success means
+//! that the chain, tree and checkpoints of a ledger or a bundle are intact,
+//! and that a ledger's query indexes match its records. For `verify-proof`,
+//! it means that the proof is valid.
 
 use std::{
     fmt::Write as _,
@@ -19,10 +20,13 @@ use clap::{
     builder::{PossibleValuesParser, TypedValueParser},
 };
 use lupid_ledger::{
-    Checkpoint, ExportError, Hook, LedgerReader, RecordBody, StoredRecord, Verdict, VerifierKey, Via, audit,
+    Checkpoint, ExportError, Hook, Ledger, LedgerError, LedgerReader, RecordBody, StoredRecord, Verdict, VerifierKey,
+    Via, audit,
     bundle::{self, KEY_FILE},
     checkpoint::split_notes,
-    export_jsonl, keys, leaf_hash,
+    export_jsonl,
+    index::INDEX_CFS,
+    keys, leaf_hash,
     ocsf::export_ocsf,
     proof,
     query::{self, Query, object_text},
@@ -43,8 +47,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Check the hash chain, the Merkle tree and the checkpoints of a
-    /// ledger or of a bundle. Exits 0 when all hold, 1 at the first break, 2
-    /// when something cannot be read.
+    /// ledger or of a bundle, and that a ledger's query indexes match its
+    /// records. Exits 0 when all hold, 1 at the first break, 2 when
+    /// something cannot be read.
     Verify {
         /// Ledger directory.
         #[arg(long, value_name = "DIR", default_value = DEFAULT_LEDGER)]
@@ -67,6 +72,14 @@ enum Command {
     /// --since or --until is given without --agent, --hook, --verdict and
     /// --rule: then they are in time order.
     Query(QueryArgs),
+    /// Rebuild the query indexes from the records, after `verify` reported
+    /// that an index does not match them. Stop the daemon first, because it
+    /// keeps the ledger open for writing.
+    Reindex {
+        /// Ledger directory.
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_LEDGER)]
+        ledger: PathBuf,
+    },
     /// Print the latest signed checkpoint note.
     Checkpoint {
         /// Ledger directory.
@@ -214,6 +227,7 @@ fn main() -> ExitCode {
         Command::Verify { bundle: Some(bundle), key, .. } => run_verify_bundle(&bundle, key.as_deref()),
         Command::Verify { ledger, pinned, key, bundle: None } => run_verify(&ledger, pinned.as_deref(), key.as_deref()),
         Command::Query(args) => run_query(&args),
+        Command::Reindex { ledger } => run_reindex(&ledger),
         Command::Checkpoint { ledger } => run_checkpoint(&ledger),
         Command::Prove { seq, ledger, checkpoint } => run_prove(&ledger, seq, checkpoint.as_deref()),
         Command::VerifyProof { proof, key } => run_verify_proof(&proof, &key),
@@ -244,8 +258,21 @@ fn run_verify(ledger: &Path, pinned: Option<&Path>, key: Option<&str>) -> anyhow
         println!("{} records verified before the break in {}", chain.records_checked, ledger.display());
         return Ok(ExitCode::from(1));
     }
+    let mut broken = false;
     if let Some(first_break) = &report.first_checkpoint_break {
         println!("BROKEN: {first_break}");
+        broken = true;
+    }
+    if let Some(index_break) = report.chain.as_ref().and_then(|chain| chain.index_break.as_ref()) {
+        println!("BROKEN: {index_break}");
+        println!(
+            "the hash chain is intact, so only the query indexes are damaged: stop the daemon and run \
+             `lupid-ledger reindex --ledger {}` to rebuild them from the records",
+            ledger.display()
+        );
+        broken = true;
+    }
+    if broken {
         return Ok(ExitCode::from(1));
     }
     let Some(chain) = &report.chain else {
@@ -266,6 +293,27 @@ fn run_verify(ledger: &Path, pinned: Option<&Path>, key: Option<&str>) -> anyhow
     }
     let signatures = if key.is_some() { "signatures checked" } else { "signatures not checked: no --key" };
     println!("checkpoints: {} stored ({signatures}), {} pinned", report.stored_checked, report.pinned_checked);
+    if chain.indexes_checked {
+        println!("indexes: all {} match the records", INDEX_CFS.len());
+    } else {
+        println!(
+            "indexes: not checked, because the ledger has none in the current layout, so `query` reads every record \
+             (the next writable open builds them)"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_reindex(ledger: &Path) -> anyhow::Result<ExitCode> {
+    // `Ledger::open` would create a new ledger where none exists.
+    if !ledger.join("CURRENT").is_file() {
+        return Err(LedgerError::NotFound { path: ledger.to_owned() }.into());
+    }
+    let mut opened = Ledger::open(ledger).with_context(|| {
+        format!("failed to open {} for writing (a running daemon keeps it open: stop it first)", ledger.display())
+    })?;
+    opened.rebuild_indexes()?;
+    println!("OK: rebuilt the query indexes of {} records in {}", opened.len(), ledger.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -30,9 +30,10 @@
 //! records and 2 shared cores: every indexed query took under 20 ms. Ten
 //! million records were not measured.
 //!
-//! NOTE: the hash chain does not cover the indexes, and `verify` does not
-//! check them. Since every candidate is checked against the filters, a
-//! changed index entry can hide a record from a query but not add one.
+//! The hash chain does not cover the indexes. Since every candidate is
+//! checked against the filters, a changed index entry can hide a record
+//! from a query but not add one. `verify` compares the indexes with the
+//! records to catch that ([`crate::index_check`]).
 
 use std::path::Path;
 

@@ -197,12 +197,21 @@ impl LedgerReader {
         iterator.seek_to_first();
         Ok(iterator)
     }
+
+    /// Returns an iterator over the index `name` for one pass in key order,
+    /// positioned at its first entry.
+    pub(crate) fn index_scan(&self, name: &'static str) -> Result<DBRawIterator<'_>, LedgerError> {
+        let index = column_family(&self.db, &self.path, name)?;
+        let mut iterator = self.db.raw_iterator_cf_opt(index, scan_options());
+        iterator.seek_to_first();
+        Ok(iterator)
+    }
 }
 
-/// Read options for one pass over many records. The readahead is large,
-/// because the pass reads the table files front to back. The pass does not
-/// fill the block cache, because it reads each block once and would only
-/// evict blocks that point reads use again.
+/// Read options for one pass over many records or index entries. The
+/// readahead is large, because the pass reads the table files front to
+/// back. The pass does not fill the block cache, because it reads each
+/// block once and would only evict blocks that point reads use again.
 fn scan_options() -> ReadOptions {
     let mut options = ReadOptions::default();
     options.set_readahead_size(SCAN_READAHEAD);

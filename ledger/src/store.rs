@@ -162,6 +162,12 @@ impl Ledger {
         Ok(checkpoint)
     }
 
+    /// Drops the query indexes and builds them again from the records, to
+    /// repair indexes that [`crate::verify()`] found damaged.
+    pub fn rebuild_indexes(&mut self) -> Result<(), LedgerError> {
+        index::rebuild(&mut self.db, &self.path)
+    }
+
     /// Returns the number of leaves and the root hash of the Merkle tree
     /// over all records.
     pub fn tree_head(&self) -> (u64, Hash) {

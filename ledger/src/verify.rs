@@ -22,6 +22,13 @@
 //! and its hash. Only this check catches a change to the last record, which
 //! no later `prev_hash` covers. Verification stops at the first break.
 //!
+//! When the chain is intact and the ledger has complete query indexes in the
+//! current layout, it also checks that every index contains exactly the
+//! entries that the records define ([`crate::index_check`]). A disagreement
+//! is an [`IndexBreak`]: the records are intact, and rebuilding the indexes
+//! from them repairs it. Without complete indexes `query` reads every
+//! record, so there is nothing to check.
+//!
 //! Signed checkpoints are checked on top of this by [`crate::audit`].
 
 use std::{collections::BTreeMap, fmt, path::Path};
@@ -29,6 +36,7 @@ use std::{collections::BTreeMap, fmt, path::Path};
 use crate::{
     codec::{DecodeError, leaf_hash},
     error::LedgerError,
+    index_check::{self, IndexBreak, RecordPostings},
     merkle::Frontier,
     reader::LedgerReader,
     record::{Hash, Record, RecordBody, ZERO_HASH},
@@ -51,6 +59,12 @@ pub struct VerifyReport {
     /// The intervals that the checked records report as incomplete, in
     /// sequence order.
     pub gaps: Vec<Gap>,
+    /// Whether the query indexes were compared with the records. They are
+    /// not when the chain breaks, or when the ledger has no complete indexes
+    /// in the current layout.
+    pub indexes_checked: bool,
+    /// The first disagreement between the query indexes and the records.
+    pub index_break: Option<IndexBreak>,
 }
 
 /// An interval for which the ledger itself records that actions may be
@@ -95,9 +109,9 @@ impl fmt::Display for Gap {
 }
 
 impl VerifyReport {
-    /// Returns whether the chain is intact.
+    /// Returns whether the chain is intact and the indexes agree with it.
     pub fn is_intact(&self) -> bool {
-        self.first_break.is_none()
+        self.first_break.is_none() && self.index_break.is_none()
     }
 }
 
@@ -218,15 +232,37 @@ pub fn verify_reader(reader: &LedgerReader) -> Result<VerifyReport, LedgerError>
     Ok(walk(reader, &[])?.0)
 }
 
-/// Verifies the chain and tree, and returns the Merkle root hash at each
-/// of `sizes` that the checked records reach.
+/// Verifies the chain, the tree and the query indexes, and returns the
+/// Merkle root hash at each of `sizes` that the checked records reach.
 pub(crate) fn walk(reader: &LedgerReader, sizes: &[u64]) -> Result<(VerifyReport, BTreeMap<u64, Hash>), LedgerError> {
+    if !reader.has_indexes()? {
+        return walk_chain(reader, sizes, None);
+    }
+    let (walked, digested) =
+        index_check::digest_alongside(reader, |postings| walk_chain(reader, sizes, Some(postings)))?;
+    let (mut report, roots) = walked?;
+    if report.first_break.is_none() {
+        report.index_break = index_check::compare(reader, digested)?;
+        report.indexes_checked = true;
+    }
+    Ok((report, roots))
+}
+
+/// Verifies the chain and tree, and passes each record that passes its
+/// checks to `postings` when given.
+fn walk_chain(
+    reader: &LedgerReader,
+    sizes: &[u64],
+    mut postings: Option<&mut RecordPostings>,
+) -> Result<(VerifyReport, BTreeMap<u64, Hash>), LedgerError> {
     let mut report = VerifyReport {
         records_checked: 0,
         head: None,
         root_hash: Frontier::default().root(),
         first_break: None,
         gaps: Vec::new(),
+        indexes_checked: false,
+        index_break: None,
     };
     let mut last_time_ns = 0;
     let mut roots = BTreeMap::new();
@@ -261,6 +297,9 @@ pub(crate) fn walk(reader: &LedgerReader, sizes: &[u64]) -> Result<(VerifyReport
         }
         if let Some(gap) = gap_of(&record, last_time_ns) {
             report.gaps.push(gap);
+        }
+        if let Some(postings) = postings.as_deref_mut() {
+            postings.add(&record);
         }
         last_time_ns = record.time_ns;
         report.head = Some((seq, hash));
