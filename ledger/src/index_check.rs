@@ -42,8 +42,9 @@
 //! The records side is hashed on a second thread from postings that the
 //! chain walk sends in batches, and the stored side is read and hashed on a
 //! third, so the walk itself only builds the postings of each record. The
-//! hashing still costs CPU time, about 30 ns per posting and side, which
-//! shows in the walk's time when no core is free for those threads.
+//! hashing still costs CPU time, about 0.33 s per million decisions on the
+//! 2-core VM of `docs/benchmarks.md`, which shows in the walk's time when
+//! no core is free for those threads.
 
 use std::{
     fmt,
