@@ -218,16 +218,18 @@ impl fmt::Display for Break {
     }
 }
 
-/// Verifies the whole chain of the ledger in `dir`, opened read-only.
+/// Verifies the whole chain and the query indexes of the ledger in `dir`,
+/// opened read-only.
 ///
-/// Returns an error only when the ledger cannot be opened or read; a broken
-/// chain is a [`VerifyReport`] with `first_break` set.
+/// Returns an error only when the ledger cannot be opened or read. A broken
+/// chain is a [`VerifyReport`] with `first_break` set, and a damaged index
+/// is one with `index_break` set.
 pub fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
     let reader = LedgerReader::open_read_only(dir)?;
     verify_reader(&reader)
 }
 
-/// Verifies the chain visible through an open reader.
+/// Verifies the chain and the query indexes visible through an open reader.
 pub fn verify_reader(reader: &LedgerReader) -> Result<VerifyReport, LedgerError> {
     Ok(walk(reader, &[])?.0)
 }
