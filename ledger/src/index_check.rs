@@ -32,7 +32,9 @@
 //! The stored side must also have the layout that the writer produces and
 //! that `query`'s seeks rely on:
 //!
-//! - every key has at least the 8 bytes of a `seq`;
+//! - every key has at least the 8 bytes of a `seq`, and its prefix has the
+//!   length of the index's prefixes (for `idx_agent`, the length that its
+//!   first 4 bytes state);
 //! - every value is non-empty, its first delta is 0 (the first posting is
 //!   the key's `seq`) and its later deltas are at least 1;
 //! - the entries of one prefix do not overlap;
@@ -106,6 +108,8 @@ pub enum IndexBreakKind {
 pub enum EntryProblem {
     /// The key is shorter than the 8-byte `seq` it ends with.
     ShortKey,
+    /// The prefix has a length that no prefix of the index has.
+    InvalidPrefix { len: usize },
     /// The value lists no record.
     Empty,
     /// The value ends inside a varint, or a varint or `seq` overflows a u64.
@@ -154,6 +158,9 @@ impl fmt::Display for EntryProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::ShortKey => write!(f, "the key is shorter than the 8-byte sequence number it ends with"),
+            Self::InvalidPrefix { len } => {
+                write!(f, "the prefix is {len} bytes, which is not a valid length in this index")
+            }
             Self::Empty => write!(f, "the postings list is empty"),
             Self::Undecodable => write!(f, "the postings list is not a valid list of varints"),
             Self::FirstNotKey { key_seq, first } => {
@@ -400,6 +407,9 @@ fn digest_stored(
             let Some((prefix, key_seq)) = split_key(key) else {
                 return Ok(invalid(EntryProblem::ShortKey));
             };
+            if !has_valid_length(slot, prefix) {
+                return Ok(invalid(EntryProblem::InvalidPrefix { len: prefix.len() }));
+            }
             postings.clear();
             if let Err(problem) = decode_canonical(key_seq, value, slot == TIME_SLOT, &mut postings) {
                 return Ok(invalid(problem));
@@ -427,6 +437,21 @@ fn digest_stored(
         entries.status().map_err(|source| LedgerError::ReadIndex { path: reader.path().to_owned(), source })?;
     }
     Ok(Ok(digests))
+}
+
+/// Returns whether `prefix` has a length that the index `slot` writes.
+/// When every prefix does, the entries of one prefix are adjacent in key
+/// order, which the overlap check relies on.
+fn has_valid_length(slot: usize, prefix: &[u8]) -> bool {
+    match slot {
+        AGENT_SLOT => prefix
+            .split_first_chunk::<4>()
+            .is_some_and(|(len, name)| usize::try_from(u32::from_be_bytes(*len)).ok() == Some(name.len())),
+        RULE_SLOT => prefix.len() == 4,
+        VERDICT_HOOK_SLOT => prefix.len() == 2,
+        TIME_SLOT => prefix.len() == 8,
+        _ => false,
+    }
 }
 
 /// Decodes an entry's value into `(seq, time offset)` pairs, accepting only

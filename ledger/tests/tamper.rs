@@ -414,9 +414,15 @@ fn index_entry_undecodable() {
 #[test]
 fn index_entry_invalid_layouts() {
     let rule_3 = 3_u32.to_be_bytes();
-    let cases: [(&str, Vec<u8>, Vec<u8>, &str); 5] = [
+    let cases: [(&str, Vec<u8>, Vec<u8>, &str); 6] = [
         ("empty value", index_key(&rule_3, 2), Vec::new(), "the postings list is empty"),
         ("short key", vec![0, 0, 3], vec![0], "the key is shorter than the 8-byte sequence number it ends with"),
+        (
+            "prefix of 5 bytes",
+            index_key(&[0, 0, 0, 3, 0], 2),
+            vec![0],
+            "the prefix is 5 bytes, which is not a valid length in this index",
+        ),
         (
             "first posting not the key's",
             index_key(&rule_3, 2),
