@@ -49,6 +49,7 @@
 //! no core is free for those threads.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     fmt,
     hash::{BuildHasher, Hasher, RandomState},
     sync::mpsc::{Receiver, SyncSender, sync_channel},
@@ -257,34 +258,58 @@ struct RangeDigest {
 }
 
 /// The digests of the postings of each index, by range of records.
-#[derive(Debug, Default, PartialEq, Eq)]
+///
+/// The ranges are kept in maps, so that a forged `seq` far past the last
+/// record costs one entry instead of a list up to its range.
+#[derive(Debug, Default)]
 struct Digests {
-    /// One list per index, in [`INDEX_CFS`] order, indexed by `seq >>
-    /// RANGE_BITS`.
-    ranges: [Vec<RangeDigest>; 4],
+    /// One map per index, in [`INDEX_CFS`] order, from `seq >> RANGE_BITS`
+    /// to the digest of that range.
+    ranges: [BTreeMap<u64, RangeDigest>; 4],
+    /// Per index, the range of the last posting added and its digest so
+    /// far, which is not in `ranges` yet. Postings come mostly in `seq`
+    /// order, so most of them need no map lookup.
+    current: [(u64, RangeDigest); 4],
 }
 
 impl Digests {
     fn add(&mut self, slot: usize, seq: u64, hash: u128) {
-        let ranges = &mut self.ranges[slot];
-        let range = usize::try_from(seq >> RANGE_BITS).expect("usize has 64 bits on the supported targets");
-        if range >= ranges.len() {
-            ranges.resize(range + 1, RangeDigest::default());
+        let range = seq >> RANGE_BITS;
+        if self.current[slot].0 != range {
+            self.flush(slot);
+            self.current[slot].0 = range;
         }
-        let digest = &mut ranges[range];
+        let digest = &mut self.current[slot].1;
         digest.count += 1;
         digest.sum = digest.sum.wrapping_add(hash);
     }
 
+    /// Moves the current digest of index `slot` into its map.
+    fn flush(&mut self, slot: usize) {
+        let (range, digest) = std::mem::take(&mut self.current[slot]);
+        if digest.count > 0 {
+            let total = self.ranges[slot].entry(range).or_default();
+            total.count += digest.count;
+            total.sum = total.sum.wrapping_add(digest.sum);
+        }
+    }
+
+    /// Returns the digests with every current digest in the maps.
+    fn finish(mut self) -> Self {
+        for slot in 0..INDEX_CFS.len() {
+            self.flush(slot);
+        }
+        self
+    }
+
     /// Returns the first index, in [`INDEX_CFS`] order, whose digests differ
-    /// from `other`'s, with the first range that differs there.
+    /// from `other`'s, with the first range that differs there. Both must
+    /// be finished.
     fn first_difference(&self, other: &Self) -> Option<(usize, u64)> {
         for (slot, (mine, theirs)) in self.ranges.iter().zip(&other.ranges).enumerate() {
-            let empty = RangeDigest::default();
-            let len = mine.len().max(theirs.len());
-            let differs = |range: &usize| mine.get(*range).unwrap_or(&empty) != theirs.get(*range).unwrap_or(&empty);
-            if let Some(range) = (0..len).find(differs) {
-                return Some((slot, u64::try_from(range).expect("usize fits u64")));
+            let ranges: BTreeSet<u64> = mine.keys().chain(theirs.keys()).copied().collect();
+            if let Some(range) = ranges.into_iter().find(|range| mine.get(range) != theirs.get(range)) {
+                return Some((slot, range));
             }
         }
         None
@@ -385,7 +410,7 @@ fn digest_batches(receiver: &Receiver<PostingBatch>, mut hasher: PostingHasher) 
             start = end;
         }
     }
-    digests
+    digests.finish()
 }
 
 /// Reads and hashes every stored posting, checking the layout of each
@@ -436,7 +461,7 @@ fn digest_stored(
         }
         entries.status().map_err(|source| LedgerError::ReadIndex { path: reader.path().to_owned(), source })?;
     }
-    Ok(Ok(digests))
+    Ok(Ok(digests.finish()))
 }
 
 /// Returns whether `prefix` has a length that the index `slot` writes.

@@ -573,3 +573,23 @@ fn dropped_indexes_not_checked() {
     assert!(report.is_intact());
     assert!(!report.indexes_checked);
 }
+
+#[test]
+fn index_far_posting_with_forged_head() {
+    // A head that names a record far past the last one lets a posting up
+    // there pass the check against the number of records. Verify must
+    // still report the chain break instead of running out of memory.
+    let dir = TempDir::new().unwrap();
+    drop(common::fill(dir.path(), RECORDS));
+    let db = common::open_raw(dir.path());
+    let meta = db.cf_handle("meta").unwrap();
+    let mut head = db.get_cf(meta, b"head").unwrap().unwrap();
+    head[..8].copy_from_slice(&(1_u64 << 62).to_be_bytes());
+    db.put_cf(meta, b"head", head).unwrap();
+    put_entry(&db, "idx_rule", &index_key(&3_u32.to_be_bytes(), 1 << 61), &[(1 << 61, 0)]);
+    drop(db);
+
+    let report = verify(dir.path()).unwrap();
+    assert_eq!(report.first_break.map(|found| found.kind), Some(BreakKind::MissingTail { head_seq: 1 << 62 }));
+    assert_eq!(report.index_break, None);
+}
