@@ -593,3 +593,28 @@ fn index_far_posting_with_forged_head() {
     assert_eq!(report.first_break.map(|found| found.kind), Some(BreakKind::MissingTail { head_seq: 1 << 62 }));
     assert_eq!(report.index_break, None);
 }
+
+#[test]
+fn index_check_writes_nothing() {
+    // Verify reads a damaged ledger without repairing or rebuilding
+    // anything. RocksDB's own info log (`LOG*`) is not ledger data.
+    let dir = TempDir::new().unwrap();
+    drop(common::fill(dir.path(), RECORDS));
+    let db = common::open_raw(dir.path());
+    delete_entry(&db, "idx_rule", &index_key(&3_u32.to_be_bytes(), 2));
+    drop(db);
+    let files = |dir: &Path| -> std::collections::BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap())
+            .map(|entry| (entry.file_name().into_string().unwrap(), entry.path()))
+            .filter(|(name, _)| !name.starts_with("LOG"))
+            .map(|(name, path)| (name, std::fs::read(path).unwrap()))
+            .collect()
+    };
+
+    let before = files(dir.path());
+    let (code, _) = run_verify(dir.path());
+    assert_eq!(code, Some(1));
+    assert_eq!(files(dir.path()), before, "verify changed the ledger's files");
+}
