@@ -479,6 +479,10 @@ pub enum Reason {
     /// leave its cgroup, hide from the hooks or reach the daemon. No rule
     /// and no mode allows it.
     Protected,
+    /// A folder was to be renamed while rules name paths below its old or
+    /// new name, so the move would carry files out of their rules or under
+    /// rules written for others. Denied.
+    RulesBelow,
     Other(u32),
 }
 
@@ -498,6 +502,7 @@ impl Reason {
             Self::Monitor => reason::MONITOR,
             Self::HashFailed => reason::HASH_FAILED,
             Self::Protected => reason::PROTECTED,
+            Self::RulesBelow => reason::RULES_BELOW,
             Self::Other(code) => code,
         }
     }
@@ -517,6 +522,7 @@ impl Reason {
             reason::MONITOR => Self::Monitor,
             reason::HASH_FAILED => Self::HashFailed,
             reason::PROTECTED => Self::Protected,
+            reason::RULES_BELOW => Self::RulesBelow,
             other => Self::Other(other),
         }
     }
@@ -536,6 +542,7 @@ impl Reason {
             Self::Monitor => Some("monitor"),
             Self::HashFailed => Some("hash_failed"),
             Self::Protected => Some("protected"),
+            Self::RulesBelow => Some("rules_below"),
             Self::Other(_) => None,
         }
     }

@@ -37,6 +37,8 @@ pub enum CageAction {
     Unlink { path: OsString },
     /// `rename(old, new)`.
     Rename { old: OsString, new: OsString },
+    /// `renameat2(old, new, RENAME_EXCHANGE)`: the two names swap files.
+    Exchange { old: OsString, new: OsString },
     /// `symlink(target, link)`.
     Symlink { target: OsString, link: OsString },
     /// `mkdir(path, 0700)`.
@@ -61,6 +63,11 @@ pub enum CageAction {
     /// an LSRR option for an IPv4 `addr`, and `IPV6_RTHDR` with a segment
     /// routing header for an IPv6 one.
     IpOptions { addr: SocketAddr },
+    /// Connects a UDP socket to `addr`, then sends one datagram with
+    /// `sendmsg` and a control message: the same route as `IpOptions`
+    /// (`IP_RETOPTS`, `IPV6_RTHDR`) when `route` is set, else a hop limit
+    /// (`IP_TTL`, `IPV6_HOPLIMIT`), which routes nothing.
+    RouteMessage { addr: SocketAddr, route: bool },
 }
 
 /// Returns whether `action` names one of these actions.
@@ -79,6 +86,7 @@ pub fn is_action(action: &[u8]) -> bool {
             | b"link"
             | b"unlink"
             | b"rename"
+            | b"exchange"
             | b"symlink"
             | b"mkdir"
             | b"truncate"
@@ -88,6 +96,7 @@ pub fn is_action(action: &[u8]) -> bool {
             | b"prlimit"
             | b"setpriority"
             | b"ip-options"
+            | b"route-message"
     )
 }
 
@@ -116,6 +125,7 @@ pub fn parse(action: &[u8], args: &mut impl Iterator<Item = OsString>) -> Result
         b"link" => CageAction::Link { old: next("OLD")?, new: next("NEW")? },
         b"unlink" => CageAction::Unlink { path: next("PATH")? },
         b"rename" => CageAction::Rename { old: next("OLD")?, new: next("NEW")? },
+        b"exchange" => CageAction::Exchange { old: next("OLD")?, new: next("NEW")? },
         b"symlink" => CageAction::Symlink { target: next("TARGET")?, link: next("LINK")? },
         b"mkdir" => CageAction::Mkdir { path: next("PATH")? },
         b"truncate" => CageAction::Truncate { path: next("PATH")? },
@@ -129,6 +139,15 @@ pub fn parse(action: &[u8], args: &mut impl Iterator<Item = OsString>) -> Result
         b"ip-options" => CageAction::IpOptions {
             addr: crate::probe::parse_socket_addr(&next("ADDR:PORT")?).map_err(|error| error.to_string())?,
         },
+        b"route-message" => {
+            let addr = crate::probe::parse_socket_addr(&next("ADDR:PORT")?).map_err(|error| error.to_string())?;
+            let route = match next("route|ttl")?.as_bytes() {
+                b"route" => true,
+                b"ttl" => false,
+                other => return Err(format!("route-message: expected route or ttl, got {:?}", String::from_utf8_lossy(other))),
+            };
+            CageAction::RouteMessage { addr, route }
+        }
         _ => return Err(format!("unknown action {name:?}")),
     };
     Ok(parsed)

@@ -42,9 +42,11 @@ usage: lupid-probe exec PATH [ARG...]
        lupid-probe mount TARGET | move-mount SOURCE TARGET | umount TARGET
        lupid-probe kill PID SIGNAL | ptrace-attach PID | bpf
        lupid-probe socket FAMILY TYPE PROTOCOL | link OLD NEW | unlink PATH | rename OLD NEW
+       lupid-probe exchange OLD NEW
        lupid-probe symlink TARGET LINK | mkdir PATH | truncate PATH
        lupid-probe chmod PATH MODE | setxattr PATH NAME VALUE
        lupid-probe sigio PID | prlimit PID | setpriority PID NICE | ip-options ADDR:PORT
+       lupid-probe route-message ADDR:PORT route|ttl
 FLAGS are clone flags in hexadecimal (0x10000000); FAMILY, TYPE, PROTOCOL, SIGNAL and NICE are decimal numbers.
 MODE is an octal file mode (0644); NAME is a whole extended attribute name (user.origin).
 ADDR is an IPv4 address or a bracketed IPv6 address: 127.0.0.1:8080, [::1]:8080.";

@@ -203,6 +203,17 @@ pub(crate) fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         dentry_d_inode: btf.member_offset("dentry", "d_inode")?,
         dentry_d_parent: btf.member_offset("dentry", "d_parent")?,
         path_dentry: btf.member_offset("path", "dentry")?,
+        path_mnt: btf.member_offset("path", "mnt")?,
+        qstr_len: btf.member_offset("qstr", "len")?,
+        mount_mnt: btf.member_offset("mount", "mnt")?,
+        mount_mnt_parent: btf.member_offset("mount", "mnt_parent")?,
+        mount_mnt_mountpoint: btf.member_offset("mount", "mnt_mountpoint")?,
+        vfsmount_mnt_root: btf.member_offset("vfsmount", "mnt_root")?,
+        task_fs: btf.member_offset("task_struct", "fs")?,
+        fs_struct_root: btf.member_offset("fs_struct", "root")?,
+        inode_i_mode: btf.member_offset("inode", "i_mode")?,
+        msghdr_msg_control: btf.member_offset("msghdr", "msg_control")?,
+        msghdr_msg_controllen: btf.member_offset("msghdr", "msg_controllen")?,
     })
 }
 

@@ -47,6 +47,13 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>, lease_rule: O
     } else if event.hook == hook::KILL || event.hook == hook::PTRACE || event.hook == hook::TASK_SET {
         // The kernel writes the target's `comm` into `path`.
         Object::Task { pid: event.target_pid, comm: event.path[..path_len].to_vec() }
+    } else if event.flags & flags::TWO_NAMES != 0 {
+        let new_len = (event.new_path_len as usize).min(event.new_path.len());
+        Object::PathPair {
+            old: event.path[..path_len].to_vec(),
+            new: event.new_path[..new_len].to_vec(),
+            truncated: event.flags & flags::PATH_TRUNCATED != 0,
+        }
     } else {
         let truncated = event.flags & flags::PATH_TRUNCATED != 0;
         Object::Path { path: event.path[..path_len].to_vec(), truncated }
@@ -102,6 +109,7 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>, lease_rule: O
             reason::MONITOR => Reason::Monitor,
             reason::HASH_FAILED => Reason::HashFailed,
             reason::PROTECTED => Reason::Protected,
+            reason::RULES_BELOW => Reason::RulesBelow,
             other => Reason::Other(other),
         },
         rule_id: event.rule_id,

@@ -27,7 +27,7 @@ use super::{bpffs, btf};
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lupid.bpf.o"));
 
 /// The LSM hooks lupid attaches, as (program name, hook name).
-pub(crate) const HOOKS: [(&str, &str); 34] = [
+pub(crate) const HOOKS: [(&str, &str); 35] = [
     ("bprm_check_security", "bprm_check_security"),
     ("file_open", "file_open"),
     ("socket_connect", "socket_connect"),
@@ -45,6 +45,7 @@ pub(crate) const HOOKS: [(&str, &str); 34] = [
     ("bpf_syscall", "bpf"),
     ("socket_create", "socket_create"),
     ("path_link", "path_link"),
+    ("path_rename", "path_rename"),
     ("inode_create", "inode_create"),
     ("inode_mkdir", "inode_mkdir"),
     ("inode_mknod", "inode_mknod"),

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use lupid_common::{
     ContentKey, EXEC_CONTENT_CAPACITY, NET_RULES_CAPACITY, NET_RULES_PER_PREFIX, NetKey, NetRule, PATH_RULES_CAPACITY,
-    PathKey, PathRule, PortRule, RuleSlot, agent_flags, protocol,
+    PathKey, PathRule, PortRule, RuleSlot, agent_flags, path_flags, protocol,
 };
 
 use super::{NetPattern, Policy, PolicyError, Position, Rule, Target, Verdict};
@@ -134,6 +134,7 @@ fn is_lease_required(slot: RuleSlot) -> bool {
 
 fn compile_paths<'a>(rules: impl Iterator<Item = (&'a Rule, u32)>, policy_id: u32) -> Vec<(PathKey, PathRule)> {
     let mut by_path: BTreeMap<&str, PathRule> = BTreeMap::new();
+    let mut file_rule_paths = Vec::new();
     for (rule, rule_id) in rules {
         let pattern = match &rule.target {
             Target::Exec(pattern) | Target::Open(pattern, _) | Target::ConnectUnix(pattern) => pattern,
@@ -156,6 +157,17 @@ fn compile_paths<'a>(rules: impl Iterator<Item = (&'a Rule, u32)>, policy_id: u3
             Target::ConnectUnix(_) => entry.connect = slot,
             _ => entry.exec = slot,
         }
+        if !matches!(rule.target, Target::ConnectUnix(_)) {
+            file_rule_paths.push(pattern.path.as_str());
+        }
+    }
+    // A rename of a folder is judged by the rules at its two names alone,
+    // so the kernel must know where rules lie below a name. A Unix socket
+    // keeps the name it was bound to, so its rules mark nothing.
+    for path in file_rule_paths {
+        for ancestor in ancestors(path) {
+            by_path.entry(ancestor).or_default().flags |= path_flags::RULES_BELOW;
+        }
     }
 
     by_path
@@ -168,6 +180,12 @@ fn compile_paths<'a>(rules: impl Iterator<Item = (&'a Rule, u32)>, policy_id: u3
             (key, rule)
         })
         .collect()
+}
+
+/// Returns the folders above `path` (an absolute path without a trailing
+/// slash), the root `/` included: `/a/b/c` gives `/a/b`, `/a` and `/`.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.char_indices().filter(|&(_, c)| c == '/').map(move |(at, _)| if at == 0 { "/" } else { &path[..at] }).filter(move |&ancestor| ancestor != path)
 }
 
 fn slot_verdict(verdict: Verdict) -> u16 {

@@ -71,6 +71,23 @@ pub(crate) fn decide_path_with(
     }
 }
 
+/// Decides a rename of `old` to `new`, as the kernel program does. `folder`
+/// is set when `old` is a directory.
+#[cfg(test)]
+pub(crate) fn decide_rename_reference(compiled: &CompiledPolicy, old: &[u8], new: &[u8], folder: bool) -> Decision {
+    use lupid_common::{decide::NameSlots, path_flags};
+
+    let names = |path: &[u8]| {
+        let best = best_slots(compiled, path);
+        NameSlots {
+            exec: best.exec,
+            open: OpenSlots { read: best.read, write: best.write, create: best.create },
+            rules_below: best.flags & path_flags::RULES_BELOW != 0,
+        }
+    };
+    decide::decide_rename(&names(old), &names(new), folder, compiled.default_verdict, unleased)
+}
+
 /// Returns the best read, write and create slots for an open of `path`,
 /// before `decide_open` uses the write slot in place of a missing create
 /// slot.
@@ -95,7 +112,8 @@ pub(crate) fn decide_slot(compiled: &CompiledPolicy, slot: RuleSlot) -> Decision
 }
 
 /// Returns the best slot per access for `path`, scanned as the kernel
-/// program scans it (see [`decide_path_with`]).
+/// program scans it (see [`decide_path_with`]), with the flags of the
+/// entry of the whole path.
 fn best_slots(compiled: &CompiledPolicy, path: &[u8]) -> PathRule {
     let table: HashMap<(u32, [u8; RULE_PATH_MAX]), PathRule> =
         compiled.path_rules.iter().map(|(key, rule)| ((key.policy_id, key.path), *rule)).collect();
@@ -106,6 +124,7 @@ fn best_slots(compiled: &CompiledPolicy, path: &[u8]) -> PathRule {
     };
 
     let mut best = PathRule::default();
+    let mut flags = 0;
     let mut fold = |found: Option<&PathRule>, at_end: bool| {
         if let Some(found) = found {
             decide::fold_slot(&mut best.exec, &found.exec, at_end);
@@ -121,11 +140,14 @@ fn best_slots(compiled: &CompiledPolicy, path: &[u8]) -> PathRule {
     }
     for end in 1..=path.len().min(RULE_PATH_MAX) {
         if end == path.len() {
-            fold(lookup(path), true);
+            let whole = lookup(path);
+            fold(whole, true);
+            flags = whole.map_or(0, |rule| rule.flags);
         } else if path[end] == b'/' {
             fold(lookup(&path[..end]), false);
         }
     }
+    best.flags = flags;
     best
 }
 

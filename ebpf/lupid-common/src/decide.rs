@@ -49,8 +49,10 @@ impl Decision {
     /// lease becomes an allow marked `reason::MONITOR`. Failures (no path,
     /// no hash, unknown family) still deny.
     pub const fn monitored(self) -> Self {
-        let by_policy =
-            self.reason == reason::RULE || self.reason == reason::DEFAULT || self.reason == reason::LEASE_REQUIRED;
+        let by_policy = self.reason == reason::RULE
+            || self.reason == reason::DEFAULT
+            || self.reason == reason::LEASE_REQUIRED
+            || self.reason == reason::RULES_BELOW;
         if self.verdict == verdict::DENY && by_policy {
             Self { verdict: verdict::ALLOW, reason: reason::MONITOR, ..self }
         } else {
@@ -209,6 +211,92 @@ pub fn decide_open(access: u32, slots: &OpenSlots, default_verdict: u32, lease: 
             chosen = decisions[i];
         }
         i += 1;
+    }
+    chosen
+}
+
+/// The best slots of one name of a rename or hard link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NameSlots {
+    pub exec: RuleSlot,
+    pub open: OpenSlots,
+    /// Some rule names a path strictly below this name
+    /// (`path_flags::RULES_BELOW` on the entry of the whole name).
+    pub rules_below: bool,
+}
+
+/// Returns whether `slot` could allow its access: an allow, audit or lease
+/// rule, or no rule under an allowing default. A lease counts as allowing,
+/// because it may be valid when the file is used under its new name.
+#[inline(always)]
+const fn may_allow(slot: &RuleSlot, default_verdict: u32) -> bool {
+    let rule = slot.verdict as u32;
+    if rule == verdict::NONE {
+        return default_verdict == verdict::ALLOW;
+    }
+    rule == verdict::ALLOW || rule == verdict::AUDIT || rule == verdict::LEASED
+}
+
+/// Decides a rename of the name `old` to the name `new`. `folder` is set
+/// when `old` is a directory.
+///
+/// A rename gives a file a second name, which must not reach more than
+/// the first: the move must need no more than a copy would. So the old
+/// name needs write access (the move removes it), and read access when
+/// the new name could allow reading or running the file, as a copy reads
+/// it. The new name needs create access (the write rule where no create
+/// rule covers it), as an open that creates a file does. A folder moves
+/// every file below it, which one lookup per name cannot judge when rules
+/// name paths below either name: such a move is denied with
+/// `reason::RULES_BELOW`.
+///
+/// Plain denials decide first, in the order create, write, read, then
+/// leases are settled, so a rename denied for another reason uses up no
+/// lease. When everything is allowed, the decision names a lease if one
+/// was used, else an audit rule, else the rule of the new name. The steps
+/// form one chain without loops, so the kernel's verifier walks few paths.
+#[inline(always)]
+pub fn decide_rename(
+    old: &NameSlots,
+    new: &NameSlots,
+    folder: bool,
+    default_verdict: u32,
+    lease: impl Fn(u32) -> Decision,
+) -> Decision {
+    if folder && (old.rules_below || new.rules_below) {
+        return Decision { verdict: verdict::DENY, rule_id: 0, reason: reason::RULES_BELOW, lease_id: 0 };
+    }
+    let needs_read = may_allow(&new.open.read, default_verdict) || may_allow(&new.exec, default_verdict);
+    let create = Decision::from_slot(new.open.create_or_write(), default_verdict);
+    let write = Decision::from_slot(&old.open.write, default_verdict);
+    let read = if needs_read { Decision::from_slot(&old.open.read, default_verdict) } else { write };
+    for decision in [create, write, read] {
+        if !decision.allows() && decision.verdict != verdict::LEASED {
+            return decision;
+        }
+    }
+    let create = create.settle(&lease);
+    if !create.allows() {
+        return create;
+    }
+    let write = write.settle(&lease);
+    if !write.allows() {
+        return write;
+    }
+    let read = if needs_read { read.settle(&lease) } else { write };
+    if !read.allows() {
+        return read;
+    }
+    let mut chosen = create;
+    for decision in [write, read] {
+        let rank = |candidate: &Decision| match candidate.reason {
+            reason::LEASE => 2,
+            reason::AUDIT => 1,
+            _ => 0,
+        };
+        if rank(&decision) > rank(&chosen) {
+            chosen = decision;
+        }
     }
     chosen
 }

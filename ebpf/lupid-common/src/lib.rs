@@ -17,6 +17,8 @@ pub const PATH_MAX: usize = 4096;
 pub const RULE_PATH_MAX: usize = 256;
 /// Size of `Event::request`, NUL included.
 pub const REQUEST_MAX: usize = 256;
+/// Longest name of one directory entry (`NAME_MAX`), NUL excluded.
+pub const NAME_MAX: usize = 255;
 /// Length of `task_struct::comm`.
 pub const COMM_LEN: usize = 16;
 /// Most port rules one network prefix can carry, inherited rules included.
@@ -92,6 +94,14 @@ pub mod hook {
     /// destination the connect rules judged (IPv4 options, IPv6 routing
     /// headers).
     pub const SETSOCKOPT: u32 = 21;
+}
+
+/// Bits of `PathRule::flags`.
+pub mod path_flags {
+    /// Some rule of the policy names a path strictly below this one, so
+    /// renaming a folder at this path is denied (`reason::RULES_BELOW`).
+    /// The daemon sets it on every ancestor of every rule path.
+    pub const RULES_BELOW: u32 = 1;
 }
 
 /// Verdicts, as stored in rule slots, agents and events. Zero in a rule slot
@@ -175,6 +185,11 @@ pub mod reason {
     /// A built-in protection denied the action (`protect`, or a rule with
     /// `verdict::PROTECTED`). Monitor mode does not allow it.
     pub const PROTECTED: u32 = 12;
+    /// A folder was to be renamed while rules of the policy name paths
+    /// below its old or its new name: the move would carry those files out
+    /// of their rules, or under rules written for other files. Denied, and
+    /// allowed in monitor mode like a rule's denial.
+    pub const RULES_BELOW: u32 = 13;
 }
 
 /// Indexes into the per-CPU `ERRORS` counter array. Each counts a failure
@@ -202,6 +217,10 @@ pub mod flags {
     /// The requested name filled `request`, so it may be longer than what
     /// the event holds.
     pub const REQUEST_TRUNCATED: u32 = 4;
+    /// The event names two paths, the old name in `path` and the new one
+    /// in `new_path` (a rename or hard link). `PATH_TRUNCATED` then means
+    /// that one of them did not fit.
+    pub const TWO_NAMES: u32 = 8;
 }
 
 /// Address families the connect hook understands (`AF_*` from the UAPI).
@@ -267,6 +286,9 @@ pub struct PathRule {
     /// pathname socket is keyed by its bound path; an abstract one by `@`
     /// and its name.
     pub connect: RuleSlot,
+    /// `path_flags::*` bits.
+    pub flags: u32,
+    pub padding: u32,
 }
 
 /// Key of the `NET_RULES` LPM trie, after the 4-byte prefix length that the
@@ -408,7 +430,16 @@ pub struct Event {
     /// `REQUEST_MAX - 1` bytes; see `flags::REQUEST_TRUNCATED`.
     pub request: [u8; REQUEST_MAX],
     pub path: [u8; PATH_MAX],
-    pub padding_end: [u8; 4],
+    /// Length of `new_path` without its NUL, 0 when the event has none.
+    pub new_path_len: u32,
+    /// The new name of a rename or hard link (`hook::RENAME`,
+    /// `hook::LINK`), resolved by the kernel program, for which `path`
+    /// holds the old name.
+    pub new_path: [u8; PATH_MAX],
+    /// Room that a name copied near the end of `new_path` may run into as
+    /// far as the verifier can tell. The program never writes past
+    /// `new_path`, whose length it checks first.
+    pub slack: [u8; NAME_MAX + 1],
 }
 
 /// Struct field offsets the daemon reads from the running kernel's BTF and
@@ -482,6 +513,29 @@ pub struct KernelOffsets {
     pub dentry_d_parent: u32,
     /// `struct path`, field `dentry`.
     pub path_dentry: u32,
+    /// `struct path`, field `mnt`.
+    pub path_mnt: u32,
+    /// `struct qstr`, field `len`.
+    pub qstr_len: u32,
+    /// `struct mount`, field `mnt`: where the `struct vfsmount` that
+    /// `path.mnt` points at lies inside its `struct mount`.
+    pub mount_mnt: u32,
+    /// `struct mount`, field `mnt_parent`.
+    pub mount_mnt_parent: u32,
+    /// `struct mount`, field `mnt_mountpoint`.
+    pub mount_mnt_mountpoint: u32,
+    /// `struct vfsmount`, field `mnt_root`.
+    pub vfsmount_mnt_root: u32,
+    /// `struct task_struct`, field `fs`.
+    pub task_fs: u32,
+    /// `struct fs_struct`, field `root`.
+    pub fs_struct_root: u32,
+    /// `struct inode`, field `i_mode`.
+    pub inode_i_mode: u32,
+    /// `struct msghdr`, field `msg_control`.
+    pub msghdr_msg_control: u32,
+    /// `struct msghdr`, field `msg_controllen`.
+    pub msghdr_msg_controllen: u32,
 }
 
 #[cfg(feature = "user")]
@@ -506,11 +560,11 @@ const _: () = {
     assert!(core::mem::size_of::<AgentInfo>() == 16);
     assert!(core::mem::size_of::<PathKey>() == 4 + RULE_PATH_MAX);
     assert!(core::mem::size_of::<RuleSlot>() == 8);
-    assert!(core::mem::size_of::<PathRule>() == 40);
+    assert!(core::mem::size_of::<PathRule>() == 48);
     assert!(core::mem::size_of::<NetKey>() == 20);
     assert!(core::mem::size_of::<PortRule>() == 12);
     assert!(core::mem::size_of::<NetRule>() == 12 * NET_RULES_PER_PREFIX);
-    assert!(core::mem::size_of::<KernelOffsets>() == 132);
+    assert!(core::mem::size_of::<KernelOffsets>() == 176);
     assert!(core::mem::size_of::<InodeKey>() == 16);
     assert!(core::mem::size_of::<ProtectedDir>() == 4 + RULE_PATH_MAX);
     assert!(core::mem::size_of::<ContentKey>() == 36);
@@ -519,5 +573,6 @@ const _: () = {
     assert!(core::mem::offset_of!(Event, scratch) == 124);
     assert!(core::mem::offset_of!(Event, request) == 124 + 4 + RULE_PATH_MAX + 4);
     assert!(core::mem::offset_of!(Event, path) == 124 + 4 + RULE_PATH_MAX + 4 + REQUEST_MAX);
-    assert!(core::mem::size_of::<Event>() == 4480 + 4 + REQUEST_MAX + 4);
+    assert!(core::mem::offset_of!(Event, new_path) == 124 + 4 + RULE_PATH_MAX + 4 + REQUEST_MAX + PATH_MAX + 4);
+    assert!(core::mem::size_of::<Event>() == 4480 + 4 + REQUEST_MAX + 4 + PATH_MAX + NAME_MAX + 1);
 };

@@ -58,6 +58,32 @@ pub const fn socket_option_denied(level: i32, name: i32) -> bool {
         || (level == SOL_IPV6 && (name == IPV6_RTHDR || name == IPV6_2292RTHDR || name == IPV6_2292PKTOPTIONS))
 }
 
+/// `IP_RETOPTS`: IPv4 options for one message, as a control message of
+/// `sendmsg`.
+pub const IP_RETOPTS: i32 = 7;
+/// Length of `struct cmsghdr` on 64-bit Linux: `cmsg_len` (8 bytes),
+/// `cmsg_level` and `cmsg_type` (4 bytes each).
+pub const CMSG_HEADER_LEN: u64 = 16;
+/// Most control messages one `sendmsg` may carry for a labeled caller. The
+/// kernel program reads each header; a message with more is denied.
+pub const MAX_CONTROL_MESSAGES: u32 = 16;
+
+/// Returns whether a control message of `level` and `kind` in a labeled
+/// caller's `sendmsg` is denied: the per-message forms of the routing
+/// options that `socket_option_denied` refuses, an IPv4 source route
+/// (`IP_RETOPTS`) or an IPv6 routing header.
+#[inline(always)]
+pub const fn control_message_denied(level: i32, kind: i32) -> bool {
+    (level == SOL_IP && kind == IP_RETOPTS) || (level == SOL_IPV6 && (kind == IPV6_RTHDR || kind == IPV6_2292RTHDR))
+}
+
+/// Returns the offset of the control message after one of `cmsg_len`
+/// bytes at `offset` (`CMSG_ALIGN`, to 8 bytes).
+#[inline(always)]
+pub const fn next_control_message(offset: u64, cmsg_len: u64) -> u64 {
+    offset.saturating_add(cmsg_len.saturating_add(7) & !7)
+}
+
 /// Returns whether a clone with `flags` is denied to a labeled caller.
 #[inline(always)]
 pub const fn clone_denied(flags: u64) -> bool {
@@ -124,6 +150,25 @@ mod tests {
         assert!(!socket_option_denied(SOL_IPV6, 26));
         // IP_OPTIONS's number at another level is another option.
         assert!(!socket_option_denied(6, IP_OPTIONS));
+    }
+
+    #[test]
+    fn routing_control_messages_denied() {
+        assert!(control_message_denied(SOL_IP, IP_RETOPTS));
+        assert!(control_message_denied(SOL_IPV6, IPV6_RTHDR));
+        assert!(control_message_denied(SOL_IPV6, IPV6_2292RTHDR));
+        // IP_TTL, IP_PKTINFO, IPV6_HOPLIMIT and SCM_RIGHTS route nothing.
+        assert!(!control_message_denied(SOL_IP, 2));
+        assert!(!control_message_denied(SOL_IP, 8));
+        assert!(!control_message_denied(SOL_IPV6, 52));
+        assert!(!control_message_denied(1, 1));
+    }
+
+    #[test]
+    fn control_messages_are_aligned() {
+        assert_eq!(next_control_message(0, 20), 24);
+        assert_eq!(next_control_message(24, 16), 40);
+        assert_eq!(next_control_message(0, u64::MAX), u64::MAX - 7);
     }
 
     fn control(path: &[u8]) -> bool {

@@ -119,6 +119,7 @@ pub(crate) fn enter_labeled(hook: u32, cgroup_id: u64, agent: AgentInfo) -> Entr
         (&raw mut (*out).policy_id).write(agent.policy_id);
         (&raw mut (*out).access).write(0);
         (&raw mut (*out).path_len).write(0);
+        (&raw mut (*out).new_path_len).write(0);
         (&raw mut (*out).flags).write(via_flags());
         (&raw mut (*out).lease_id).write(0);
         (&raw mut (*out).family).write(0);

@@ -24,8 +24,10 @@ mod maps;
 mod net;
 mod path;
 mod protect;
+mod rename;
 mod request;
 mod unix;
+mod walk;
 
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 use lupid_common::hook;
@@ -217,15 +219,28 @@ pub(crate) fn socket_create(ctx: LsmContext) -> i32 {
 
 /// `path_link(struct dentry *old_dentry, const struct path *new_dir, struct
 /// dentry *new_dentry)`: denies a labeled caller every hard link, because a
-/// second name for a file escapes the path rules of the first. Needs
-/// `CONFIG_SECURITY_PATH`, which Debian's kernels set.
+/// second name for a file escapes the path rules of the first, and records
+/// both names. Needs `CONFIG_SECURITY_PATH`, which Debian's kernels set.
 #[lsm(hook = "path_link")]
 pub(crate) fn path_link(ctx: LsmContext) -> i32 {
     let previous: i32 = ctx.arg(3);
     if previous != 0 {
         return previous;
     }
-    protect::check_always(hook::LINK)
+    rename::check_link(&ctx)
+}
+
+/// `path_rename(const struct path *old_dir, struct dentry *old_dentry,
+/// const struct path *new_dir, struct dentry *new_dentry, unsigned int
+/// flags)`: decides a labeled caller's rename by the path rules at the old
+/// and the new name (`rename`).
+#[lsm(hook = "path_rename")]
+pub(crate) fn path_rename(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(5);
+    if previous != 0 {
+        return previous;
+    }
+    rename::check_rename(&ctx)
 }
 
 /// Defines an LSM program on `$hook(struct inode *dir, struct dentry

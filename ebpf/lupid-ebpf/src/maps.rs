@@ -99,13 +99,24 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     dentry_d_inode: 0,
     dentry_d_parent: 0,
     path_dentry: 0,
+    path_mnt: 0,
+    qstr_len: 0,
+    mount_mnt: 0,
+    mount_mnt_parent: 0,
+    mount_mnt_mountpoint: 0,
+    vfsmount_mnt_root: 0,
+    task_fs: 0,
+    fs_struct_root: 0,
+    inode_i_mode: 0,
+    msghdr_msg_control: 0,
+    msghdr_msg_controllen: 0,
 };
 
 const EVENTS_BYTES: u32 = 32 << 20;
 const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// Returns the kernel's field offsets. A reference, not a copy: the struct
-/// would take 120 bytes of the 512 that the verifier allows the stack of one
+/// would take 176 bytes of the 512 that the verifier allows the stack of one
 /// chain of calls, in every function that holds it.
 pub(crate) fn kernel_offsets() -> &'static KernelOffsets {
     let address = &raw const KERNEL_OFFSETS;

@@ -4,12 +4,20 @@
 //!
 //! A Unix socket's connect and sends pass here. The hooks in `unix` decide
 //! them later, on the socket the kernel found for the name.
+//!
+//! A send may carry its own route in a control message (an IPv4 source
+//! route, an IPv6 routing header), which would take the packet to a first
+//! hop the rules never judged. Such a send is denied to a labeled caller,
+//! on connected sockets too, as are the socket options of the same effect
+//! (`protect::check_setsockopt`).
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, maps::lpm_trie::Key, programs::LsmContext};
 use lupid_common::{
-    NetKey,
+    KernelOffsets, NetKey,
     decide::{Decision, decide_connect},
-    error, family, hook, reason,
+    error, family, hook,
+    protect::{CMSG_HEADER_LEN, MAX_CONTROL_MESSAGES, control_message_denied, next_control_message},
+    reason,
 };
 
 use crate::{
@@ -47,6 +55,14 @@ pub(crate) fn check_sendmsg(ctx: &LsmContext) -> i32 {
     let offsets = kernel_offsets();
     let socket: *const u8 = ctx.arg(0);
     let message: *const u8 = ctx.arg(1);
+    match control_of(message, offsets) {
+        Control::Plain => {}
+        Control::Route => return refuse_send(cgroup_id, agent, Decision::protected()),
+        Control::Unreadable => {
+            count_error(error::READ_FAILED);
+            return refuse_send(cgroup_id, agent, Decision::fail_closed(reason::READ_FAILED));
+        }
+    }
     // SAFETY: `message` is the hook's BTF-typed `struct msghdr *` and both
     // offsets come from the running kernel's BTF; the verifier checks the
     // loads against that BTF.
@@ -59,6 +75,67 @@ pub(crate) fn check_sendmsg(ctx: &LsmContext) -> i32 {
         return 0;
     }
     check_destination(gate::enter_labeled(hook::SEND, cgroup_id, agent), socket, address, address_len)
+}
+
+/// What the control messages of a send ask for.
+enum Control {
+    /// None, or none that routes.
+    Plain,
+    /// A route of its own for this message.
+    Route,
+    /// A header that could not be read, or more than
+    /// `MAX_CONTROL_MESSAGES` messages.
+    Unreadable,
+}
+
+/// Reads the control message headers of the `struct msghdr *` `message`.
+/// The kernel has copied them into its own memory before this hook runs
+/// (`____sys_sendmsg`, io_uring's `sendmsg` alike), so a user pointer here
+/// fails to read, and denies. A header the kernel would reject as
+/// malformed ends the scan: the kernel then fails the send itself.
+fn control_of(message: *const u8, offsets: &KernelOffsets) -> Control {
+    // SAFETY: the helper checks kernel addresses and faults safely; the
+    // offsets come from the running kernel's BTF.
+    let (control, len) = unsafe {
+        let control = bpf_probe_read_kernel::<u64>(message.add(offsets.msghdr_msg_control as usize).cast());
+        let len = bpf_probe_read_kernel::<u64>(message.add(offsets.msghdr_msg_controllen as usize).cast());
+        match (control, len) {
+            (_, Ok(0)) => return Control::Plain,
+            (Ok(control), Ok(len)) if control != 0 => (control, len),
+            _ => return Control::Unreadable,
+        }
+    };
+    let mut offset = 0u64;
+    let mut i = 0;
+    while i < MAX_CONTROL_MESSAGES {
+        if offset.saturating_add(CMSG_HEADER_LEN) > len {
+            return Control::Plain;
+        }
+        // SAFETY: as above; `cmsghdr` is a fixed UAPI layout: `cmsg_len`
+        // (u64), then `cmsg_level` and `cmsg_type` (i32 each).
+        let Ok(header) = (unsafe { bpf_probe_read_kernel::<[u64; 2]>((control + offset) as *const [u64; 2]) }) else {
+            return Control::Unreadable;
+        };
+        let cmsg_len = header[0];
+        if cmsg_len < CMSG_HEADER_LEN || cmsg_len > len - offset {
+            return Control::Plain;
+        }
+        if control_message_denied(header[1] as u32 as i32, (header[1] >> 32) as u32 as i32) {
+            return Control::Route;
+        }
+        offset = next_control_message(offset, cmsg_len);
+        i += 1;
+    }
+    if offset.saturating_add(CMSG_HEADER_LEN) > len { Control::Plain } else { Control::Unreadable }
+}
+
+/// Records and refuses a send of a labeled caller for its control
+/// messages.
+fn refuse_send(cgroup_id: u64, agent: lupid_common::AgentInfo, decision: Decision) -> i32 {
+    match gate::enter_labeled(hook::SEND, cgroup_id, agent) {
+        Entry::Labeled { event, agent } => gate::finish(event, &agent, decision),
+        Entry::Unlabeled | Entry::Refused => DENIED,
+    }
 }
 
 /// Returns whether both the socket and the address are `AF_UNIX`, so the

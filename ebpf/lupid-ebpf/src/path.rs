@@ -1,18 +1,21 @@
 //! Exec and open: name the file the kernel resolved, match it against the
 //! agent's path rules, decide.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    helpers::generated::{bpf_d_path, bpf_ima_file_hash},
+    helpers::generated::{bpf_d_path, bpf_ima_file_hash, bpf_loop, bpf_probe_read_kernel as bpf_probe_read_kernel_raw},
     programs::LsmContext,
 };
 use lupid_common::{
     AgentInfo, ContentKey, Event, HASH_ALGO_SHA256, PATH_MAX, PathKey, RULE_PATH_MAX, RuleSlot, SHA256_LEN, access,
-    agent_flags,
+    agent_flags, path_flags,
     decide::{Decision, OpenSlots, decide_exec, decide_open, fold_slot},
     error, flags, hook, reason,
 };
 
 use crate::{
+    walk,
     gate::{self, DENIED, Entry},
     lease,
     protect, request,
@@ -27,6 +30,8 @@ const FMODE_EXEC: u32 = 0x20;
 /// `FMODE_CREATED`: the open created the file. A flag value, not a layout,
 /// stable since Linux 4.19.
 const FMODE_CREATED: u32 = 0x10_0000;
+/// Masks an index into a `PATH_MAX` array, for the verifier.
+const PATH_INDEX_MASK: usize = PATH_MAX - 1;
 
 /// Which slots a [`scan`] folds: only those its hook decides by, so each
 /// program carries, and the verifier walks, only the branches it needs.
@@ -40,9 +45,11 @@ pub(crate) mod slots {
 /// socket name.
 #[derive(Default)]
 pub(crate) struct Matches {
-    exec: RuleSlot,
-    open: OpenSlots,
+    pub(crate) exec: RuleSlot,
+    pub(crate) open: OpenSlots,
     pub(crate) connect: RuleSlot,
+    /// The entry of the whole path has `path_flags::RULES_BELOW`.
+    pub(crate) rules_below: bool,
 }
 
 pub(crate) fn check_exec(ctx: &LsmContext) -> i32 {
@@ -70,7 +77,7 @@ pub(crate) fn check_exec(ctx: &LsmContext) -> i32 {
     let decision = match resolve(out, file, offsets.file_f_path) {
         Ok(len) => {
             let content = if hashed { content_slot(out, agent.policy_id) } else { None };
-            let found = scan::<{ slots::EXEC }>(out, agent.policy_id, len);
+            let found = scan::<{ slots::EXEC }>(path_of(out), agent.policy_id, len);
             decide_exec(content.as_ref(), &found.exec, agent.default_verdict, lease::settle)
         }
         Err(denial) => denial,
@@ -119,7 +126,7 @@ pub(crate) fn check_open(ctx: &LsmContext) -> i32 {
             Decision::protected()
         }
         Ok(len) => {
-            let found = scan::<{ slots::OPEN }>(out, agent.policy_id, len);
+            let found = scan::<{ slots::OPEN }>(path, agent.policy_id, len);
             decide_open_slots(wanted, &found.open, agent.default_verdict)
         }
         Err(denial) => denial,
@@ -197,7 +204,14 @@ fn resolve(out: *mut Event, file: *const u8, f_path_offset: u32) -> Result<usize
     Ok(len)
 }
 
-/// Scans the path (or Unix socket name) in the event from the root and folds in the rule at every directory
+/// Returns the event's `path` array.
+pub(crate) fn path_of(out: *const Event) -> *const u8 {
+    // SAFETY: `out` is a reserved event; this only takes a field address.
+    unsafe { (&raw const (*out).path).cast::<u8>() }
+}
+
+/// Scans `path` (a path or Unix socket name of `len` bytes in an event's
+/// `PATH_MAX` array) from the root and folds in the rule at every directory
 /// boundary and at the end, within the first `RULE_PATH_MAX` bytes (no rule
 /// can name a longer path). The lookup key is built on the stack, which is
 /// private to this task even when a sleepable program is preempted: after
@@ -205,12 +219,11 @@ fn resolve(out: *mut Event, file: *const u8, f_path_offset: u32) -> Result<usize
 /// `path[..i]`, zero-padded. The kernel (6.1) accepts only stack and map
 /// memory as a map key, not ring buffer memory.
 #[inline(never)]
-pub(crate) fn scan<const SLOTS: u8>(out: *const Event, policy_id: u32, len: usize) -> Matches {
+pub(crate) fn scan<const SLOTS: u8>(path: *const u8, policy_id: u32, len: usize) -> Matches {
     let mut found = Matches::default();
     let mut key = PathKey { policy_id, path: [0; RULE_PATH_MAX] };
-    // SAFETY: `out` is the reserved event and `path` lies inside it; every
+    // `path` is an array of `PATH_MAX` bytes in the reserved event; every
     // index below is bounded by `RULE_PATH_MAX < PATH_MAX`.
-    let path = unsafe { (&raw const (*out).path).cast::<u8>() };
 
     let mut i = 0;
     while i <= RULE_PATH_MAX {
@@ -247,4 +260,82 @@ pub(crate) fn scan<const SLOTS: u8>(out: *const Event, policy_id: u32, len: usiz
         i += 1;
     }
     found
+}
+
+/// The context of [`scan_rename`], shared with [`scan_rename_step`]
+/// through `bpf_loop`.
+#[repr(C)]
+struct RenameScan {
+    key: PathKey,
+    found: *mut Matches,
+    path: *const u8,
+    len: u64,
+}
+
+/// Scans `path` as [`scan`] does with `slots::RENAME`, into `found`, but
+/// with `bpf_loop`: the verifier checks one step instead of every byte,
+/// and a rename scans two names, which unrolled would pass the verifier's
+/// instruction limit.
+#[inline(never)]
+pub(crate) fn scan_rename(path: *const u8, policy_id: u32, len: usize, found: &mut Matches) {
+    let mut scan = RenameScan { key: PathKey { policy_id, path: [0; RULE_PATH_MAX] }, found, path, len: len as u64 };
+    // The root is stored as "/", not as an empty string.
+    scan.key.path[0] = b'/';
+    let steps = (len.min(RULE_PATH_MAX) + 1) as u32;
+    // SAFETY: `scan_rename_step` has the callback signature `bpf_loop`
+    // expects, and `scan` outlives the call.
+    unsafe { bpf_loop(steps, scan_rename_step as *mut c_void, (&raw mut scan).cast(), 0) };
+    walk::forget_known_values(found);
+}
+
+/// Looks up the prefix of the path that ends before byte `index` when that
+/// byte is a `/` or the end, and folds its rule into the matches. The key
+/// gets the prefix with one copy: the scan moves forward, so the bytes
+/// past it are still zero.
+extern "C" fn scan_rename_step(index: u64, context: *mut c_void) -> i64 {
+    // SAFETY: `scan_rename` passes its `RenameScan`, alive and not
+    // otherwise borrowed.
+    let scan = unsafe { &mut *context.cast::<RenameScan>() };
+    let index = index as usize;
+    if index > RULE_PATH_MAX || index as u64 > scan.len {
+        return 1;
+    }
+    let at_end = index as u64 == scan.len;
+    // SAFETY: `index` is at most `RULE_PATH_MAX`, inside the `PATH_MAX`
+    // array that `path` points at.
+    let byte = if at_end { 0 } else { unsafe { scan.path.add(index & PATH_INDEX_MASK).read() } };
+    if !(at_end || byte == b'/') {
+        return 0;
+    }
+    if index > 0 {
+        // The compiler knows the bound already and would drop a second
+        // check, but the verifier needs it on the value passed as the size.
+        // SAFETY: `index` is a local, valid for a read.
+        let size = unsafe { core::ptr::read_volatile(&index) };
+        if size > RULE_PATH_MAX {
+            return 1;
+        }
+        // SAFETY: at most `RULE_PATH_MAX` bytes go into the key's array of
+        // that size. The helper faults safely on the source.
+        let copied =
+            unsafe { bpf_probe_read_kernel_raw((&raw mut scan.key.path).cast(), size as u32, scan.path.cast()) };
+        if copied != 0 {
+            return 1;
+        }
+    }
+    // SAFETY: `found` points at the caller's matches, and the rule is
+    // copied out before the program can sleep.
+    unsafe {
+        if let Some(rule) = PATH_RULES.get(&scan.key) {
+            let found = &mut *scan.found;
+            fold_slot(&mut found.exec, &rule.exec, at_end);
+            fold_slot(&mut found.open.read, &rule.read, at_end);
+            fold_slot(&mut found.open.write, &rule.write, at_end);
+            fold_slot(&mut found.open.create, &rule.create, at_end);
+            if at_end {
+                found.rules_below = rule.flags & path_flags::RULES_BELOW != 0;
+            }
+        }
+    }
+    i64::from(at_end)
 }

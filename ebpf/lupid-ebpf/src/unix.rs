@@ -22,7 +22,7 @@ use crate::{
     gate::{self, DENIED, Entry},
     lease,
     maps::{count_error, kernel_offsets},
-    path::{scan, slots},
+    path::{path_of, scan, slots},
 };
 
 /// Length of `sockaddr_un::sun_path`.
@@ -80,7 +80,7 @@ fn check_peer(entry: Entry, peer: *const u8) -> i32 {
             // the scan once for every length `read_name` can return.
             // SAFETY: `out` is the reserved event.
             let len = unsafe { core::ptr::read_volatile(&raw const (*out).path_len) } as usize;
-            let found = scan::<{ slots::UNIX }>(out, agent.policy_id, len);
+            let found = scan::<{ slots::UNIX }>(path_of(out), agent.policy_id, len);
             decide_unix(&found.connect, agent.default_verdict, lease::settle)
         }
         Err(denial) => denial,

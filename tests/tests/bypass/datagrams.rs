@@ -122,6 +122,42 @@ fn bypass_source_route_denied() {
     assert_eq!(local.received(), 0, "nothing is sent after the denied option");
 }
 
+/// The per-message form of the source route: a control message on a
+/// connected socket, whose sends otherwise pass without a record.
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn bypass_source_route_message_denied() {
+    require_bpf_lsm();
+    let daemon = Daemon::start();
+    // P0, and the IPv6 loopback port, so that both connects are allowed.
+    let text = format!("{}allow-local6: allow connect [::1/128]:8080\n", crate::common::fixture::POLICY_P0);
+    let policy = daemon.write_policy("p0-ipv6", &text);
+    let ledger = daemon.ledger();
+    let local = Receiver::bind("127.0.0.1:8080");
+    let sent_before = ipv4_out_requests();
+
+    let steps = [
+        ("route-message-ipv4", "127.0.0.1:8080", "sendmsg 127.0.0.1:8080 IP_RETOPTS LSRR 203.0.113.7"),
+        ("route-message-ipv6", "[::1]:8080", "sendmsg [::1]:8080 IPV6_RTHDR SRH 2001:db8::7"),
+    ];
+    for (agent, addr, line) in steps {
+        let outcome = probe_str(&daemon, agent, &policy, None, &["route-message", addr, "route"]);
+        assert_eq!(outcome.code, 1, "a routed message must be denied to {agent}; {outcome}");
+        assert!(outcome.has_line(&format!("{line}: EPERM (errno 1)")), "expected EPERM; {outcome}");
+        let (denial, _) = wait_decision(&ledger, agent, "send", "deny");
+        assert_eq!(denial["reason"], "protected", "a built-in protection must make the denial: {denial}");
+    }
+    assert_eq!(ipv4_out_requests(), sent_before, "the routed messages must send no IPv4 packet");
+    assert_eq!(local.received(), 0, "no routed message may arrive");
+
+    // A control message that routes nothing leaves the send to the rules:
+    // allow-local covers the connect, so the datagram arrives.
+    let outcome = probe_str(&daemon, "hop-limit-message", &policy, None, &["route-message", "127.0.0.1:8080", "ttl"]);
+    assert_eq!(outcome.code, 0, "a hop limit must not be denied; {outcome}");
+    assert!(outcome.has_line("sendmsg 127.0.0.1:8080 IP_TTL 9: ok (sent)"), "{outcome}");
+    assert_eq!(local.received(), 1, "the datagram with a hop limit must arrive");
+}
+
 /// Returns `OutRequests` of the `Ip:` lines of `/proc/net/snmp`: the IPv4
 /// packets this network namespace has sent.
 fn ipv4_out_requests() -> u64 {

@@ -27,6 +27,7 @@ mod io_uring;
 mod long_paths;
 mod magic_links;
 mod mapped_addresses;
+mod renames;
 mod ring_pressure;
 mod sockets;
 mod symlinks;

@@ -73,7 +73,9 @@ fn hard_links_denied() {
         assert_eq!(outcome.code, 1, "a hard link must be denied to {agent}; {outcome}");
         assert!(outcome.has_line(&format!("link {alias}: EPERM (errno 1)")), "expected EPERM; {outcome}");
         assert!(fs::symlink_metadata(alias).is_err(), "the link {alias} must not exist");
-        protected_denial(&daemon, agent, "link");
+        let denial = protected_denial(&daemon, agent, "link");
+        assert_eq!(denial["old_path"], file, "the record names the linked file: {denial}");
+        assert_eq!(denial["new_path"], alias, "the record names the link that was refused: {denial}");
     }
 }
 

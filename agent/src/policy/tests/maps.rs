@@ -2,14 +2,20 @@
 
 use std::fmt::Write as _;
 
-use lupid_common::{NET_RULES_PER_PREFIX, RULE_PATH_MAX, protocol, verdict};
+use lupid_common::{NET_RULES_PER_PREFIX, PathRule, RULE_PATH_MAX, path_flags, protocol, verdict};
 
 use super::{EXAMPLE, compiled, parse_ok, with_rules};
-use crate::policy::compile;
+use crate::policy::{CompiledPolicy, compile};
 
 fn key_path(path: &[u8; RULE_PATH_MAX]) -> &[u8] {
     let end = path.iter().position(|&byte| byte == 0).unwrap_or(RULE_PATH_MAX);
     &path[..end]
+}
+
+/// Returns the entry of `path`, and panics when there is none.
+fn entry<'a>(policy: &'a CompiledPolicy, path: &str) -> &'a PathRule {
+    let found = policy.path_rules.iter().find(|(key, _)| key_path(&key.path) == path.as_bytes());
+    &found.unwrap_or_else(|| panic!("no entry for {path}")).1
 }
 
 #[test]
@@ -30,8 +36,30 @@ fn default_verdict_abi() {
 fn one_path_entry_per_path() {
     let policy = compiled(EXAMPLE);
     let paths: Vec<&[u8]> = policy.path_rules.iter().map(|(key, _)| key_path(&key.path)).collect();
-    let expected: [&[u8]; 4] = [b"/", b"/srv/secrets", b"/usr/bin", b"/usr/bin/curl"];
+    // `/srv` and `/usr` carry no rule, only the mark of the rules below.
+    let expected: [&[u8]; 6] = [b"/", b"/srv", b"/srv/secrets", b"/usr", b"/usr/bin", b"/usr/bin/curl"];
     assert_eq!(paths, expected);
+}
+
+#[test]
+fn folders_above_rules_marked() {
+    let policy = compiled(EXAMPLE);
+    let marked = |path| entry(&policy, path).flags & path_flags::RULES_BELOW != 0;
+    assert!(marked("/"));
+    assert!(marked("/srv"));
+    assert!(marked("/usr"));
+    assert!(marked("/usr/bin"), "/usr/bin/curl lies below it");
+    assert!(!marked("/srv/secrets"));
+    assert!(!marked("/usr/bin/curl"));
+    assert_eq!(*entry(&policy, "/srv"), PathRule { flags: path_flags::RULES_BELOW, ..PathRule::default() });
+}
+
+#[test]
+fn unix_socket_rules_mark_nothing() {
+    let policy = compiled(&with_rules("a: allow connect unix:/run/app/app.sock
+"));
+    let paths: Vec<&[u8]> = policy.path_rules.iter().map(|(key, _)| key_path(&key.path)).collect();
+    assert_eq!(paths, [b"/run/app/app.sock".as_slice()]);
 }
 
 #[test]
@@ -44,14 +72,15 @@ fn path_keys_carry_policy_id() {
 #[test]
 fn path_key_zero_padded() {
     let policy = compiled(EXAMPLE);
-    let (key, _) = &policy.path_rules[1];
+    let (key, _) = &policy.path_rules[2];
+    assert_eq!(key_path(&key.path), b"/srv/secrets");
     assert!(key.path[b"/srv/secrets".len()..].iter().all(|&byte| byte == 0));
 }
 
 #[test]
 fn path_slots_filled() {
     let policy = compiled(EXAMPLE);
-    let (_, secrets) = &policy.path_rules[1];
+    let secrets = entry(&policy, "/srv/secrets");
     assert_eq!(secrets.read.rule_id, 1);
     assert_eq!(secrets.write.rule_id, 1);
     assert_eq!(u32::from(secrets.read.verdict), verdict::DENY);
@@ -62,7 +91,7 @@ fn path_slots_filled() {
 #[test]
 fn exact_flag_set() {
     let policy = compiled(EXAMPLE);
-    let (_, curl) = &policy.path_rules[3];
+    let curl = entry(&policy, "/usr/bin/curl");
     assert_eq!(curl.exec.exact, 1);
     assert_eq!(curl.exec.rule_id, 3);
     assert_eq!(curl.read.verdict, 0);
@@ -71,8 +100,8 @@ fn exact_flag_set() {
 #[test]
 fn exec_and_open_share_entry() {
     let policy = compiled(&with_rules("x: allow exec /opt/**\nr: deny open /opt/** write\n"));
-    assert_eq!(policy.path_rules.len(), 1);
-    let (_, rule) = &policy.path_rules[0];
+    assert_eq!(policy.path_rules.len(), 2, "/opt and the mark on /");
+    let rule = entry(&policy, "/opt");
     assert_eq!(rule.exec.rule_id, 1);
     assert_eq!(rule.write.rule_id, 2);
 }
@@ -158,13 +187,14 @@ fn compile_rejects_path_map_overflow() {
         writeln!(rules, "r{i}: allow open /d/f{i} read").expect("writing to a String succeeds");
     }
     let errors = compile(&parse_ok(&with_rules(&rules)), 1).expect_err("more path entries than the map has room for");
-    assert!(errors[0].to_string().contains("65537 path entries"), "{errors:?}");
+    // The rules, plus the marks on `/` and `/d`.
+    assert!(errors[0].to_string().contains("65539 path entries"), "{errors:?}");
 }
 
 #[test]
 fn create_slot_filled() {
     let policy = compiled(&with_rules("w: allow open /tmp/** write,create\nr: deny open /tmp/** read\n"));
-    let (_, tmp) = &policy.path_rules[0];
+    let tmp = entry(&policy, "/tmp");
     assert_eq!((tmp.write.rule_id, tmp.create.rule_id, tmp.read.rule_id), (1, 1, 2));
     assert_eq!(u32::from(tmp.create.verdict), verdict::ALLOW);
     assert_eq!(tmp.create.exact, 0);
@@ -177,15 +207,16 @@ fn unix_rules_fill_connect_slot() {
                 d: allow open /run/** read\n";
     let policy = compiled(&with_rules(text));
     let keys: Vec<&[u8]> = policy.path_rules.iter().map(|(key, _)| key_path(&key.path)).collect();
-    let expected: [&[u8]; 3] = [b"/run", b"/run/app.sock", b"@bus"];
+    // `/` is marked for the open rule on `/run`.
+    let expected: [&[u8]; 4] = [b"/", b"/run", b"/run/app.sock", b"@bus"];
     assert_eq!(keys, expected);
-    let (_, run) = &policy.path_rules[0];
+    let run = entry(&policy, "/run");
     assert_eq!((run.connect.rule_id, u32::from(run.connect.verdict), run.connect.exact), (2, verdict::DENY, 0));
     assert_eq!(run.read.rule_id, 4, "an open rule on the same path shares the entry");
-    let (_, app) = &policy.path_rules[1];
+    let app = entry(&policy, "/run/app.sock");
     assert_eq!((app.connect.rule_id, app.connect.exact), (1, 1));
     assert_eq!(app.read.verdict, 0);
-    let (_, bus) = &policy.path_rules[2];
+    let bus = entry(&policy, "@bus");
     assert_eq!((bus.connect.rule_id, bus.connect.exact), (3, 1));
 }
 

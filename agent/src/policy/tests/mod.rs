@@ -3,6 +3,7 @@
 
 mod decide_net;
 mod decide_path;
+mod decide_rename;
 mod errors;
 mod fuzz;
 mod leases;

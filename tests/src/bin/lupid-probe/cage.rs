@@ -121,6 +121,15 @@ pub(crate) fn run(action: CageAction) -> ExitCode {
             let result = unsafe { libc::rename(old_c.as_ptr(), new_c.as_ptr()) };
             report("rename", old.as_bytes(), &outcome(result.into(), "renamed"))
         }
+        CageAction::Exchange { old, new } => {
+            let (old_c, new_c) = (c_string(&old), c_string(&new));
+            // SAFETY: both pointers are NUL-terminated strings that outlive
+            // the call, and `AT_FDCWD` resolves them as `rename` does.
+            let result = unsafe {
+                libc::renameat2(libc::AT_FDCWD, old_c.as_ptr(), libc::AT_FDCWD, new_c.as_ptr(), libc::RENAME_EXCHANGE)
+            };
+            report("exchange", old.as_bytes(), &outcome(result.into(), "exchanged"))
+        }
         CageAction::Symlink { target, link } => {
             let (target_c, link_c) = (c_string(&target), c_string(&link));
             // SAFETY: both pointers are NUL-terminated strings that outlive the call.
@@ -174,6 +183,7 @@ pub(crate) fn run(action: CageAction) -> ExitCode {
             report("setpriority", object.as_bytes(), &outcome(result.into(), "priority set"))
         }
         CageAction::IpOptions { addr } => ip_options(addr),
+        CageAction::RouteMessage { addr, route } => route_message(addr, route),
     }
 }
 
@@ -219,14 +229,13 @@ fn sigio(pid: i32) -> ExitCode {
     report("sigio", object.as_bytes(), &Outcome::Ok("SIGKILL requested through the SIGIO of a pipe".into()))
 }
 
-/// Sets a source route on a new UDP socket: `IP_OPTIONS` with an LSRR
-/// option through [`ROUTE_HOP_V4`] for an IPv4 `addr`, or `IPV6_RTHDR`
-/// with a segment routing header through [`ROUTE_HOP_V6`] for an IPv6
-/// one. With the route set, a `sendto` of `addr` goes to the first hop.
-/// Prints the `setsockopt` line, and sends only when the option was
-/// accepted, printing a second line.
-fn ip_options(addr: SocketAddr) -> ExitCode {
-    let (family, level, option, name, hop, value) = match addr.ip() {
+/// A source route for a datagram to `addr`: the socket family, the option
+/// level and name, its name in reports, the first hop, and the option's
+/// bytes. `IP_OPTIONS` with an LSRR option through [`ROUTE_HOP_V4`] for an
+/// IPv4 `addr`; `IPV6_RTHDR` with a segment routing header through
+/// [`ROUTE_HOP_V6`] for an IPv6 one.
+fn source_route(addr: SocketAddr) -> (libc::c_int, libc::c_int, libc::c_int, &'static str, IpAddr, Vec<u8>) {
+    match addr.ip() {
         IpAddr::V4(_) => {
             let [a, b, c, d] = ROUTE_HOP_V4.octets();
             // A no-op for 4-byte alignment, then LSRR: type, length 7,
@@ -247,16 +256,31 @@ fn ip_options(addr: SocketAddr) -> ExitCode {
             value.extend_from_slice(&ROUTE_HOP_V6.octets());
             (libc::AF_INET6, libc::IPPROTO_IPV6, libc::IPV6_RTHDR, "IPV6_RTHDR SRH", IpAddr::V6(ROUTE_HOP_V6), value)
         }
-    };
-    let object = format!("{name} {hop}");
+    }
+}
 
+/// Opens a UDP socket of `family`.
+fn udp_socket(family: libc::c_int) -> io::Result<UdpSocket> {
     // SAFETY: socket has no memory-safety preconditions.
     let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return report("socket", object.as_bytes(), &Outcome::from_error(&io::Error::last_os_error()));
+        return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` is a new descriptor that nothing else owns.
-    let socket = UdpSocket::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(UdpSocket::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Sets the [`source_route`] of `addr` on a new UDP socket; with the route
+/// set, a `sendto` of `addr` goes to the first hop. Prints the
+/// `setsockopt` line, and sends only when the option was accepted,
+/// printing a second line.
+fn ip_options(addr: SocketAddr) -> ExitCode {
+    let (family, level, option, name, hop, value) = source_route(addr);
+    let object = format!("{name} {hop}");
+    let socket = match udp_socket(family) {
+        Ok(socket) => socket,
+        Err(error) => return report("socket", object.as_bytes(), &Outcome::from_error(&error)),
+    };
     let length = libc::socklen_t::try_from(value.len()).expect("an option of at most 40 bytes fits in socklen_t");
     // SAFETY: the pointer is valid for `length` bytes for the whole call.
     let result = unsafe { libc::setsockopt(socket.as_raw_fd(), level, option, value.as_ptr().cast(), length) };
@@ -272,6 +296,46 @@ fn ip_options(addr: SocketAddr) -> ExitCode {
         Err(error) => Outcome::from_error(&error),
     };
     report("sendto", format!("{addr} udp").as_bytes(), &send_outcome)
+}
+
+/// `IP_RETOPTS` from `linux/in.h`: IPv4 options for one message.
+const IP_RETOPTS: libc::c_int = 7;
+
+/// Connects a UDP socket to `addr` and sends one datagram with `sendmsg`
+/// and one control message: the [`source_route`] of `addr` when `route` is
+/// set (`IP_RETOPTS` or `IPV6_RTHDR`), else a hop limit of 9. Prints one
+/// `sendmsg` line.
+fn route_message(addr: SocketAddr, route: bool) -> ExitCode {
+    let (family, level, option, name, hop, value) = source_route(addr);
+    let (kind, object, value) = match (route, addr) {
+        (true, SocketAddr::V4(_)) => (IP_RETOPTS, format!("{addr} IP_RETOPTS LSRR {hop}"), value),
+        (true, SocketAddr::V6(_)) => (option, format!("{addr} {name} {hop}"), value),
+        (false, SocketAddr::V4(_)) => (libc::IP_TTL, format!("{addr} IP_TTL 9"), 9i32.to_ne_bytes().to_vec()),
+        (false, SocketAddr::V6(_)) => (libc::IPV6_HOPLIMIT, format!("{addr} IPV6_HOPLIMIT 9"), 9i32.to_ne_bytes().to_vec()),
+    };
+    let socket = match udp_socket(family).and_then(|socket| socket.connect(addr).map(|()| socket)) {
+        Ok(socket) => socket,
+        Err(error) => return report("connect", object.as_bytes(), &Outcome::from_error(&error)),
+    };
+    // One `struct cmsghdr` (length, level, type) and the value, padded to
+    // 8 bytes as `CMSG_SPACE` pads it.
+    let header = std::mem::size_of::<libc::cmsghdr>();
+    let mut control = vec![0u8; (header + value.len()).next_multiple_of(8)];
+    control[..8].copy_from_slice(&((header + value.len()) as u64).to_ne_bytes());
+    control[8..12].copy_from_slice(&level.to_ne_bytes());
+    control[12..16].copy_from_slice(&kind.to_ne_bytes());
+    control[header..header + value.len()].copy_from_slice(&value);
+    let mut payload = libc::iovec { iov_base: PAYLOAD.as_ptr().cast_mut().cast(), iov_len: PAYLOAD.len() };
+    // SAFETY: an all-zero `msghdr` is valid: no name, no buffers.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &raw mut payload;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    message.msg_controllen = control.len();
+    // SAFETY: every pointer in `message` is valid for its length for the
+    // whole call, and the kernel only reads them.
+    let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &raw const message, 0) };
+    report("sendmsg", object.as_bytes(), &outcome(sent.try_into().unwrap_or(-1), "sent"))
 }
 
 /// Clones with `clone3`. The child exits at once and the parent reaps it.
