@@ -31,7 +31,7 @@ usage: lupid-probe exec PATH [ARG...]
        lupid-probe connect-unix PATH | send-unix PATH
        lupid-probe open-loop PATH COUNT
        lupid-probe openat DIR NAME | openat2 DIR NAME | open-fd-path DIR NAME
-       lupid-probe open-in DIR PATH | open-walk PATH
+       lupid-probe open-in DIR PATH | open-walk PATH | rename-walk PATH NEW-NAME
        lupid-probe openat-race WORK-DIR SECRET-DIR NAME COUNT
        lupid-probe open-mix ALLOWED DENIED COUNT EVERY
        lupid-probe memfd-exec SOURCE fexecve|procfd|execveat [ARG...] | memfd-script
@@ -46,7 +46,9 @@ usage: lupid-probe exec PATH [ARG...]
        lupid-probe symlink TARGET LINK | mkdir PATH | truncate PATH
        lupid-probe chmod PATH MODE | setxattr PATH NAME VALUE
        lupid-probe sigio PID | prlimit PID | setpriority PID NICE | ip-options ADDR:PORT
-       lupid-probe route-message ADDR:PORT route|ttl
+       lupid-probe route-message ADDR:PORT route|ttl | padded-route-message ADDR:PORT PADDING
+       lupid-probe mapped-route-message ADDR:PORT | tree-read SOURCE PATH | tree-rename SOURCE OLD NEW
+       lupid-probe chroot-read ROOT PATH | chroot-rename ROOT OLD NEW
 FLAGS are clone flags in hexadecimal (0x10000000); FAMILY, TYPE, PROTOCOL, SIGNAL and NICE are decimal numbers.
 MODE is an octal file mode (0644); NAME is a whole extended attribute name (user.origin).
 ADDR is an IPv4 address or a bracketed IPv6 address: 127.0.0.1:8080, [::1]:8080.";
@@ -94,6 +96,10 @@ pub enum Action {
     /// per directory, then `openat` of the last component, so a path longer
     /// than `PATH_MAX` can be reached.
     OpenWalk { path: OsString },
+    /// Renames `path` to `new_name` in the same folder, reached one
+    /// component at a time as `OpenWalk` does, so a path longer than
+    /// `PATH_MAX` can be renamed.
+    RenameWalk { path: OsString, new_name: OsString },
     /// `count` reads of `openat(7, name)` while a second thread keeps
     /// pointing descriptor 7 at `work` and at `secrets` with `dup2`.
     OpenatRace { work: OsString, secrets: OsString, name: OsString, count: u64 },
@@ -229,6 +235,10 @@ where
             }
         }
         b"open-walk" => Action::OpenWalk { path: args.next().ok_or_else(|| usage_error("open-walk: missing PATH"))? },
+        b"rename-walk" => Action::RenameWalk {
+            path: args.next().ok_or_else(|| usage_error("rename-walk: missing PATH"))?,
+            new_name: args.next().ok_or_else(|| usage_error("rename-walk: missing NEW-NAME"))?,
+        },
         b"openat-race" => {
             let mut next = |what: &str| args.next().ok_or_else(|| usage_error(format!("openat-race: missing {what}")));
             let (work, secrets, name) = (next("WORK-DIR")?, next("SECRET-DIR")?, next("NAME")?);

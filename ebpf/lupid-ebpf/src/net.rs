@@ -77,7 +77,7 @@ pub(crate) fn check_sendmsg(ctx: &LsmContext) -> i32 {
     check_destination(gate::enter_labeled(hook::SEND, cgroup_id, agent), socket, address, address_len)
 }
 
-/// What the control messages of a send ask for.
+/// The effect of the control messages of a send.
 enum Control {
     /// None, or none that routes.
     Plain,

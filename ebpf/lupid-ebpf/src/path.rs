@@ -272,7 +272,8 @@ struct RenameScan {
     len: u64,
 }
 
-/// Scans `path` as [`scan`] does with `slots::RENAME`, into `found`, but
+/// Scans `path` for the exec, read, write and create slots and the
+/// `RULES_BELOW` mark, as [`scan`] does for its slots, into `found`, but
 /// with `bpf_loop`: the verifier checks one step instead of every byte,
 /// and a rename scans two names, which unrolled would pass the verifier's
 /// instruction limit.
@@ -308,7 +309,7 @@ extern "C" fn scan_rename_step(index: u64, context: *mut c_void) -> i64 {
         return 0;
     }
     if index > 0 {
-        // The compiler knows the bound already and would drop a second
+        // The compiler has the bound already and would drop a second
         // check, but the verifier needs it on the value passed as the size.
         // SAFETY: `index` is a local, valid for a read.
         let size = unsafe { core::ptr::read_volatile(&index) };

@@ -72,8 +72,8 @@ struct Walk {
 ///
 /// # Safety
 /// `dst` must point at a `PATH_MAX`-byte array inside a ring buffer
-/// reservation that contains at least `NAME_MAX + 1` more bytes after it:
-/// the verifier cannot tell that a name copied near the end stays inside
+/// reservation that contains at least `NAME_MAX + 1` more bytes after it.
+/// The verifier cannot tell that a name copied near the end stays inside
 /// the array, though the walk checks that it does.
 #[inline(never)]
 pub(crate) unsafe fn name_of(dst: *mut u8, dir: *const u8, dentry: *const u8) -> Result<usize, WalkError> {
@@ -124,9 +124,9 @@ fn run(walk: &mut Walk) -> Result<(), WalkError> {
 /// Reads `value` back through `bpf_probe_read_kernel`, so the verifier
 /// treats its contents as unknown.
 ///
-/// Linux 6.1 verifies a `bpf_loop` callback as if it ran once, and then
-/// removes the branches that only a later iteration reaches as dead code:
-/// a walk that ended after several names took the branch of a walk that
+/// Linux 6.1 verifies a `bpf_loop` callback as if it ran once. It then
+/// removes the branches that only a later iteration reaches as dead code,
+/// so a walk that ended after several names took the branch of a walk that
 /// ended at once. Values the callback wrote must not look known after the
 /// loop. Linux 6.8 verifies callbacks for any number of calls.
 /// The value is copied onto itself, so no second copy takes stack space.
@@ -143,6 +143,10 @@ pub(crate) fn forget_known_values<T>(value: &mut T) {
 extern "C" fn walk_step(_index: u64, context: *mut c_void) -> i64 {
     // SAFETY: `run` passes its `Walk`, alive and not otherwise borrowed.
     let walk = unsafe { &mut *context.cast::<Walk>() };
+    // The verifier checks this callback with the values of the first call
+    // only (see `forget_known_values`): the length so far must look
+    // unknown, or the branch of a name grown too long would be removed.
+    forget_known_values(&mut walk.end);
     walk.state = step(walk, kernel_offsets());
     i64::from(walk.state != state::RUNNING)
 }

@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         Action::OpenFdPath { dir, name } => bypass::open_fd_path(&dir, &name),
         Action::OpenIn { dir, path } => bypass::open_in(&dir, &path),
         Action::OpenWalk { path } => bypass::open_walk(&path),
+        Action::RenameWalk { path, new_name } => bypass::rename_walk(&path, &new_name),
         Action::OpenatRace { work, secrets, name, count } => bypass::openat_race(&work, &secrets, &name, count),
         Action::OpenMix { allowed, denied, count, every } => bypass::open_mix(&allowed, &denied, count, every),
         Action::MemfdExec { source, how, args } => bypass::memfd_exec(&source, how, &args),

@@ -172,3 +172,26 @@ fn bypass_path_beyond_max_fails_closed() {
         assert_eq!(denial["path"], "", "the record must not contain a shortened path: {denial}");
     }
 }
+
+/// Renames a file whose path is longer than `PATH_MAX`, in a folder every
+/// rule allows. The kernel program cannot build the name, so the rename
+/// is denied and recorded as truncated, with no shortened name.
+#[test]
+#[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
+fn bypass_rename_beyond_max_fails_closed() {
+    require_bpf_lsm();
+    let daemon = Daemon::start();
+    let policy = daemon.write_policy("allowlist", POLICY_ALLOWLIST);
+    let ledger = daemon.ledger();
+    let path = format!("{}/r", long_folder("/home/agent/work/long-rename", 21));
+    assert!(path.len() > 4096, "{} bytes", path.len());
+    write_file_walk(path.as_bytes(), b"s");
+
+    let args = [OsStr::new("rename-walk"), OsStr::from_bytes(path.as_bytes()), OsStr::new("renamed")];
+    let outcome = probe(&daemon, "rename-beyond-max", &policy, None, &args);
+    assert_denied(&outcome, "rename /home/agent/work/long-rename/", "a name the walk cannot build is denied");
+    let (denial, _) = wait_decision(&ledger, "rename-beyond-max", "rename", "deny");
+    assert_eq!(denial["reason"], "path_unresolved", "{denial}");
+    assert_eq!(denial["path_truncated"], true, "the record marks the truncation: {denial}");
+    assert_eq!(denial["old_path"], "", "the record must not contain a shortened name: {denial}");
+}

@@ -134,13 +134,40 @@ pub(crate) fn open_in(dir: &OsStr, path: &OsStr) -> ExitCode {
 /// Opens `path` one component at a time, so that no single call names
 /// more than one component and a path beyond `PATH_MAX` can be opened.
 pub(crate) fn open_walk(path: &OsStr) -> ExitCode {
+    let (dirfd, last) = match walk_to_folder(path) {
+        Ok(found) => found,
+        Err(exit) => return exit,
+    };
+    // SAFETY: `last` outlives the call.
+    let fd = unsafe { libc::openat(dirfd.as_raw_fd(), last.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    report_opened("open", path.as_bytes(), fd)
+}
+
+/// Renames `path` to `new_name` in its folder, which it reaches one
+/// component at a time as [`open_walk`] does.
+pub(crate) fn rename_walk(path: &OsStr, new_name: &OsStr) -> ExitCode {
+    let (dirfd, last) = match walk_to_folder(path) {
+        Ok(found) => found,
+        Err(exit) => return exit,
+    };
+    let new_name = CString::new(new_name.as_bytes()).expect("a command line argument contains no NUL byte");
+    // SAFETY: both names outlive the call, and `dirfd` is an open folder.
+    let result = unsafe { libc::renameat(dirfd.as_raw_fd(), last.as_ptr(), dirfd.as_raw_fd(), new_name.as_ptr()) };
+    let outcome = if result < 0 { Outcome::from_error(&io::Error::last_os_error()) } else { Outcome::Ok("renamed".into()) };
+    report("rename", path.as_bytes(), &outcome)
+}
+
+/// Opens the folder of `path` one component at a time, with an `O_PATH`
+/// descriptor per folder, and returns it with the last component. The
+/// error is the exit code after the failure was reported.
+fn walk_to_folder(path: &OsStr) -> Result<(OwnedFd, CString), ExitCode> {
     let components: Vec<&[u8]> = path.as_bytes().split(|&byte| byte == b'/').filter(|c| !c.is_empty()).collect();
     let Some((last, directories)) = components.split_last() else {
-        return report("open", path.as_bytes(), &Outcome::Failed(libc::EINVAL));
+        return Err(report("open", path.as_bytes(), &Outcome::Failed(libc::EINVAL)));
     };
     let mut dirfd = match path_descriptor(OsStr::new("/")) {
         Ok(fd) => fd,
-        Err(error) => return report("open", b"/", &Outcome::from_error(&error)),
+        Err(error) => return Err(report("open", b"/", &Outcome::from_error(&error))),
     };
     for directory in directories {
         let name = CString::new(*directory).expect("a command line argument contains no NUL byte");
@@ -150,13 +177,11 @@ pub(crate) fn open_walk(path: &OsStr) -> ExitCode {
         };
         dirfd = match owned(next) {
             Ok(fd) => fd,
-            Err(error) => return report("walk", directory, &Outcome::from_error(&error)),
+            Err(error) => return Err(report("walk", directory, &Outcome::from_error(&error))),
         };
     }
-    let name = CString::new(*last).expect("a command line argument contains no NUL byte");
-    // SAFETY: `name` outlives the call.
-    let fd = unsafe { libc::openat(dirfd.as_raw_fd(), name.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    report_opened("open", path.as_bytes(), fd)
+    let last = CString::new(*last).expect("a command line argument contains no NUL byte");
+    Ok((dirfd, last))
 }
 
 /// Opens `name` relative to descriptor [`RACE_FD`] `count` times while a

@@ -80,6 +80,17 @@ pub(crate) fn run(action: CageAction) -> ExitCode {
             report("mount", target.as_bytes(), &outcome(result.into(), "mounted"))
         }
         CageAction::MoveMount { source, target } => move_mount(&source, &target),
+        CageAction::TreeRead { source, path } => tree_read(&source, &path),
+        CageAction::TreeRename { source, old, new } => tree_rename(&source, &old, &new),
+        CageAction::ChrootRead { root, path } => chroot_then(&root, || read_file(&path, "chroot-read")),
+        CageAction::ChrootRename { root, old, new } => chroot_then(&root, || {
+            let (old_c, new_c) = (c_string(&old), c_string(&new));
+            // SAFETY: both pointers are NUL-terminated strings that outlive the call.
+            let result = unsafe { libc::rename(old_c.as_ptr(), new_c.as_ptr()) };
+            report("chroot-rename", old.as_bytes(), &outcome(result.into(), "renamed"))
+        }),
+        CageAction::PaddedRouteMessage { addr, padding } => padded_route_message(addr, padding),
+        CageAction::MappedRouteMessage { addr } => mapped_route_message(addr),
         CageAction::Umount { target } => {
             let target_c = c_string(&target);
             // SAFETY: the pointer is a NUL-terminated string that outlives the call.
@@ -229,7 +240,7 @@ fn sigio(pid: i32) -> ExitCode {
     report("sigio", object.as_bytes(), &Outcome::Ok("SIGKILL requested through the SIGIO of a pipe".into()))
 }
 
-/// A source route for a datagram to `addr`: the socket family, the option
+/// Returns a source route for a datagram to `addr`: the socket family, the option
 /// level and name, its name in reports, the first hop, and the option's
 /// bytes. `IP_OPTIONS` with an LSRR option through [`ROUTE_HOP_V4`] for an
 /// IPv4 `addr`; `IPV6_RTHDR` with a segment routing header through
@@ -432,4 +443,152 @@ fn outcome(result: libc::c_long, done: &str) -> Outcome {
 
 fn c_string(word: &OsStr) -> CString {
     CString::new(word.as_bytes()).expect("a command line argument contains no NUL byte")
+}
+
+/// `AT_RECURSIVE`, from `linux/fcntl.h`.
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// Returns a detached copy of the mount tree at `source`
+/// (`open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`), or the failed line.
+fn clone_tree(source: &OsStr) -> Result<OwnedFd, ExitCode> {
+    let source_c = c_string(source);
+    // SAFETY: the pointer is a NUL-terminated string that outlives the call.
+    let tree = unsafe {
+        libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, source_c.as_ptr(), OPEN_TREE_CLONE | AT_RECURSIVE)
+    };
+    if tree < 0 {
+        return Err(report("open_tree", source.as_bytes(), &Outcome::from_error(&io::Error::last_os_error())));
+    }
+    // SAFETY: `tree` is a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(libc::c_int::try_from(tree).expect("a descriptor fits in c_int")) })
+}
+
+/// Reads `path` relative to a detached copy of the mount at `source`.
+fn tree_read(source: &OsStr, path: &OsStr) -> ExitCode {
+    let tree = match clone_tree(source) {
+        Ok(tree) => tree,
+        Err(code) => return code,
+    };
+    let path_c = c_string(path);
+    // SAFETY: the pointer is a NUL-terminated string that outlives the call.
+    let fd = unsafe { libc::openat(tree.as_raw_fd(), path_c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return report("tree-read", path.as_bytes(), &Outcome::from_error(&io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    report("tree-read", path.as_bytes(), &read_outcome(file))
+}
+
+/// Renames `old` to `new`, both relative to a detached copy of the mount
+/// at `source`.
+fn tree_rename(source: &OsStr, old: &OsStr, new: &OsStr) -> ExitCode {
+    let tree = match clone_tree(source) {
+        Ok(tree) => tree,
+        Err(code) => return code,
+    };
+    let (old_c, new_c) = (c_string(old), c_string(new));
+    // SAFETY: both pointers are NUL-terminated strings that outlive the call.
+    let result = unsafe { libc::renameat(tree.as_raw_fd(), old_c.as_ptr(), tree.as_raw_fd(), new_c.as_ptr()) };
+    report("tree-rename", old.as_bytes(), &outcome(result.into(), "renamed"))
+}
+
+/// Changes the root directory to `root` and the working directory to the
+/// new root, then runs `then`.
+fn chroot_then(root: &OsStr, then: impl FnOnce() -> ExitCode) -> ExitCode {
+    let root_c = c_string(root);
+    // SAFETY: both pointers are NUL-terminated strings that outlive the calls.
+    let result = unsafe {
+        let result = libc::chroot(root_c.as_ptr());
+        if result == 0 { libc::chdir(c"/".as_ptr()) } else { result }
+    };
+    if result < 0 {
+        return report("chroot", root.as_bytes(), &outcome(result.into(), "changed"));
+    }
+    then()
+}
+
+/// Opens and reads `path`, and prints one `action` line with the bytes read.
+fn read_file(path: &OsStr, action: &str) -> ExitCode {
+    match std::fs::File::open(path) {
+        Ok(file) => report(action, path.as_bytes(), &read_outcome(file)),
+        Err(error) => report(action, path.as_bytes(), &Outcome::from_error(&error)),
+    }
+}
+
+/// Reads `file` to its end: the outcome names the bytes, as UTF-8 text
+/// where they are.
+fn read_outcome(mut file: std::fs::File) -> Outcome {
+    use std::io::Read;
+    let mut contents = Vec::new();
+    match file.read_to_end(&mut contents) {
+        Ok(count) => Outcome::Ok(format!("{count} bytes read: {}", String::from_utf8_lossy(&contents))),
+        Err(error) => Outcome::from_error(&error),
+    }
+}
+
+/// Appends one control message of `level` and `kind` with `value` to
+/// `control`, padded to 8 bytes as `CMSG_SPACE` pads it.
+fn push_control(control: &mut Vec<u8>, level: libc::c_int, kind: libc::c_int, value: &[u8]) {
+    let header = std::mem::size_of::<libc::cmsghdr>();
+    let start = control.len();
+    control.resize(start + (header + value.len()).next_multiple_of(8), 0);
+    control[start..start + 8].copy_from_slice(&((header + value.len()) as u64).to_ne_bytes());
+    control[start + 8..start + 12].copy_from_slice(&level.to_ne_bytes());
+    control[start + 12..start + 16].copy_from_slice(&kind.to_ne_bytes());
+    control[start + header..start + header + value.len()].copy_from_slice(value);
+}
+
+/// Sends one datagram on the connected `socket` with `sendmsg` and the
+/// control messages in `control`, and prints one `sendmsg` line.
+fn send_with_control(socket: &UdpSocket, control: &mut [u8], object: &str) -> ExitCode {
+    let mut payload = libc::iovec { iov_base: PAYLOAD.as_ptr().cast_mut().cast(), iov_len: PAYLOAD.len() };
+    // SAFETY: an all-zero `msghdr` is valid: no name, no buffers.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &raw mut payload;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    message.msg_controllen = control.len();
+    // SAFETY: every pointer in `message` is valid for its length for the
+    // whole call, and the kernel only reads them.
+    let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &raw const message, 0) };
+    report("sendmsg", object.as_bytes(), &outcome(sent.try_into().unwrap_or(-1), "sent"))
+}
+
+/// Sends `padding` hop limit control messages and then the source route of
+/// `addr` in one `sendmsg` on a UDP socket connected to `addr`.
+fn padded_route_message(addr: SocketAddr, padding: u32) -> ExitCode {
+    let (family, _, option, name, hop, value) = source_route(addr);
+    let (level, kind, hop_limit_kind, object) = match addr {
+        SocketAddr::V4(_) => (libc::IPPROTO_IP, IP_RETOPTS, libc::IP_TTL, format!("{addr} {padding} IP_TTL IP_RETOPTS LSRR {hop}")),
+        SocketAddr::V6(_) => (libc::IPPROTO_IPV6, option, libc::IPV6_HOPLIMIT, format!("{addr} {padding} IPV6_HOPLIMIT {name} {hop}")),
+    };
+    let socket = match udp_socket(family).and_then(|socket| socket.connect(addr).map(|()| socket)) {
+        Ok(socket) => socket,
+        Err(error) => return report("connect", object.as_bytes(), &Outcome::from_error(&error)),
+    };
+    let mut control = Vec::new();
+    for _ in 0..padding {
+        push_control(&mut control, level, hop_limit_kind, &9i32.to_ne_bytes());
+    }
+    push_control(&mut control, level, kind, &value);
+    send_with_control(&socket, &mut control, &object)
+}
+
+/// Sends an IPv4 source route (`IP_RETOPTS`) on an IPv6 UDP socket
+/// connected to the IPv4-mapped form of the IPv4 `addr`.
+fn mapped_route_message(addr: SocketAddr) -> ExitCode {
+    let SocketAddr::V4(v4) = addr else {
+        return report("mapped-route-message", addr.to_string().as_bytes(), &Outcome::Failed(libc::EINVAL));
+    };
+    let (_, _, _, _, hop, value) = source_route(addr);
+    let mapped = SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port());
+    let object = format!("{mapped} IP_RETOPTS LSRR {hop}");
+    let socket = match udp_socket(libc::AF_INET6).and_then(|socket| socket.connect(mapped).map(|()| socket)) {
+        Ok(socket) => socket,
+        Err(error) => return report("connect", object.as_bytes(), &Outcome::from_error(&error)),
+    };
+    let mut control = Vec::new();
+    push_control(&mut control, libc::IPPROTO_IP, IP_RETOPTS, &value);
+    send_with_control(&socket, &mut control, &object)
 }
