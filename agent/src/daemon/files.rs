@@ -4,6 +4,7 @@ use std::{
     ffi::OsString,
     fs::{self, File, OpenOptions},
     io::{self, Read, Write as _},
+    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
 };
 
@@ -40,18 +41,20 @@ pub(crate) fn sha256(mut reader: impl Read) -> io::Result<[u8; 32]> {
 }
 
 /// Hashes a regular file that is not a symbolic link, or returns `None`
-/// when `path` is anything else or cannot be read.
+/// when `path` is anything else or cannot be read. The file is opened
+/// with `O_NOFOLLOW` and checked through its descriptor, so a link swapped
+/// in after a check by name cannot send the hash to another file.
 pub(crate) fn sha256_regular_file(path: &Path) -> Option<[u8; 32]> {
-    let metadata = fs::symlink_metadata(path).ok()?;
-    if !metadata.file_type().is_file() {
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).ok()?;
+    if !file.metadata().ok()?.file_type().is_file() {
         return None;
     }
-    sha256(File::open(path).ok()?).ok()
+    sha256(file).ok()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{sha256, write_atomic};
+    use super::{sha256, sha256_regular_file, write_atomic};
 
     #[test]
     fn write_atomic_replaces_contents() {
@@ -61,6 +64,18 @@ mod tests {
         write_atomic(&path, b"new").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
         assert!(!dir.path().join("state.json.new").exists(), "the staging file is renamed away");
+    }
+
+    #[test]
+    fn regular_file_hash_skips_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tool");
+        std::fs::write(&file, b"").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(sha256_regular_file(&file).is_some(), "a regular file is hashed");
+        assert_eq!(sha256_regular_file(&link), None, "a symbolic link is not followed");
+        assert_eq!(sha256_regular_file(dir.path()), None, "a folder is not hashed");
     }
 
     #[test]
