@@ -68,6 +68,24 @@ pub enum CageAction {
     /// (`IP_RETOPTS`, `IPV6_RTHDR`) when `route` is set, else a hop limit
     /// (`IP_TTL`, `IPV6_HOPLIMIT`), which routes nothing.
     RouteMessage { addr: SocketAddr, route: bool },
+    /// `open_tree(source, OPEN_TREE_CLONE | AT_RECURSIVE)`, a detached copy
+    /// of the mount at `source`, then an `openat` and a read of `path`
+    /// relative to the copy.
+    TreeRead { source: OsString, path: OsString },
+    /// As `TreeRead`, then `renameat` of `old` to `new`, both relative to
+    /// the detached copy.
+    TreeRename { source: OsString, old: OsString, new: OsString },
+    /// `chroot(root)`, then an open and a read of `path`.
+    ChrootRead { root: OsString, path: OsString },
+    /// `chroot(root)`, then `rename(old, new)`.
+    ChrootRename { root: OsString, old: OsString, new: OsString },
+    /// As `RouteMessage` with `route` set, after `padding` hop limit control
+    /// messages in the same `sendmsg`.
+    PaddedRouteMessage { addr: SocketAddr, padding: u32 },
+    /// An IPv6 UDP socket connected to the IPv4-mapped `addr`, then one
+    /// `sendmsg` with an IPv4 `IP_RETOPTS` source route control message,
+    /// which the kernel's IPv4 path applies to a mapped destination.
+    MappedRouteMessage { addr: SocketAddr },
 }
 
 /// Returns whether `action` names one of these actions.
@@ -97,6 +115,12 @@ pub fn is_action(action: &[u8]) -> bool {
             | b"setpriority"
             | b"ip-options"
             | b"route-message"
+            | b"tree-read"
+            | b"tree-rename"
+            | b"chroot-read"
+            | b"chroot-rename"
+            | b"padded-route-message"
+            | b"mapped-route-message"
     )
 }
 
@@ -144,10 +168,28 @@ pub fn parse(action: &[u8], args: &mut impl Iterator<Item = OsString>) -> Result
             let route = match next("route|ttl")?.as_bytes() {
                 b"route" => true,
                 b"ttl" => false,
-                other => return Err(format!("route-message: expected route or ttl, got {:?}", String::from_utf8_lossy(other))),
+                other => {
+                    return Err(format!(
+                        "route-message: expected route or ttl, got {:?}",
+                        String::from_utf8_lossy(other)
+                    ));
+                }
             };
             CageAction::RouteMessage { addr, route }
         }
+        b"tree-read" => CageAction::TreeRead { source: next("SOURCE")?, path: next("PATH")? },
+        b"tree-rename" => CageAction::TreeRename { source: next("SOURCE")?, old: next("OLD")?, new: next("NEW")? },
+        b"chroot-read" => CageAction::ChrootRead { root: next("ROOT")?, path: next("PATH")? },
+        b"chroot-rename" => CageAction::ChrootRename { root: next("ROOT")?, old: next("OLD")?, new: next("NEW")? },
+        b"padded-route-message" => CageAction::PaddedRouteMessage {
+            addr: crate::probe::parse_socket_addr(&next("ADDR:PORT")?).map_err(|error| error.to_string())?,
+            padding: parse_number(&next("PADDING")?)?
+                .try_into()
+                .map_err(|_| "padded-route-message: PADDING must not be negative".to_owned())?,
+        },
+        b"mapped-route-message" => CageAction::MappedRouteMessage {
+            addr: crate::probe::parse_socket_addr(&next("ADDR:PORT")?).map_err(|error| error.to_string())?,
+        },
         _ => return Err(format!("unknown action {name:?}")),
     };
     Ok(parsed)

@@ -28,6 +28,7 @@ mod long_paths;
 mod magic_links;
 mod mapped_addresses;
 mod renames;
+mod redteam;
 mod ring_pressure;
 mod sockets;
 mod symlinks;

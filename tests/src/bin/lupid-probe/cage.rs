@@ -560,8 +560,12 @@ fn send_with_control(socket: &UdpSocket, control: &mut [u8], object: &str) -> Ex
 fn padded_route_message(addr: SocketAddr, padding: u32) -> ExitCode {
     let (family, _, option, name, hop, value) = source_route(addr);
     let (level, kind, hop_limit_kind, object) = match addr {
-        SocketAddr::V4(_) => (libc::IPPROTO_IP, IP_RETOPTS, libc::IP_TTL, format!("{addr} {padding} IP_TTL IP_RETOPTS LSRR {hop}")),
-        SocketAddr::V6(_) => (libc::IPPROTO_IPV6, option, libc::IPV6_HOPLIMIT, format!("{addr} {padding} IPV6_HOPLIMIT {name} {hop}")),
+        SocketAddr::V4(_) => {
+            (libc::IPPROTO_IP, IP_RETOPTS, libc::IP_TTL, format!("{addr} {padding} IP_TTL IP_RETOPTS LSRR {hop}"))
+        }
+        SocketAddr::V6(_) => {
+            (libc::IPPROTO_IPV6, option, libc::IPV6_HOPLIMIT, format!("{addr} {padding} IPV6_HOPLIMIT {name} {hop}"))
+        }
     };
     let socket = match udp_socket(family).and_then(|socket| socket.connect(addr).map(|()| socket)) {
         Ok(socket) => socket,
