@@ -138,6 +138,7 @@ pub fn event(stored: &StoredRecord) -> Option<Value> {
         Hook::UsernsCreate | Hook::Bpf | Hook::TaskSet => (PROCESS_ACTIVITY, OTHER_ACTIVITY, "Other"),
         Hook::Open => (FILE_SYSTEM_ACTIVITY, 14, "Open"),
         Hook::Mount | Hook::MoveMount => (FILE_SYSTEM_ACTIVITY, 12, "Mount"),
+        Hook::Chroot => (FILE_SYSTEM_ACTIVITY, OTHER_ACTIVITY, "Other"),
         Hook::Umount => (FILE_SYSTEM_ACTIVITY, 13, "Unmount"),
         Hook::CreateName => (FILE_SYSTEM_ACTIVITY, 1, "Create"),
         Hook::Link => (FILE_SYSTEM_ACTIVITY, OTHER_ACTIVITY, "Link"),

@@ -286,7 +286,8 @@ pub enum Hook {
     Send,
     /// A clone with `CLONE_INTO_CGROUP` or a new user, mount or cgroup
     /// namespace (`task_alloc`). This hook and the ones below record only
-    /// denials by built-in protections ([`Reason::Protected`]).
+    /// denials, most by built-in protections ([`Reason::Protected`]).
+    /// [`Hook::Rename`] also records the rule decisions of `path_rename`.
     Clone,
     /// A new user namespace (`userns_create`).
     UsernsCreate,
@@ -305,7 +306,8 @@ pub enum Hook {
     Bpf,
     /// A packet or raw socket (`socket_create`).
     SocketCreate,
-    /// A hard link (`path_link`).
+    /// A hard link (`path_link`), with both names in an
+    /// [`Object::PathPair`].
     Link,
     /// A new name in one of lupid's own folders (`inode_create`,
     /// `inode_mkdir`, `inode_mknod`, `inode_symlink`).
@@ -313,7 +315,9 @@ pub enum Hook {
     /// A name removed from one of lupid's own folders (`inode_unlink`,
     /// `inode_rmdir`).
     RemoveName,
-    /// A rename into or out of one of lupid's own folders (`inode_rename`).
+    /// A rename: decided by the path rules at both names (`path_rename`,
+    /// with both names in an [`Object::PathPair`]), or denied into or out of
+    /// one of lupid's own folders (`inode_rename`).
     Rename,
     /// `truncate(2)` of a file by name (`path_truncate`).
     Truncate,
@@ -325,11 +329,14 @@ pub enum Hook {
     TaskSet,
     /// IPv4 options or IPv6 routing headers (`socket_setsockopt`).
     Setsockopt,
+    /// A change of the root directory: `chroot(2)` (`path_chroot`) or
+    /// `pivot_root(2)` (`sb_pivotroot`).
+    Chroot,
 }
 
 impl Hook {
     /// Every hook, in code order.
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 22] = [
         Self::Exec,
         Self::Open,
         Self::Connect,
@@ -351,6 +358,7 @@ impl Hook {
         Self::SetAttr,
         Self::TaskSet,
         Self::Setsockopt,
+        Self::Chroot,
     ];
 
     /// Returns the `lupid_common::hook` code.
@@ -377,6 +385,7 @@ impl Hook {
             Self::SetAttr => hook::SET_ATTR,
             Self::TaskSet => hook::TASK_SET,
             Self::Setsockopt => hook::SETSOCKOPT,
+            Self::Chroot => hook::CHROOT,
         }
     }
 
@@ -409,6 +418,7 @@ impl Hook {
             Self::SetAttr => "set_attr",
             Self::TaskSet => "task_set",
             Self::Setsockopt => "setsockopt",
+            Self::Chroot => "chroot",
         }
     }
 }

@@ -260,7 +260,7 @@ fn hook_and_verdict_codes_listed() {
         assert_eq!(Hook::from_code(position), Some(hook));
     }
     assert_eq!(Hook::from_code(0), None);
-    assert_eq!(Hook::from_code(22), None);
+    assert_eq!(Hook::from_code(23), None);
     for verdict in Verdict::ALL {
         assert_eq!(Verdict::from_code(verdict.code()), Some(verdict));
     }

@@ -214,6 +214,9 @@ pub(crate) fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         inode_i_mode: btf.member_offset("inode", "i_mode")?,
         msghdr_msg_control: btf.member_offset("msghdr", "msg_control")?,
         msghdr_msg_controllen: btf.member_offset("msghdr", "msg_controllen")?,
+        mount_mnt_ns: btf.member_offset("mount", "mnt_ns")?,
+        task_nsproxy: btf.member_offset("task_struct", "nsproxy")?,
+        nsproxy_mnt_ns: btf.member_offset("nsproxy", "mnt_ns")?,
     })
 }
 

@@ -93,6 +93,7 @@ pub(crate) fn to_record(event: &Event, agent: Option<&AgentEntry>, lease_rule: O
             hook::SET_ATTR => Hook::SetAttr,
             hook::TASK_SET => Hook::TaskSet,
             hook::SETSOCKOPT => Hook::Setsockopt,
+            hook::CHROOT => Hook::Chroot,
             _ => Hook::Connect,
         },
         verdict: if event.verdict == verdict::ALLOW { Verdict::Allow } else { Verdict::Deny },

@@ -27,7 +27,7 @@ use super::{bpffs, btf};
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lupid.bpf.o"));
 
 /// The LSM hooks lupid attaches, as (program name, hook name).
-pub(crate) const HOOKS: [(&str, &str); 35] = [
+pub(crate) const HOOKS: [(&str, &str); 37] = [
     ("bprm_check_security", "bprm_check_security"),
     ("file_open", "file_open"),
     ("socket_connect", "socket_connect"),
@@ -46,6 +46,8 @@ pub(crate) const HOOKS: [(&str, &str); 35] = [
     ("socket_create", "socket_create"),
     ("path_link", "path_link"),
     ("path_rename", "path_rename"),
+    ("path_chroot", "path_chroot"),
+    ("sb_pivotroot", "sb_pivotroot"),
     ("inode_create", "inode_create"),
     ("inode_mkdir", "inode_mkdir"),
     ("inode_mknod", "inode_mknod"),

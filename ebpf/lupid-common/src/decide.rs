@@ -226,15 +226,16 @@ pub struct NameSlots {
 }
 
 /// Returns whether `slot` could allow its access: an allow, audit or lease
-/// rule, or no rule under an allowing default. A lease counts as allowing,
-/// because it may be valid when the file is used under its new name.
+/// rule, or no rule under an allowing default. A lease rule counts as
+/// allowing whether or not a lease is granted now, because one may be
+/// valid when the file is used under its new name.
 #[inline(always)]
 const fn may_allow(slot: &RuleSlot, default_verdict: u32) -> bool {
     let rule = slot.verdict as u32;
     if rule == verdict::NONE {
         return default_verdict == verdict::ALLOW;
     }
-    rule == verdict::ALLOW || rule == verdict::AUDIT || rule == verdict::LEASED
+    rule == verdict::ALLOW || rule == verdict::AUDIT || rule == verdict::LEASED || rule == verdict::LEASE_REQUIRED
 }
 
 /// Decides a rename of the name `old` to the name `new`. `folder` is set

@@ -94,6 +94,10 @@ pub mod hook {
     /// destination the connect rules judged (IPv4 options, IPv6 routing
     /// headers).
     pub const SETSOCKOPT: u32 = 21;
+    /// `path_chroot`, `sb_pivotroot`: a new root directory, which would
+    /// make every name the kernel programs build start from a folder of the
+    /// agent's choice.
+    pub const CHROOT: u32 = 22;
 }
 
 /// Bits of `PathRule::flags`.
@@ -536,6 +540,12 @@ pub struct KernelOffsets {
     pub msghdr_msg_control: u32,
     /// `struct msghdr`, field `msg_controllen`.
     pub msghdr_msg_controllen: u32,
+    /// `struct mount`, field `mnt_ns`.
+    pub mount_mnt_ns: u32,
+    /// `struct task_struct`, field `nsproxy`.
+    pub task_nsproxy: u32,
+    /// `struct nsproxy`, field `mnt_ns`.
+    pub nsproxy_mnt_ns: u32,
 }
 
 #[cfg(feature = "user")]
@@ -564,7 +574,7 @@ const _: () = {
     assert!(core::mem::size_of::<NetKey>() == 20);
     assert!(core::mem::size_of::<PortRule>() == 12);
     assert!(core::mem::size_of::<NetRule>() == 12 * NET_RULES_PER_PREFIX);
-    assert!(core::mem::size_of::<KernelOffsets>() == 176);
+    assert!(core::mem::size_of::<KernelOffsets>() == 188);
     assert!(core::mem::size_of::<InodeKey>() == 16);
     assert!(core::mem::size_of::<ProtectedDir>() == 4 + RULE_PATH_MAX);
     assert!(core::mem::size_of::<ContentKey>() == 36);

@@ -230,6 +230,30 @@ pub(crate) fn path_link(ctx: LsmContext) -> i32 {
     rename::check_link(&ctx)
 }
 
+/// `path_chroot(const struct path *path)`: denies a labeled caller
+/// `chroot(2)`. Names are built from the caller's root, so a new root
+/// would rename every file the rules name.
+#[lsm(hook = "path_chroot")]
+pub(crate) fn path_chroot(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(1);
+    if previous != 0 {
+        return previous;
+    }
+    protect::check_always(hook::CHROOT)
+}
+
+/// `sb_pivotroot(const struct path *old_path, const struct path
+/// *new_path)`: denies a labeled caller `pivot_root(2)`, for the reason of
+/// `path_chroot`.
+#[lsm(hook = "sb_pivotroot")]
+pub(crate) fn sb_pivotroot(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(2);
+    if previous != 0 {
+        return previous;
+    }
+    protect::check_always(hook::CHROOT)
+}
+
 /// `path_rename(const struct path *old_dir, struct dentry *old_dentry,
 /// const struct path *new_dir, struct dentry *new_dentry, unsigned int
 /// flags)`: decides a labeled caller's rename by the path rules at the old

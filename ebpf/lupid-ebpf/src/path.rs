@@ -201,6 +201,19 @@ fn resolve(out: *mut Event, file: *const u8, f_path_offset: u32) -> Result<usize
     let len = (written - 1) as usize;
     // SAFETY: `out` is the reserved event.
     unsafe { (&raw mut (*out).path_len).write(len as u32) };
+    // `bpf_d_path` names a file in another mount namespace, or in a
+    // detached copy of a tree (`open_tree`), from that tree's root: the
+    // record keeps that name, but no rule may match it.
+    // SAFETY: as above; the helper faults safely.
+    let mount = unsafe {
+        aya_ebpf::helpers::bpf_probe_read_kernel::<*const u8>(
+            file.add((f_path_offset + kernel_offsets().path_mnt) as usize).cast(),
+        )
+    };
+    if !mount.is_ok_and(walk::in_caller_namespace) {
+        count_error(error::PATH_UNRESOLVED);
+        return Err(Decision::fail_closed(reason::PATH_UNRESOLVED));
+    }
     Ok(len)
 }
 

@@ -165,9 +165,12 @@ fn step(walk: &mut Walk, offsets: &KernelOffsets) -> u32 {
             return state::UNREADABLE;
         };
         if parent == walk.mount {
-            // The root of the mount tree: the caller's root lies outside
-            // it, and the name is the one from the tree's root.
-            return state::DONE;
+            // The root of the mount tree. In the caller's namespace the
+            // caller's root lies outside it, and the name is the one from
+            // the tree's root. A detached copy of a tree (`open_tree`) or
+            // another namespace's tree would give a name the rules never
+            // meant.
+            return if in_caller_namespace(vfsmount) { state::DONE } else { state::UNREADABLE };
         }
         let Ok(mount_point) = read_pointer(walk.mount, offsets.mount_mnt_mountpoint) else {
             return state::UNREADABLE;
@@ -247,6 +250,36 @@ fn name_len(dentry: *const u8, offsets: &KernelOffsets) -> Result<usize, WalkErr
     }
     Ok(len)
 }
+
+/// Returns whether the `struct vfsmount` at `vfsmount` is in the caller's
+/// mount namespace, or in none: the kernel's internal mounts (pipes,
+/// sockets, memfd) and lazily unmounted ones have no namespace. A mount of
+/// another namespace, or of a detached copy made by `open_tree`, is not:
+/// a name built there starts at that tree's root, which the rules never
+/// meant. A field that cannot be read counts as another namespace.
+#[inline(never)]
+pub(crate) fn in_caller_namespace(vfsmount: *const u8) -> bool {
+    let offsets = kernel_offsets();
+    let mount = vfsmount.wrapping_sub(offsets.mount_mnt as usize);
+    // SAFETY: the helper checks the kernel address and faults safely.
+    let Ok(namespace) = (unsafe { bpf_probe_read_kernel::<u64>(mount.wrapping_add(offsets.mount_mnt_ns as usize).cast()) })
+    else {
+        return false;
+    };
+    // `MNT_NS_INTERNAL` is `ERR_PTR(-EINVAL)`: any error pointer counts.
+    if namespace == 0 || namespace >= MAX_ERRNO_POINTER {
+        return true;
+    }
+    // SAFETY: the helper has no preconditions.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let Ok(nsproxy) = read_pointer(task, offsets.task_nsproxy) else {
+        return false;
+    };
+    read_pointer(nsproxy, offsets.nsproxy_mnt_ns).is_ok_and(|caller| caller as u64 == namespace)
+}
+
+/// The lowest error pointer (`ERR_PTR(-MAX_ERRNO)`, `MAX_ERRNO` 4095).
+const MAX_ERRNO_POINTER: u64 = 0u64.wrapping_sub(4095);
 
 /// Returns the caller's root directory (`current->fs->root`): its dentry
 /// and its `struct vfsmount`.

@@ -88,6 +88,8 @@ fn detached_tree_copy_read_denied() {
         "a mount copy must not open the vault",
     );
     assert!(!outcome.stdout.contains("tree-secret"), "the secret must not be read; {outcome}");
+    let (denial, _) = wait_decision(&ledger, &agent, "open", "deny");
+    assert_eq!(denial["reason"], "path_unresolved", "a name outside the caller's tree matches no rule: {denial}");
 }
 
 /// The rename form of [`detached_tree_copy_read_denied`].
@@ -120,6 +122,8 @@ fn detached_tree_copy_rename_denied() {
     );
     assert!(!moved, "the secret must not leave the vault");
     assert_eq!(fs::read(secret).expect("the secret stays"), b"tree-secret");
+    let (denial, _) = wait_decision(&ledger, &agent, "rename", "deny");
+    assert_eq!(denial["reason"], "path_unresolved", "a name outside the caller's tree matches no rule: {denial}");
 }
 
 /// A root agent calls `chroot("/srv")`: the walk and `bpf_d_path` stop at
@@ -137,6 +141,8 @@ fn chroot_read_denied() {
     let outcome = probe_str(&daemon, &agent, &policy, None, &["chroot-read", "/srv", "/vault/chroot/credentials"]);
     assert_denied_with_records(&ledger, &agent, &outcome, "chroot", "a chroot must not open the vault");
     assert!(!outcome.stdout.contains("chroot-secret"), "the secret must not be read; {outcome}");
+    let (denial, _) = wait_decision(&ledger, &agent, "chroot", "deny");
+    assert_eq!(denial["reason"], "protected", "{denial}");
 }
 
 /// The rename form of [`chroot_read_denied`].
@@ -163,6 +169,8 @@ fn chroot_rename_denied() {
     assert_denied_with_records(&ledger, &agent, &outcome, "chroot", "a chroot must not move the secret");
     assert!(!moved, "the secret must not leave the vault");
     assert_eq!(fs::read(secret).expect("the secret stays"), b"chroot-secret");
+    let (denial, _) = wait_decision(&ledger, &agent, "chroot", "deny");
+    assert_eq!(denial["reason"], "protected", "{denial}");
 }
 
 /// A file the agent may write but not read moves to a folder whose reads

@@ -53,6 +53,23 @@ fn write_only_file_cannot_become_readable() {
 }
 
 #[test]
+fn lease_rule_counts_as_readable() {
+    // A lease granted later would read the moved file, so the old name
+    // must be readable now.
+    let text = with_rules(
+        "\
+drop:    allow open /srv/drop/**    write
+sealed:  deny  open /srv/drop/**    read
+all:     allow open /**             read,write
+shared:  lease open /srv/shared/**  read
+",
+    );
+    let decision = rename(&text, "/srv/drop/report", "/srv/shared/report", false);
+    assert!(!allowed(decision), "{decision:?}");
+    assert_eq!(rule_name(&compiled(&text), decision), "sealed");
+}
+
+#[test]
 fn new_name_needs_create_or_write() {
     let text = home_policy();
     let decision = rename(&text, "/home/agent/work/a.txt", "/etc/a.txt", false);
