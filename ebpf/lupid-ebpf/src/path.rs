@@ -280,26 +280,35 @@ pub(crate) fn scan<const SLOTS: u8>(path: *const u8, policy_id: u32, len: usize)
 #[repr(C)]
 struct RenameScan {
     key: PathKey,
+    len: u32,
+    /// Set to 1 once the step at the last byte the scan looks at (the end,
+    /// or byte `RULE_PATH_MAX` of a longer path) has folded its rule in.
+    /// The fields are ordered to leave no padding, because the stack of
+    /// the rename program is near the verifier's 512-byte limit.
+    complete: u32,
     found: *mut Matches,
     path: *const u8,
-    len: u64,
 }
 
 /// Scans `path` for the exec, read, write and create slots and the
 /// `RULES_BELOW` mark, as [`scan`] does for its slots, into `found`, but
 /// with `bpf_loop`: the verifier checks one step instead of every byte,
 /// and a rename scans two names, which unrolled would pass the verifier's
-/// instruction limit.
+/// instruction limit. Returns whether the scan reached its last byte: a
+/// scan cut short by a failed copy must deny, because a deeper rule it
+/// did not reach could deny.
 #[inline(never)]
-pub(crate) fn scan_rename(path: *const u8, policy_id: u32, len: usize, found: &mut Matches) {
-    let mut scan = RenameScan { key: PathKey { policy_id, path: [0; RULE_PATH_MAX] }, found, path, len: len as u64 };
+pub(crate) fn scan_rename(path: *const u8, policy_id: u32, len: usize, found: &mut Matches) -> bool {
+    let mut scan =
+        RenameScan { key: PathKey { policy_id, path: [0; RULE_PATH_MAX] }, len: len as u32, complete: 0, found, path };
     // The root is stored as "/", not as an empty string.
     scan.key.path[0] = b'/';
-    let steps = (len.min(RULE_PATH_MAX) + 1) as u32;
     // SAFETY: `scan_rename_step` has the callback signature `bpf_loop`
     // expects, and `scan` outlives the call.
-    unsafe { bpf_loop(steps, scan_rename_step as *mut c_void, (&raw mut scan).cast(), 0) };
+    let steps = unsafe { bpf_loop(len.min(RULE_PATH_MAX) as u32 + 1, scan_rename_step as *mut c_void, (&raw mut scan).cast(), 0) };
     walk::forget_known_values(found);
+    walk::forget_known_values(&mut scan.complete);
+    steps >= 0 && scan.complete == 1
 }
 
 /// Looks up the prefix of the path that ends before byte `index` when that
@@ -311,14 +320,17 @@ extern "C" fn scan_rename_step(index: u64, context: *mut c_void) -> i64 {
     // otherwise borrowed.
     let scan = unsafe { &mut *context.cast::<RenameScan>() };
     let index = index as usize;
-    if index > RULE_PATH_MAX || index as u64 > scan.len {
+    let len = scan.len as usize;
+    if index > RULE_PATH_MAX || index > len {
         return 1;
     }
-    let at_end = index as u64 == scan.len;
+    let at_end = index == len;
+    let last = index == len.min(RULE_PATH_MAX);
     // SAFETY: `index` is at most `RULE_PATH_MAX`, inside the `PATH_MAX`
     // array that `path` points at.
     let byte = if at_end { 0 } else { unsafe { scan.path.add(index & PATH_INDEX_MASK).read() } };
     if !(at_end || byte == b'/') {
+        scan.complete = u32::from(last);
         return 0;
     }
     if index > 0 {
@@ -351,5 +363,6 @@ extern "C" fn scan_rename_step(index: u64, context: *mut c_void) -> i64 {
             }
         }
     }
+    scan.complete = u32::from(last);
     i64::from(at_end)
 }

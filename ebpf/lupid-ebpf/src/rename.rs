@@ -49,11 +49,14 @@ pub(crate) fn check_rename(ctx: &LsmContext) -> i32 {
     let decision = match write_names(out, (ctx.arg(0), old_dentry), (ctx.arg(2), new_dentry)) {
         Ok((old_len, new_len)) => {
             let mut old = Matches::default();
-            scan_rename(path_of(out), agent.policy_id, old_len, &mut old);
             let mut new = Matches::default();
-            scan_rename(new_path_of(out), agent.policy_id, new_len, &mut new);
+            let scanned = scan_rename(path_of(out), agent.policy_id, old_len, &mut old)
+                && scan_rename(new_path_of(out), agent.policy_id, new_len, &mut new);
             let mut decision = Decision::protected();
-            if rename_flags & RENAME_EXCHANGE == 0 {
+            if !scanned {
+                count_error(error::READ_FAILED);
+                decision = Decision::fail_closed(reason::READ_FAILED);
+            } else if rename_flags & RENAME_EXCHANGE == 0 {
                 decide(&old, &new, is_folder(old_dentry), agent.default_verdict, &mut decision);
             }
             decision
