@@ -17,7 +17,7 @@ pub const PATH_MAX: usize = 4096;
 pub const RULE_PATH_MAX: usize = 256;
 /// Size of `Event::request`, NUL included.
 pub const REQUEST_MAX: usize = 256;
-/// Longest name of one directory entry (`NAME_MAX`), NUL excluded.
+/// Maximum length of one directory entry's name (`NAME_MAX`), NUL excluded.
 pub const NAME_MAX: usize = 255;
 /// Length of `task_struct::comm`.
 pub const COMM_LEN: usize = 16;
@@ -437,8 +437,8 @@ pub struct Event {
     /// Length of `new_path` without its NUL, 0 when the event has none.
     pub new_path_len: u32,
     /// The new name of a rename or hard link (`hook::RENAME`,
-    /// `hook::LINK`), resolved by the kernel program, for which `path`
-    /// holds the old name.
+    /// `hook::LINK`), resolved by the kernel program. `path` then contains
+    /// the old name.
     pub new_path: [u8; PATH_MAX],
     /// Room that a name copied near the end of `new_path` may run into as
     /// far as the verifier can tell. The program never writes past

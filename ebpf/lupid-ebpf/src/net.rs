@@ -57,10 +57,10 @@ pub(crate) fn check_sendmsg(ctx: &LsmContext) -> i32 {
     let message: *const u8 = ctx.arg(1);
     match control_of(message, offsets) {
         Control::Plain => {}
-        Control::Route => return refuse_send(cgroup_id, agent, Decision::protected()),
+        Control::Route => return deny_send(cgroup_id, agent, Decision::protected()),
         Control::Unreadable => {
             count_error(error::READ_FAILED);
-            return refuse_send(cgroup_id, agent, Decision::fail_closed(reason::READ_FAILED));
+            return deny_send(cgroup_id, agent, Decision::fail_closed(reason::READ_FAILED));
         }
     }
     // SAFETY: `message` is the hook's BTF-typed `struct msghdr *` and both
@@ -129,9 +129,9 @@ fn control_of(message: *const u8, offsets: &KernelOffsets) -> Control {
     if offset.saturating_add(CMSG_HEADER_LEN) > len { Control::Plain } else { Control::Unreadable }
 }
 
-/// Records and refuses a send of a labeled caller for its control
+/// Records and denies a send of a labeled caller for its control
 /// messages.
-fn refuse_send(cgroup_id: u64, agent: lupid_common::AgentInfo, decision: Decision) -> i32 {
+fn deny_send(cgroup_id: u64, agent: lupid_common::AgentInfo, decision: Decision) -> i32 {
     match gate::enter_labeled(hook::SEND, cgroup_id, agent) {
         Entry::Labeled { event, agent } => gate::finish(event, &agent, decision),
         Entry::Unlabeled | Entry::Refused => DENIED,

@@ -122,8 +122,8 @@ fn bypass_source_route_denied() {
     assert_eq!(local.received(), 0, "nothing is sent after the denied option");
 }
 
-/// The per-message form of the source route: a control message on a
-/// connected socket, whose sends otherwise pass without a record.
+/// Checks the per-message form of the source route: a control message on
+/// a connected socket, whose sends otherwise pass without a record.
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
 fn bypass_source_route_message_denied() {

@@ -92,7 +92,7 @@ fn detached_tree_copy_read_denied() {
     assert_eq!(denial["reason"], "path_unresolved", "a name outside the caller's tree matches no rule: {denial}");
 }
 
-/// The rename form of [`detached_tree_copy_read_denied`].
+/// Checks the rename form of [`detached_tree_copy_read_denied`].
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
 fn detached_tree_copy_rename_denied() {
@@ -145,7 +145,7 @@ fn chroot_read_denied() {
     assert_eq!(denial["reason"], "protected", "{denial}");
 }
 
-/// The rename form of [`chroot_read_denied`].
+/// Checks the rename form of [`chroot_read_denied`].
 #[test]
 #[ignore = "needs root and a kernel running BPF LSM; run with `cargo xtask vm-test`"]
 fn chroot_rename_denied() {
