@@ -3,8 +3,10 @@
 //! process's memory while the ledger grows. `cargo xtask bench` builds and
 //! runs it, and docs/benchmarks.md explains the results.
 //!
-//! Usage: `ledger [--records N] [--batch N] [--dir DIR]`. Progress goes to
-//! stderr and the Markdown tables to stdout.
+//! Usage: `ledger [--records N] [--batch N] [--dir DIR] [--keep]`. Progress
+//! goes to stderr and the Markdown tables to stdout. `--keep` leaves the
+//! benchmark folder in place, so that `lupid-ledger verify` or `query` can
+//! be profiled on its ledger.
 //!
 //! Every measurement uses the same record bodies: decisions of about 220
 //! encoded bytes, spread deterministically over 8 agents, 64 rule ids, the
@@ -46,6 +48,7 @@ struct Config {
     records: u64,
     batch: u64,
     dir: Option<PathBuf>,
+    keep: bool,
 }
 
 /// One row of the result table.
@@ -70,7 +73,7 @@ fn per_second(count: u64, elapsed: Duration) -> f64 {
 }
 
 fn parse_args() -> Result<Config> {
-    let mut config = Config { records: DEFAULT_RECORDS, batch: DEFAULT_BATCH, dir: None };
+    let mut config = Config { records: DEFAULT_RECORDS, batch: DEFAULT_BATCH, dir: None, keep: false };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} requires a value"));
@@ -78,9 +81,10 @@ fn parse_args() -> Result<Config> {
             "--records" => config.records = value()?.parse().context("--records takes a number of records")?,
             "--batch" => config.batch = value()?.parse().context("--batch takes a number of records")?,
             "--dir" => config.dir = Some(PathBuf::from(value()?)),
+            "--keep" => config.keep = true,
             // `cargo bench` passes `--bench`; it selects nothing here.
             "--bench" => {}
-            other => bail!("unknown argument {other}; usage: ledger [--records N] [--batch N] [--dir DIR]"),
+            other => bail!("unknown argument {other}; usage: ledger [--records N] [--batch N] [--dir DIR] [--keep]"),
         }
     }
     if config.records == 0 || config.batch == 0 {
@@ -452,5 +456,8 @@ fn main() -> Result<()> {
     let hashing_rate = hashing.rate();
     let rows = [append, hashing, encode, plain, verified, exported];
     print!("{}", markdown(&config, &rows, hashing_rate, &queries, &memory));
+    if config.keep {
+        eprintln!("ledger bench: kept {}", parent.keep().display());
+    }
     Ok(())
 }

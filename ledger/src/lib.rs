@@ -29,6 +29,7 @@ pub mod proof;
 pub mod query;
 mod reader;
 pub mod record;
+mod scan;
 mod store;
 pub mod timestamp;
 pub mod tree;

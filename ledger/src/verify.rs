@@ -34,12 +34,13 @@
 use std::{collections::BTreeMap, fmt, path::Path};
 
 use crate::{
-    codec::{DecodeError, leaf_hash},
+    codec::DecodeError,
     error::LedgerError,
     index_check::{self, IndexBreak, RecordPostings},
     merkle::Frontier,
     reader::LedgerReader,
     record::{Hash, Record, RecordBody, ZERO_HASH},
+    scan::for_each_record,
     store::{decode_head, decode_key},
     timestamp::format_rfc3339,
     tree::{NodeChecker, NodeProblem},
@@ -270,6 +271,7 @@ fn walk_chain(
     let mut roots = BTreeMap::new();
     let mut frontier = Frontier::default();
     let mut nodes = NodeChecker::new(reader.tree());
+    let mut canonical = Vec::new();
 
     // A changed record also changes the tree nodes it completes, but the
     // chain names it more directly: through the next record's `prev_hash`,
@@ -283,7 +285,7 @@ fn walk_chain(
         }
         let seq = report.records_checked;
         let prev_hash = report.head.map_or(ZERO_HASH, |(_, hash)| hash);
-        let record = match check_record(seq, &prev_hash, key, value, &frontier) {
+        let record = match check_record(seq, &prev_hash, (key, value), &frontier, &mut canonical) {
             Ok(record) => record,
             Err(kind) => {
                 stopped = Some(VerifyReport { first_break: Some(Break { seq, kind }), ..report.clone() });
@@ -323,22 +325,6 @@ fn walk_chain(
         return Ok((VerifyReport { first_break: Some(tree_break), ..before }, roots));
     }
     Ok((report, roots))
-}
-
-/// Calls `check` with the key, value and leaf hash of every record in key
-/// order, until it returns `false` or an error.
-fn for_each_record(
-    reader: &LedgerReader,
-    mut check: impl FnMut(&[u8], &[u8], Hash) -> Result<bool, LedgerError>,
-) -> Result<(), LedgerError> {
-    let mut records = reader.record_scan()?;
-    while let (Some(key), Some(value)) = (records.key(), records.value()) {
-        if !check(key, value, leaf_hash(value))? {
-            return Ok(());
-        }
-        records.next();
-    }
-    records.status().map_err(|source| LedgerError::ReadRecords { path: reader.path().to_owned(), source })
 }
 
 /// Adds a leaf to `frontier` and compares each inner node it completes with
@@ -381,14 +367,21 @@ fn gap_of(record: &Record, previous_ns: u64) -> Option<Gap> {
 /// Checks one stored record against the expected `seq` and `prev_hash`, and
 /// a checkpoint record against the tree of the records before it, and
 /// returns the decoded record.
-fn check_record(seq: u64, prev_hash: &Hash, key: &[u8], value: &[u8], frontier: &Frontier) -> Result<Record, BreakKind> {
+/// `canonical` is a buffer for the re-encoding, reused across records.
+fn check_record(
+    seq: u64,
+    prev_hash: &Hash,
+    (key, value): (&[u8], &[u8]),
+    frontier: &Frontier,
+    canonical: &mut Vec<u8>,
+) -> Result<Record, BreakKind> {
     let key_seq = decode_key(key).ok_or_else(|| BreakKind::InvalidKey { key: key.to_vec() })?;
     if key_seq != seq {
         return Err(BreakKind::Missing { next: key_seq });
     }
 
     let record = Record::decode(value).map_err(BreakKind::Undecodable)?;
-    if record.encode().ok().as_deref() != Some(value) {
+    if record.encode_into(canonical).is_err() || canonical.as_slice() != value {
         return Err(BreakKind::NotCanonical);
     }
     if record.seq != seq {

@@ -14,8 +14,13 @@ const RECORDS: u64 = 1000;
 /// Builds a ledger of [`RECORDS`] records, applies `damage` through a raw
 /// RocksDB handle, and returns the first break that `verify` reports.
 fn first_break(damage: impl FnOnce(&rocksdb::DB)) -> (TempDir, Break) {
+    first_break_in(RECORDS, damage)
+}
+
+/// [`first_break`] on a ledger of `records` records.
+fn first_break_in(records: u64, damage: impl FnOnce(&rocksdb::DB)) -> (TempDir, Break) {
     let dir = TempDir::new().unwrap();
-    drop(common::fill(dir.path(), RECORDS));
+    drop(common::fill(dir.path(), records));
     let db = common::open_raw(dir.path());
     damage(&db);
     drop(db);
@@ -43,6 +48,23 @@ fn changed_body_byte() {
     assert_eq!(found.kind, BreakKind::PrevHashMismatch);
     assert_eq!(found.to_string(), "record 501: prev_hash does not match the hash of record 500");
     assert_eq!(records_checked(dir.path()), 501);
+}
+
+#[test]
+fn changed_record_before_scan_batch_boundary() {
+    // The verify scan sends records in batches of 1024: record 1023 ends
+    // the first one, and the link that breaks is in the second.
+    let (dir, found) = first_break_in(2500, |db| flip_byte(db, 1023, |len| len - 1));
+    assert_eq!(found.seq, 1024);
+    assert_eq!(found.kind, BreakKind::PrevHashMismatch);
+    assert_eq!(records_checked(dir.path()), 1024);
+}
+
+#[test]
+fn changed_record_in_last_scan_batch() {
+    let (dir, found) = first_break_in(2500, |db| flip_byte(db, 2200, |_| 16));
+    assert_eq!(found.to_string(), "record 2201: prev_hash does not match the hash of record 2200");
+    assert_eq!(records_checked(dir.path()), 2201);
 }
 
 #[test]
