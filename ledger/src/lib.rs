@@ -25,6 +25,7 @@ pub mod keys;
 pub mod merkle;
 pub mod note;
 pub mod ocsf;
+mod parts;
 pub mod proof;
 pub mod query;
 mod reader;
@@ -51,6 +52,7 @@ pub use record::{
     LeaseExpired, LeaseGranted, LeaseRevoked, ModeChanged, Object, PolicyLoaded, Reason, Record, RecordBody, Verdict,
     Via, ZERO_HASH,
 };
+pub use parts::PART_RECORDS;
 pub use store::{Appended, CHECKPOINTS_CF, HEAD_KEY, Ledger, META_CF, RECORDS_CF};
 pub use tree::TREE_CF;
 pub use verify::{Break, BreakKind, Gap, GapCause, VerifyReport, verify, verify_reader};

@@ -18,6 +18,9 @@
 //! they cover. Each append writes its records, their tree nodes, their index
 //! entries and the new head in one `WriteBatch` with `sync = true`, so they
 //! become durable together, and an acknowledged append survives a crash.
+//! An append of more than [`PART_RECORDS`] records is written in parts
+//! ([`crate::parts`]), each one such batch with the head after it, and only
+//! the last part is synced: a crash keeps a prefix of whole parts.
 //! [`Ledger::checkpoint`] writes its checkpoint record and note the same way.
 //! Each checkpoint and dropping the [`Ledger`] flush the memtables, so a later
 //! open, read-only ones included, replays a short write-ahead log.
@@ -35,7 +38,6 @@ use std::{
 
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, FlushOptions, IteratorMode, Options, WriteBatch,
-    WriteOptions,
 };
 
 use crate::{
@@ -45,6 +47,7 @@ use crate::{
     index::{self, INDEX_CFS, Postings},
     keys::SigningKey,
     merkle::Frontier,
+    parts::{self, PART_RECORDS, Part},
     record::{CheckpointRecord, HASH_LEN, Hash, Record, RecordBody, ZERO_HASH},
     tree::{self, TREE_CF},
 };
@@ -188,15 +191,24 @@ impl Ledger {
     /// the given order. Returns once the records are durable, with their
     /// sequence numbers and hashes. An empty batch writes nothing.
     ///
-    /// On error the in-memory head is unchanged. The batch can still reach
-    /// the disk whole if the write-ahead log got it before the sync failed.
-    /// It then shows up after a reopen, which continues the chain from it.
+    /// On error the in-memory head names the last record that RocksDB
+    /// accepted: none of this batch's, or for a batch written in parts, the
+    /// end of the last part written before the failed one. Records that the
+    /// write-ahead log got before a sync failed can still reach the disk.
+    /// They then show up after a reopen, which continues the chain from
+    /// them.
     pub fn append_batch(&mut self, bodies: Vec<(u64, RecordBody)>) -> Result<Vec<Appended>, LedgerError> {
         self.write(bodies, None)
     }
 
     /// Writes records, their tree nodes and index entries, the new head and
-    /// the `extra` entry (column family, key, value), in one synced batch.
+    /// the `extra` entry (column family, key, value), in one synced batch,
+    /// or, for more than [`PART_RECORDS`] records, in parts ([`crate::parts`])
+    /// of which the last one is synced.
+    ///
+    /// When a part fails, the parts written before it stay in the ledger and
+    /// the head moves to their last record, because the next append must
+    /// continue the chain that RocksDB holds.
     fn write(
         &mut self,
         bodies: Vec<(u64, RecordBody)>,
@@ -206,49 +218,91 @@ impl Ledger {
             return Ok(Vec::new());
         };
         let first = self.next_seq()?;
-        let last = u64::try_from(last_body)
+        u64::try_from(last_body)
             .ok()
             .and_then(|offset| first.checked_add(offset))
             .ok_or_else(|| LedgerError::SeqExhausted { path: self.path.clone() })?;
 
+        let mut chain = Chain {
+            next_seq: first,
+            prev_hash: self.head.map_or(ZERO_HASH, |(_, hash)| hash),
+            frontier: self.frontier.clone(),
+        };
+        let mut appended = Vec::with_capacity(bodies.len());
+        // The chain after each part that was prepared.
+        let mut prepared: Vec<((u64, Hash), Frontier)> = Vec::new();
+        let single = bodies.len() <= PART_RECORDS;
+        let mut bodies = bodies.into_iter();
+        let mut extra = extra;
+        let mut prepare = || {
+            if bodies.len() == 0 {
+                return None;
+            }
+            let part: Vec<_> = bodies.by_ref().take(PART_RECORDS).collect();
+            let last_part = bodies.len() == 0;
+            let extra = if last_part { extra.take() } else { None };
+            let part = self.prepare(&mut chain, part, extra, &mut appended).map(|mut part| {
+                part.sync = last_part;
+                prepared.push(((part.last, chain.prev_hash), chain.frontier.clone()));
+                part
+            });
+            Some(part)
+        };
+        let (written, result) = if single {
+            match prepare() {
+                Some(Ok(part)) => (1, parts::write_part(&self.db, &self.path, part)),
+                Some(Err(error)) => (0, Err(error)),
+                None => (0, Ok(())),
+            }
+        } else {
+            parts::write_parts(&self.db, &self.path, prepare)
+        };
+        let written = if result.is_ok() { prepared.len() } else { written };
+        prepared.truncate(written);
+        if let Some((head, frontier)) = prepared.pop() {
+            self.head = Some(head);
+            self.frontier = frontier;
+        }
+        result.map(|()| appended)
+    }
+
+    /// Encodes and hashes `bodies` as the records after `chain`, adds them
+    /// to `appended`, and returns an unsynced part with their records, tree
+    /// nodes, index entries, the head after them and the `extra` entry.
+    fn prepare(
+        &self,
+        chain: &mut Chain,
+        bodies: Vec<(u64, RecordBody)>,
+        extra: Option<(&'static str, Vec<u8>, Vec<u8>)>,
+        appended: &mut Vec<Appended>,
+    ) -> Result<Part, LedgerError> {
         let records = self.cf(RECORDS_CF)?;
         let tree_cf = self.cf(TREE_CF)?;
         let mut batch = WriteBatch::default();
-        let mut appended = Vec::with_capacity(bodies.len());
-        let mut prev_hash = self.head.map_or(ZERO_HASH, |(_, hash)| hash);
-        let mut frontier = self.frontier.clone();
         let mut postings = Postings::default();
+        let first = chain.next_seq;
         // `put_cf` copies the bytes into the batch, so one buffer serves
         // every record.
         let mut bytes = Vec::new();
-        for (seq, (time_ns, body)) in (first..=last).zip(bodies) {
-            let record = Record { seq, time_ns, prev_hash, body };
+        for (time_ns, body) in bodies {
+            let seq = chain.next_seq;
+            let record = Record { seq, time_ns, prev_hash: chain.prev_hash, body };
             record.encode_into(&mut bytes).map_err(|source| LedgerError::Encode { seq, source })?;
             let hash = leaf_hash(&bytes);
             batch.put_cf(records, seq.to_be_bytes(), &bytes);
             postings.add(&record);
-            tree::push_leaf(tree_cf, &mut frontier, hash, &mut batch);
+            tree::push_leaf(tree_cf, &mut chain.frontier, hash, &mut batch);
             appended.push(Appended { seq, hash });
-            prev_hash = hash;
+            chain.prev_hash = hash;
+            chain.next_seq = seq + 1;
         }
+        let last = chain.next_seq - 1;
         postings.write(&self.db, &self.path, &mut batch)?;
-        batch.put_cf(self.cf(META_CF)?, HEAD_KEY, encode_head(last, &prev_hash));
+        batch.put_cf(self.cf(META_CF)?, HEAD_KEY, encode_head(last, &chain.prev_hash));
         if let Some((name, key, value)) = extra {
             batch.put_cf(self.cf(name)?, key, value);
         }
-
-        let mut write_options = WriteOptions::default();
-        write_options.set_sync(true);
-        self.db.write_opt(batch, &write_options).map_err(|source| LedgerError::Write {
-            path: self.path.clone(),
-            first,
-            last,
-            source,
-        })?;
-
-        self.head = Some((last, prev_hash));
-        self.frontier = frontier;
-        Ok(appended)
+        Ok(Part { batch, first, last, sync: false })
     }
 
     /// Appends one record and returns once it is durable.
@@ -306,6 +360,13 @@ impl Drop for Ledger {
     fn drop(&mut self) {
         let _ = self.flush_memtables(true);
     }
+}
+
+/// The end of the chain while an append prepares its records.
+struct Chain {
+    next_seq: u64,
+    prev_hash: Hash,
+    frontier: Frontier,
 }
 
 /// Every column family of a ledger.

@@ -1,6 +1,8 @@
 //! Crash safety: a writer killed with SIGKILL loses no acknowledged record
-//! and leaves no partial batch, and a damaged database makes `Ledger::open`
-//! or `verify` return an error that names the problem.
+//! and leaves no partial part of a batch, and a damaged database makes
+//! `Ledger::open` or `verify` return an error that names the problem. A
+//! batch of up to [`PART_RECORDS`] records survives whole or not at all,
+//! and a larger one as a prefix of whole parts.
 //!
 //! The writer is this test binary run again with [`CHILD_DIR_ENV`] set, so
 //! that [`child_appender`] appends batches to that ledger and prints the last
@@ -23,7 +25,7 @@ use std::{
     time::Duration,
 };
 
-use lupid_ledger::{HeadProblem, Ledger, LedgerError, LedgerReader, RECORDS_CF, RecordBody, verify};
+use lupid_ledger::{HeadProblem, Ledger, LedgerError, LedgerReader, PART_RECORDS, RECORDS_CF, RecordBody, verify};
 use tempfile::TempDir;
 
 /// Set in the child process to the ledger directory it appends to.
@@ -40,10 +42,16 @@ const ROUNDS: usize = 6;
 const MAX_KILL_DELAY_MS: u64 = 300;
 
 /// Returns the length of the batch that starts at `first`. Both processes
-/// compute it, so the parent can tell where each batch ends.
+/// compute it, so the parent can tell where each batch ends. About one
+/// batch in eight has more than [`PART_RECORDS`] records, so that the
+/// ledger writes it in parts.
 fn batch_len(first: u64) -> u64 {
-    1 + first.wrapping_mul(2_654_435_761) % 200
+    let mixed = first.wrapping_mul(2_654_435_761);
+    if mixed.is_multiple_of(8) { PART + 1 + mixed % 2000 } else { 1 + mixed % 200 }
 }
+
+/// [`PART_RECORDS`] as a record count.
+const PART: u64 = PART_RECORDS as u64;
 
 /// Returns a decision whose `kernel_seq` is `seq`, so a record read back can
 /// be matched with the one appended at that position.
@@ -120,12 +128,15 @@ fn run_and_kill(dir: &Path) -> u64 {
 /// Returns the record counts that a kill after acknowledging `last_acked`
 /// can leave: the end of that batch, or of one or two later batches, which
 /// were acknowledged but not yet printed, or in the write-ahead log when the
-/// child died.
+/// child died, or the end of a part of one of them.
 fn possible_counts(last_acked: u64) -> Vec<u64> {
     let mut counts = vec![last_acked + 1];
+    let mut end = last_acked + 1;
     for _ in 0..2 {
-        let end = *counts.last().expect("not empty");
-        counts.push(end + batch_len(end));
+        let len = batch_len(end);
+        counts.extend((1..).map(|part| end + part * PART).take_while(|count| *count < end + len));
+        end += len;
+        counts.push(end);
     }
     counts
 }

@@ -55,6 +55,46 @@ fn chain_links_prev_hash() {
 }
 
 #[test]
+fn large_append_matches_small_appends() {
+    // One append of 3000 records is written in three parts. Its records,
+    // tree and indexes must equal those of 30 appends of 100 records.
+    let small_dir = TempDir::new().unwrap();
+    let small = common::fill(small_dir.path(), 3000);
+    let large_dir = TempDir::new().unwrap();
+    let mut large = Ledger::open(large_dir.path()).unwrap();
+    let kinds = common::every_kind();
+    let bodies = (0..3000).map(|seq| (1_700_000_000_000_000_000 + seq, kinds[seq % kinds.len()].clone()));
+    let bodies = bodies.map(|(time_ns, body)| (u64::try_from(time_ns).unwrap(), body)).collect();
+    let appended = large.append_batch(bodies).unwrap();
+
+    assert_eq!(appended.len(), 3000);
+    assert_eq!(appended.last().map(|last| (last.seq, last.hash)), small.head());
+    assert_eq!(large.head(), small.head());
+    assert_eq!(large.tree_head(), small.tree_head());
+    drop(large);
+    let report = verify(large_dir.path()).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert!(report.indexes_checked);
+    assert_eq!(report.records_checked, 3000);
+}
+
+#[test]
+fn large_append_continues_after_reopen() {
+    let dir = TempDir::new().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let bodies = (0..2500).map(|seq| (seq, common::daemon_stop())).collect();
+    let head = ledger.append_batch(bodies).unwrap().last().copied();
+    drop(ledger);
+
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    assert_eq!(ledger.head(), head.map(|head| (head.seq, head.hash)));
+    let next = ledger.append(7, common::daemon_start()).unwrap();
+    assert_eq!(next.seq, 2500);
+    drop(ledger);
+    assert!(verify(dir.path()).unwrap().is_intact());
+}
+
+#[test]
 fn verify_passes_1000_records() {
     let dir = TempDir::new().unwrap();
     let ledger = common::fill(dir.path(), 1000);
