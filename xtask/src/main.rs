@@ -126,10 +126,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask's manifest folder has no parent folder")?
-        .to_path_buf();
+    // `cargo run` sets CARGO_MANIFEST_DIR for the process too. The value
+    // compiled in names the clone that built this binary, which is another
+    // clone when several share one target folder (cargo does not rebuild
+    // xtask when only the clone's path changed).
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let workspace =
+        PathBuf::from(manifest_dir).parent().context("xtask's manifest folder has no parent folder")?.to_path_buf();
     let ctx = Context { workspace, cache: cli.cache_dir };
 
     match cli.verb {
