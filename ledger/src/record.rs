@@ -696,7 +696,8 @@ pub struct PolicyLoaded {
 pub struct ModeChanged {
     pub agent_id: u32,
     pub agent: String,
-    /// The new mode: `enforce` or `monitor`.
+    /// The new mode: `enforce` or `monitor`, or `deny` when the daemon
+    /// denies the run everything because a change to it failed.
     pub mode: String,
     /// The person, or the daemon, that switched the mode.
     pub changed_by: String,

@@ -5,7 +5,12 @@
 use lupid_ledger::{ModeChanged, PolicyLoaded, RecordBody};
 use sha2::{Digest as _, Sha256};
 
-use super::{State, agents::Replacement, grants};
+use super::{
+    State,
+    agents::{Registry, Replacement},
+    grants,
+    kernel::Kernel,
+};
 use crate::{policy::Policy, protocol::Reply};
 
 /// Switches every live run of `agent` to monitor mode (`monitor`) or back
@@ -39,12 +44,11 @@ pub(crate) fn set_mode(state: &State, agent: &str, monitor: bool, by: &str) -> R
     for agent_id in &runs {
         if let Err(message) = registry.set_mode(&mut kernel, *agent_id, monitor) {
             tracing::error!(agent_id, %message, mode, "failed to switch the mode of an agent run");
-            // A run left in monitor mode would allow what the recorded
-            // enforce mode denies, so it is denied everything instead.
-            if !monitor {
-                registry.deny(&mut kernel, *agent_id);
-            }
-            failures.push(format!("agent run {agent_id}: {message}"));
+            // The run keeps its previous mode, which the ledger does not
+            // name any more, so it is denied everything instead.
+            let failure = format!("failed to switch to {mode} mode: {message}");
+            deny_after_failure(state, &registry, &mut kernel, (*agent_id, agent), &failure);
+            failures.push(format!("agent run {agent_id}: {failure}; the run is now denied everything"));
         }
     }
     if !failures.is_empty() {
@@ -107,11 +111,13 @@ pub(crate) fn reload(state: &State, agent: &str, policy_path: &[u8], policy_text
             text: policy_text.to_vec(),
         });
         if let Err(message) = registry.install(&mut kernel, *agent_id, new, &extra) {
-            // The pre-check above leaves only kernel map failures here.
-            // NOTE: this run keeps its previous policy, although the ledger
-            // records the new one as loaded for it.
+            // The pre-check above leaves only kernel map failures here. The
+            // run keeps its previous policy, although the ledger records the
+            // new one as loaded, so it is denied everything instead.
             tracing::error!(agent_id, %message, "failed to install the new policy");
-            failures.push(format!("agent run {agent_id}: failed to install the new policy: {message}"));
+            let failure = format!("failed to install the new policy: {message}");
+            deny_after_failure(state, &registry, &mut kernel, (*agent_id, agent), &failure);
+            failures.push(format!("agent run {agent_id}: {failure}; the run is now denied everything"));
         }
     }
     if !failures.is_empty() {
@@ -119,6 +125,25 @@ pub(crate) fn reload(state: &State, agent: &str, policy_path: &[u8], policy_text
     }
     tracing::info!(agent, by, sha256 = %hex::encode(sha256), "policy reloaded");
     Reply::Changed { agent_ids: runs }
+}
+
+/// Denies one agent run `(agent_id, agent name)` everything after a change
+/// to it failed, and records a switch to mode `deny` with the failure, so
+/// that the ledger names what the kernel enforces. When that record cannot
+/// be written, the writer marks the ledger failed and the daemon denies
+/// every labeled action anyway.
+fn deny_after_failure(state: &State, registry: &Registry, kernel: &mut Kernel, run: (u32, &str), failure: &str) {
+    let (agent_id, agent) = run;
+    registry.deny(kernel, agent_id);
+    let record = RecordBody::ModeChanged(ModeChanged {
+        agent_id,
+        agent: agent.to_owned(),
+        mode: "deny".to_owned(),
+        changed_by: format!("lupid daemon: {failure}"),
+    });
+    if let Err(message) = state.writer.append_durable(vec![record]) {
+        tracing::error!(agent_id, %message, "failed to record that an agent run is denied everything");
+    }
 }
 
 /// Formats the error for an agent name with no live run.
