@@ -102,6 +102,12 @@ pub enum LedgerError {
         #[source]
         source: rocksdb::Error,
     },
+    #[error("failed to draw the random key of the index check of ledger {} from the operating system", .path.display())]
+    RandomKey {
+        path: PathBuf,
+        #[source]
+        source: getrandom::Error,
+    },
     #[error("ledger {} has an invalid entry in the index `{name}` under key {}", .path.display(), hex::encode(.key))]
     InvalidIndexEntry { path: PathBuf, name: &'static str, key: Vec<u8> },
     #[error("failed to read the checkpoints of ledger {}", .path.display())]
