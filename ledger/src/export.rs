@@ -361,7 +361,7 @@ impl JsonObject {
 /// `serde_json` already escapes the C0 controls; this also covers DEL, the
 /// C1 controls and everything else outside ASCII. Such characters occur only
 /// inside JSON strings, where the escape means the same character.
-fn escape_non_ascii(json: &str) -> String {
+pub(crate) fn escape_non_ascii(json: &str) -> String {
     let mut escaped = String::with_capacity(json.len());
     for character in json.chars() {
         if character.is_ascii() && !character.is_ascii_control() {

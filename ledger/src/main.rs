@@ -506,8 +506,9 @@ fn run_query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Writes query results as aligned columns. Control characters in names
-/// and paths are escaped, so that they cannot act on the terminal.
+/// Writes query results as aligned columns. Control characters and
+/// invisible or reordering characters in names and paths are escaped, so
+/// that they cannot act on the terminal or change what a cell shows.
 fn write_table(out: &mut impl Write, found: &[StoredRecord]) -> io::Result<()> {
     let rows: Vec<[String; 7]> = found
         .iter()
@@ -574,10 +575,32 @@ fn write_table(out: &mut impl Write, found: &[StoredRecord]) -> io::Result<()> {
 
 fn escape_controls(text: &str) -> String {
     text.chars()
-        .map(
-            |character| {
-                if character.is_control() { character.escape_default().to_string() } else { character.to_string() }
-            },
-        )
+        .map(|character| {
+            if character.is_control() || is_invisible(character) {
+                character.escape_default().to_string()
+            } else {
+                character.to_string()
+            }
+        })
         .collect()
+}
+
+/// Returns whether a character is not a control character but can still
+/// hide or reorder text on a terminal: bidirectional controls (a path
+/// ending in `U+202E gpj.tac` shows as `cat.jpg`), zero-width and other
+/// format characters, the line and paragraph separators, and the tag
+/// characters that can carry hidden ASCII.
+fn is_invisible(character: char) -> bool {
+    matches!(
+        character,
+        '\u{ad}'
+            | '\u{61c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{e0000}'..='\u{e007f}'
+    )
 }

@@ -80,7 +80,7 @@ use std::io::Write;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    export::{ExportError, IPPROTO_ICMP, IPPROTO_ICMPV6},
+    export::{ExportError, IPPROTO_ICMP, IPPROTO_ICMPV6, escape_non_ascii},
     query::{name_text, object_text},
     reader::{LedgerReader, StoredRecord},
     record::{Decision, Hook, Object, RecordBody, Verdict},
@@ -115,7 +115,10 @@ pub fn export_ocsf(reader: &LedgerReader, out: &mut impl Write) -> Result<u64, E
     let mut count = 0;
     for stored in reader.records()? {
         let Some(event) = event(&stored?) else { continue };
-        let mut line = event.to_string();
+        // As in the JSON Lines export, characters outside printable ASCII
+        // are written as escapes, so that no C1 control or reordering
+        // character reaches a terminal that shows the output.
+        let mut line = escape_non_ascii(&event.to_string());
         line.push('\n');
         out.write_all(line.as_bytes()).map_err(ExportError::Write)?;
         count += 1;

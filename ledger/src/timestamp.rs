@@ -26,6 +26,11 @@ pub fn parse(value: &str) -> Result<u64, TimeError> {
 }
 
 fn parse_rfc3339(value: &str) -> Result<u64, &'static str> {
+    // The fields below are cut at byte positions, which must not fall
+    // inside a character of several bytes.
+    if !value.is_ascii() {
+        return Err("contains a character that is not ASCII");
+    }
     let bytes = value.as_bytes();
     if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[13] != b':' || bytes[16] != b':' {
         return Err("not of the form YYYY-MM-DDTHH:MM:SS");
@@ -155,6 +160,14 @@ mod tests {
     fn parse_rejects_invalid() {
         for value in ["", "yesterday", "2023-02-29T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T00:00:00", "1969-12-31T23:59:59Z"] {
             assert!(parse(value).is_err(), "{value} parsed");
+        }
+    }
+
+    #[test]
+    fn parse_rejects_characters_of_several_bytes() {
+        // Each one puts a field boundary inside a character.
+        for value in ["2024-01-01T00:00:0\u{e9}Z", "2024-01-01T00:00:0\u{20ac}Z", "2024-01-0\u{e9}T00:00:00Z"] {
+            assert_eq!(parse(value).map_err(|error| error.problem), Err("contains a character that is not ASCII"));
         }
     }
 

@@ -655,3 +655,27 @@ fn key_verb_creates_key() {
     assert!(lupid_ledger::VerifierKey::parse(&verifier).is_ok(), "{verifier}");
     assert_eq!(stdout(&run_plain(&args)), verifier);
 }
+
+#[test]
+fn query_table_escapes_reordering_characters() {
+    // Shown raw, U+202E would make the path read `.../tmp/status_cat.jpg`.
+    let RecordBody::Decision(template) = common::open_decision() else { unreachable!() };
+    let path = "/home/alice/.ssh/\u{202e}gpj.tac_sutats/pmt/\u{200b}\u{2028}".as_bytes().to_vec();
+    let object = Object::Path { path, truncated: false };
+    let dir = ledger_of(vec![RecordBody::Decision(Decision { object, ..template })]);
+
+    let output = run(&["query", "--hook", "open"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert!(table.contains("/home/alice/.ssh/\\u{202e}gpj.tac_sutats/pmt/\\u{200b}\\u{2028}"), "{table}");
+}
+
+#[test]
+fn ocsf_export_is_ascii() {
+    let dir = ledger_of(vec![common::open_decision()]);
+    let output = run(&["export", "--format", "ocsf"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(output.stdout.is_ascii(), "C1 controls and other characters are escaped");
+    let event: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(event["actor"]["process"]["name"], "cat\0\u{fffd}\n");
+}
