@@ -145,14 +145,16 @@ impl Ledger {
         let body = RecordBody::Checkpoint(CheckpointRecord { tree_size, root_hash });
         let note = (CHECKPOINTS_CF, tree_size.to_be_bytes().to_vec(), checkpoint.note.clone().into_bytes());
         self.write(vec![(time_ns, body)], Some(note))?;
-        // Checkpoints are infrequent (the daemon's default is one a minute),
-        // so each one also starts a flush of the memtables. A read-only open
-        // then replays only the write-ahead log written since.
-        // NOTE: checkpoints every second would write small table files at
-        // that rate, which RocksDB's compactions then merge.
-        // The flush runs in the background. If it fails, the log keeps the
-        // records, and only that replay stays long.
-        let _ = self.flush_memtables(false);
+        // A checkpoint also starts a flush when the memtables hold at least
+        // CHECKPOINT_FLUSH_BYTES, so a read-only open replays at most about
+        // that much write-ahead log plus what was written since. A flush at
+        // every checkpoint wrote small table files that were moved to the
+        // last level whole and never merged: thousands of files a day at
+        // one checkpoint a minute. The flush runs in the background. If it
+        // fails, the log keeps the records, and only that replay stays long.
+        if self.memtable_bytes() >= CHECKPOINT_FLUSH_BYTES {
+            let _ = self.flush_memtables(false);
+        }
 
         if let Some(sink) = &self.checkpoint_sink {
             append_to_sink(sink, &checkpoint).map_err(|source| LedgerError::CheckpointSink {
@@ -341,6 +343,17 @@ impl Ledger {
         column_family(&self.db, &self.path, name)
     }
 
+    /// Returns the bytes in the memtables of every column family, as
+    /// RocksDB counts them. A column family whose size cannot be read
+    /// counts as empty.
+    fn memtable_bytes(&self) -> u64 {
+        ALL_CFS
+            .iter()
+            .filter_map(|name| self.db.cf_handle(name))
+            .filter_map(|family| self.db.property_int_value_cf(family, "rocksdb.cur-size-all-mem-tables").ok()?)
+            .sum()
+    }
+
     /// Writes the memtables of every column family to table files. With
     /// `wait`, returns when they are written, otherwise once the flush is
     /// scheduled.
@@ -372,6 +385,10 @@ struct Chain {
 /// Every column family of a ledger.
 const ALL_CFS: [&str; 8] =
     [RECORDS_CF, META_CF, TREE_CF, CHECKPOINTS_CF, INDEX_CFS[0], INDEX_CFS[1], INDEX_CFS[2], INDEX_CFS[3]];
+
+/// Memtable bytes from which [`Ledger::checkpoint`] also flushes the
+/// memtables to table files.
+const CHECKPOINT_FLUSH_BYTES: u64 = 32 << 20;
 
 /// Write-ahead log size above which RocksDB flushes the column families
 /// whose data keeps the oldest log file alive.

@@ -2,7 +2,7 @@
 
 mod common;
 
-use lupid_ledger::{HeadProblem, Ledger, LedgerError, LedgerReader, ZERO_HASH, leaf_hash, verify};
+use lupid_ledger::{HeadProblem, Ledger, LedgerError, LedgerReader, SigningKey, ZERO_HASH, leaf_hash, verify};
 use tempfile::TempDir;
 
 #[test]
@@ -239,4 +239,24 @@ fn reader_sees_state_at_open() {
     ledger.append(4, common::daemon_stop()).unwrap();
     assert_eq!(reader.records().unwrap().count(), 3);
     assert_eq!(reader.head().unwrap().map(|(seq, _)| seq), Some(2));
+}
+
+#[test]
+fn frequent_checkpoints_write_few_table_files() {
+    // A flush at every checkpoint wrote a table file per column family each
+    // time, and they were never merged.
+    let dir = TempDir::new().unwrap();
+    let key = SigningKey::from_seed("lupid.test/store", &[5; 32]).unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    for seq in 0..200 {
+        ledger.append(seq, common::daemon_stop()).unwrap();
+        ledger.checkpoint(&key).unwrap();
+    }
+    let table_files = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().path().extension().is_some_and(|extension| extension == "sst"))
+        .count();
+    assert!(table_files < 10, "{table_files} table files after 200 checkpoints");
+    drop(ledger);
+    assert!(verify(dir.path()).unwrap().is_intact());
 }
