@@ -22,8 +22,9 @@
 //! ([`crate::parts`]), each one such batch with the head after it, and only
 //! the last part is synced: a crash keeps a prefix of whole parts.
 //! [`Ledger::checkpoint`] writes its checkpoint record and note the same way.
-//! Each checkpoint and dropping the [`Ledger`] flush the memtables, so a later
-//! open, read-only ones included, replays a short write-ahead log.
+//! Dropping the [`Ledger`] flushes the memtables, and so does a checkpoint
+//! when they hold 32 MiB or more, so a later open, read-only ones included,
+//! replays a short write-ahead log.
 //!
 //! [`Ledger::open`] checks only the head: the head metadata must name the
 //! last record, that record must hash to the stored head hash, and it must
