@@ -195,12 +195,24 @@ fn agent_exited(state: &State, agent_id: u32, status: i32) -> Reply {
     Reply::Done
 }
 
+/// Returns the name of lupid's program that the kernel lists as `listed`,
+/// or `None` when none matches. The kernel keeps 15 bytes of a program's
+/// name, so a longer name is found by its start; a start that several
+/// names share stays as the kernel lists it.
+fn hook_program_name(listed: &str) -> Option<String> {
+    if listed.is_empty() {
+        return None;
+    }
+    let mut matching = HOOKS.iter().map(|(program, _)| *program).filter(|program| program.starts_with(listed));
+    let first = matching.next()?;
+    Some(if matching.next().is_none() { first } else { listed }.to_owned())
+}
+
 fn status(state: &State) -> StatusReport {
     let mut report = StatusReport::default();
     // Programs as the kernel lists them, not as the daemon meant to load them.
     for program in aya::programs::loaded_programs().filter_map(Result::ok) {
-        let name = program.name_as_str().unwrap_or_default().to_owned();
-        if HOOKS.iter().any(|(program_name, _)| program_name.starts_with(&name) && !name.is_empty()) {
+        if let Some(name) = hook_program_name(program.name_as_str().unwrap_or_default()) {
             report.programs.push(ProgramStatus { name, id: program.id() });
         }
     }
@@ -248,4 +260,17 @@ fn status(state: &State) -> StatusReport {
         report.ledger_head = Some(hex::encode(hash));
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hook_program_name;
+
+    #[test]
+    fn program_names_completed() {
+        assert_eq!(hook_program_name("bprm_check_secu").as_deref(), Some("bprm_check_security"));
+        assert_eq!(hook_program_name("file_open").as_deref(), Some("file_open"));
+        assert_eq!(hook_program_name(""), None);
+        assert_eq!(hook_program_name("not_lupid"), None);
+    }
 }
