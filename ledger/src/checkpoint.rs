@@ -79,6 +79,12 @@ fn parse_text(text: &str, note: &str) -> Result<Checkpoint, CheckpointError> {
     let mut lines = text.strip_suffix('\n').unwrap_or(text).split('\n');
     let origin =
         lines.next().filter(|line| !line.is_empty()).ok_or(CheckpointError::InvalidText("origin line is empty"))?;
+    // The origin is a key name, and messages print it.
+    if origin.chars().any(|c| c.is_whitespace() || c.is_control() || note::is_hidden_character(c)) {
+        return Err(CheckpointError::InvalidText(
+            "origin contains white space, a control character or a character that hides or reorders text",
+        ));
+    }
     let size = lines.next().ok_or(CheckpointError::InvalidText("tree size line is missing"))?;
     let root = lines.next().ok_or(CheckpointError::InvalidText("root hash line is missing"))?;
     if lines.next().is_some() {

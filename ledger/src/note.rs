@@ -5,7 +5,10 @@
 //! more lines `— <key name> <base64(key id || signature)>`, each ending in a
 //! newline. The key id is 4 bytes, big-endian. No ASCII control character
 //! other than newline may appear. The text may contain empty lines itself:
-//! the last empty line separates it from the signatures.
+//! the last empty line separates it from the signatures, and every line after
+//! it must be a signature line. Key names must not contain white space or
+//! the characters that can hide or reorder text on a terminal
+//! ([`is_hidden_character`]), because messages print them.
 //!
 //! [`open`] accepts a note only when a signature with the verifier key's
 //! name and id verifies. Signatures from other keys are skipped, as the
@@ -28,6 +31,12 @@ const MAX_SIGNATURES: usize = 64;
 pub enum NoteError {
     #[error("note is malformed: {0}")]
     Malformed(&'static str),
+    /// A line after the empty line that is not a valid signature line.
+    /// Lines are numbered from 1, the first text line.
+    #[error(
+        "note is malformed: line {line} is not a signature line `\u{2014} <key name> <base64 signature>`: {reason}"
+    )]
+    InvalidSignatureLine { line: usize, reason: &'static str },
     #[error("note has no signature from key {name}+{id:08x} (it is signed by {signers})")]
     UnknownKey { name: String, id: u32, signers: String },
     #[error("note signature by key {name}+{id:08x} is invalid")]
@@ -50,8 +59,8 @@ pub fn sign(text: &str, key: &SigningKey) -> String {
 pub fn open<'a>(note: &'a str, key: &VerifierKey) -> Result<&'a str, NoteError> {
     let (text, signatures) = split(note)?;
     let mut signers = Vec::new();
-    for line in signatures.lines().take(MAX_SIGNATURES) {
-        let (name, id, signature) = parse_signature_line(line)?;
+    for line in signatures.lines() {
+        let (name, id, signature) = parse_signature_line(line).map_err(NoteError::Malformed)?;
         if name != key.name() || id != key.id() {
             signers.push(format!("{name}+{id:08x}"));
             continue;
@@ -67,7 +76,7 @@ pub fn open<'a>(note: &'a str, key: &VerifierKey) -> Result<&'a str, NoteError> 
 }
 
 /// Splits a note into its text (with the final newline) and its signature
-/// lines, and checks the characters.
+/// lines, and checks the characters and the form of every signature line.
 pub fn split(note: &str) -> Result<(&str, &str), NoteError> {
     if note.chars().any(|c| c.is_ascii_control() && c != '\n') {
         return Err(NoteError::Malformed("contains a control character other than newline"));
@@ -79,6 +88,15 @@ pub fn split(note: &str) -> Result<(&str, &str), NoteError> {
     let (text, signatures) = (&note[..=separator], &note[separator + 2..]);
     if signatures.is_empty() {
         return Err(NoteError::Malformed("has no signature lines"));
+    }
+    // The text lines, then the empty line, come before the first signature.
+    let first_signature_line = text.lines().count() + 2;
+    for (position, line) in signatures.lines().enumerate() {
+        if position == MAX_SIGNATURES {
+            return Err(NoteError::Malformed("has more than 64 signature lines"));
+        }
+        parse_signature_line(line)
+            .map_err(|reason| NoteError::InvalidSignatureLine { line: first_signature_line + position, reason })?;
     }
     Ok((text, signatures))
 }
@@ -94,19 +112,38 @@ pub fn check_text(text: &str) -> Result<(), NoteError> {
     Ok(())
 }
 
-/// Parses `— <name> <base64>` into the key name, key id and signature.
-fn parse_signature_line(line: &str) -> Result<(&str, u32, Vec<u8>), NoteError> {
-    let rest = line
-        .strip_prefix(SIGNATURE_PREFIX)
-        .ok_or(NoteError::Malformed("signature line does not start with an em dash"))?;
-    let (name, encoded) =
-        rest.split_once(' ').ok_or(NoteError::Malformed("signature line has no space after the key name"))?;
+/// Returns whether a character may not appear in a key name although it
+/// is not an ASCII control character: C1 controls (U+0080 to U+009F), the
+/// line and paragraph separators, zero-width characters and marks,
+/// bidirectional embeddings, overrides and isolates, and the byte order
+/// mark. Each can hide or reorder text where a message prints the name.
+pub fn is_hidden_character(character: char) -> bool {
+    matches!(
+        character,
+        '\u{80}'..='\u{9f}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+    )
+}
+
+/// Parses `— <name> <base64>` into the key name, key id and signature, or
+/// returns why the line is not one.
+fn parse_signature_line(line: &str) -> Result<(&str, u32, Vec<u8>), &'static str> {
+    let rest = line.strip_prefix(SIGNATURE_PREFIX).ok_or("it does not start with an em dash and a space")?;
+    let (name, encoded) = rest.split_once(' ').ok_or("it has no space after the key name")?;
     if name.is_empty() || encoded.contains(' ') {
-        return Err(NoteError::Malformed("signature line is not `— <key name> <signature>`"));
+        return Err("it does not have exactly one space between the key name and the signature");
     }
-    let payload = BASE64.decode(encoded).map_err(|_| NoteError::Malformed("signature is not valid base64"))?;
+    if name.chars().any(|c| c.is_whitespace() || c.is_control() || is_hidden_character(c)) {
+        return Err(
+            "the key name contains white space, a control character or a character that hides or reorders text",
+        );
+    }
+    let payload = BASE64.decode(encoded).map_err(|_| "the signature is not valid base64")?;
     if payload.len() < 5 {
-        return Err(NoteError::Malformed("signature is shorter than a key id and one byte"));
+        return Err("the signature is shorter than a key id and one byte");
     }
     let id = u32::from_be_bytes(payload[..4].try_into().expect("4 bytes"));
     Ok((name, id, payload[4..].to_vec()))

@@ -117,8 +117,66 @@ fn note_malformed_rejected() {
         signed.replace("hello", "hel\x07lo"),
     ];
     for case in cases {
-        assert!(matches!(note::open(&case, &key.verifier()), Err(NoteError::Malformed(_))), "{case:?}");
+        let result = note::open(&case, &key.verifier());
+        assert!(
+            matches!(result, Err(NoteError::Malformed(_) | NoteError::InvalidSignatureLine { .. })),
+            "{case:?}: {result:?}"
+        );
     }
+}
+
+#[test]
+fn note_trailing_line_rejected() {
+    let key = test_key("lupid.local/a", 1);
+    let signed = note::sign("hello\n", &key);
+    let forged = format!("{signed}NOTE: tree size 999999 root AAAA verified by auditor\u{9b}2J\n");
+    let error = note::open(&forged, &key.verifier()).unwrap_err();
+    // Line 1 is the text, line 2 the empty line, line 3 the signature.
+    assert!(matches!(error, NoteError::InvalidSignatureLine { line: 4, .. }), "{error:?}");
+    assert!(error.to_string().contains("line 4 is not a signature line"), "{error}");
+    assert!(!error.to_string().contains('\u{9b}'), "{error}");
+    assert!(note::split(&forged).is_err());
+
+    let unterminated = format!("{signed}NOTE: verified");
+    assert!(note::open(&unterminated, &key.verifier()).is_err());
+}
+
+#[test]
+fn checkpoint_trailing_line_rejected() {
+    let key = test_key("lupid.local/a", 1);
+    let checkpoint = Checkpoint::sign(&key, 11, &[0xab; 32]);
+    let forged = format!("{}NOTE: tree size 999999 verified by auditor\n", checkpoint.note);
+    let opened = Checkpoint::open(&forged, &key.verifier());
+    assert!(
+        matches!(opened, Err(CheckpointError::Note(NoteError::InvalidSignatureLine { line: 6, .. }))),
+        "{opened:?}"
+    );
+    assert!(Checkpoint::parse_unverified(&forged).is_err());
+}
+
+#[test]
+fn signer_name_hidden_characters_rejected() {
+    let key = test_key("lupid.local/a", 1);
+    let signed = note::sign("hello\n", &key);
+    let hidden = [
+        '\u{85}', '\u{9b}', '\u{2028}', '\u{2029}', '\u{202a}', '\u{202e}', '\u{2066}', '\u{2069}', '\u{200b}',
+        '\u{200f}', '\u{feff}',
+    ];
+    for character in hidden {
+        let forged = signed.replace("\u{2014} lupid.local/a ", &format!("\u{2014} lupid.local/a{character} "));
+        let error = note::open(&forged, &key.verifier()).unwrap_err();
+        assert!(matches!(error, NoteError::InvalidSignatureLine { line: 3, .. }), "{character:?}: {error:?}");
+        assert!(!error.to_string().contains(character), "{character:?}: {error}");
+    }
+}
+
+#[test]
+fn checkpoint_origin_hidden_characters_rejected() {
+    let key = test_key("lupid.local/a", 1);
+    let text = lupid_ledger::checkpoint::body("lupid.local/\u{202e}a", 5, &[0xab; 32]);
+    let forged = note::sign(&text, &key);
+    let parsed = Checkpoint::parse_unverified(&forged);
+    assert!(matches!(parsed, Err(CheckpointError::InvalidText(_))), "{parsed:?}");
 }
 
 #[test]
