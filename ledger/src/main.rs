@@ -80,13 +80,22 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_LEDGER)]
         ledger: PathBuf,
     },
-    /// Print the latest signed checkpoint note.
+    /// Print the latest stored checkpoint note. Its form is always checked.
+    /// Its signature is checked only with --key, and without it a warning on
+    /// standard error says so.
     Checkpoint {
         /// Ledger directory.
         #[arg(long, value_name = "DIR", default_value = DEFAULT_LEDGER)]
         ledger: PathBuf,
+        /// Verifier key (`name+id+base64`), or a file that contains it. The
+        /// note is printed only when its signature verifies with this key.
+        #[arg(long, value_name = "VERIFIER_KEY_OR_FILE")]
+        key: Option<String>,
     },
-    /// Print an inclusion proof of one record as JSON.
+    /// Print an inclusion proof of one record as JSON. The proof is checked
+    /// against the checkpoint's root hash first: when the stored Merkle tree
+    /// does not match the checkpoint, nothing is printed and the exit code
+    /// is 2.
     Prove {
         /// Sequence number of the record.
         seq: u64,
@@ -228,7 +237,7 @@ fn main() -> ExitCode {
         Command::Verify { ledger, pinned, key, bundle: None } => run_verify(&ledger, pinned.as_deref(), key.as_deref()),
         Command::Query(args) => run_query(&args),
         Command::Reindex { ledger } => run_reindex(&ledger),
-        Command::Checkpoint { ledger } => run_checkpoint(&ledger),
+        Command::Checkpoint { ledger, key } => run_checkpoint(&ledger, key.as_deref()),
         Command::Prove { seq, ledger, checkpoint } => run_prove(&ledger, seq, checkpoint.as_deref()),
         Command::VerifyProof { proof, key } => run_verify_proof(&proof, &key),
         Command::Key { key_file } => run_key(&key_file),
@@ -292,7 +301,26 @@ fn run_verify(ledger: &Path, pinned: Option<&Path>, key: Option<&str>) -> anyhow
         println!("{gap}");
     }
     let signatures = if key.is_some() { "signatures checked" } else { "signatures not checked: no --key" };
-    println!("checkpoints: {} stored ({signatures}), {} pinned", report.stored_checked, report.pinned_checked);
+    println!(
+        "checkpoints: {} stored ({signatures}), {} pinned, {} distinct tree sizes",
+        report.stored_checked, report.pinned_checked, report.distinct_checkpoints
+    );
+    // Without a pinned copy, nothing can detect a rewrite of the records
+    // after the newest signed checkpoint, so say which records those are.
+    match (key.is_some(), report.signed_tree_size) {
+        (false, _) => println!("signed: not checked, because no --key was given"),
+        (true, Some(size)) if size > 0 => {
+            print!("signed: records 0..={} are covered by the checkpoint of tree size {size}", size - 1);
+            match chain.records_checked.checked_sub(1) {
+                Some(last) if last > size => {
+                    println!("; records {size}..={last} are not yet covered by a signed checkpoint");
+                }
+                Some(last) if last == size => println!("; record {last} is not yet covered by a signed checkpoint"),
+                _ => println!(),
+            }
+        }
+        (true, _) => println!("signed: no record is covered by a signed checkpoint"),
+    }
     if chain.indexes_checked {
         println!("indexes: all {} match the records", INDEX_CFS.len());
     } else {
@@ -317,10 +345,19 @@ fn run_reindex(ledger: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_checkpoint(ledger: &Path) -> anyhow::Result<ExitCode> {
+fn run_checkpoint(ledger: &Path, key: Option<&str>) -> anyhow::Result<ExitCode> {
+    let key = key.map(read_verifier_key).transpose()?;
     let reader = LedgerReader::open_read_only(ledger)?;
-    let checkpoint =
-        reader.latest_checkpoint()?.with_context(|| format!("ledger {} has no checkpoint yet", ledger.display()))?;
+    let checkpoint = audit::latest_stored_checkpoint(&reader, key.as_ref())?
+        .with_context(|| format!("ledger {} has no checkpoint yet", ledger.display()))?;
+    if key.is_none() {
+        // A closed or full stderr must not stop the note from being printed.
+        let _ = writeln!(
+            io::stderr(),
+            "lupid-ledger: warning: the signature of checkpoint {} was not checked: pass --key to check it",
+            checkpoint.tree_size
+        );
+    }
     print!("{}", checkpoint.note);
     Ok(ExitCode::SUCCESS)
 }
@@ -388,20 +425,28 @@ fn read_verifier_key(value: &str) -> anyhow::Result<VerifierKey> {
 }
 
 /// Reads the checkpoint notes of a pinned file, or of every file in a
-/// pinned folder in name order.
+/// pinned folder in name order. Finding no note is an error, because a
+/// wiped pin file or folder, or a wrong path, must not pass as a check.
 fn read_pinned(path: &Path) -> anyhow::Result<Vec<String>> {
-    if !path.is_dir() {
-        return Ok(split_notes(&read_text(path)?));
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .with_context(|| format!("failed to read folder {}", path.display()))?
-        .map(|entry| entry.map(|entry| entry.path()))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("failed to read folder {}", path.display()))?;
-    files.sort();
     let mut notes = Vec::new();
-    for file in files.iter().filter(|file| file.is_file()) {
-        notes.extend(split_notes(&read_text(file)?));
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("failed to read folder {}", path.display()))?
+            .map(|entry| entry.map(|entry| entry.path()))
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("failed to read folder {}", path.display()))?;
+        files.sort();
+        for file in files.iter().filter(|file| file.is_file()) {
+            notes.extend(split_notes(&read_text(file)?));
+        }
+    } else {
+        notes = split_notes(&read_text(path)?);
+    }
+    if notes.is_empty() {
+        anyhow::bail!(
+            "no checkpoint notes were found in --pinned {}: pass the file or folder that the checkpoint sink writes",
+            path.display()
+        );
     }
     Ok(notes)
 }

@@ -21,6 +21,7 @@ use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    audit::{StoredCheckpointError, latest_stored_checkpoint},
     checkpoint::{Checkpoint, CheckpointError},
     codec::{DecodeError, leaf_hash},
     error::LedgerError,
@@ -48,10 +49,21 @@ pub struct InclusionProof {
 pub enum ProveError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    StoredCheckpoint(#[from] StoredCheckpointError),
     #[error("record {seq} is not covered by the checkpoint of tree size {tree_size}")]
     NotCovered { seq: u64, tree_size: u64 },
-    #[error("the checkpoint of tree size {tree_size} does not match this ledger (its root hash differs)")]
+    #[error(
+        "the checkpoint of tree size {tree_size} does not match this ledger (its root hash differs): run \
+         `lupid-ledger verify` to find out whether the records or the stored Merkle tree changed"
+    )]
     CheckpointMismatch { tree_size: u64 },
+    #[error(
+        "the stored Merkle tree does not match the checkpoint of tree size {tree_size}: the inclusion proof built \
+         for record {seq} does not lead to the checkpoint's root hash ({problem}), so it was not printed; run \
+         `lupid-ledger verify` to find the damaged record or tree node"
+    )]
+    TreeMismatch { seq: u64, tree_size: u64, problem: ProofError },
     #[error("the checkpoint of tree size {tree_size} is beyond this ledger's {records} records")]
     CheckpointBeyondLedger { tree_size: u64, records: u64 },
 }
@@ -77,12 +89,12 @@ pub enum CheckError {
 
 /// Builds the proof of record `seq` against `checkpoint`, or against the
 /// latest stored checkpoint that covers the record when `checkpoint` is
-/// `None`.
+/// `None`, and checks it against the checkpoint's root hash the way
+/// [`check`] does. A proof that would not pass is an error, not a result.
 pub fn prove(reader: &LedgerReader, seq: u64, checkpoint: Option<Checkpoint>) -> Result<InclusionProof, ProveError> {
     let checkpoint = match checkpoint {
         Some(checkpoint) => checkpoint,
-        None => reader
-            .latest_checkpoint()?
+        None => latest_stored_checkpoint(reader, None)?
             .filter(|latest| latest.tree_size > seq)
             .ok_or_else(|| LedgerError::NoCheckpoint { path: reader.path().to_owned(), covering: Some(seq) })?,
     };
@@ -101,6 +113,10 @@ pub fn prove(reader: &LedgerReader, seq: u64, checkpoint: Option<Checkpoint>) ->
     let record =
         reader.raw_record(seq)?.ok_or_else(|| LedgerError::MissingRecord { path: reader.path().to_owned(), seq })?;
     let path = reader.inclusion_proof(seq, tree_size)?;
+    // The root check above reads the stored tree nodes, and so does the
+    // path: a damaged node can pass the first and still spoil the second.
+    merkle::verify_inclusion(seq, tree_size, &leaf_hash(&record), &path, &checkpoint.root_hash)
+        .map_err(|problem| ProveError::TreeMismatch { seq, tree_size, problem })?;
     Ok(InclusionProof {
         leaf_index: seq,
         tree_size,

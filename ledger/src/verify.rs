@@ -232,32 +232,47 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, LedgerError> {
 
 /// Verifies the chain and the query indexes visible through an open reader.
 pub fn verify_reader(reader: &LedgerReader) -> Result<VerifyReport, LedgerError> {
-    Ok(walk(reader, &[])?.0)
+    Ok(walk(reader, &[])?.report)
+}
+
+/// The outcome of [`walk`].
+pub(crate) struct Walked {
+    pub report: VerifyReport,
+    /// The Merkle root hash at each requested size that the checked records
+    /// reach.
+    pub roots: BTreeMap<u64, Hash>,
+    /// The sequence numbers of the checkpoint records among the checked
+    /// records, in ascending order.
+    pub checkpoint_records: Vec<u64>,
 }
 
 /// Verifies the chain, the tree and the query indexes, and returns the
 /// Merkle root hash at each of `sizes` that the checked records reach.
-pub(crate) fn walk(reader: &LedgerReader, sizes: &[u64]) -> Result<(VerifyReport, BTreeMap<u64, Hash>), LedgerError> {
+pub(crate) fn walk(reader: &LedgerReader, sizes: &[u64]) -> Result<Walked, LedgerError> {
+    let mut sizes = sizes.to_vec();
+    sizes.sort_unstable();
+    sizes.dedup();
     if !reader.has_indexes()? {
-        return walk_chain(reader, sizes, None);
+        return walk_chain(reader, &sizes, None);
     }
     let (walked, digested) =
-        index_check::digest_alongside(reader, |postings| walk_chain(reader, sizes, Some(postings)))?;
-    let (mut report, roots) = walked?;
-    if report.first_break.is_none() {
-        report.index_break = index_check::compare(reader, digested)?;
-        report.indexes_checked = true;
+        index_check::digest_alongside(reader, |postings| walk_chain(reader, &sizes, Some(postings)))?;
+    let mut walked = walked?;
+    if walked.report.first_break.is_none() {
+        walked.report.index_break = index_check::compare(reader, digested)?;
+        walked.report.indexes_checked = true;
     }
-    Ok((report, roots))
+    Ok(walked)
 }
 
 /// Verifies the chain and tree, and passes each record that passes its
-/// checks to `postings` when given.
+/// checks to `postings` when given. `sizes` must be sorted and without
+/// duplicates.
 fn walk_chain(
     reader: &LedgerReader,
     sizes: &[u64],
     mut postings: Option<&mut RecordPostings>,
-) -> Result<(VerifyReport, BTreeMap<u64, Hash>), LedgerError> {
+) -> Result<Walked, LedgerError> {
     let mut report = VerifyReport {
         records_checked: 0,
         head: None,
@@ -268,7 +283,8 @@ fn walk_chain(
         index_break: None,
     };
     let mut last_time_ns = 0;
-    let mut roots = BTreeMap::new();
+    let mut roots = RootsAt::new(sizes);
+    let mut checkpoint_records = Vec::new();
     let mut frontier = Frontier::default();
     let mut nodes = NodeChecker::new(reader.tree());
     let mut canonical = Vec::new();
@@ -280,9 +296,7 @@ fn walk_chain(
     let mut pending: Option<(Break, VerifyReport)> = None;
     let mut stopped: Option<VerifyReport> = None;
     for_each_record(reader, |key, value, hash| {
-        if sizes.contains(&frontier.size()) {
-            roots.insert(frontier.size(), frontier.root());
-        }
+        roots.visit(&frontier);
         let seq = report.records_checked;
         let prev_hash = report.head.map_or(ZERO_HASH, |(_, hash)| hash);
         let record = match check_record(seq, &prev_hash, (key, value), &frontier, &mut canonical) {
@@ -305,26 +319,55 @@ fn walk_chain(
         if let Some(postings) = postings.as_deref_mut() {
             postings.add(&record);
         }
+        if matches!(record.body, RecordBody::Checkpoint(_)) {
+            checkpoint_records.push(seq);
+        }
         last_time_ns = record.time_ns;
         report.head = Some((seq, hash));
         report.records_checked += 1;
         Ok(true)
     })?;
-    if let Some(stopped) = stopped {
-        return Ok((stopped, roots));
-    }
-    if sizes.contains(&frontier.size()) {
-        roots.insert(frontier.size(), frontier.root());
-    }
-    report.root_hash = frontier.root();
+    let report = if let Some(stopped) = stopped {
+        stopped
+    } else {
+        roots.visit(&frontier);
+        report.root_hash = frontier.root();
+        report.first_break = check_head(reader, report.head)?;
+        match pending {
+            Some((tree_break, before)) if report.first_break.is_none() => {
+                VerifyReport { first_break: Some(tree_break), ..before }
+            }
+            _ => report,
+        }
+    };
+    Ok(Walked { report, roots: roots.roots, checkpoint_records })
+}
 
-    report.first_break = check_head(reader, report.head)?;
-    if report.first_break.is_none()
-        && let Some((tree_break, before)) = pending
-    {
-        return Ok((VerifyReport { first_break: Some(tree_break), ..before }, roots));
+/// Collects the Merkle root at each of a sorted list of tree sizes while
+/// the tree grows one leaf at a time, with one comparison per leaf.
+struct RootsAt<'a> {
+    /// The sizes not reached yet, in ascending order.
+    sizes: &'a [u64],
+    roots: BTreeMap<u64, Hash>,
+}
+
+impl<'a> RootsAt<'a> {
+    fn new(sizes: &'a [u64]) -> Self {
+        Self { sizes, roots: BTreeMap::new() }
     }
-    Ok((report, roots))
+
+    /// Stores the root of `frontier` when its size is the next wanted one.
+    fn visit(&mut self, frontier: &Frontier) {
+        let size = frontier.size();
+        while let Some((&wanted, rest)) = self.sizes.split_first()
+            && wanted <= size
+        {
+            if wanted == size {
+                self.roots.insert(size, frontier.root());
+            }
+            self.sizes = rest;
+        }
+    }
 }
 
 /// Adds a leaf to `frontier` and compares each inner node it completes with

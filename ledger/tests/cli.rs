@@ -679,3 +679,109 @@ fn ocsf_export_is_ascii() {
     let event: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(event["actor"]["process"]["name"], "cat\0\u{fffd}\n");
 }
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn verify_pinned_nothing_exits_2() {
+    let (dir, _, key) = checkpointed();
+    let empty_folder = dir.path().join("empty-pins");
+    std::fs::create_dir(&empty_folder).unwrap();
+    let empty_file = dir.path().join("empty-pins.txt");
+    std::fs::write(&empty_file, "\n").unwrap();
+    for pinned in [empty_folder, empty_file] {
+        let output = run(&["verify", "--pinned", pinned.to_str().unwrap(), "--key", &key], &dir.path().join("ledger"));
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        assert!(stderr(&output).contains("no checkpoint notes were found"), "{output:?}");
+        assert!(stderr(&output).contains(pinned.to_str().unwrap()), "{output:?}");
+    }
+}
+
+#[test]
+fn verify_names_unsigned_records() {
+    let (dir, pinned, key) = checkpointed();
+    let output = run(&["verify", "--pinned", pinned.to_str().unwrap(), "--key", &key], &dir.path().join("ledger"));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let text = stdout(&output);
+    assert!(text.contains("1 pinned, 1 distinct tree sizes"), "{text}");
+    assert!(
+        text.contains(
+            "signed: records 0..=19 are covered by the checkpoint of tree size 20; record 20 is not yet covered by a \
+             signed checkpoint"
+        ),
+        "{text}"
+    );
+
+    let output = run(&["verify"], &dir.path().join("ledger"));
+    assert!(stdout(&output).contains("signed: not checked, because no --key was given"), "{output:?}");
+}
+
+#[test]
+fn verify_missing_note_without_key_exits_1() {
+    let (dir, _, _) = checkpointed();
+    let ledger = dir.path().join("ledger");
+    let db = common::open_raw(&ledger);
+    db.delete_cf(db.cf_handle("checkpoints").unwrap(), 20u64.to_be_bytes()).unwrap();
+    drop(db);
+    let output = run(&["verify"], &ledger);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(stdout(&output).starts_with("BROKEN: stored checkpoint 20 (tree size 20): the chain has a checkpoint"));
+}
+
+#[test]
+fn invalid_checkpoints_key_reported() {
+    let (dir, _, key) = checkpointed();
+    let ledger = dir.path().join("ledger");
+    let db = common::open_raw(&ledger);
+    db.put_cf(db.cf_handle("checkpoints").unwrap(), b"abc", b"hi").unwrap();
+    drop(db);
+
+    let output = run(&["verify", "--key", &key], &ledger);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(stdout(&output).starts_with("BROKEN: entry under key 616263 in the `checkpoints` column family"));
+    for args in [&["checkpoint"][..], &["prove", "3"]] {
+        let output = run(args, &ledger);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        assert!(stderr(&output).contains("key 616263 in the `checkpoints` column family"), "{output:?}");
+    }
+}
+
+#[test]
+fn checkpoint_signature_checked_with_key() {
+    let (dir, _, key) = checkpointed();
+    let ledger = dir.path().join("ledger");
+    let output = run(&["checkpoint"], &ledger);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(stderr(&output).contains("the signature of checkpoint 20 was not checked: pass --key"), "{output:?}");
+
+    let output = run(&["checkpoint", "--key", &key], &ledger);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(stderr(&output).is_empty(), "{output:?}");
+    assert!(stdout(&output).starts_with("lupid.local/cli\n20\n"));
+
+    let other = lupid_ledger::SigningKey::from_seed("lupid.local/cli", &[4; 32]).unwrap().verifier().to_string();
+    let output = run(&["checkpoint", "--key", &other], &ledger);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+}
+
+#[test]
+fn checkpoint_trailing_line_rejected() {
+    let (dir, pinned, _) = checkpointed();
+    let ledger = dir.path().join("ledger");
+    // The sink file ends each note with an empty line.
+    let note = format!("{}\n", std::fs::read_to_string(pinned).unwrap().trim_end());
+    let db = common::open_raw(&ledger);
+    let forged = format!("{note}NOTE: tree size 999999 verified by auditor\u{9b}2J\n");
+    db.put_cf(db.cf_handle("checkpoints").unwrap(), 20u64.to_be_bytes(), forged).unwrap();
+    drop(db);
+
+    let output = run(&["checkpoint"], &ledger);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    assert!(stderr(&output).contains("line 6 is not a signature line"), "{output:?}");
+    let output = run(&["verify"], &ledger);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+}

@@ -359,3 +359,102 @@ fn proof_record_after_checkpoint() {
         format!("ledger {} has no checkpoint that covers record {BEFORE}", dir.path().display())
     );
 }
+
+#[test]
+fn stored_note_trailing_line_invalid() {
+    let (dir, pinned) = pinned_ledger();
+    let db = common::open_raw(dir.path());
+    let checkpoints = db.cf_handle("checkpoints").unwrap();
+    let forged = format!("{pinned}NOTE: tree size 999999 verified by auditor\n");
+    db.put_cf(checkpoints, BEFORE.to_be_bytes(), forged).unwrap();
+    drop(db);
+
+    let (origin, kind) = checkpoint_break(&audit_pinned(dir.path(), &[]));
+    assert_eq!(origin, Origin::Stored { key: BEFORE });
+    let CheckpointBreakKind::Invalid(CheckpointError::Note(error)) = kind else { panic!("{kind:?}") };
+    assert!(matches!(error, NoteError::InvalidSignatureLine { line: 6, .. }), "{error:?}");
+}
+
+#[test]
+fn deleted_note_detected_without_key() {
+    let (dir, _) = pinned_ledger();
+    let db = common::open_raw(dir.path());
+    let checkpoints = db.cf_handle("checkpoints").unwrap();
+    db.delete_cf(checkpoints, BEFORE.to_be_bytes()).unwrap();
+    drop(db);
+
+    let report = audit(dir.path(), None, &[]).unwrap();
+    let (origin, kind) = checkpoint_break(&report);
+    assert_eq!(origin, Origin::Stored { key: BEFORE });
+    assert_eq!(kind, CheckpointBreakKind::NoteMissing);
+}
+
+#[test]
+fn invalid_checkpoints_key_named() {
+    let (dir, _) = pinned_ledger();
+    let db = common::open_raw(dir.path());
+    let checkpoints = db.cf_handle("checkpoints").unwrap();
+    db.put_cf(checkpoints, b"abc", b"hi").unwrap();
+    drop(db);
+
+    let report = audit_pinned(dir.path(), &[]);
+    let found = report.first_checkpoint_break.clone().expect("audit must find a checkpoint break");
+    assert_eq!(found.origin, Origin::StoredUnderInvalidKey { key: b"abc".to_vec() });
+    assert_eq!(found.kind, CheckpointBreakKind::InvalidKey);
+    let message = found.to_string();
+    assert!(message.starts_with("entry under key 616263 in the `checkpoints` column family: "), "{message}");
+    assert!(!message.contains("record key"), "{message}");
+
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let error = lupid_ledger::audit::latest_stored_checkpoint(&reader, None).unwrap_err().to_string();
+    assert!(error.contains("key 616263 in the `checkpoints` column family"), "{error}");
+    let error = proof::prove(&reader, 1, None).unwrap_err().to_string();
+    assert!(error.contains("key 616263 in the `checkpoints` column family"), "{error}");
+}
+
+#[test]
+fn repeated_pins_checked_once() {
+    let (dir, pinned) = pinned_ledger();
+    let copies = vec![pinned; 5_000];
+    let report = audit_pinned(dir.path(), &copies);
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.pinned_checked, 5_000);
+    assert_eq!(report.distinct_checkpoints, 1);
+}
+
+#[test]
+fn repeated_pins_disagreement_detected() {
+    let (dir, pinned) = pinned_ledger();
+    let forged = Checkpoint::sign(&key(), BEFORE, &[0xab; 32]).note;
+    let mut pins = vec![pinned.clone(); 3];
+    pins.push(forged);
+    pins.push(pinned);
+    let (origin, kind) = checkpoint_break(&audit_pinned(dir.path(), &pins));
+    assert_eq!(origin, Origin::Pinned { position: 3 });
+    assert_eq!(kind, CheckpointBreakKind::Disagrees { other: Origin::Stored { key: BEFORE } });
+}
+
+#[test]
+fn signed_tree_size_reported() {
+    let (dir, pinned) = pinned_ledger();
+    assert_eq!(audit_pinned(dir.path(), &[pinned]).signed_tree_size, Some(BEFORE));
+    assert_eq!(audit(dir.path(), None, &[]).unwrap().signed_tree_size, None);
+}
+
+#[test]
+fn prove_rejects_damaged_record() {
+    let (dir, _) = pinned_ledger();
+    let db = common::open_raw(dir.path());
+    let mut value = common::raw_get(&db, 7);
+    let last = value.len() - 1;
+    value[last] ^= 1;
+    db.put_cf(db.cf_handle("records").unwrap(), 7u64.to_be_bytes(), value).unwrap();
+    drop(db);
+
+    // The checkpoint's root comes from the stored node over records
+    // 0..256, which still matches, but the record no longer does.
+    let reader = LedgerReader::open_read_only(dir.path()).unwrap();
+    let error = proof::prove(&reader, 7, None).unwrap_err();
+    assert!(matches!(error, lupid_ledger::ProveError::TreeMismatch { seq: 7, tree_size: BEFORE, .. }), "{error:?}");
+    assert!(error.to_string().contains("run `lupid-ledger verify`"), "{error}");
+}
