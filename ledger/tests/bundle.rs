@@ -6,9 +6,11 @@ mod common;
 use std::{path::Path, process::Command};
 
 use lupid_ledger::{
-    Ledger, LedgerReader, Record, SigningKey,
-    bundle::{self, BundleBreak, CHECKPOINTS_FILE, KEY_FILE, MANIFEST_FILE, RECORDS_FILE},
+    Checkpoint, Ledger, LedgerReader, Record, SigningKey,
+    bundle::{self, BundleBreak, BundleError, CHECKPOINTS_FILE, KEY_FILE, MANIFEST_FILE, RECORDS_FILE},
+    checkpoint::split_notes,
 };
+use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 fn key(seed: u8) -> SigningKey {
@@ -94,7 +96,10 @@ fn bundle_flipped_length_named() {
     let records = tmp.path().join("bundle").join(RECORDS_FILE);
     flip_byte(&records, 0);
     let found = first_break(&tmp.path().join("bundle")).unwrap();
-    assert!(matches!(found, BundleBreak::Truncated { seq: 0, .. } | BundleBreak::Undecodable { seq: 0, .. }), "{found}");
+    assert!(
+        matches!(found, BundleBreak::Truncated { seq: 0, .. } | BundleBreak::Undecodable { seq: 0, .. }),
+        "{found}"
+    );
 }
 
 #[test]
@@ -249,4 +254,258 @@ fn bundle_and_verify_every_format_version() {
     let bundled = bundle::verify_bundle(&bundle_dir, Some(&signing.verifier())).unwrap();
     assert_eq!(bundled.first_break, None);
     assert_eq!(bundled.records_checked, 8);
+}
+
+/// Rewrites the manifest of the bundle in `dir` to match its files as they
+/// are now, as someone who edits a bundle would.
+fn rewrite_manifest(dir: &Path) {
+    let path = dir.join(MANIFEST_FILE);
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for name in [RECORDS_FILE, CHECKPOINTS_FILE, KEY_FILE] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        manifest["files"][name] =
+            serde_json::json!({ "bytes": bytes.len(), "sha256": hex::encode(Sha256::digest(&bytes)) });
+    }
+    let notes = split_notes(&std::fs::read_to_string(dir.join(CHECKPOINTS_FILE)).unwrap());
+    manifest["checkpoints"] = notes.len().into();
+    std::fs::write(&path, format!("{manifest:#}\n")).unwrap();
+}
+
+/// Returns the tree sizes of the notes in the bundle in `dir`, in file order.
+fn note_sizes(dir: &Path) -> Vec<u64> {
+    let text = std::fs::read_to_string(dir.join(CHECKPOINTS_FILE)).unwrap();
+    split_notes(&text).iter().map(|note| Checkpoint::parse_unverified(note).unwrap().tree_size).collect()
+}
+
+#[test]
+fn bundle_dropped_note_is_a_break() {
+    let tmp = setup();
+    let dir = tmp.path().join("bundle");
+    let sizes = note_sizes(&dir);
+    assert_eq!(sizes.len(), 3);
+    let text = std::fs::read_to_string(dir.join(CHECKPOINTS_FILE)).unwrap();
+    let notes = split_notes(&text);
+
+    // Drop the last note: its checkpoint record is still in the chain.
+    std::fs::write(dir.join(CHECKPOINTS_FILE), notes[..2].join("\n")).unwrap();
+    rewrite_manifest(&dir);
+    let last = sizes[2];
+    let expected = BundleBreak::NoteMissing { seq: last, tree_size: last };
+    for key in [Some(key(1).verifier()), None] {
+        let report = bundle::verify_bundle(&dir, key.as_ref()).unwrap();
+        assert_eq!(report.first_break.as_ref(), Some(&expected), "key given: {}", key.is_some());
+    }
+    let message = expected.to_string();
+    assert!(message.contains(&format!("record {last}")), "{message}");
+    assert!(message.contains(&format!("tree size {last}")), "{message}");
+    assert!(message.contains("no signed note"), "{message}");
+
+    // Drop every note: the first checkpoint record is named.
+    std::fs::write(dir.join(CHECKPOINTS_FILE), "").unwrap();
+    rewrite_manifest(&dir);
+    let first = sizes[0];
+    for key in [Some(key(1).verifier()), None] {
+        let report = bundle::verify_bundle(&dir, key.as_ref()).unwrap();
+        assert_eq!(report.first_break, Some(BundleBreak::NoteMissing { seq: first, tree_size: first }));
+    }
+
+    let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
+    let output = cli(&["verify", "--bundle", &path("bundle")]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(String::from_utf8(output.stdout).unwrap().contains("no signed note"));
+}
+
+#[test]
+fn bundle_copies_of_a_note_count_once() {
+    let tmp = setup();
+    let dir = tmp.path().join("bundle");
+    let text = std::fs::read_to_string(dir.join(CHECKPOINTS_FILE)).unwrap();
+    std::fs::write(dir.join(CHECKPOINTS_FILE), [text.as_str(); 50].join("\n")).unwrap();
+    rewrite_manifest(&dir);
+    let report = bundle::verify_bundle(&dir, Some(&key(1).verifier())).unwrap();
+    assert_eq!(report.first_break, None);
+    assert_eq!(report.checkpoints_checked, 3, "150 notes in the file, 3 distinct ones");
+}
+
+#[test]
+fn bundle_conflicting_notes_break() {
+    let tmp = setup();
+    let dir = tmp.path().join("bundle");
+    let size = note_sizes(&dir)[0];
+    // A second note for the same tree size, signed with the same key, for
+    // another root.
+    let other = Checkpoint::sign(&key(1), size, &[7; 32]);
+    let mut text = std::fs::read_to_string(dir.join(CHECKPOINTS_FILE)).unwrap();
+    text.push('\n');
+    text.push_str(&other.note);
+    std::fs::write(dir.join(CHECKPOINTS_FILE), text).unwrap();
+    rewrite_manifest(&dir);
+    assert_eq!(first_break(&dir), Some(BundleBreak::ConflictingCheckpoints { tree_size: size, other: 0, index: 3 }));
+}
+
+#[test]
+fn bundle_reports_gaps_as_verify_does() {
+    let tmp = TempDir::new().unwrap();
+    let ledger_dir = tmp.path().join("ledger");
+    // The first four records of `every_kind` report no gap.
+    let mut ledger = common::fill(&ledger_dir, 4);
+    let daemon_gap = lupid_ledger::DaemonGap {
+        from_ns: 1_000,
+        to_ns: 2_000,
+        first_kernel_seq: 7,
+        next_kernel_seq: 9,
+        kernel_drop_counter: 0,
+        programs: "kept".into(),
+    };
+    for body in [common::events_lost(), lupid_ledger::RecordBody::DaemonGap(daemon_gap), common::events_lost()] {
+        ledger.append(12, body).unwrap();
+    }
+    let signing = key(1);
+    ledger.checkpoint(&signing).unwrap();
+    drop(ledger);
+
+    let verified = lupid_ledger::verify(&ledger_dir).unwrap();
+    assert_eq!(verified.gaps.len(), 3, "{:?}", verified.gaps);
+    let reader = LedgerReader::open_read_only(&ledger_dir).unwrap();
+    let dir = tmp.path().join("bundle");
+    bundle::export_bundle(&reader, &signing.verifier(), &dir).unwrap();
+    let report = bundle::verify_bundle(&dir, Some(&signing.verifier())).unwrap();
+    assert_eq!(report.first_break, None);
+    assert_eq!(report.gaps, verified.gaps);
+}
+
+#[test]
+fn bundle_bad_key_file_checks_no_record() {
+    let tmp = setup();
+    let dir = tmp.path().join("bundle");
+    // A regular key file that contains a secret instead of a key.
+    std::fs::write(dir.join(KEY_FILE), "SECRET-PASSWORD=hunter2\n").unwrap();
+    let report = bundle::verify_bundle(&dir, None).unwrap();
+    assert!(!report.records_read);
+    assert_eq!(report.records_checked, 0);
+    let found = report.first_break.unwrap();
+    assert!(matches!(found, BundleBreak::InvalidKey(_)), "{found}");
+    let message = found.to_string();
+    assert!(!message.contains("hunter2"), "the key file's content is printed: {message}");
+    assert!(message.contains(KEY_FILE), "{message}");
+    assert!(message.contains("no records were checked"), "{message}");
+
+    let report = bundle::verify_bundle(&dir, Some(&key(1).verifier())).unwrap();
+    assert!(report.records_read);
+}
+
+#[test]
+fn bundle_export_does_not_follow_or_replace_files() {
+    let tmp = setup();
+    let reader = LedgerReader::open_read_only(&tmp.path().join("ledger")).unwrap();
+    let victim = tmp.path().join("victim.txt");
+    std::fs::write(&victim, "precious content\n").unwrap();
+
+    for name in [RECORDS_FILE, MANIFEST_FILE] {
+        let out = tmp.path().join(format!("out-{name}"));
+        std::fs::create_dir(&out).unwrap();
+        std::os::unix::fs::symlink(&victim, out.join(name)).unwrap();
+        let error = bundle::export_bundle(&reader, &key(1).verifier(), &out).unwrap_err();
+        assert!(matches!(&error, BundleError::Exists { path } if *path == out.join(name)), "{error}");
+        assert!(error.to_string().contains("--out"), "{error}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious content\n");
+        // Nothing but the link is left in the folder.
+        let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+        assert_eq!(left, [name], "{name}");
+    }
+
+    // A bundle already in the folder is not replaced either.
+    let error = bundle::export_bundle(&reader, &key(1).verifier(), &tmp.path().join("bundle")).unwrap_err();
+    assert!(matches!(error, BundleError::Exists { .. }), "{error}");
+    assert_eq!(first_break(&tmp.path().join("bundle")), None);
+}
+
+/// Runs `verify_bundle` in a thread and fails when it does not return
+/// within 20 seconds.
+fn verify_with_timeout(dir: &Path) -> Result<bundle::BundleReport, BundleError> {
+    let (send, receive) = std::sync::mpsc::channel();
+    let dir = dir.to_owned();
+    std::thread::spawn(move || {
+        let _ = send.send(bundle::verify_bundle(&dir, Some(&key(1).verifier())));
+    });
+    receive.recv_timeout(std::time::Duration::from_secs(20)).expect("verify_bundle returns within 20 s")
+}
+
+#[test]
+fn bundle_hostile_files_are_errors() {
+    let tmp = setup();
+    let dir = tmp.path().join("bundle");
+    let copy = |name: &str| {
+        let target = tmp.path().join(name);
+        std::fs::create_dir(&target).unwrap();
+        for file in [RECORDS_FILE, CHECKPOINTS_FILE, KEY_FILE, MANIFEST_FILE] {
+            std::fs::copy(dir.join(file), target.join(file)).unwrap();
+        }
+        target
+    };
+
+    // records.bin as a link to an endless device.
+    let zero = copy("zero");
+    std::fs::remove_file(zero.join(RECORDS_FILE)).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", zero.join(RECORDS_FILE)).unwrap();
+    let error = verify_with_timeout(&zero).unwrap_err();
+    assert!(matches!(&error, BundleError::Symlink { path } if *path == zero.join(RECORDS_FILE)), "{error}");
+
+    // checkpoints.txt as a FIFO that no one writes.
+    let fifo = copy("fifo");
+    std::fs::remove_file(fifo.join(CHECKPOINTS_FILE)).unwrap();
+    nix::unistd::mkfifo(&fifo.join(CHECKPOINTS_FILE), nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
+        .unwrap();
+    let error = verify_with_timeout(&fifo).unwrap_err();
+    assert!(matches!(error, BundleError::NotRegularFile { kind: "a FIFO", .. }), "{error}");
+    assert!(error.to_string().contains(CHECKPOINTS_FILE), "{error}");
+
+    // checkpoint.key.pub as a link to a private file.
+    let leak = copy("leak");
+    let secret = tmp.path().join("secret.txt");
+    std::fs::write(&secret, "SECRET-PASSWORD=hunter2\n").unwrap();
+    std::fs::remove_file(leak.join(KEY_FILE)).unwrap();
+    std::os::unix::fs::symlink(&secret, leak.join(KEY_FILE)).unwrap();
+    let error = bundle::verify_bundle(&leak, None).unwrap_err();
+    assert!(matches!(error, BundleError::Symlink { .. }), "{error}");
+    assert!(!format!("{error:#}").contains("hunter2"));
+
+    // A folder in place of a file.
+    let folder = copy("folder");
+    std::fs::remove_file(folder.join(MANIFEST_FILE)).unwrap();
+    std::fs::create_dir(folder.join(MANIFEST_FILE)).unwrap();
+    let error = verify_with_timeout(&folder).unwrap_err();
+    assert!(matches!(error, BundleError::NotRegularFile { kind: "a folder", .. }), "{error}");
+
+    // A manifest over its size limit.
+    let large = copy("large");
+    std::fs::File::options()
+        .write(true)
+        .open(large.join(MANIFEST_FILE))
+        .unwrap()
+        .set_len(bundle::MAX_MANIFEST_BYTES + 1)
+        .unwrap();
+    let error = verify_with_timeout(&large).unwrap_err();
+    assert!(matches!(error, BundleError::TooLarge { .. }), "{error}");
+
+    // A record whose length is over the limit, in a sparse file large
+    // enough to hold it.
+    let record = copy("record");
+    let mut bytes = (bundle::MAX_RECORD_BYTES + 1).to_be_bytes().to_vec();
+    bytes.extend(std::fs::read(record.join(RECORDS_FILE)).unwrap());
+    std::fs::write(record.join(RECORDS_FILE), bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(record.join(RECORDS_FILE))
+        .unwrap()
+        .set_len(u64::from(bundle::MAX_RECORD_BYTES) + 8)
+        .unwrap();
+    let report = verify_with_timeout(&record).unwrap();
+    let expected = BundleBreak::RecordTooLarge { seq: 0, offset: 0, len: bundle::MAX_RECORD_BYTES + 1 };
+    assert_eq!(report.first_break, Some(expected));
+
+    let path = |dir: &Path| dir.to_str().unwrap().to_owned();
+    let output = cli(&["verify", "--bundle", &path(&fifo)]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8(output.stderr).unwrap().contains("checkpoints.txt is a FIFO"));
 }
