@@ -57,7 +57,7 @@ use crate::{
     merkle::Frontier,
     reader::LedgerReader,
     record::{Hash, Record, RecordBody, ZERO_HASH},
-    verify::{Gap, GapCause},
+    verify::{Gap, gap_of},
 };
 
 /// File of the length-prefixed canonical records.
@@ -775,19 +775,3 @@ fn check_record(seq: u64, prev_hash: Hash, value: &[u8], frontier: &Frontier) ->
     Ok(record)
 }
 
-/// Returns the gap that `record` reports, if any. `previous_ns` is the wall
-/// time of the record before it. This is a copy of the private
-/// `verify::gap_of`, and the test `bundle_reports_gaps_as_verify_does`
-/// checks that both report the same gaps.
-fn gap_of(record: &Record, previous_ns: u64) -> Option<Gap> {
-    let (from_ns, to_ns, cause) = match &record.body {
-        RecordBody::EventsLost(lost) => (
-            if previous_ns == 0 { record.time_ns } else { previous_ns },
-            record.time_ns,
-            GapCause::EventsLost { first_kernel_seq: lost.first_kernel_seq, last_kernel_seq: lost.last_kernel_seq },
-        ),
-        RecordBody::DaemonGap(gap) => (gap.from_ns, gap.to_ns, GapCause::DaemonAway),
-        _ => return None,
-    };
-    Some(Gap { seq: record.seq, from_ns, to_ns, cause })
-}

@@ -503,10 +503,20 @@ fn run_verify_bundle(dir: &Path, key: Option<&str>) -> anyhow::Result<ExitCode> 
     let report = bundle::verify_bundle(dir, key.as_ref())?;
     if let Some(first_break) = &report.first_break {
         println!("BROKEN: {first_break}");
-        println!("{} records verified before the break in bundle {}", report.records_checked, dir.display());
+        if report.records_read {
+            println!("{} records verified before the break in bundle {}", report.records_checked, dir.display());
+        } else {
+            println!("no records of bundle {} were checked", dir.display());
+        }
         return Ok(ExitCode::from(1));
     }
     println!("OK: {} records verified in bundle {}", report.records_checked, dir.display());
+    for gap in &report.gaps {
+        println!("{gap}");
+    }
+    if report.gaps.is_empty() {
+        println!("complete=true: no record reports lost events or a time without a daemon");
+    }
     println!("tree: size {}, root hash {}", report.records_checked, hex::encode(report.root_hash));
     let source = if report.key_from_bundle {
         "the key inside the bundle: pass --key to check against the owner's key"

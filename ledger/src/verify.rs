@@ -394,7 +394,7 @@ fn check_nodes(
 
 /// Returns the gap that `record` reports, if any. `previous_ns` is the
 /// wall time of the record before it.
-fn gap_of(record: &Record, previous_ns: u64) -> Option<Gap> {
+pub(crate) fn gap_of(record: &Record, previous_ns: u64) -> Option<Gap> {
     let (from_ns, to_ns, cause) = match &record.body {
         RecordBody::EventsLost(lost) => (
             if previous_ns == 0 { record.time_ns } else { previous_ns },

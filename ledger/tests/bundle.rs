@@ -372,6 +372,13 @@ fn bundle_reports_gaps_as_verify_does() {
     let report = bundle::verify_bundle(&dir, Some(&signing.verifier())).unwrap();
     assert_eq!(report.first_break, None);
     assert_eq!(report.gaps, verified.gaps);
+
+    let output = cli(&["verify", "--bundle", dir.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().filter(|line| line.starts_with("complete=false for interval")).collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[1].ends_with("no daemon was running, record 5"), "{stdout}");
 }
 
 #[test]
