@@ -17,6 +17,7 @@ use std::{
         unix::{ffi::OsStrExt, net::UnixStream},
     },
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
@@ -84,14 +85,42 @@ pub(crate) fn run(options: &RunOptions) -> Result<i32> {
     };
 
     let status = spawn_in_cgroup(&cgroup, &exe, &options.command, options.user)?;
-    send(connection.stream(), &Request::Exited { agent_id, status }, None)
-        .context("failed to report the agent's exit")?;
-    match connection.receive::<Reply>() {
-        Ok(Some(Reply::Done)) => {}
-        Ok(Some(Reply::Error { message })) => eprintln!("lupid-agent: the daemon did not record the exit: {message}"),
-        other => eprintln!("lupid-agent: unexpected reply to the exit report: {other:?}"),
-    }
+    report_exit(&mut connection, &options.socket, agent_id, status);
     Ok(status)
+}
+
+/// How long a run keeps trying to report its agent's exit to a daemon that
+/// took over from the one it registered with. A daemon records the end of
+/// a run that no one reported as unknown after a minute.
+const EXIT_REPORT_RETRY: Duration = Duration::from_secs(50);
+
+/// Reports the agent's exit so that the daemon records it. When the daemon
+/// that registered the run is gone, reconnects to the socket every second
+/// and reports to the next daemon, which adopts the run at its start.
+fn report_exit(connection: &mut Connection, socket: &Path, agent_id: u32, status: i32) {
+    let request = Request::Exited { agent_id, status };
+    let exchange = |connection: &mut Connection| {
+        send(connection.stream(), &request, None).ok()?;
+        connection.receive::<Reply>().ok().flatten()
+    };
+    let deadline = Instant::now() + EXIT_REPORT_RETRY;
+    let mut reply = exchange(connection);
+    while reply.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+        if let Ok(stream) = UnixStream::connect(socket) {
+            reply = exchange(&mut Connection::new(stream));
+        }
+    }
+    match reply {
+        Some(Reply::Done) => {}
+        Some(Reply::Error { message }) => eprintln!("lupid-agent: the daemon did not record the exit: {message}"),
+        Some(other) => eprintln!("lupid-agent: unexpected reply to the exit report: {other:?}"),
+        None => eprintln!(
+            "lupid-agent: no daemon at {} acknowledged the agent's exit (status {status}) within {} s; a daemon records the run's end as unknown",
+            socket.display(),
+            EXIT_REPORT_RETRY.as_secs()
+        ),
+    }
 }
 
 /// Largest policy file lupid reads. The daemon's request limit is larger, so

@@ -50,7 +50,7 @@ pub use reader::{LedgerReader, StoredRecord};
 pub use record::{
     AgentExit, CheckpointRecord, DaemonGap, DaemonStart, DaemonStop, Decision, EventsLost, Hash, Hook, Identity, Kind,
     LeaseExpired, LeaseGranted, LeaseRevoked, ModeChanged, Object, PolicyLoaded, Reason, Record, RecordBody, Verdict,
-    Via, ZERO_HASH,
+    Via, EXIT_UNKNOWN, ZERO_HASH,
 };
 pub use parts::PART_RECORDS;
 pub use store::{Appended, CHECKPOINTS_CF, HEAD_KEY, Ledger, META_CF, RECORDS_CF};

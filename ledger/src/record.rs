@@ -586,9 +586,15 @@ pub enum Object {
 pub struct AgentExit {
     pub agent_id: u32,
     pub agent: String,
-    /// Exit code, or 128 plus the signal number when a signal killed it.
+    /// Exit code, or 128 plus the signal number when a signal killed it, or
+    /// [`EXIT_UNKNOWN`] when the daemon found the run's cgroup empty and no
+    /// exit was reported.
     pub status: i32,
 }
+
+/// The [`AgentExit`] status of a run whose exit code is unknown: its
+/// `lupid-agent run` died or lost its daemon before reporting it.
+pub const EXIT_UNKNOWN: i32 = -1;
 
 /// The kernel produced events that never reached the ledger: a gap in the
 /// kernel sequence numbers, or a rise of the kernel's drop counter.

@@ -82,6 +82,9 @@ pub(crate) struct AgentEntry {
     default_verdict: u32,
     policy_flags: u32,
     pub(crate) registered_at: Instant,
+    /// Whether this daemon recorded the run's exit: reported by its
+    /// `lupid-agent run`, or found by the sweeper.
+    pub(crate) exit_recorded: bool,
     pub(crate) retired: bool,
 }
 
@@ -323,6 +326,7 @@ impl Registry {
             default_verdict: verdict::DENY,
             policy_flags: 0,
             registered_at: Instant::now(),
+            exit_recorded: false,
             retired: false,
         };
         self.agents.insert(agent_id, entry);
@@ -528,6 +532,7 @@ fn adopted_entry(run: &SavedRun, info: AgentInfo, installed: Installed) -> Optio
         default_verdict: info.default_verdict,
         policy_flags: info.flags & !agent_flags::MONITOR,
         registered_at: Instant::now(),
+        exit_recorded: false,
         retired: false,
     })
 }
@@ -551,6 +556,7 @@ fn denied_entry(agent_id: u32, cgroup: cgroup::AgentCgroup) -> AgentEntry {
         default_verdict: verdict::DENY,
         policy_flags: 0,
         registered_at: Instant::now(),
+        exit_recorded: false,
         retired: false,
     }
 }

@@ -356,8 +356,8 @@ fn record_gaps(state: &State, tracker: &mut SequenceTracker) {
 }
 
 /// Every second: ends leases that ran out and removes replaced policies.
-/// Every five seconds: retires agents whose client died without reporting
-/// an exit.
+/// Every five seconds: records the end of agent runs whose client did not
+/// report an exit, and retires them.
 async fn sweep(state: Arc<State>) {
     for tick in 1_u64.. {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -379,8 +379,30 @@ async fn sweep(state: Arc<State>) {
                 .collect()
         };
         for agent_id in abandoned {
+            record_abandoned_exit(&state, agent_id);
             retire_when_empty(&state, agent_id);
         }
+    }
+}
+
+/// Records an `agent_exit` with status [`lupid_ledger::EXIT_UNKNOWN`] for a
+/// run whose cgroup is empty and whose exit nobody reported: its
+/// `lupid-agent run` died, or lost the daemon that it registered with.
+fn record_abandoned_exit(state: &State, agent_id: u32) {
+    let name = {
+        let registry = state.registry.lock().expect("registry lock");
+        match registry.agents.get(&agent_id) {
+            Some(entry) if !entry.exit_recorded && !entry.retired => entry.name.clone(),
+            _ => return,
+        }
+    };
+    let record =
+        RecordBody::AgentExit(lupid_ledger::AgentExit { agent_id, agent: name, status: lupid_ledger::EXIT_UNKNOWN });
+    match state.writer.append_durable(vec![record]) {
+        Ok(_) => {
+            tracing::warn!(agent_id, "agent run ended without an exit report; recorded its exit as unknown");
+        }
+        Err(message) => tracing::error!(agent_id, %message, "failed to record the end of an abandoned agent run"),
     }
 }
 

@@ -183,6 +183,9 @@ fn agent_exited(state: &State, agent_id: u32, status: i32) -> Reply {
     let name = {
         let registry = state.registry.lock().expect("registry lock");
         match registry.agents.get(&agent_id) {
+            // A run that retried its report after a lost reply is recorded
+            // once.
+            Some(entry) if entry.exit_recorded => return Reply::Done,
             Some(entry) => entry.name.clone(),
             None => return Reply::Error { message: format!("no agent with id {agent_id}") },
         }
@@ -190,6 +193,9 @@ fn agent_exited(state: &State, agent_id: u32, status: i32) -> Reply {
     let record = RecordBody::AgentExit(lupid_ledger::AgentExit { agent_id, agent: name, status });
     if let Err(message) = state.writer.append_durable(vec![record]) {
         return Reply::Error { message };
+    }
+    if let Some(entry) = state.registry.lock().expect("registry lock").agents.get_mut(&agent_id) {
+        entry.exit_recorded = true;
     }
     super::retire_when_empty(state, agent_id);
     Reply::Done

@@ -132,12 +132,19 @@ fn killed_daemon_keeps_enforcing() {
     let results = fs::read_to_string(folder.path().join("results")).expect("the agent wrote its results");
     assert_eq!(step_code(&results, "secret-again"), 1, "the adopted agent's secret stays denied: {results}");
     assert_eq!(step_code(&results, "ok-again"), 0, "the adopted agent's allowed open works: {results}");
-    let _ = process::wait_until(&mut child, STEP_TIMEOUT);
+    // The run lost the daemon it registered with, and reports the exit to
+    // the restarted one.
+    let exit = process::wait_until(&mut child, STEP_TIMEOUT).expect("lupid-agent run ends after its agent");
+    assert_eq!(exit.code(), Some(0), "lupid-agent run returns the agent's own exit status");
 
     daemon.stop_cleanly();
     let ledger = daemon.ledger();
     let records = ledger.export();
     check_cover_and_gap(&records);
+    let exits: Vec<&Value> =
+        records.iter().filter(|record| record["kind"] == "agent_exit" && record["agent"] == "gone").collect();
+    assert_eq!(exits.len(), 1, "the adopted run's exit is recorded once: {exits:?}");
+    assert_eq!(exits[0]["status"], 0, "with the status the agent returned: {exits:?}");
     let denied_after: Vec<&Value> = decisions(&records, "gone", "open")
         .into_iter()
         .filter(|r| r["path"] == SECRET && r["verdict"] == "deny")
