@@ -125,6 +125,10 @@ pub enum BundleError {
     TooLarge { path: PathBuf, len: u64, limit: u64 },
     #[error("record {seq} is {len} bytes, more than a u32 length prefix allows")]
     RecordTooLong { seq: u64, len: usize },
+    #[error(
+        "the ledger's checkpoint note stored under tree size {tree_size} does not verify with the key: {problem}; run `lupid-ledger verify --key KEY` to see the break, since a bundle of it would not verify"
+    )]
+    InvalidStoredNote { tree_size: u64, problem: String },
 }
 
 /// Counts and root hash of a bundle that [`export_bundle`] wrote.
@@ -183,6 +187,9 @@ fn write_bundle(
     }
 
     let notes = reader.checkpoint_notes()?;
+    for (tree_size, note) in &notes {
+        check_stored_note(*tree_size, note, key)?;
+    }
     let text = notes.iter().map(|(_, note)| note.as_str()).collect::<Vec<_>>().join("\n");
     checkpoints.write(text.as_bytes())?;
     key_file.write(format!("{key}\n").as_bytes())?;
@@ -207,6 +214,18 @@ fn write_bundle(
     manifest_file.write(format!("{manifest:#}\n").as_bytes())?;
     manifest_file.finish()?;
     Ok(summary)
+}
+
+/// Checks that a note stored under `tree_size` is a checkpoint of that size
+/// signed by `key`, so that an export never ships a note that its own
+/// verify rejects.
+fn check_stored_note(tree_size: u64, note: &str, key: &VerifierKey) -> Result<(), BundleError> {
+    let invalid = |problem: String| BundleError::InvalidStoredNote { tree_size, problem };
+    let checkpoint = Checkpoint::open(note, key).map_err(|error| invalid(error.to_string()))?;
+    if checkpoint.tree_size != tree_size {
+        return Err(invalid(format!("the note states tree size {}", checkpoint.tree_size)));
+    }
+    Ok(())
 }
 
 /// Creates the file `name` in `dir` for writing and adds its path to

@@ -516,3 +516,21 @@ fn bundle_hostile_files_are_errors() {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(String::from_utf8(output.stderr).unwrap().contains("checkpoints.txt is a FIFO"));
 }
+
+#[test]
+fn export_rejects_forged_stored_note() {
+    let tmp = setup();
+    let ledger_dir = tmp.path().join("ledger");
+    let db = common::open_raw(&ledger_dir);
+    let checkpoints = db.cf_handle("checkpoints").unwrap();
+    let (size, note) = db.iterator_cf(checkpoints, rocksdb::IteratorMode::Start).next().unwrap().unwrap();
+    let forged = format!("{}NOTE: verified by an auditor\n", String::from_utf8(note.to_vec()).unwrap());
+    db.put_cf(checkpoints, &size, forged).unwrap();
+    drop(db);
+
+    let reader = LedgerReader::open_read_only(&ledger_dir).unwrap();
+    let dir = tmp.path().join("forged-bundle");
+    let error = bundle::export_bundle(&reader, &key(1).verifier(), &dir).unwrap_err();
+    assert!(matches!(error, BundleError::InvalidStoredNote { tree_size: 20, .. }), "{error}");
+    assert!(!dir.join(MANIFEST_FILE).exists(), "no bundle is left behind");
+}
