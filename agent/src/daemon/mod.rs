@@ -110,6 +110,9 @@ pub(crate) fn start(options: &StartOptions) -> Result<()> {
     let key = lupid_ledger::keys::load_or_create(&key_path)
         .with_context(|| format!("failed to load or create the checkpoint signing key {}", key_path.display()))?;
     tracing::info!(verifier_key = %key.verifier(), "checkpoint signing key loaded; pinned checkpoints are verified with this verifier key");
+    if let Some(sink) = &options.pin_checkpoints {
+        pins::check_sink(sink)?;
+    }
     let last_note = options.state_dir.join(pins::LAST_CHECKPOINT_FILE);
     let mut pin_sources = vec![last_note.as_path()];
     pin_sources.extend(options.pin_checkpoints.as_deref());

@@ -29,6 +29,33 @@ pub(crate) struct Pinned {
     pub(crate) source: PathBuf,
 }
 
+/// Checks that the daemon can write checkpoints to `sink`: an existing
+/// folder or file it may write, or a new file in a folder it may write.
+/// A missing folder (an off-host mount that is not mounted) would
+/// otherwise show only as one error log line per checkpoint.
+pub(crate) fn check_sink(sink: &Path) -> Result<()> {
+    use nix::unistd::{AccessFlags, access};
+    let target = if sink.exists() {
+        sink
+    } else {
+        sink.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."))
+    };
+    if !target.exists() {
+        bail!(
+            "--pin-checkpoints {}: the folder {} does not exist; create it or mount the off-host storage there",
+            sink.display(),
+            target.display()
+        );
+    }
+    access(target, AccessFlags::W_OK).map_err(|error| {
+        anyhow::anyhow!(
+            "--pin-checkpoints {}: {} is not writable ({error}); pass a writable file or folder",
+            sink.display(),
+            target.display()
+        )
+    })
+}
+
 /// Replaces `path` with `note` and makes the change durable.
 pub(crate) fn save_last(path: &Path, note: &str) -> std::io::Result<()> {
     super::files::write_atomic(path, note.as_bytes())
@@ -45,8 +72,9 @@ pub(crate) fn newest(sources: &[&Path], key: &VerifierKey) -> Result<Option<Pinn
                 anyhow::anyhow!(
                     "{}: a checkpoint note does not verify with this daemon's key {} ({e}). The state folder, \
                      signing key included, was replaced, or the file belongs to another host. Check the old \
-                     ledger with `lupid-ledger verify --pinned {}`. To start a new ledger on purpose, move \
-                     this file away first",
+                     ledger with `lupid-ledger verify --ledger OLD_LEDGER --pinned {} --key OLD_KEY`, where \
+                     OLD_KEY is the checkpoint.key.pub of the old state folder. To start a new ledger on \
+                     purpose, move this file away first",
                     file.display(),
                     key.name(),
                     file.display()
@@ -65,13 +93,17 @@ pub(crate) fn newest(sources: &[&Path], key: &VerifierKey) -> Result<Option<Pinn
 pub(crate) fn check_extends(ledger: &Ledger, pinned: &Pinned) -> Result<()> {
     let Pinned { checkpoint, source } = pinned;
     let size = checkpoint.tree_size;
+    // The daemon writes the verifier key beside its signing key, in the
+    // state folder that contains the ledger.
+    let verifier_file = ledger.path().parent().unwrap_or(ledger.path()).join("checkpoint.key.pub");
     let advice = format!(
         "the ledger was cut, deleted or replaced since that checkpoint was signed. Keep {} for the \
-         investigation and run `lupid-ledger verify --ledger {} --pinned {}`. To start a new ledger on \
-         purpose, move the old state folder and the pinned checkpoints away",
+         investigation and run `lupid-ledger verify --ledger {} --pinned {} --key {}`. To start a new ledger \
+         on purpose, move the old state folder and the pinned checkpoints away",
         ledger.path().display(),
         ledger.path().display(),
-        source.display()
+        source.display(),
+        verifier_file.display()
     );
     if ledger.len() < size {
         bail!(
@@ -119,7 +151,7 @@ fn read_notes(source: &Path) -> Result<Vec<(PathBuf, String)>> {
 mod tests {
     use lupid_ledger::{DaemonStop, Ledger, RecordBody, SigningKey};
 
-    use super::{LAST_CHECKPOINT_FILE, check_extends, newest, save_last};
+    use super::{LAST_CHECKPOINT_FILE, check_extends, check_sink, newest, save_last};
 
     fn stop() -> RecordBody {
         RecordBody::DaemonStop(DaemonStop { reason: "test".into() })
@@ -145,6 +177,9 @@ mod tests {
         let error = check_extends(&fresh, &pinned).unwrap_err().to_string();
         assert!(error.contains("contains 0 records"), "{error}");
         assert!(error.contains("covers 5"), "{error}");
+        // The advice is a command that runs as printed, key included.
+        let verifier_file = dir.path().join("checkpoint.key.pub");
+        assert!(error.contains(&format!("--key {}`", verifier_file.display())), "{error}");
 
         let mut rewritten = Ledger::open(&dir.path().join("rewritten")).unwrap();
         rewritten.append_batch((0..7).map(|i| (i + 100, stop())).collect()).unwrap();
@@ -164,6 +199,17 @@ mod tests {
 
         let error = newest(&[last.as_path()], &new_key.verifier()).err().expect("an error").to_string();
         assert!(error.contains("does not verify with this daemon's key"), "{error}");
+        assert!(error.contains("--key OLD_KEY"), "{error}");
+    }
+
+    #[test]
+    fn sink_must_be_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        check_sink(dir.path()).expect("an existing folder");
+        check_sink(&dir.path().join("notes")).expect("a new file in an existing folder");
+        let missing = dir.path().join("offhost").join("lupid");
+        let error = check_sink(&missing).unwrap_err().to_string();
+        assert!(error.contains("does not exist; create it or mount"), "{error}");
     }
 
     #[test]

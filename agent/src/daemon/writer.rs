@@ -176,7 +176,7 @@ fn sign(ledger: &mut Ledger, checkpoints: &Checkpoints, failed: &AtomicBool) -> 
         Err(lupid_ledger::LedgerError::CheckpointSink { sink, source, .. }) => {
             // The checkpoint is stored; only the copy off the host failed.
             tracing::error!(sink = %sink.display(), error = %source, "failed to pin a checkpoint");
-            Err(format!("the checkpoint is stored but could not be pinned to {}: {source}", sink.display()))
+            Err(format!("the checkpoint is signed and stored, but could not be pinned to {}: {source}", sink.display()))
         }
         Err(e) => {
             failed.store(true, Ordering::SeqCst);
