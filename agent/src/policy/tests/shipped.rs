@@ -72,3 +72,35 @@ fn coding_agent_registry_tcp_only() {
     let created = super::open(&policy, "/home/agent/repo/src/new.rs", access::WRITE | access::CREATE);
     assert_eq!(super::rule_name(&policy, created), "write-repo");
 }
+
+#[test]
+fn coding_agent_credentials_denied() {
+    let policy = compiled_shipped("coding-agent.lp", include_bytes!("../../../../policies/coding-agent.lp"));
+    for path in [
+        "/home/agent/.netrc",
+        "/home/agent/.cargo/credentials.toml",
+        "/home/agent/.cargo/credentials",
+        "/home/agent/.npmrc",
+        "/home/agent/.pypirc",
+        "/home/agent/.docker/config.json",
+        "/home/agent/.config/gh/hosts.yml",
+        "/home/agent/.gnupg/private-keys-v1.d/key",
+        "/home/agent/.kube/config",
+        "/home/agent/.ssh/id_ed25519",
+    ] {
+        assert!(!super::allowed(super::open(&policy, path, access::READ)), "{path} must not be readable");
+    }
+}
+
+#[test]
+fn coding_agent_cargo_bin_not_writable() {
+    // A program written to ~/.cargo/bin could then run under exec-cargo.
+    let policy = compiled_shipped("coding-agent.lp", include_bytes!("../../../../policies/coding-agent.lp"));
+    let planted = super::open(&policy, "/home/agent/.cargo/bin/evil", access::WRITE | access::CREATE);
+    assert!(!super::allowed(planted));
+    let cached = super::open(&policy, "/home/agent/.cargo/registry/cache/crate.crate", access::WRITE | access::CREATE);
+    assert_eq!(super::rule_name(&policy, cached), "write-cargo-registry");
+    assert!(super::allowed(cached));
+    let lock = super::open(&policy, "/home/agent/.cargo/.package-cache", access::WRITE | access::CREATE);
+    assert!(super::allowed(lock));
+}
