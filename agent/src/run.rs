@@ -235,5 +235,12 @@ fn child(procs: &Path, exe: &File, argv: &[CString], env: &[CString], user: Opti
     let errno =
         nix::unistd::execveat(Some(exe.as_raw_fd()), c"", argv, env, nix::fcntl::AtFlags::AT_EMPTY_PATH).unwrap_err();
     report(&format!("failed to execute {}", argv[0].to_string_lossy()), errno);
+    if errno == nix::errno::Errno::EPERM {
+        // lupid's kernel programs deny with EPERM.
+        let _ = writeln!(
+            std::io::stderr(),
+            "lupid-agent: the agent's policy may deny running it; `lupid-ledger query --hook exec --verdict deny` shows the decision and its rule"
+        );
+    }
     if errno == nix::errno::Errno::EPERM || errno == nix::errno::Errno::EACCES { 126 } else { 127 }
 }

@@ -123,7 +123,7 @@ pub enum LedgerError {
         #[source]
         source: CheckpointError,
     },
-    #[error("ledger {} has no checkpoint{}", .path.display(), .covering.map(|seq| format!(" that covers record {seq}")).unwrap_or_default())]
+    #[error("ledger {} has no checkpoint{} yet: the daemon signs one at every checkpoint interval, and `sudo lupid-agent checkpoint` signs one now", .path.display(), .covering.map(|seq| format!(" that covers record {seq}")).unwrap_or_default())]
     NoCheckpoint { path: PathBuf, covering: Option<u64> },
     #[error("checkpoint of tree size {tree_size} is stored in ledger {}, but appending it to {} failed", .path.display(), .sink.display())]
     CheckpointSink {

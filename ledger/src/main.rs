@@ -156,7 +156,7 @@ struct QueryArgs {
     /// Ledger directory.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_LEDGER)]
     ledger: PathBuf,
-    /// Agent name, exactly as in the policy.
+    /// Agent name, exactly as given to `lupid-agent run --agent`.
     #[arg(long, value_name = "NAME")]
     agent: Option<String>,
     /// LSM hook of the decision.

@@ -66,6 +66,8 @@ pub enum ProveError {
     TreeMismatch { seq: u64, tree_size: u64, problem: ProofError },
     #[error("the checkpoint of tree size {tree_size} is beyond this ledger's {records} records")]
     CheckpointBeyondLedger { tree_size: u64, records: u64 },
+    #[error("record {seq} does not exist: the ledger has {records} records, numbered from 0")]
+    NoSuchRecord { seq: u64, records: u64 },
 }
 
 /// A proof that does not hold.
@@ -92,6 +94,10 @@ pub enum CheckError {
 /// `None`, and checks it against the checkpoint's root hash the way
 /// [`check`] does. A proof that would not pass is an error, not a result.
 pub fn prove(reader: &LedgerReader, seq: u64, checkpoint: Option<Checkpoint>) -> Result<InclusionProof, ProveError> {
+    let records = reader.head()?.map_or(0, |(last, _)| last + 1);
+    if seq >= records {
+        return Err(ProveError::NoSuchRecord { seq, records });
+    }
     let checkpoint = match checkpoint {
         Some(checkpoint) => checkpoint,
         None => latest_stored_checkpoint(reader, None)?
@@ -102,7 +108,6 @@ pub fn prove(reader: &LedgerReader, seq: u64, checkpoint: Option<Checkpoint>) ->
     if seq >= tree_size {
         return Err(ProveError::NotCovered { seq, tree_size });
     }
-    let records = reader.head()?.map_or(0, |(last, _)| last + 1);
     if tree_size > records {
         return Err(ProveError::CheckpointBeyondLedger { tree_size, records });
     }

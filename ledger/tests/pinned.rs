@@ -356,7 +356,16 @@ fn proof_record_after_checkpoint() {
     let error = proof::prove(&reader, BEFORE, None).unwrap_err();
     assert_eq!(
         error.to_string(),
-        format!("ledger {} has no checkpoint that covers record {BEFORE}", dir.path().display())
+        format!(
+            "ledger {} has no checkpoint that covers record {BEFORE} yet: the daemon signs one at every checkpoint interval, and `sudo lupid-agent checkpoint` signs one now",
+            dir.path().display()
+        )
+    );
+    let records = reader.head().unwrap().unwrap().0 + 1;
+    let error = proof::prove(&reader, records, None).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!("record {records} does not exist: the ledger has {records} records, numbered from 0")
     );
 }
 
