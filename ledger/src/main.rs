@@ -20,7 +20,7 @@ use clap::{
     builder::{PossibleValuesParser, TypedValueParser},
 };
 use lupid_ledger::{
-    Checkpoint, ExportError, Hook, Ledger, LedgerError, LedgerReader, RecordBody, StoredRecord, Verdict, VerifierKey,
+    BreakKind, Checkpoint, ExportError, Hook, Ledger, LedgerError, LedgerReader, RecordBody, StoredRecord, Verdict, VerifierKey,
     Via, audit,
     bundle::{self, KEY_FILE},
     checkpoint::split_notes,
@@ -264,6 +264,15 @@ fn run_verify(ledger: &Path, pinned: Option<&Path>, key: Option<&str>) -> anyhow
         && let Some(first_break) = &chain.first_break
     {
         println!("BROKEN: {first_break}");
+        if first_break.kind == BreakKind::PrevHashMismatch
+            && let Some(changed) = first_break.seq.checked_sub(1)
+        {
+            // A change to a record's bytes shows only at the next link.
+            println!(
+                "record {changed} was changed, or the link to it in record {}: the chain alone cannot tell which",
+                first_break.seq
+            );
+        }
         println!("{} records verified before the break in {}", chain.records_checked, ledger.display());
         return Ok(ExitCode::from(1));
     }

@@ -95,7 +95,10 @@ pub enum GapCause {
 
 impl fmt::Display for Gap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (from, to) = (format_rfc3339(self.from_ns), format_rfc3339(self.to_ns));
+        // A daemon that found no earlier record (its state folder was new)
+        // writes 0 as the start.
+        let from = if self.from_ns == 0 { "unknown start".to_owned() } else { format_rfc3339(self.from_ns) };
+        let to = format_rfc3339(self.to_ns);
         write!(f, "complete=false for interval [{from}, {to}]: ")?;
         match self.cause {
             GapCause::EventsLost { first_kernel_seq, last_kernel_seq } => write!(

@@ -640,3 +640,28 @@ fn index_check_writes_nothing() {
     assert_eq!(code, Some(1));
     assert_eq!(files(dir.path()), before, "verify changed the ledger's files");
 }
+
+#[test]
+fn changed_record_named_in_output() {
+    let (dir, _) = first_break(|db| flip_byte(db, 500, |len| len - 1));
+    let (code, stdout) = run_verify(dir.path());
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("record 500 was changed, or the link to it in record 501: the chain alone cannot tell which"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn gap_of_unknown_start() {
+    let gap = lupid_ledger::Gap {
+        seq: 1,
+        from_ns: 0,
+        to_ns: 1_700_000_000_000_000_000,
+        cause: lupid_ledger::GapCause::DaemonAway,
+    };
+    assert_eq!(
+        gap.to_string(),
+        "complete=false for interval [unknown start, 2023-11-14T22:13:20.000000000Z]: no daemon was running, record 1"
+    );
+}
