@@ -32,6 +32,8 @@ use lupid_ledger::{
 use rocksdb::{DB, DBCompressionType, Options, WriteBatch, WriteOptions};
 use tempfile::TempDir;
 
+const USAGE: &str = "usage: ledger [--records N] [--batch N] [--dir DIR] [--keep]";
+
 const DEFAULT_RECORDS: u64 = 1_000_000;
 const DEFAULT_BATCH: u64 = 4096;
 
@@ -84,7 +86,11 @@ fn parse_args() -> Result<Config> {
             "--keep" => config.keep = true,
             // `cargo bench` passes `--bench`; it selects nothing here.
             "--bench" => {}
-            other => bail!("unknown argument {other}; usage: ledger [--records N] [--batch N] [--dir DIR] [--keep]"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}; {USAGE}"),
         }
     }
     if config.records == 0 || config.batch == 0 {
