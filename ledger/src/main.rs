@@ -351,6 +351,8 @@ fn run_reindex(ledger: &Path) -> anyhow::Result<ExitCode> {
     })?;
     opened.rebuild_indexes()?;
     println!("OK: rebuilt the query indexes of {} records in {}", opened.len(), ledger.display());
+    // The indexes come from the records as stored, edited ones included.
+    println!("the hash chain was not checked: run `lupid-ledger verify --ledger {}`", ledger.display());
     Ok(ExitCode::SUCCESS)
 }
 
