@@ -301,6 +301,20 @@ pub(crate) fn grant(state: &State, grant: &Grant<'_>) -> Result<Lease, String> {
     // the agent's other leases.
     let compiled = compile_unleased(&policy)?;
     let capability = if grant.request_id == 0 { requested } else { without_allowed(&compiled, requested) };
+    // Revoking one of two leases on the same capability would leave it open,
+    // against what the person revoking expects. A lease past its deadline
+    // that the sweeper has not ended yet no longer counts.
+    let now = leases::boot_ns();
+    let same = |lease: &&Lease| lease.capability == capability.text() && lease.expires_boot_ns > now;
+    if let Some(held) = book.live_for(grant.agent).find(same) {
+        return Err(format!(
+            "agent {:?} already holds lease {} on {}; revoke it first (`lupid-agent lease revoke {}`) or let it end",
+            grant.agent,
+            held.id,
+            held.capability,
+            held.id
+        ));
+    }
     let content = leased_content(&policy, &capability);
     let rule = lease_rule(&policy, &compiled, &capability, content.as_ref())?;
     let rule_id = policy.rules().iter().position(|r| r.id == rule).map_or(0, |i| u32::try_from(i + 1).unwrap_or(0));

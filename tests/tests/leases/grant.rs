@@ -124,6 +124,10 @@ fn lease_ends_at_deadline_and_revoke() {
         ],
     );
     assert_eq!(connect(&daemon, "timed", &policy), 0, "allowed under the new lease");
+    let second =
+        daemon.ctl(&["lease", "grant", "--agent", "timed", "--allow", &capability, "--ttl", "10m", "--reason", "again"]);
+    assert_ne!(second.code, 0, "a second live lease on the same capability is refused; {second}");
+    assert!(second.stderr.contains("already holds lease"), "the refusal names the lease it keeps; {second}");
     let leases = ctl_json(&daemon, &["lease", "list"]);
     let lease_id = leases[0]["id"].as_u64().unwrap_or_else(|| panic!("one live lease: {leases}")).to_string();
     ctl_ok(&daemon, &["lease", "revoke", &lease_id, "--by", "carol", "--reason", "done"]);
@@ -154,10 +158,10 @@ fn restart_restores_only_live_leases() {
             &daemon,
             &["lease", "grant", "--agent", "durable", "--allow", &capability, "--ttl", "10m", "--reason", "kept"],
         );
-        ctl_ok(
-            &daemon,
-            &["lease", "grant", "--agent", "durable", "--allow", &capability, "--ttl", "10m", "--reason", "revoked"],
-        );
+        // A second lease on the same capability is refused, so this one
+        // names the protocol.
+        let udp = format!("{capability} udp");
+        ctl_ok(&daemon, &["lease", "grant", "--agent", "durable", "--allow", &udp, "--ttl", "10m", "--reason", "revoked"]);
         ctl_ok(&daemon, &["lease", "revoke", "2", "--reason", "gone"]);
     }
     daemon.restart();
