@@ -51,6 +51,14 @@ pub enum LedgerError {
         #[source]
         source: rocksdb::Error,
     },
+    #[error("failed to sync the write-ahead log of ledger {}", .path.display())]
+    SyncLog {
+        path: PathBuf,
+        #[source]
+        source: rocksdb::Error,
+    },
+    #[error("ledger {} has a write-ahead log sync handle in use; drop it before rebuilding the indexes", .path.display())]
+    SyncerInUse { path: PathBuf },
     #[error("failed to encode record {seq}")]
     Encode {
         seq: u64,

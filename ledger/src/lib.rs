@@ -53,6 +53,6 @@ pub use record::{
     Via, EXIT_UNKNOWN, ZERO_HASH,
 };
 pub use parts::PART_RECORDS;
-pub use store::{Appended, CHECKPOINTS_CF, HEAD_KEY, Ledger, META_CF, RECORDS_CF};
+pub use store::{Appended, WalSync, CHECKPOINTS_CF, HEAD_KEY, Ledger, META_CF, RECORDS_CF};
 pub use tree::TREE_CF;
 pub use verify::{Break, BreakKind, Gap, GapCause, VerifyReport, verify, verify_reader};

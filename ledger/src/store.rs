@@ -34,6 +34,7 @@ use std::{
     fs::OpenOptions,
     io::Write,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -74,7 +75,8 @@ pub struct Appended {
 
 /// The ledger, opened for appending. Only one process can hold it open.
 pub struct Ledger {
-    db: DB,
+    /// Shared with the [`WalSync`] handles of this ledger.
+    db: Arc<DB>,
     path: PathBuf,
     head: Option<(u64, Hash)>,
     frontier: Frontier,
@@ -113,7 +115,7 @@ impl Ledger {
         let size = head.map_or(0, |(seq, _)| seq + 1);
         let frontier = tree::load_frontier(&db, dir, size)?;
         index::build_if_stale(&mut db, dir)?;
-        Ok(Self { db, path: dir.to_owned(), head, frontier, checkpoint_sink: None })
+        Ok(Self { db: Arc::new(db), path: dir.to_owned(), head, frontier, checkpoint_sink: None })
     }
 
     /// Makes every later [`Ledger::checkpoint`] also append its note to
@@ -145,7 +147,7 @@ impl Ledger {
             .map_or(0, |elapsed| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
         let body = RecordBody::Checkpoint(CheckpointRecord { tree_size, root_hash });
         let note = (CHECKPOINTS_CF, tree_size.to_be_bytes().to_vec(), checkpoint.note.clone().into_bytes());
-        self.write(vec![(time_ns, body)], Some(note))?;
+        self.write(vec![(time_ns, body)], Some(note), true)?;
         // A checkpoint also starts a flush when the memtables hold at least
         // CHECKPOINT_FLUSH_BYTES, so a read-only open replays at most about
         // that much write-ahead log plus what was written since. A flush at
@@ -171,7 +173,15 @@ impl Ledger {
     /// Drops the query indexes and builds them again from the records, to
     /// repair indexes that [`crate::verify()`] found damaged.
     pub fn rebuild_indexes(&mut self) -> Result<(), LedgerError> {
-        index::rebuild(&mut self.db, &self.path)
+        let db = Arc::get_mut(&mut self.db).ok_or_else(|| LedgerError::SyncerInUse { path: self.path.clone() })?;
+        index::rebuild(db, &self.path)
+    }
+
+    /// Returns a handle that syncs this ledger's write-ahead log, for a
+    /// thread that makes the records of [`Ledger::append_batch_unsynced`]
+    /// durable while this one appends the next batch.
+    pub fn wal_sync(&self) -> WalSync {
+        WalSync { db: Arc::clone(&self.db), path: self.path.clone() }
     }
 
     /// Returns the number of leaves and the root hash of the Merkle tree
@@ -201,13 +211,23 @@ impl Ledger {
     /// They then show up after a reopen, which continues the chain from
     /// them.
     pub fn append_batch(&mut self, bodies: Vec<(u64, RecordBody)>) -> Result<Vec<Appended>, LedgerError> {
-        self.write(bodies, None)
+        self.write(bodies, None, true)
+    }
+
+    /// Appends records like [`Ledger::append_batch`], but returns once
+    /// RocksDB has them in its write-ahead log and memtables, before they are
+    /// durable. They are durable once a [`WalSync::sync`] that started
+    /// after this call returned has returned, or a later synced append or
+    /// checkpoint. A process crash keeps them (the log is in the page
+    /// cache); a power loss before the sync can lose them.
+    pub fn append_batch_unsynced(&mut self, bodies: Vec<(u64, RecordBody)>) -> Result<Vec<Appended>, LedgerError> {
+        self.write(bodies, None, false)
     }
 
     /// Writes records, their tree nodes and index entries, the new head and
-    /// the `extra` entry (column family, key, value), in one synced batch,
-    /// or, for more than [`PART_RECORDS`] records, in parts ([`crate::parts`])
-    /// of which the last one is synced.
+    /// the `extra` entry (column family, key, value), in one batch, or, for
+    /// more than [`PART_RECORDS`] records, in parts ([`crate::parts`]). With
+    /// `sync`, the last write syncs the write-ahead log.
     ///
     /// When a part fails, the parts written before it stay in the ledger and
     /// the head moves to their last record, because the next append must
@@ -216,6 +236,7 @@ impl Ledger {
         &mut self,
         bodies: Vec<(u64, RecordBody)>,
         extra: Option<(&'static str, Vec<u8>, Vec<u8>)>,
+        sync: bool,
     ) -> Result<Vec<Appended>, LedgerError> {
         let Some(last_body) = bodies.len().checked_sub(1) else {
             return Ok(Vec::new());
@@ -245,7 +266,7 @@ impl Ledger {
             let last_part = bodies.len() == 0;
             let extra = if last_part { extra.take() } else { None };
             let part = self.prepare(&mut chain, part, extra, &mut appended).map(|mut part| {
-                part.sync = last_part;
+                part.sync = sync && last_part;
                 prepared.push(((part.last, chain.prev_hash), chain.frontier.clone()));
                 part
             });
@@ -373,6 +394,21 @@ impl Drop for Ledger {
     /// error is ignored.
     fn drop(&mut self) {
         let _ = self.flush_memtables(true);
+    }
+}
+
+/// A handle that syncs the write-ahead log of a [`Ledger`], from any
+/// thread. Every record that an append had written when [`WalSync::sync`]
+/// started is durable when it returns.
+pub struct WalSync {
+    db: Arc<DB>,
+    path: PathBuf,
+}
+
+impl WalSync {
+    /// Writes RocksDB's log buffer to the log file and syncs it.
+    pub fn sync(&self) -> Result<(), LedgerError> {
+        self.db.flush_wal(true).map_err(|source| LedgerError::SyncLog { path: self.path.clone(), source })
     }
 }
 

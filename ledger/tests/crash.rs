@@ -63,6 +63,13 @@ fn numbered(seq: u64) -> RecordBody {
     RecordBody::Decision(decision)
 }
 
+/// Set in the child process when it appends unsynced and syncs on a
+/// second thread ([`Ledger::append_batch_unsynced`], [`lupid_ledger::WalSync`]).
+const CHILD_PIPELINED_ENV: &str = "LUPID_CRASH_CHILD_PIPELINED";
+
+/// Batches that the pipelined child may write ahead of its syncs.
+const PIPELINED_AHEAD: usize = 2;
+
 /// Appends batches until killed when [`CHILD_DIR_ENV`] is set; otherwise
 /// does nothing, so a normal test run passes it.
 #[test]
@@ -71,6 +78,9 @@ fn child_appender() {
         return;
     };
     let mut ledger = Ledger::open(Path::new(&dir)).expect("child: open ledger");
+    if std::env::var_os(CHILD_PIPELINED_ENV).is_some() {
+        append_pipelined(ledger);
+    }
     loop {
         let first = ledger.len();
         let bodies = (first..first + batch_len(first)).map(|seq| (seq, numbered(seq))).collect();
@@ -82,6 +92,26 @@ fn child_appender() {
     }
 }
 
+/// The pipelined child: this thread appends without syncing, and a second
+/// thread syncs and prints the last `seq` that each sync made durable.
+fn append_pipelined(mut ledger: Ledger) -> ! {
+    let syncer = ledger.wal_sync();
+    let (written, to_sync) = mpsc::sync_channel::<u64>(PIPELINED_AHEAD);
+    thread::spawn(move || {
+        while let Ok(last) = to_sync.recv() {
+            let last = to_sync.try_iter().fold(last, u64::max);
+            syncer.sync().expect("child: sync");
+            println!("{ACKED}{last}");
+        }
+    });
+    loop {
+        let first = ledger.len();
+        let bodies = (first..first + batch_len(first)).map(|seq| (seq, numbered(seq))).collect();
+        let appended = ledger.append_batch_unsynced(bodies).expect("child: append batch");
+        written.send(appended.last().expect("batches are not empty").seq).expect("child: sync thread");
+    }
+}
+
 /// Returns a random number below `bound`, seeded by the standard library's
 /// per-process random hasher keys.
 fn random_below(bound: u64) -> u64 {
@@ -90,10 +120,11 @@ fn random_below(bound: u64) -> u64 {
 
 /// Runs the child on `dir`, kills it with SIGKILL at a random moment after
 /// its first acknowledged batch, and returns the last acknowledged `seq`.
-fn run_and_kill(dir: &Path) -> u64 {
+fn run_and_kill(dir: &Path, pipelined: bool) -> u64 {
     let mut child = Command::new(std::env::current_exe().expect("path of this test binary"))
         .args(["child_appender", "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR_ENV, dir)
+        .envs(pipelined.then_some((CHILD_PIPELINED_ENV, "1")))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -126,13 +157,13 @@ fn run_and_kill(dir: &Path) -> u64 {
 }
 
 /// Returns the record counts that a kill after acknowledging `last_acked`
-/// can leave: the end of that batch, or of one or two later batches, which
-/// were acknowledged but not yet printed, or in the write-ahead log when the
-/// child died, or the end of a part of one of them.
-fn possible_counts(last_acked: u64) -> Vec<u64> {
+/// can leave: the end of that batch, or of one of the `later` batches after
+/// it, which were acknowledged but not yet printed, or in the write-ahead
+/// log when the child died, or the end of a part of one of them.
+fn possible_counts(last_acked: u64, later: usize) -> Vec<u64> {
     let mut counts = vec![last_acked + 1];
     let mut end = last_acked + 1;
-    for _ in 0..2 {
+    for _ in 0..later {
         let len = batch_len(end);
         counts.extend((1..).map(|part| end + part * PART).take_while(|count| *count < end + len));
         end += len;
@@ -157,15 +188,33 @@ fn assert_records_numbered(dir: &Path, count: u64) {
 
 #[test]
 fn kill_during_appends() {
+    // Up to two batches past the last printed one: acknowledged but not
+    // printed, or in the write-ahead log.
+    kill_rounds(false, 2);
+}
+
+#[test]
+fn kill_during_pipelined_appends() {
+    // The group of batches that the last sync covered can be unprinted (up
+    // to PIPELINED_AHEAD + 1), and after it come the batches queued for the
+    // next sync, one that waits to be queued and one being written. What
+    // must hold is that every count ends a batch or a part.
+    kill_rounds(true, 2 * PIPELINED_AHEAD + 4);
+}
+
+/// Kills the child writer [`ROUNDS`] times on one ledger and checks what
+/// each kill left. `later` is how many batches the child can have written
+/// after the last one it printed as durable.
+fn kill_rounds(pipelined: bool, later: usize) {
     let dir = TempDir::new().unwrap();
     let mut count = 0;
     for round in 0..ROUNDS {
-        let last_acked = run_and_kill(dir.path());
+        let last_acked = run_and_kill(dir.path(), pipelined);
         assert!(last_acked >= count, "round {round}: child continued from record {count}");
 
         let report = verify(dir.path()).expect("verify after kill");
         assert_eq!(report.first_break, None, "round {round}: chain verifies after kill");
-        let allowed = possible_counts(last_acked);
+        let allowed = possible_counts(last_acked, later);
         assert!(
             allowed.contains(&report.records_checked),
             "round {round}: {} records after acknowledging record {last_acked}, expected one of {allowed:?}",

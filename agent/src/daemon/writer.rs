@@ -6,10 +6,13 @@
 //! the pin file or folder when the daemon was given one.
 //!
 //! Records arrive on a bounded channel. The writer takes everything that is
-//! waiting (up to `MAX_BATCH`), appends it as one synced `RocksDB` write
-//! batch, and only then acknowledges the senders that asked to wait. The
-//! bound makes a slow disk push back on the event reader instead of growing
-//! memory; the kernel then denies actions once its ring buffer is full.
+//! waiting (up to `MAX_BATCH`) and appends it as one `RocksDB` write batch
+//! without waiting for the disk. A second thread, `ledger-sync`, then syncs
+//! the write-ahead log and only after that acknowledges the senders that
+//! asked to wait, so the writer appends the next batch while the disk
+//! syncs the one before: group commit. The bounds make a slow disk push
+//! back on the event reader instead of growing memory; the kernel then
+//! denies actions once its ring buffer is full.
 
 use std::{
     sync::{
@@ -21,10 +24,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lupid_ledger::{Ledger, RecordBody, SigningKey};
+use lupid_ledger::{Ledger, RecordBody, SigningKey, WalSync};
 
 const MAX_BATCH: usize = 4096;
 const CHANNEL_DEPTH: usize = 64;
+/// Written batches that may wait for a sync.
+const UNSYNCED_DEPTH: usize = 4;
 
 /// Outcome of a commit that a sender waits for: the last sequence number, or
 /// the error.
@@ -94,7 +99,53 @@ impl LedgerWriter {
     }
 }
 
-fn run(mut ledger: Ledger, inbox: &Receiver<Job>, failed: &AtomicBool, checkpoints: &Checkpoints) -> Ledger {
+/// Senders waiting for a batch to become durable, with its last sequence
+/// number.
+type Unsynced = (Vec<mpsc::Sender<Ack>>, u64);
+
+fn run(ledger: Ledger, inbox: &Receiver<Job>, failed: &AtomicBool, checkpoints: &Checkpoints) -> Ledger {
+    let syncer = ledger.wal_sync();
+    let (unsynced, to_sync) = mpsc::sync_channel::<Unsynced>(UNSYNCED_DEPTH);
+    thread::scope(|scope| {
+        thread::Builder::new()
+            .name("ledger-sync".into())
+            .spawn_scoped(scope, move || sync_loop(&syncer, &to_sync, failed))
+            .expect("spawning the ledger sync thread");
+        let ledger = write_loop(ledger, inbox, &unsynced, failed, checkpoints);
+        // Dropping the sender ends the sync loop after its last sync, and
+        // the scope waits for that.
+        drop(unsynced);
+        ledger
+    })
+}
+
+/// Syncs the write-ahead log for every written batch, then acknowledges
+/// its senders. One sync covers every batch written before it started.
+fn sync_loop(syncer: &WalSync, to_sync: &Receiver<Unsynced>, failed: &AtomicBool) {
+    while let Ok(first) = to_sync.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(to_sync.try_iter());
+        let outcome = syncer.sync().map_err(|e| {
+            failed.store(true, Ordering::SeqCst);
+            tracing::error!(error = %e, "syncing the ledger failed; labeled actions are now denied");
+            format!("ledger sync failed: {e}")
+        });
+        for (senders, last_seq) in waiting {
+            let ack: Ack = outcome.clone().map(|()| last_seq);
+            for sender in senders {
+                let _ = sender.send(ack.clone());
+            }
+        }
+    }
+}
+
+fn write_loop(
+    mut ledger: Ledger,
+    inbox: &Receiver<Job>,
+    unsynced: &SyncSender<Unsynced>,
+    failed: &AtomicBool,
+    checkpoints: &Checkpoints,
+) -> Ledger {
     let mut last_checkpoint = Instant::now();
     let mut signed_size = None;
     loop {
@@ -118,7 +169,7 @@ fn run(mut ledger: Ledger, inbox: &Receiver<Job>, failed: &AtomicBool, checkpoin
                     appends.push((records, ack));
                 }
                 Job::Checkpoint { done } => {
-                    commit(&mut ledger, &mut appends, failed);
+                    commit(&mut ledger, &mut appends, unsynced, failed);
                     let signed = sign(&mut ledger, checkpoints, failed);
                     if let Ok(note) = &signed {
                         signed_size = Some(ledger.len());
@@ -131,15 +182,22 @@ fn run(mut ledger: Ledger, inbox: &Receiver<Job>, failed: &AtomicBool, checkpoin
                 next = inbox.try_recv().ok();
             }
         }
-        commit(&mut ledger, &mut appends, failed);
+        commit(&mut ledger, &mut appends, unsynced, failed);
     }
     // The last checkpoint covers the daemon's stop record.
     sign_if_new(&mut ledger, checkpoints, &mut signed_size, failed);
     ledger
 }
 
-/// Appends every queued record as one synced batch, then acknowledges.
-fn commit(ledger: &mut Ledger, appends: &mut Vec<(Vec<RecordBody>, Option<mpsc::Sender<Ack>>)>, failed: &AtomicBool) {
+/// Appends every queued record as one batch and hands the senders that
+/// wait to the sync thread, which acknowledges them once the batch is
+/// durable. A failed append is acknowledged at once with its error.
+fn commit(
+    ledger: &mut Ledger,
+    appends: &mut Vec<(Vec<RecordBody>, Option<mpsc::Sender<Ack>>)>,
+    unsynced: &SyncSender<Unsynced>,
+    failed: &AtomicBool,
+) {
     if appends.is_empty() {
         return;
     }
@@ -147,17 +205,21 @@ fn commit(ledger: &mut Ledger, appends: &mut Vec<(Vec<RecordBody>, Option<mpsc::
     let records: Vec<(u64, RecordBody)> =
         appends.iter_mut().flat_map(|(records, _)| records.drain(..)).map(|body| (now, body)).collect();
     let count = records.len();
-    let ack: Ack = match ledger.append_batch(records) {
-        Ok(appended) => Ok(appended.last().map_or(0, |a| a.seq)),
+    let senders: Vec<mpsc::Sender<Ack>> = appends.drain(..).filter_map(|(_, sender)| sender).collect();
+    match ledger.append_batch_unsynced(records) {
+        Ok(appended) => {
+            let last_seq = appended.last().map_or(0, |a| a.seq);
+            // The send fails only when the sync thread is gone, which
+            // happens only after this thread returns.
+            let _ = unsynced.send((senders, last_seq));
+        }
         Err(e) => {
             failed.store(true, Ordering::SeqCst);
             tracing::error!(error = %e, records = count, "ledger append failed; labeled actions are now denied");
-            Err(format!("ledger append failed: {e}"))
-        }
-    };
-    for (_, sender) in appends.drain(..) {
-        if let Some(sender) = sender {
-            let _ = sender.send(ack.clone());
+            let ack: Ack = Err(format!("ledger append failed: {e}"));
+            for sender in senders {
+                let _ = sender.send(ack.clone());
+            }
         }
     }
 }
@@ -202,4 +264,40 @@ pub(crate) fn wall_clock_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use lupid_ledger::{DaemonStop, Ledger, RecordBody, SigningKey, verify};
+
+    use super::{Checkpoints, LedgerWriter};
+
+    fn stop() -> RecordBody {
+        RecordBody::DaemonStop(DaemonStop { reason: "test".into() })
+    }
+
+    #[test]
+    fn writer_acknowledges_in_order_and_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger")).unwrap();
+        let key = SigningKey::from_seed("lupid.test/writer", &[9; 32]).unwrap();
+        let checkpoints =
+            Checkpoints { key, interval: Duration::from_secs(3600), last_note: dir.path().join("checkpoint.last") };
+        let (writer, thread) = LedgerWriter::spawn(ledger, checkpoints);
+
+        for round in 0..50_u64 {
+            writer.append((0..100).map(|_| stop()).collect()).unwrap();
+            let last = writer.append_durable(vec![stop(), stop()]).unwrap();
+            assert_eq!(last, round * 102 + 101, "the ack names the last record of its batch");
+        }
+        let note = writer.checkpoint().unwrap();
+        assert!(note.contains("\n5100\n"), "the checkpoint covers every record before it: {note}");
+        drop(writer);
+        let ledger = thread.join().unwrap();
+        assert_eq!(ledger.len(), 5101, "no checkpoint follows the last one, since nothing was added");
+        drop(ledger);
+        assert!(verify(&dir.path().join("ledger")).unwrap().is_intact());
+    }
 }
