@@ -9,9 +9,9 @@
 //! as the checks.
 //!
 //! The scan thread copies the keys and values of [`BATCH_RECORDS`] records
-//! at a time into one buffer and sends it, with their leaf hashes, over a
-//! bounded channel. When the checks stop early, the scan thread stops at
-//! its next send.
+//! at a time, or fewer once they reach [`BATCH_BYTES`], into one buffer and
+//! sends it, with their leaf hashes, over a bounded channel. When the
+//! checks stop early, the scan thread stops at its next send.
 
 use std::{
     sync::mpsc::{Receiver, SyncSender, sync_channel},
@@ -22,6 +22,11 @@ use crate::{codec::leaf_hash, error::LedgerError, reader::LedgerReader, record::
 
 /// Records per batch that the scan thread sends.
 const BATCH_RECORDS: usize = 1024;
+
+/// Bytes of keys and values from which the scan thread sends a batch
+/// before it has [`BATCH_RECORDS`] records, so that a store of huge
+/// (tampered) values cannot make it copy gigabytes ahead of the checks.
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Batches that the scan thread may read ahead of the checks.
 const QUEUED_BATCHES: usize = 4;
@@ -97,7 +102,8 @@ fn read_batches(reader: &LedgerReader, sender: &SyncSender<Batch>) -> Result<(),
     let mut batch = Batch::new();
     while let (Some(key), Some(value)) = (records.key(), records.value()) {
         batch.push(key, value);
-        if batch.entries.len() == BATCH_RECORDS && sender.send(std::mem::replace(&mut batch, Batch::new())).is_err() {
+        let full = batch.entries.len() == BATCH_RECORDS || batch.bytes.len() >= BATCH_BYTES;
+        if full && sender.send(std::mem::replace(&mut batch, Batch::new())).is_err() {
             return Ok(());
         }
         records.next();
