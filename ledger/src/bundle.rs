@@ -166,12 +166,18 @@ fn write_bundle(
     dir: &Path,
     created: &mut Vec<PathBuf>,
 ) -> Result<BundleSummary, BundleError> {
-    // Create every file before writing any, so an existing file stops the
-    // export before the ledger is read.
+    // Create every file but the manifest before writing any, so an existing
+    // file stops the export before the ledger is read. The manifest is
+    // created last, so an export cut short (killed) leaves none; an
+    // existing one stops the export now, and one planted meanwhile stops it
+    // at the end, since `create_new` never opens an existing name.
+    let manifest_path = dir.join(MANIFEST_FILE);
+    if manifest_path.symlink_metadata().is_ok() {
+        return Err(BundleError::Exists { path: manifest_path });
+    }
     let mut records = create_new(dir, RECORDS_FILE, created)?;
     let mut checkpoints = create_new(dir, CHECKPOINTS_FILE, created)?;
     let mut key_file = create_new(dir, KEY_FILE, created)?;
-    let mut manifest_file = create_new(dir, MANIFEST_FILE, created)?;
 
     let mut frontier = Frontier::default();
     let mut head = None;
@@ -210,6 +216,7 @@ fn write_bundle(
         "root_hash": hex::encode(summary.root_hash),
         "files": listed,
     });
+    let mut manifest_file = create_new(dir, MANIFEST_FILE, created)?;
     // The alternate form of a JSON value's `Display` is the pretty form.
     manifest_file.write(format!("{manifest:#}\n").as_bytes())?;
     manifest_file.finish()?;
@@ -479,6 +486,9 @@ pub struct BundleReport {
     /// Distinct checkpoint notes checked against the tree. A copy of a note
     /// is counted once.
     pub checkpoints_checked: u64,
+    /// The largest tree size of a checked note: records `0..signed_tree_size`
+    /// are covered by a signed checkpoint, and the rest by none.
+    pub signed_tree_size: u64,
     /// Root of the Merkle tree over the checked records.
     pub root_hash: Hash,
     /// The intervals that the checked records report as incomplete
@@ -511,6 +521,7 @@ pub fn verify_bundle(dir: &Path, key: Option<&VerifierKey>) -> Result<BundleRepo
         records_checked: 0,
         records_read: false,
         checkpoints_checked: 0,
+        signed_tree_size: 0,
         root_hash: Frontier::default().root(),
         gaps: Vec::new(),
         key_from_bundle: key.is_none(),
@@ -553,6 +564,12 @@ pub fn verify_bundle(dir: &Path, key: Option<&VerifierKey>) -> Result<BundleRepo
         return Ok(report);
     }
 
+    // A note that does not open comes first: notes merged by a wrong line
+    // end would otherwise show as a wrong note count in the manifest.
+    if let Some(checkpoint_break) = checkpoint_break {
+        report.first_break = Some(checkpoint_break);
+        return Ok(report);
+    }
     let mismatch = |field| Some(BundleBreak::ManifestMismatch { field });
     report.first_break = if manifest.records != walk.records {
         mismatch("records")
@@ -566,11 +583,6 @@ pub fn verify_bundle(dir: &Path, key: Option<&VerifierKey>) -> Result<BundleRepo
         None
     };
     if report.first_break.is_some() {
-        return Ok(report);
-    }
-
-    if let Some(checkpoint_break) = checkpoint_break {
-        report.first_break = Some(checkpoint_break);
         return Ok(report);
     }
     // Every checkpoint record needs its note. The record's root hash is the
@@ -590,7 +602,10 @@ pub fn verify_bundle(dir: &Path, key: Option<&VerifierKey>) -> Result<BundleRepo
                 report.first_break = Some(BundleBreak::CheckpointRootMismatch { tree_size });
                 return Ok(report);
             }
-            Some(_) => report.checkpoints_checked += 1,
+            Some(_) => {
+                report.checkpoints_checked += 1;
+                report.signed_tree_size = report.signed_tree_size.max(tree_size);
+            }
         }
     }
 

@@ -535,6 +535,20 @@ fn run_verify_bundle(dir: &Path, key: Option<&str>) -> anyhow::Result<ExitCode> 
         "the given key"
     };
     println!("checkpoints: {} verified with {source}", report.checkpoints_checked);
+    let (signed, records) = (report.signed_tree_size, report.records_checked);
+    if signed == 0 && records > 0 {
+        // Anyone can write a chain; only a signed checkpoint ties records to
+        // the key's owner.
+        println!("NOT SIGNED: no signed checkpoint covers any record of bundle {}", dir.display());
+        return Ok(ExitCode::from(1));
+    }
+    if signed > 0 {
+        print!("signed: records 0..={} are covered by the checkpoint of tree size {signed}", signed - 1);
+        if signed < records {
+            print!("; records {signed}..={} are not covered by a signed checkpoint", records - 1);
+        }
+        println!();
+    }
     Ok(ExitCode::SUCCESS)
 }
 

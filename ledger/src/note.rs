@@ -62,7 +62,9 @@ pub fn open<'a>(note: &'a str, key: &VerifierKey) -> Result<&'a str, NoteError> 
     for line in signatures.lines() {
         let (name, id, signature) = parse_signature_line(line).map_err(NoteError::Malformed)?;
         if name != key.name() || id != key.id() {
-            signers.push(format!("{name}+{id:08x}"));
+            // Escaped, so that a look-alike character (a Cyrillic `о` for an
+            // `o`) shows in the message instead of reading as the key's name.
+            signers.push(format!("{}+{id:08x}", name.escape_default()));
             continue;
         }
         let signature =

@@ -534,3 +534,53 @@ fn export_rejects_forged_stored_note() {
     assert!(matches!(error, BundleError::InvalidStoredNote { tree_size: 20, .. }), "{error}");
     assert!(!dir.join(MANIFEST_FILE).exists(), "no bundle is left behind");
 }
+
+#[test]
+fn bundle_without_signed_checkpoint_not_signed() {
+    // A chain anyone could have written: no checkpoint ties it to the key.
+    let tmp = TempDir::new().unwrap();
+    let ledger_dir = tmp.path().join("ledger");
+    drop(common::fill(&ledger_dir, 20));
+    let signing = key(1);
+    let reader = LedgerReader::open_read_only(&ledger_dir).unwrap();
+    let dir = tmp.path().join("bundle");
+    bundle::export_bundle(&reader, &signing.verifier(), &dir).unwrap();
+    let key_file = tmp.path().join(KEY_FILE);
+    std::fs::write(&key_file, format!("{}\n", signing.verifier())).unwrap();
+
+    let output = cli(&["verify", "--bundle", dir.to_str().unwrap(), "--key", key_file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("NOT SIGNED: no signed checkpoint covers any record"), "{stdout}");
+}
+
+#[test]
+fn bundle_names_unsigned_tail() {
+    let tmp = setup();
+    let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
+    let output = cli(&["export", "--format", "bundle", "--ledger", &path("ledger"), "--out", &path("tail-bundle")]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let output = cli(&["verify", "--bundle", &path("tail-bundle"), "--key", &path(KEY_FILE)]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    // The last checkpoint covers the 49 records before it, and not itself.
+    assert!(
+        stdout.contains(
+            "signed: records 0..=48 are covered by the checkpoint of tree size 49; records 49..=49 are not covered by a signed checkpoint"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bundle_notes_with_crlf_named() {
+    let tmp = setup();
+    let dir = tmp.path().join("bundle");
+    let path = dir.join(CHECKPOINTS_FILE);
+    let text = std::fs::read_to_string(&path).unwrap().replace('\n', "\r\n");
+    std::fs::write(&path, text).unwrap();
+    let report = bundle::verify_bundle(&dir, Some(&key(1).verifier())).unwrap();
+    let found = report.first_break.expect("a break").to_string();
+    assert!(!found.contains("manifest.json"), "the notes, not the manifest, are named: {found}");
+    assert!(found.contains("checkpoints.txt"), "{found}");
+}

@@ -99,6 +99,14 @@ fn note_from_other_key_rejected() {
 }
 
 #[test]
+fn look_alike_signer_name_escaped() {
+    // A Cyrillic `о` in place of the `o` of the expected name.
+    let signed = note::sign("hello\n", &test_key("lupid.l\u{43e}cal/a", 1));
+    let error = note::open(&signed, &test_key("lupid.local/a", 1).verifier()).unwrap_err().to_string();
+    assert!(error.contains("it is signed by lupid.l\\u{43e}cal/a+"), "{error}");
+}
+
+#[test]
 fn note_with_changed_text_rejected() {
     let key = test_key("lupid.local/a", 1);
     let signed = note::sign("hello\n", &key).replace("hello", "hullo");
