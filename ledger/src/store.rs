@@ -21,7 +21,11 @@
 //! An append of more than [`PART_RECORDS`] records is written in parts
 //! ([`crate::parts`]), each one such batch with the head after it, and only
 //! the last part is synced: a crash keeps a prefix of whole parts.
-//! [`Ledger::checkpoint`] writes its checkpoint record and note the same way.
+//! [`Ledger::append_batch_unsynced`] writes the same way without the sync,
+//! and a [`WalSync`] handle makes its records durable from another thread
+//! (group commit: the daemon's writer appends the next batch meanwhile).
+//! [`Ledger::checkpoint`] writes its checkpoint record and note the same way,
+//! synced.
 //! Dropping the [`Ledger`] flushes the memtables, and so does a checkpoint
 //! when they hold 32 MiB or more, so a later open, read-only ones included,
 //! replays a short write-ahead log.
