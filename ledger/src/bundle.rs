@@ -168,9 +168,9 @@ fn write_bundle(
 ) -> Result<BundleSummary, BundleError> {
     // Create every file but the manifest before writing any, so an existing
     // file stops the export before the ledger is read. The manifest is
-    // created last, so an export cut short (killed) leaves none; an
-    // existing one stops the export now, and one planted meanwhile stops it
-    // at the end, since `create_new` never opens an existing name.
+    // created last, so an export that is killed leaves none. An existing
+    // manifest stops the export now, and one planted meanwhile stops it at
+    // the end, because `create_new` never opens an existing name.
     let manifest_path = dir.join(MANIFEST_FILE);
     if manifest_path.symlink_metadata().is_ok() {
         return Err(BundleError::Exists { path: manifest_path });

@@ -315,7 +315,7 @@ fn run_verify(ledger: &Path, pinned: Option<&Path>, key: Option<&str>) -> anyhow
         report.stored_checked, report.pinned_checked, report.distinct_checkpoints
     );
     // Without a pinned copy, nothing can detect a rewrite of the records
-    // after the newest signed checkpoint, so say which records those are.
+    // after the newest signed checkpoint, so the output names those records.
     match (key.is_some(), report.signed_tree_size) {
         (false, _) => println!("signed: not checked, because no --key was given"),
         (true, Some(size)) if size > 0 => {
@@ -665,10 +665,10 @@ fn escape_controls(text: &str) -> String {
         .collect()
 }
 
-/// Returns whether a character is not a control character but can still
-/// hide or reorder text on a terminal: bidirectional controls (a path
-/// ending in `U+202E gpj.tac` shows as `cat.jpg`), zero-width and other
-/// format characters, the line and paragraph separators, and the tag
+/// Returns whether a character that is not a control character can still
+/// hide or reorder text on a terminal. These are the bidirectional controls
+/// (a path ending in `U+202E gpj.tac` shows as `cat.jpg`), zero-width and
+/// other format characters, the line and paragraph separators, and the tag
 /// characters that can carry hidden ASCII.
 fn is_invisible(character: char) -> bool {
     matches!(

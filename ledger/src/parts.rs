@@ -47,7 +47,7 @@ pub(crate) fn write_parts(
     mut prepare: impl FnMut() -> Option<Result<Part, LedgerError>>,
 ) -> (usize, Result<(), LedgerError>) {
     thread::scope(|scope| {
-        // The channel holds one part while the writer writes another, so at
+        // The channel keeps one part while the writer writes another, so at
         // most three parts are in memory: queued, written and prepared.
         let (sender, receiver) = sync_channel(1);
         let writer = scope.spawn(move || write_received(db, path, &receiver));

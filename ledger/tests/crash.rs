@@ -92,8 +92,8 @@ fn child_appender() {
     }
 }
 
-/// The pipelined child: this thread appends without syncing, and a second
-/// thread syncs and prints the last `seq` that each sync made durable.
+/// Appends without syncing on this thread, while a second thread syncs and
+/// prints the last `seq` that each sync made durable (the pipelined child).
 fn append_pipelined(mut ledger: Ledger) -> ! {
     let syncer = ledger.wal_sync();
     let (written, to_sync) = mpsc::sync_channel::<u64>(PIPELINED_AHEAD);

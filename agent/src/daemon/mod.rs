@@ -389,7 +389,7 @@ async fn sweep(state: Arc<State>) {
 }
 
 /// Records an `agent_exit` with status [`lupid_ledger::EXIT_UNKNOWN`] for a
-/// run whose cgroup is empty and whose exit nobody reported: its
+/// run whose cgroup is empty and whose exit no client reported: its
 /// `lupid-agent run` died, or lost the daemon that it registered with.
 fn record_abandoned_exit(state: &State, agent_id: u32) {
     let name = {

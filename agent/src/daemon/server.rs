@@ -203,7 +203,7 @@ fn agent_exited(state: &State, agent_id: u32, status: i32) -> Reply {
 
 /// Returns the name of lupid's program that the kernel lists as `listed`,
 /// or `None` when none matches. The kernel keeps 15 bytes of a program's
-/// name, so a longer name is found by its start; a start that several
+/// name, so a longer name is found by its start. A start that several
 /// names share stays as the kernel lists it.
 fn hook_program_name(listed: &str) -> Option<String> {
     if listed.is_empty() {

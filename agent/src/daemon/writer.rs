@@ -11,8 +11,8 @@
 //! the write-ahead log and only after that acknowledges the senders that
 //! asked to wait, so the writer appends the next batch while the disk
 //! syncs the one before: group commit. The bounds make a slow disk push
-//! back on the event reader instead of growing memory; the kernel then
-//! denies actions once its ring buffer is full.
+//! back on the event reader instead of growing memory, so the kernel denies
+//! actions once its ring buffer is full.
 
 use std::{
     sync::{
@@ -209,8 +209,8 @@ fn commit(
     match ledger.append_batch_unsynced(records) {
         Ok(appended) => {
             let last_seq = appended.last().map_or(0, |a| a.seq);
-            // The send fails only when the sync thread is gone, which
-            // happens only after this thread returns.
+            // The send fails only when the sync thread is gone. `run` joins
+            // that thread only after this loop has returned.
             let _ = unsynced.send((senders, last_seq));
         }
         Err(e) => {
